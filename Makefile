@@ -1,0 +1,35 @@
+# Two entry points for a fresh machine: `make demo` and `make test` (see README).
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test install install-test services lint bench replay
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install -q -e .
+
+install-test: $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+
+demo: install
+	$(BIN)/cti demo
+
+# Installs everything the suite needs (Chromium, the PostgreSQL server if it is down), lints, type-checks, tests.
+test: install-test services lint
+	$(BIN)/pytest -q
+	PATH=$(CURDIR)/$(BIN):$$PATH ../shared/tools/check-replay ../shared/ami-traces || [ ! -d ../shared/ami-traces ]
+
+services:
+	./scripts/ensure-services
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: install-test
+	$(BIN)/python -m bench

@@ -1,0 +1,252 @@
+"""Configuration: one TOML file, overridden by environment variables, validated at start.
+
+A bad file fails with a ``ConfigError`` naming the key and the file line, e.g.
+``config/cti.toml:12: ami.port: Input should be a valid integer``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_CONFIG = "CTI_CONFIG"
+ENV_DATABASE_URL = "CTI_DATABASE_URL"
+ENV_AMI_SECRET = "CTI_AMI_SECRET"
+ENV_DEFAULT_REGION = "CTI_DEFAULT_REGION"
+
+
+class ConfigError(Exception):
+    """A configuration problem, with the file and line where it was found when known."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AmiConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(5038, ge=1, le=65535)
+    username: str = "cti"
+    secret: str = ""
+    # AMI event classes to receive; narrow them to cut VarSet/Newexten traffic.
+    events: str = "call,agent"
+    connect_timeout_s: float = Field(5.0, gt=0)
+    action_timeout_s: float = Field(5.0, gt=0)
+    ping_interval_s: float = Field(10.0, gt=0)
+    ping_timeout_s: float = Field(5.0, gt=0)
+    reconnect_initial_s: float = Field(0.5, gt=0)
+    reconnect_max_s: float = Field(30.0, gt=0)
+    enabled: bool = True
+
+
+class AgiConfig(_Section):
+    host: str = "0.0.0.0"
+    port: int = Field(4573, ge=0, le=65535)
+    # The whole routing answer must be sent within this deadline, CRM or not.
+    deadline_ms: int = Field(300, gt=0)
+    # Where the classic AGI script (cti-agi) asks the daemon over HTTP.
+    http_url: str = "http://127.0.0.1:8080/api/route"
+
+
+class HttpConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    cors_origins: list[str] = []
+
+
+class DatabaseConfig(_Section):
+    url: str = ""
+    echo: bool = False
+
+
+class PhoneConfig(_Section):
+    default_region: str = "GB"
+    # Caller IDs with at most this many digits are internal extensions, not customers.
+    internal_max_digits: int = Field(6, ge=1, le=10)
+
+    @field_validator("default_region")
+    @classmethod
+    def _region_is_known(cls, value: str) -> str:
+        import phonenumbers
+
+        region = value.upper()
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"unknown phone region {value!r} (use an ISO 3166 code such as GB)")
+        return region
+
+
+class CrmConfig(_Section):
+    cache_ttl_s: float = Field(30.0, ge=0)
+    cache_size: int = Field(10_000, ge=0)
+    view_interactions: int = Field(10, ge=0)
+    view_orders: int = Field(5, ge=0)
+
+
+class TierConfig(_Section):
+    """A support tier: the queue its callers wait in and how escalation into it is prioritised."""
+
+    queue: str
+    priority: int = Field(0, ge=0, le=9999)
+    escalation_boost: int = Field(10, ge=0, le=9999)
+    label: str = ""
+    # Dialplan target (context,exten,priority) that enters this tier's queue, for Redirect.
+    context: str = "transfer"
+    exten: str = ""
+
+
+class AgentConfig(_Section):
+    """A desktop user. ``token_sha256`` is the hex SHA-256 of the agent's secret token."""
+
+    name: str
+    member: str = ""
+    interface: str = ""
+    role: Literal["agent", "supervisor"] = "agent"
+    tiers: list[str] = []
+    token_sha256: str = ""
+
+
+class LoggingConfig(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["console", "json"] = "console"
+
+
+class Config(_Section):
+    ami: AmiConfig = AmiConfig()
+    agi: AgiConfig = AgiConfig()
+    http: HttpConfig = HttpConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    phone: PhoneConfig = PhoneConfig()
+    crm: CrmConfig = CrmConfig()
+    logging: LoggingConfig = LoggingConfig()
+    tiers: dict[str, TierConfig] = {
+        "tier1": TierConfig(queue="tier1", priority=0, exten="8001"),
+        "tier2": TierConfig(queue="tier2", priority=0, exten="8002"),
+        "tier3": TierConfig(queue="tier3", priority=0, exten="8003"),
+    }
+    # Routing rules and business hours are validated by cti.routing (it names the failing rule).
+    routing: dict[str, Any] = {}
+    agents: list[AgentConfig] = []
+    # Where this config came from, for messages; not a TOML key.
+    source: str = Field("<defaults>", exclude=True)
+
+    @property
+    def database_url(self) -> str:
+        """The async SQLAlchemy URL of the CRM store."""
+        return async_database_url(self.database.url or default_database_url())
+
+
+def default_database_url() -> str:
+    data_dir = Path(platformdirs.user_data_dir("cti"))
+    return f"sqlite+aiosqlite:///{data_dir / 'cti.db'}"
+
+
+def async_database_url(url: str) -> str:
+    """Accept ``sqlite:///``, ``sqlite+aiosqlite:///``, ``postgresql://`` (and ``postgres://``)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ConfigError(f"database url {url!r} has no scheme (sqlite:///path or postgresql://…)")
+    drivers = {
+        "sqlite": "sqlite+aiosqlite",
+        "sqlite+aiosqlite": "sqlite+aiosqlite",
+        "postgresql": "postgresql+asyncpg",
+        "postgres": "postgresql+asyncpg",
+        "postgresql+asyncpg": "postgresql+asyncpg",
+    }
+    if scheme not in drivers:
+        raise ConfigError(f"database url scheme {scheme!r} is not supported (sqlite, postgresql)")
+    return f"{drivers[scheme]}://{rest}"
+
+
+@dataclass(frozen=True)
+class _Located:
+    text: str
+    path: str
+
+    def line_of(self, loc: tuple[str | int, ...]) -> int | None:
+        """Best-effort line number of a dotted key path in the TOML text."""
+        lines = self.text.splitlines()
+        tables = [str(p) for p in loc if isinstance(p, str)]
+        key = tables[-1] if tables else None
+        start = 0
+        # Walk down the table headers (``[a]``, ``[a.b]``, ``[[a.b]]``) as far as they go.
+        for depth in range(len(tables), 0, -1):
+            header = ".".join(tables[:depth])
+            pattern = re.compile(rf"^\s*\[\[?\s*{re.escape(header)}\s*\]\]?\s*$")
+            index = next((i for i, line in enumerate(lines) if pattern.match(line)), None)
+            if index is not None:
+                if depth == len(tables):
+                    return index + 1
+                start = index
+                break
+        if key is None:
+            return None
+        key_pattern = re.compile(rf"^\s*\"?{re.escape(key)}\"?\s*=")
+        for i in range(start, len(lines)):
+            if key_pattern.match(lines[i]):
+                return i + 1
+        return None
+
+
+def _format_errors(error: ValidationError, located: _Located | None, source: str) -> str:
+    messages = []
+    for item in error.errors():
+        loc = tuple(item["loc"])
+        dotted = ".".join(str(p) for p in loc) or "<top>"
+        line = located.line_of(loc) if located else None
+        where = f"{source}:{line}" if line else source
+        messages.append(f"{where}: {dotted}: {item['msg']}")
+    return "\n".join(messages)
+
+
+def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    if url := env.get(ENV_DATABASE_URL):
+        data.setdefault("database", {})["url"] = url
+    if secret := env.get(ENV_AMI_SECRET):
+        data.setdefault("ami", {})["secret"] = secret
+    if region := env.get(ENV_DEFAULT_REGION):
+        data.setdefault("phone", {})["default_region"] = region
+    return data
+
+
+def parse_config(
+    text: str, source: str = "<string>", env: Mapping[str, str] | None = None
+) -> Config:
+    """Parse TOML text into a validated ``Config``; environment overrides apply on top."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
+    data = _apply_env(data, os.environ if env is None else env)
+    try:
+        config = Config.model_validate({**data, "source": source})
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, _Located(text, source), source)) from exc
+    try:
+        async_database_url(config.database.url or default_database_url())
+    except ConfigError as exc:
+        line = _Located(text, source).line_of(("database", "url"))
+        raise ConfigError(f"{source}:{line or '?'}: database.url: {exc}") from exc
+    return config
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Load the config from ``path``, else ``$CTI_CONFIG``, else built-in defaults."""
+    environ = os.environ if env is None else env
+    chosen = path or environ.get(ENV_CONFIG)
+    if not chosen:
+        return parse_config("", "<defaults>", environ)
+    file = Path(chosen)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read config: {exc.strerror or exc}") from exc
+    return parse_config(text, str(file), environ)

@@ -1,0 +1,82 @@
+"""structlog configuration. Phone numbers never appear in full at info level or above."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+# Event keys whose values are caller IDs or phone numbers.
+PHONE_KEYS = frozenset(
+    {
+        "caller",
+        "callerid",
+        "caller_id",
+        "number",
+        "phone",
+        "e164",
+        "caller_e164",
+        "dnid",
+        "to_number",
+    }
+)
+_DIGITS = re.compile(r"\d")
+
+
+def mask_number(value: object) -> str:
+    """Keep a number recognisable for support without printing it whole: ``+44207****567``."""
+    text = str(value)
+    digits = len(_DIGITS.findall(text))
+    if digits <= 6:
+        return text  # extensions, short codes and 'anonymous' are not personal data
+    keep_head, keep_tail, seen = 5, 3, 0
+    out = []
+    for ch in text:
+        if ch.isdigit():
+            seen += 1
+            out.append(ch if seen <= keep_head or seen > digits - keep_tail else "*")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def mask_phone_numbers(
+    _logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: mask phone-number fields unless the line is at debug level."""
+    if method_name == "debug":
+        return event_dict
+    for key in PHONE_KEYS.intersection(event_dict):
+        value = event_dict[key]
+        if value is not None:
+            event_dict[key] = mask_number(value)
+    return event_dict
+
+
+def configure_logging(level: str = "info", fmt: str = "console") -> None:
+    """Configure structlog once for a process (the CLI calls this)."""
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            mask_phone_numbers,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.StackInfoRenderer(),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )

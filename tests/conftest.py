@@ -1,0 +1,67 @@
+"""Shared fixtures: the shared traces and a CRM database on each store (SQLite, PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+PG_DSN = os.environ.get("CTI_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """``../shared`` beside the checkout (recorded Asterisk traffic and tools)."""
+    if not (SHARED / "ami-traces").is_dir():
+        pytest.skip(f"recorded Asterisk traffic not found at {SHARED}/ami-traces")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def traces_dir(shared_dir: Path) -> Path:
+    return shared_dir / "ami-traces"
+
+
+@pytest.fixture(scope="session")
+def protocol_dir(shared_dir: Path) -> Path:
+    return shared_dir / "ami-traces" / "asterisk22" / "protocol"
+
+
+async def _pg_admin(statement: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_DSN, timeout=5)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped at the end."""
+    name = f"cti_test_{uuid.uuid4().hex[:12]}"
+    try:
+        asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+    except (OSError, Exception) as exc:  # asyncpg raises its own errors, OSError when down
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"PostgreSQL at {PG_DSN} is not reachable: {exc}")
+    base = PG_DSN.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database URL for each store; PostgreSQL tables are emptied by the store's own tests."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'crm.db'}"
+    url: str = request.getfixturevalue("pg_server_url")
+    return url.replace("postgresql://", "postgresql+asyncpg://", 1)

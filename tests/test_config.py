@@ -1,0 +1,85 @@
+"""The config file: defaults, environment overrides, and errors that name the key and the line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cti.config import ConfigError, async_database_url, load_config, parse_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_example_config_is_valid() -> None:
+    config = load_config(ROOT / "config" / "cti.example.toml", env={})
+    assert config.ami.port == 5038
+    assert config.tiers["tier2"].queue == "tier2"
+    assert config.phone.default_region == "GB"
+
+
+def test_defaults_without_a_file() -> None:
+    config = load_config(None, env={})
+    assert config.database_url.startswith("sqlite+aiosqlite:///")
+    assert config.agi.deadline_ms == 300
+
+
+def test_environment_overrides_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "cti.toml"
+    path.write_text('[ami]\nsecret = "file"\n[phone]\ndefault_region = "GB"\n')
+    env = {
+        "CTI_AMI_SECRET": "from-env",
+        "CTI_DEFAULT_REGION": "de",
+        "CTI_DATABASE_URL": "postgresql://u@db/crm",
+    }
+    config = load_config(path, env=env)
+    assert config.ami.secret == "from-env"
+    assert config.phone.default_region == "DE"
+    assert config.database_url == "postgresql+asyncpg://u@db/crm"
+
+
+def test_cti_config_variable_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "other.toml"
+    path.write_text("[http]\nport = 9999\n")
+    assert load_config(None, env={"CTI_CONFIG": str(path)}).http.port == 9999
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("sqlite:///var/cti.db", "sqlite+aiosqlite:///var/cti.db"),
+        ("sqlite+aiosqlite:///x.db", "sqlite+aiosqlite:///x.db"),
+        ("postgresql://a@b/c", "postgresql+asyncpg://a@b/c"),
+    ],
+)
+def test_database_urls_in_every_accepted_form(url: str, expected: str) -> None:
+    assert async_database_url(url) == expected
+
+
+def test_a_bad_value_names_the_key_and_the_line() -> None:
+    text = '[ami]\nhost = "pbx"\nport = "five"\n'
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "cti.toml", env={})
+    assert "cti.toml:3: ami.port" in str(err.value)
+
+
+def test_an_unknown_key_names_the_key_and_the_line() -> None:
+    text = "[http]\nport = 8080\n\n[phone]\nregion = 'GB'\n"
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "cti.toml", env={})
+    assert "cti.toml:5: phone.region" in str(err.value)
+
+
+def test_an_unknown_region_is_refused() -> None:
+    with pytest.raises(ConfigError, match="default_region"):
+        parse_config('[phone]\ndefault_region = "XX"\n', "cti.toml", env={})
+
+
+def test_broken_toml_gives_the_line() -> None:
+    with pytest.raises(ConfigError, match="line 2"):
+        parse_config("[ami]\nport = = 1\n", "cti.toml", env={})
+
+
+def test_an_unsupported_database_scheme_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"cti.toml:2: database.url"):
+        parse_config('[database]\nurl = "mysql://x/y"\n', "cti.toml", env={})

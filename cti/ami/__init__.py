@@ -1,0 +1,1 @@
+"""Asterisk Manager Interface: the wire parser, the connection, actions."""

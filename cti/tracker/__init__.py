@@ -1,0 +1,1 @@
+"""The call tracker: a pure state machine from AMI events to call events (no I/O)."""

@@ -1,0 +1,32 @@
+"""Call events: what the tracker emits, what the hub, the interaction log and stats consume."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+CallEventName = Literal[
+    "offered",  # a call arrived: caller, caller_name, channel, uniqueid, dnid
+    "queued",  # QueueCallerJoin: queue, position, priority
+    "ringing",  # an agent's phone rings: queue, member, interface, agent_channel
+    "ring_stopped",  # that phone stopped ringing without answering: member, interface, reason
+    "answered",  # agent (member name or device), interface, queue, wait_s
+    "transferred",  # kind (blind/attended), from_agent, to, to_queue
+    "abandoned",  # caller gave up while queued or ringing: queue, wait_s, position
+    "left_queue",  # the caller left a queue without being answered there (redirect, timeout)
+    "ended",  # hangup_by (caller/agent/system), cause, duration_s, talk_s, wait_s
+    "agent_state",  # queue member state: member, interface, queue, status, paused, reason
+]
+
+
+@dataclass(frozen=True, slots=True)
+class CallEvent:
+    """One thing that happened to a call. ``call`` is the call's Linkedid (its identity)."""
+
+    call: str
+    event: CallEventName
+    ts: float | None  # the AMI Timestamp header (epoch seconds) when present
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"call": self.call, "event": self.event, "ts": self.ts, **self.data}

@@ -1,0 +1,510 @@
+"""Live call context: what the daemon knows about each call while it lasts (and shortly after).
+
+``LiveCalls.apply(event)`` takes the tracker's call events in order and keeps one
+``CallContext`` per call: who is calling (resolved against the CRM, with the 360° view), how the
+call was routed (the FastAGI decision), where it waits, which agents' phones ring, who talks to
+the caller, and what was carried across transfers and escalations (previous agents, reason,
+notes). When the call ends the interaction is handed to the recorder; the context stays for a
+grace period so that late notes and the wrap-up disposition still reach the record.
+
+The CRM never blocks the event flow: the caller is looked up in a task started when the call
+is offered; an event that needs the view (the ring that pops the agent's desktop) waits for it
+only within what is left of ``resolve_timeout_s`` since the offer, then goes on without it, and
+``on_update`` is called when it arrives later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import structlog
+
+from crm_core.types import CustomerDirectory, InteractionRecord
+from cti.tracker.events import CallEvent
+
+log = structlog.get_logger(__name__)
+
+CallState = str  # offered / queued / ringing / answered / ended
+
+
+class UnknownCall(KeyError):
+    """No live (or recently ended) call has this id."""
+
+
+class DecisionLookup(Protocol):
+    """The routing decision log: the FastAGI answer given for a channel, by its Uniqueid."""
+
+    def get(self, uniqueid: str) -> Any | None: ...
+
+
+class InteractionSink(Protocol):
+    """Where finished calls go (``cti.interactions.InteractionRecorder``)."""
+
+    def submit(self, record: InteractionRecord) -> None: ...
+
+
+@dataclass
+class CallContext:
+    """Everything an agent's desktop, the API and the interaction log need about one call."""
+
+    call_id: str
+    caller: str | None = None
+    caller_e164: str | None = None
+    status: str | None = None  # resolution status: match/ambiguous/unknown/anonymous/internal
+    customer_id: int | None = None
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+    view: dict[str, Any] | None = None  # CustomerView.to_dict()
+    routing: dict[str, Any] | None = None  # queue/tier/priority/reason/rule/customer_id
+    queue: str | None = None
+    queues: list[str] = field(default_factory=list)
+    tier: str | None = None
+    tiers: list[str] = field(default_factory=list)
+    state: CallState = "offered"
+    caller_channel: str | None = None
+    caller_uniqueid: str | None = None
+    agent: str | None = None  # queue member name (or device) talking to the caller now
+    agent_interface: str | None = None
+    agents: list[str] = field(default_factory=list)  # everyone who talked to the caller
+    ringing_agents: list[dict[str, Any]] = field(default_factory=list)  # {member, interface}
+    previous_agents: list[str] = field(default_factory=list)
+    transfers: list[dict[str, Any]] = field(default_factory=list)
+    escalations: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[dict[str, Any]] = field(default_factory=list)  # {author, text, at}
+    disposition: str | None = None
+    disposition_by: str | None = None
+    outcome: str | None = None  # answered / abandoned / unanswered, once ended
+    hangup_by: str | None = None
+    wait_s: float | None = None
+    talk_s: float | None = None
+    offered_at: float | None = None  # epoch seconds
+    answered_at: float | None = None
+    ended_at: float | None = None
+    uniqueids: list[str] = field(default_factory=list)  # the caller's channels seen so far
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        del data["uniqueids"]
+        return data
+
+    @property
+    def last_escalation(self) -> dict[str, Any] | None:
+        return self.escalations[-1] if self.escalations else None
+
+
+def _plain(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return dict(value)
+    to_dict = getattr(value, "to_dict", None)
+    if callable(to_dict):
+        result: dict[str, Any] = to_dict()
+        return result
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return {k: getattr(value, k) for k in ("queue", "tier", "priority", "reason", "rule")}
+
+
+def _dt(ts: float | None) -> datetime | None:
+    return datetime.fromtimestamp(ts, UTC) if ts is not None else None
+
+
+class LiveCalls:
+    """The live call contexts, fed by the tracker's call events (one consumer, in order)."""
+
+    def __init__(
+        self,
+        *,
+        directory: CustomerDirectory | None = None,
+        decisions: DecisionLookup | None = None,
+        recorder: InteractionSink | None = None,
+        tiers_by_queue: Mapping[str, str] | None = None,
+        resolve_timeout_s: float = 0.3,
+        lookup_deadline_s: float = 10.0,
+        grace_s: float = 120.0,
+        on_update: Callable[[CallContext], Awaitable[None]] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._directory = directory
+        self._decisions = decisions
+        self._recorder = recorder
+        self._tiers_by_queue = dict(tiers_by_queue or {})
+        self._resolve_timeout_s = resolve_timeout_s
+        self._lookup_deadline_s = lookup_deadline_s
+        self._grace_s = grace_s
+        self._on_update = on_update
+        self._clock = clock
+        self._calls: dict[str, CallContext] = {}
+        self._lookups: dict[str, asyncio.Task[None]] = {}
+        self._lookup_started: dict[str, float] = {}
+        self._releases: dict[str, asyncio.TimerHandle] = {}
+        self._published: set[str] = set()
+
+    # ---- queries -------------------------------------------------------------------------
+
+    def get(self, call_id: str) -> CallContext | None:
+        return self._calls.get(call_id)
+
+    def active(self) -> list[CallContext]:
+        """Calls not yet ended, oldest first."""
+        return [c for c in self._calls.values() if c.state != "ended"]
+
+    def for_agent(self, who: str) -> list[CallContext]:
+        """Active calls talking to, or ringing, this agent (queue member name or interface)."""
+        found = []
+        for ctx in self.active():
+            if who in (ctx.agent, ctx.agent_interface) or any(
+                who in (r.get("member"), r.get("interface")) for r in ctx.ringing_agents
+            ):
+                found.append(ctx)
+        return found
+
+    def tier_of(self, queue: str | None) -> str | None:
+        return self._tiers_by_queue.get(queue, queue) if queue else None
+
+    # ---- the event flow ------------------------------------------------------------------
+
+    async def apply(self, event: CallEvent) -> CallContext | None:
+        """Update the call's context with one tracker event; the context, or None if no call."""
+        if event.event == "agent_state" or not event.call:
+            return None
+        ctx = self._calls.get(event.call)
+        if ctx is None:
+            # A call first seen mid-way (adopted after a restart or a resync) gets a context too.
+            ctx = self._calls[event.call] = CallContext(call_id=event.call)
+            ctx.offered_at = event.ts
+        handler = _HANDLERS.get(event.event)
+        if handler is not None:
+            handler(self, ctx, event)
+        self._note_uniqueid(ctx, event.data)
+        if ctx.caller is None and event.data.get("caller") and event.event != "transferred":
+            ctx.caller = str(event.data["caller"])
+        if ctx.caller is not None or ctx.customer_id is not None:
+            self._start_lookup(ctx)
+        if ctx.routing is None:
+            self._attach_routing(ctx)
+        if event.event in ("ringing", "answered", "transferred"):
+            await self._await_lookup(ctx)
+            self._published.add(ctx.call_id)
+        if event.event == "ended":
+            await self._await_lookup(ctx)
+            self._finish(ctx, event)
+        return ctx
+
+    def _on_offered(self, ctx: CallContext, ev: CallEvent) -> None:
+        d = ev.data
+        ctx.caller = d.get("caller", ctx.caller)
+        ctx.caller_channel = d.get("channel", ctx.caller_channel)
+        ctx.caller_uniqueid = d.get("uniqueid", ctx.caller_uniqueid)
+        ctx.offered_at = ev.ts if ev.ts is not None else ctx.offered_at or self._clock()
+
+    def _on_queued(self, ctx: CallContext, ev: CallEvent) -> None:
+        queue = ev.data.get("queue")
+        if queue:
+            ctx.queue = queue
+            if not ctx.queues or ctx.queues[-1] != queue:
+                ctx.queues.append(queue)
+            tier = self.tier_of(queue)
+            ctx.tier = tier
+            if tier and (not ctx.tiers or ctx.tiers[-1] != tier):
+                ctx.tiers.append(tier)
+        if ctx.state != "answered":
+            ctx.state = "queued"
+        ctx.ringing_agents = []
+
+    def _on_ringing(self, ctx: CallContext, ev: CallEvent) -> None:
+        d = ev.data
+        entry = {"member": d.get("member"), "interface": d.get("interface")}
+        if entry not in ctx.ringing_agents:
+            ctx.ringing_agents.append(entry)
+        if d.get("queue") and d["queue"] != ctx.queue:
+            self._on_queued(ctx, CallEvent(ctx.call_id, "queued", ev.ts, {"queue": d["queue"]}))
+            ctx.ringing_agents.append(entry)
+        if ctx.state != "answered":
+            ctx.state = "ringing"
+
+    def _on_ring_stopped(self, ctx: CallContext, ev: CallEvent) -> None:
+        d = ev.data
+        ctx.ringing_agents = [
+            r
+            for r in ctx.ringing_agents
+            if not (r.get("member") == d.get("member") and r.get("interface") == d.get("interface"))
+        ]
+        if ctx.state == "ringing" and not ctx.ringing_agents:
+            ctx.state = "queued" if ctx.queue else "offered"
+
+    def _on_answered(self, ctx: CallContext, ev: CallEvent) -> None:
+        d = ev.data
+        agent = d.get("agent")
+        if ctx.agent and agent and ctx.agent != agent and ctx.agent not in ctx.previous_agents:
+            ctx.previous_agents.append(ctx.agent)
+        ctx.agent = agent
+        ctx.agent_interface = d.get("interface")
+        if agent and agent not in ctx.agents:
+            ctx.agents.append(agent)
+        if d.get("queue") and d["queue"] != ctx.queue:
+            self._on_queued(ctx, CallEvent(ctx.call_id, "queued", ev.ts, {"queue": d["queue"]}))
+        if ctx.answered_at is None:
+            ctx.answered_at = ev.ts if ev.ts is not None else self._clock()
+            wait = d.get("wait_s")
+            if wait is None and ctx.offered_at is not None:
+                wait = round(ctx.answered_at - ctx.offered_at, 3)
+            ctx.wait_s = wait
+        ctx.ringing_agents = []
+        ctx.state = "answered"
+
+    def _on_transferred(self, ctx: CallContext, ev: CallEvent) -> None:
+        d = ev.data
+        from_agent = d.get("from_agent") or ctx.agent
+        if from_agent and from_agent not in ctx.previous_agents:
+            ctx.previous_agents.append(from_agent)
+        ctx.transfers.append(
+            {
+                "kind": d.get("kind"),
+                "from": from_agent,
+                "to": d.get("to"),
+                "to_queue": d.get("to_queue"),
+                "at": ev.ts if ev.ts is not None else self._clock(),
+            }
+        )
+        to_agent = d.get("to_agent")
+        if d.get("kind") == "attended" and to_agent:
+            # The consulted agent already talked with the transferer: they now have the caller.
+            ctx.agent = to_agent
+            ctx.agent_interface = d.get("to_interface")
+            if to_agent not in ctx.agents:
+                ctx.agents.append(to_agent)
+            ctx.state = "answered"
+        else:
+            ctx.agent = None
+            ctx.agent_interface = None
+            ctx.state = "queued" if d.get("to_queue") else "ringing"
+        if d.get("to_queue"):
+            self._on_queued(ctx, CallEvent(ctx.call_id, "queued", ev.ts, {"queue": d["to_queue"]}))
+            if ctx.agent:
+                ctx.state = "answered"
+
+    def _on_abandoned(self, ctx: CallContext, ev: CallEvent) -> None:
+        ctx.outcome = "abandoned"
+        ctx.ringing_agents = []
+
+    def _on_left_queue(self, ctx: CallContext, ev: CallEvent) -> None:
+        ctx.ringing_agents = []
+
+    # ---- ending and recording ------------------------------------------------------------
+
+    def _finish(self, ctx: CallContext, ev: CallEvent) -> None:
+        d = ev.data
+        summary: Mapping[str, Any] = d.get("summary") or {}
+        ctx.state = "ended"
+        ctx.ended_at = ev.ts if ev.ts is not None else self._clock()
+        ctx.ringing_agents = []
+        ctx.hangup_by = d.get("hangup_by") or summary.get("hangup_by")
+        if d.get("talk_s") is not None:
+            ctx.talk_s = d["talk_s"]
+        elif ctx.answered_at is not None:
+            ctx.talk_s = round(ctx.ended_at - ctx.answered_at, 3)
+        for name in summary.get("agents") or ():
+            if name not in ctx.agents:
+                ctx.agents.append(name)
+        for queue in summary.get("queues") or ():
+            if queue not in ctx.queues:
+                ctx.queues.append(queue)
+                tier = self.tier_of(queue)
+                if tier and tier not in ctx.tiers:
+                    ctx.tiers.append(tier)
+        if ctx.wait_s is None:
+            ctx.wait_s = summary.get("wait_s", d.get("wait_s"))
+        if ctx.caller is None and summary.get("caller"):
+            ctx.caller = summary["caller"]
+        if ctx.agents:
+            ctx.outcome = "answered"
+        elif summary.get("abandoned") or ctx.outcome == "abandoned":
+            ctx.outcome = "abandoned"
+        else:
+            ctx.outcome = "unanswered"
+        self._record(ctx)
+        loop = asyncio.get_running_loop()
+        self._releases[ctx.call_id] = loop.call_later(self._grace_s, self._release, ctx.call_id)
+
+    def record_of(self, ctx: CallContext) -> InteractionRecord:
+        """The interaction record for a call as it stands now."""
+        routing = ctx.routing or {}
+        notes = "\n".join(f"{n['author']}: {n['text']}" for n in ctx.notes)
+        return InteractionRecord(
+            call_id=ctx.call_id,
+            customer_id=ctx.customer_id,
+            caller=ctx.caller,
+            direction="inbound",
+            started_at=_dt(ctx.offered_at),
+            answered_at=_dt(ctx.answered_at),
+            ended_at=_dt(ctx.ended_at),
+            queues=tuple(ctx.queues),
+            tiers=tuple(ctx.tiers),
+            agents=tuple(ctx.agents),
+            outcome=ctx.outcome or "unanswered",
+            wait_s=ctx.wait_s,
+            talk_s=ctx.talk_s,
+            transfers=tuple(ctx.transfers),
+            routing_reason=routing.get("reason"),
+            disposition=ctx.disposition,
+            notes=notes,
+            extra={
+                "hangup_by": ctx.hangup_by,
+                "escalations": list(ctx.escalations),
+                "notes": list(ctx.notes),
+                "routing": ctx.routing,
+                "disposition_by": ctx.disposition_by,
+                "resolution": ctx.status,
+            },
+        )
+
+    def _record(self, ctx: CallContext) -> None:
+        if self._recorder is not None:
+            self._recorder.submit(self.record_of(ctx))
+
+    def _release(self, call_id: str) -> None:
+        self._releases.pop(call_id, None)
+        self._calls.pop(call_id, None)
+        self._published.discard(call_id)
+        self._lookup_started.pop(call_id, None)
+        task = self._lookups.pop(call_id, None)
+        if task is not None:
+            task.cancel()
+
+    # ---- what agents and the API do ------------------------------------------------------
+
+    def _known(self, call_id: str) -> CallContext:
+        ctx = self._calls.get(call_id)
+        if ctx is None:
+            raise UnknownCall(call_id)
+        return ctx
+
+    async def add_note(self, call_id: str, author: str, text: str) -> CallContext:
+        """A note on the call; after the call ended it updates the interaction record."""
+        ctx = self._known(call_id)
+        ctx.notes.append({"author": author, "text": text, "at": self._clock()})
+        if ctx.state == "ended":
+            self._record(ctx)
+        return ctx
+
+    async def set_disposition(self, call_id: str, code: str, author: str) -> CallContext:
+        """The wrap-up code; after the call ended it updates the interaction record."""
+        ctx = self._known(call_id)
+        ctx.disposition = code
+        ctx.disposition_by = author
+        if ctx.state == "ended":
+            self._record(ctx)
+        return ctx
+
+    def mark_escalation(
+        self, call_id: str, from_agent: str | None, tier: str, reason: str, note: str = ""
+    ) -> CallContext:
+        """Record an escalation (before the AMI action moves the caller) so it is carried on."""
+        ctx = self._known(call_id)
+        at = self._clock()
+        ctx.escalations.append(
+            {"from_agent": from_agent, "tier": tier, "reason": reason, "note": note, "at": at}
+        )
+        if note:
+            ctx.notes.append({"author": from_agent or "system", "text": note, "at": at})
+        return ctx
+
+    # ---- CRM and routing -----------------------------------------------------------------
+
+    def _note_uniqueid(self, ctx: CallContext, data: Mapping[str, Any]) -> None:
+        for key in ("uniqueid", "caller_uniqueid"):
+            uid = data.get(key)
+            if uid and uid not in ctx.uniqueids:
+                ctx.uniqueids.append(str(uid))
+
+    def _attach_routing(self, ctx: CallContext) -> None:
+        """The FastAGI decision for this call: it ran on one of the caller's channels."""
+        if self._decisions is None:
+            return
+        for uid in [*ctx.uniqueids, ctx.call_id]:
+            decision = self._decisions.get(uid)
+            if decision is not None:
+                ctx.routing = _plain(decision)
+                if ctx.customer_id is None and isinstance(ctx.routing, dict):
+                    cid = ctx.routing.get("customer_id")
+                    if isinstance(cid, int):
+                        ctx.customer_id = cid
+                        self._start_lookup(ctx)
+                return
+
+    def _start_lookup(self, ctx: CallContext) -> None:
+        if self._directory is None or ctx.call_id in self._lookup_started:
+            return
+        self._lookup_started[ctx.call_id] = time.monotonic()
+        self._lookups[ctx.call_id] = asyncio.create_task(
+            self._lookup(ctx), name=f"crm-lookup-{ctx.call_id}"
+        )
+
+    async def _lookup(self, ctx: CallContext) -> None:
+        assert self._directory is not None
+        try:
+            async with asyncio.timeout(self._lookup_deadline_s):
+                if ctx.caller is not None or ctx.customer_id is None:
+                    resolution = await self._directory.resolve(ctx.caller)
+                    ctx.status = resolution.status
+                    ctx.caller_e164 = resolution.e164
+                    ctx.candidates = [c.to_dict() for c in resolution.candidates]
+                    if resolution.customer_id is not None:
+                        ctx.customer_id = resolution.customer_id
+                if ctx.customer_id is not None:
+                    view = await self._directory.view(ctx.customer_id)
+                    ctx.view = view.to_dict() if view is not None else None
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a CRM down or slow must not stop the call flow
+            log.warning("crm lookup failed", call_id=ctx.call_id, error=repr(exc))
+            return
+        finally:
+            self._lookups.pop(ctx.call_id, None)
+        if ctx.state == "ended":
+            self._record(ctx)  # the call ended before the CRM answered: complete its record
+        elif ctx.call_id in self._published and self._on_update is not None:
+            try:
+                await self._on_update(ctx)
+            except Exception as exc:
+                log.warning("context update not delivered", call_id=ctx.call_id, error=repr(exc))
+
+    async def _await_lookup(self, ctx: CallContext) -> None:
+        task = self._lookups.get(ctx.call_id)
+        started = self._lookup_started.get(ctx.call_id)
+        if task is None or started is None or task.done():
+            return
+        remaining = self._resolve_timeout_s - (time.monotonic() - started)
+        if remaining <= 0:
+            return
+        await asyncio.wait([task], timeout=remaining)
+
+    async def close(self) -> None:
+        """Cancel pending lookups and release timers (the daemon calls this on shutdown)."""
+        for handle in self._releases.values():
+            handle.cancel()
+        self._releases.clear()
+        tasks = list(self._lookups.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._lookups.clear()
+
+
+_HANDLERS: dict[str, Callable[[LiveCalls, CallContext, CallEvent], None]] = {
+    "offered": LiveCalls._on_offered,
+    "queued": LiveCalls._on_queued,
+    "ringing": LiveCalls._on_ringing,
+    "ring_stopped": LiveCalls._on_ring_stopped,
+    "answered": LiveCalls._on_answered,
+    "transferred": LiveCalls._on_transferred,
+    "abandoned": LiveCalls._on_abandoned,
+    "left_queue": LiveCalls._on_left_queue,
+}

@@ -1,0 +1,351 @@
+"""The pop hub: turns call events into the messages each agent's desktop receives.
+
+One place for the outgoing direction: ``PopHub.publish(event, ctx)`` decides who hears about a
+call event and builds the message once; each connected desktop has a bounded ``Subscription``
+that its WebSocket sender drains. Publishing never awaits, so a slow desktop cannot hold up the
+others: when its queue is full it is dropped (its sender closes the socket, the page reconnects
+and gets its active call replayed).
+
+Messages (JSON objects), each with a unique ``id`` the desktop de-duplicates on:
+
+- ``pop``: the call rings this agent: ``call`` (the live call context with the 360° view),
+  ``reason`` (routing reason, or the escalation reason), ``wait_s``, ``previous_agent``,
+  ``escalation`` (the latest one, with its note) and ``notes``;
+- ``answered``: this agent answered (same payload, so a missed pop is recovered);
+- ``withdrawn``: the pop no longer applies (``reason``: answered_elsewhere, abandoned,
+  left_queue, ring_no_answer...);
+- ``transferred``: the call left this agent (``to``, ``to_queue``, ``kind``) with its context;
+- ``ended``: the call is over;
+- ``agent_state``: this agent's queue membership/pause changed;
+- ``call``: (supervisors only) any other call event (offered, queued...).
+
+Supervisors receive every message; agents only their own. An agent is matched by the event's
+queue member name (``member``/``agent``) or its interface (``interface``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+import structlog
+
+from cti.config import AgentConfig
+from cti.tracker.events import CallEvent
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_QUEUE_LIMIT = 256
+
+
+class CallContextLike(Protocol):
+    """What the hub reads from the live call context (``cti.calls.CallContext``)."""
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class HubMessage:
+    """One message for one agent's desktop, serialised once."""
+
+    id: str
+    type: str
+    call_id: str | None
+    agent: str | None
+    data: dict[str, Any]
+    text: str
+
+
+class Subscription:
+    """A connected desktop: a bounded queue of messages its sender drains."""
+
+    def __init__(self, agent: AgentConfig, limit: int) -> None:
+        self.agent = agent
+        self.limit = limit
+        self.overflowed = False
+        self._items: deque[HubMessage] = deque()
+        self._ready = asyncio.Event()
+
+    @property
+    def is_supervisor(self) -> bool:
+        return self.agent.role == "supervisor"
+
+    def offer(self, message: HubMessage) -> bool:
+        """Queue a message; False (and the subscription is dead) when the queue was full."""
+        if self.overflowed:
+            return False
+        if len(self._items) >= self.limit:
+            self.overflowed = True
+            self._items.clear()
+            self._ready.set()
+            return False
+        self._items.append(message)
+        self._ready.set()
+        return True
+
+    def pending(self) -> int:
+        return len(self._items)
+
+    async def next(self) -> HubMessage | None:
+        """The next message, or None once the subscription overflowed (close the client)."""
+        while not self._items:
+            if self.overflowed:
+                return None
+            self._ready.clear()
+            await self._ready.wait()
+        if self.overflowed:
+            return None
+        return self._items.popleft()
+
+
+@dataclass
+class HubStats:
+    messages: int = 0
+    delivered: int = 0
+    dropped_clients: int = 0
+    by_type: dict[str, int] = field(default_factory=dict)
+
+
+def _epoch(value: Any) -> float | None:
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, str) and value:
+        try:
+            return datetime.fromisoformat(value).timestamp()
+        except ValueError:
+            return None
+    return None
+
+
+def _last(items: Any) -> Any:
+    return items[-1] if isinstance(items, list | tuple) and items else None
+
+
+class PopHub:
+    """Routes call events to the desktops of the agents they concern (and to supervisors)."""
+
+    def __init__(
+        self,
+        agents: Sequence[AgentConfig],
+        *,
+        queue_limit: int = DEFAULT_QUEUE_LIMIT,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._agents = {a.name: a for a in agents}
+        self._by_alias: dict[str, str] = {}
+        for agent in agents:
+            for alias in (agent.name, agent.member, agent.interface):
+                if alias:
+                    self._by_alias.setdefault(alias.lower(), agent.name)
+        self._queue_limit = queue_limit
+        self._clock = clock
+        self._prefix = secrets.token_hex(4)
+        self._seq = itertools.count(1)
+        self._subs: dict[str, set[Subscription]] = {}
+        self._supervisors: set[Subscription] = set()
+        self._ringing: dict[str, set[str]] = {}  # call -> agents whose phone rings
+        self._talking: dict[str, set[str]] = {}  # call -> agents who answered it
+        self._active: dict[str, dict[str, list[HubMessage]]] = {}  # agent -> call -> replay
+        self.stats = HubStats()
+
+    # -- connections ---------------------------------------------------------------------
+
+    def subscribe(self, agent: AgentConfig) -> Subscription:
+        """A desktop connected: it gets the current state of its active call(s) first."""
+        sub = Subscription(agent, self._queue_limit)
+        if agent.role == "supervisor":
+            self._supervisors.add(sub)
+        self._subs.setdefault(agent.name, set()).add(sub)
+        for messages in self._active.get(agent.name, {}).values():
+            for message in messages:
+                sub.offer(message)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        self._supervisors.discard(sub)
+        subs = self._subs.get(sub.agent.name)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._subs[sub.agent.name]
+
+    def connected(self) -> int:
+        return sum(len(s) for s in self._subs.values())
+
+    def active_messages(self, agent_name: str) -> list[HubMessage]:
+        """What a desktop of this agent would be replayed now."""
+        return [m for ms in self._active.get(agent_name, {}).values() for m in ms]
+
+    # -- events --------------------------------------------------------------------------
+
+    def agent_key(self, *aliases: Any) -> str | None:
+        """The configured agent named by any of these (member name, interface, name)."""
+        for alias in aliases:
+            if isinstance(alias, str) and alias:
+                name = self._by_alias.get(alias.lower())
+                if name is not None:
+                    return name
+        for alias in aliases:
+            if isinstance(alias, str) and alias:
+                return alias  # not a desktop user: supervisors still see it
+        return None
+
+    def publish(self, event: CallEvent, ctx: CallContextLike | None) -> int:
+        """Deliver what ``event`` means to each desktop concerned; returns messages built."""
+        call = event.call
+        data = event.data
+        context = ctx.to_dict() if ctx is not None else {"call_id": call}
+        now = event.ts if event.ts is not None else self._clock()
+        built: list[HubMessage] = []
+
+        def emit(kind_: str, agent_: str | None, /, **extra: Any) -> HubMessage:
+            message = self._message(kind_, call, agent_, now, context, extra)
+            built.append(message)
+            return message
+
+        name = event.event
+        if name == "ringing":
+            agent = self.agent_key(data.get("member"), data.get("interface"))
+            ringing = self._ringing.setdefault(call, set())
+            if agent is not None and agent not in ringing:
+                ringing.add(agent)
+                pop = emit("pop", agent, **self._pop_fields(context, now))
+                self._active.setdefault(agent, {})[call] = [pop]
+        elif name == "ring_stopped":
+            agent = self.agent_key(data.get("member"), data.get("interface"))
+            if agent is not None and agent in self._ringing.get(call, set()):
+                self._ringing[call].discard(agent)
+                emit("withdrawn", agent, reason=data.get("reason") or "ring_no_answer")
+                self._forget(agent, call)
+        elif name == "answered":
+            agent = self.agent_key(data.get("member"), data.get("agent"), data.get("interface"))
+            others = self._ringing.pop(call, set())
+            if agent is not None:
+                others.discard(agent)
+                answered = emit("answered", agent, **self._pop_fields(context, now))
+                self._talking.setdefault(call, set()).add(agent)
+                replay = [m for m in self._active.get(agent, {}).get(call, []) if m.type == "pop"]
+                self._active.setdefault(agent, {})[call] = [*replay, answered]
+            for other in sorted(others):
+                emit("withdrawn", other, reason="answered_elsewhere", answered_by=agent)
+                self._forget(other, call)
+        elif name in ("abandoned", "left_queue"):
+            for other in sorted(self._ringing.pop(call, set())):
+                emit("withdrawn", other, reason=name)
+                self._forget(other, call)
+            if name == "abandoned" or not self._talking.get(call):
+                emit("call", None, event=name, detail=data)
+        elif name == "transferred":
+            frm = self.agent_key(data.get("from_agent"), data.get("from"))
+            talking = self._talking.get(call, set())
+            leaving = {frm} if frm in talking else set(talking)
+            if frm is not None and not leaving:
+                leaving = {frm}
+            for agent in sorted(leaving):
+                emit(
+                    "transferred",
+                    agent,
+                    kind=data.get("kind"),
+                    to=data.get("to"),
+                    to_queue=data.get("to_queue"),
+                    **self._pop_fields(context, now),
+                )
+                talking.discard(agent)
+                self._forget(agent, call)
+        elif name == "ended":
+            involved = self._ringing.pop(call, set()) | self._talking.pop(call, set())
+            involved |= {a for a, calls in self._active.items() if call in calls}
+            for agent in sorted(involved):
+                emit("ended", agent, hangup_by=data.get("hangup_by"), talk_s=data.get("talk_s"))
+                self._forget(agent, call)
+            if not involved:
+                emit("ended", None, hangup_by=data.get("hangup_by"), talk_s=data.get("talk_s"))
+        elif name == "agent_state":
+            agent = self.agent_key(data.get("member"), data.get("interface"))
+            emit("agent_state", agent, **{k: v for k, v in data.items() if k != "agent"})
+        else:
+            emit("call", None, event=name, detail=data)
+
+        for message in built:
+            self._deliver(message)
+        return len(built)
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _forget(self, agent: str, call: str) -> None:
+        calls = self._active.get(agent)
+        if calls is not None:
+            calls.pop(call, None)
+            if not calls:
+                del self._active[agent]
+
+    def _pop_fields(self, context: dict[str, Any], now: float) -> dict[str, Any]:
+        routing = context.get("routing") or {}
+        escalation = _last(context.get("escalations"))
+        previous = _last(context.get("previous_agents"))
+        if escalation and escalation.get("from_agent"):
+            previous = escalation["from_agent"]
+        offered = _epoch(context.get("offered_at"))
+        reason = (escalation or {}).get("reason") or routing.get("reason")
+        return {
+            "reason": reason,
+            "routing_reason": routing.get("reason"),
+            "queue": context.get("queue") or routing.get("queue"),
+            "tier": context.get("tier") or routing.get("tier"),
+            "wait_s": round(max(0.0, now - offered), 1) if offered is not None else None,
+            "previous_agent": previous,
+            "escalation": escalation,
+            "notes": context.get("notes") or [],
+        }
+
+    def _message(
+        self,
+        kind: str,
+        call: str,
+        agent: str | None,
+        now: float,
+        context: dict[str, Any],
+        extra: dict[str, Any],
+    ) -> HubMessage:
+        message_id = f"{self._prefix}-{next(self._seq)}"
+        data: dict[str, Any] = {
+            "id": message_id,
+            "type": kind,
+            "call_id": call,
+            "agent": agent,
+            "at": now,
+            **extra,
+        }
+        if kind in ("pop", "answered", "transferred", "call"):
+            data["call"] = context
+        text = json.dumps(data, default=str, separators=(",", ":"))
+        return HubMessage(message_id, kind, call, agent, data, text)
+
+    def _targets(self, agent: str | None) -> Iterable[Subscription]:
+        targets = set(self._supervisors)
+        if agent is not None:
+            targets |= self._subs.get(agent, set())
+        return targets
+
+    def _deliver(self, message: HubMessage) -> None:
+        self.stats.messages += 1
+        self.stats.by_type[message.type] = self.stats.by_type.get(message.type, 0) + 1
+        for sub in self._targets(message.agent):
+            if sub.offer(message):
+                self.stats.delivered += 1
+            else:
+                self.stats.dropped_clients += 1
+                log.warning(
+                    "desktop_dropped_slow", agent=sub.agent.name, queued=sub.limit, id=message.id
+                )
+                self.unsubscribe(sub)

@@ -85,11 +85,13 @@ class CallContext:
     offered_at: float | None = None  # epoch seconds
     answered_at: float | None = None
     ended_at: float | None = None
-    uniqueids: list[str] = field(default_factory=list)  # the caller's channels seen so far
+    # The caller's channels seen so far (Uniqueids and names), to find the routing decision.
+    uniqueids: list[str] = field(default_factory=list)
+    channels: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        del data["uniqueids"]
+        del data["uniqueids"], data["channels"]
         return data
 
     @property
@@ -109,6 +111,13 @@ def _plain(value: Any) -> dict[str, Any] | None:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
     return {k: getattr(value, k) for k in ("queue", "tier", "priority", "reason", "rule")}
+
+
+def _other_half(channel: str) -> str | None:
+    """``Local/x@ctx-0000001a;1`` <-> ``;2``; None for other channels."""
+    if channel.startswith("Local/") and channel[-2:] in (";1", ";2"):
+        return channel[:-1] + ("2" if channel[-1] == "1" else "1")
+    return None
 
 
 def _dt(ts: float | None) -> datetime | None:
@@ -182,7 +191,8 @@ class LiveCalls:
         handler = _HANDLERS.get(event.event)
         if handler is not None:
             handler(self, ctx, event)
-        self._note_uniqueid(ctx, event.data)
+        if event.event in _CALLER_SIDE:
+            self._note_uniqueid(ctx, event.data)
         if ctx.caller is None and event.data.get("caller") and event.event != "transferred":
             ctx.caller = str(event.data["caller"])
         if ctx.caller is not None or ctx.customer_id is not None:
@@ -423,21 +433,41 @@ class LiveCalls:
             uid = data.get(key)
             if uid and uid not in ctx.uniqueids:
                 ctx.uniqueids.append(str(uid))
+        for key in ("channel", "caller_channel"):
+            channel = data.get(key)
+            if channel and channel not in ctx.channels:
+                ctx.channels.append(str(channel))
 
     def _attach_routing(self, ctx: CallContext) -> None:
-        """The FastAGI decision for this call: it ran on one of the caller's channels."""
+        """The FastAGI decision for this call.
+
+        The AGI runs on the caller's channel; with Local channels that is the ``;2`` half
+        (``Local/08005550100@from-pstn-0000001a;2``) whose Linkedid is the call id, while the
+        call was offered on the ``;1`` half: look the decision up by every Uniqueid seen for
+        the caller, by the call id, and by channel name including the other half of a pair."""
         if self._decisions is None:
             return
+        found = None
         for uid in [*ctx.uniqueids, ctx.call_id]:
-            decision = self._decisions.get(uid)
-            if decision is not None:
-                ctx.routing = _plain(decision)
-                if ctx.customer_id is None and isinstance(ctx.routing, dict):
-                    cid = ctx.routing.get("customer_id")
-                    if isinstance(cid, int):
-                        ctx.customer_id = cid
-                        self._start_lookup(ctx)
-                return
+            found = self._decisions.get(uid)
+            if found is not None:
+                break
+        by_channel = getattr(self._decisions, "by_channel", None)
+        if found is None and callable(by_channel):
+            for channel in ctx.channels:
+                for name in (channel, _other_half(channel)):
+                    found = by_channel(name) if name else None
+                    if found is not None:
+                        break
+                if found is not None:
+                    break
+        if found is None:
+            return
+        ctx.routing = _plain(found)
+        cid = (ctx.routing or {}).get("customer_id")
+        if ctx.customer_id is None and isinstance(cid, int):
+            ctx.customer_id = cid
+            self._start_lookup(ctx)
 
     def _start_lookup(self, ctx: CallContext) -> None:
         if self._directory is None or ctx.call_id in self._lookup_started:
@@ -497,6 +527,9 @@ class LiveCalls:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._lookups.clear()
 
+
+# Events whose ``uniqueid``/``channel`` are the caller's (not an agent's) channel.
+_CALLER_SIDE = frozenset({"offered", "queued", "abandoned", "left_queue"})
 
 _HANDLERS: dict[str, Callable[[LiveCalls, CallContext, CallEvent], None]] = {
     "offered": LiveCalls._on_offered,

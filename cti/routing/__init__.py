@@ -1,0 +1,1 @@
+"""Tier routing: rules from config, the router with its deadline, the decision log."""

@@ -60,6 +60,8 @@ class HttpConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     cors_origins: list[str] = []
+    # Dialplan context that click-to-dial (Originate) sends the dialled number to.
+    originate_context: str = "from-internal"
 
 
 class DatabaseConfig(_Section):

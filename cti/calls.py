@@ -70,6 +70,7 @@ class CallContext:
     caller_uniqueid: str | None = None
     agent: str | None = None  # queue member name (or device) talking to the caller now
     agent_interface: str | None = None
+    agent_channel: str | None = None  # the agent's channel bridged with the caller
     agents: list[str] = field(default_factory=list)  # everyone who talked to the caller
     ringing_agents: list[dict[str, Any]] = field(default_factory=list)  # {member, interface}
     previous_agents: list[str] = field(default_factory=list)
@@ -215,6 +216,8 @@ class LiveCalls:
         ctx.offered_at = ev.ts if ev.ts is not None else ctx.offered_at or self._clock()
 
     def _on_queued(self, ctx: CallContext, ev: CallEvent) -> None:
+        # The channel waiting in the queue is the one to Redirect (the ``;2`` of a Local pair).
+        ctx.caller_channel = ev.data.get("channel") or ctx.caller_channel
         queue = ev.data.get("queue")
         if queue:
             ctx.queue = queue
@@ -230,7 +233,11 @@ class LiveCalls:
 
     def _on_ringing(self, ctx: CallContext, ev: CallEvent) -> None:
         d = ev.data
-        entry = {"member": d.get("member"), "interface": d.get("interface")}
+        entry = {
+            "member": d.get("member"),
+            "interface": d.get("interface"),
+            "channel": d.get("agent_channel"),
+        }
         if entry not in ctx.ringing_agents:
             ctx.ringing_agents.append(entry)
         if d.get("queue") and d["queue"] != ctx.queue:
@@ -254,8 +261,10 @@ class LiveCalls:
         agent = d.get("agent")
         if ctx.agent and agent and ctx.agent != agent and ctx.agent not in ctx.previous_agents:
             ctx.previous_agents.append(ctx.agent)
+        rang = next((r for r in ctx.ringing_agents if r.get("member") == agent), {})
         ctx.agent = agent
-        ctx.agent_interface = d.get("interface")
+        ctx.agent_interface = d.get("interface") or rang.get("interface")
+        ctx.agent_channel = d.get("agent_channel") or rang.get("channel")
         if agent and agent not in ctx.agents:
             ctx.agents.append(agent)
         if d.get("queue") and d["queue"] != ctx.queue:
@@ -288,12 +297,12 @@ class LiveCalls:
             # The consulted agent already talked with the transferer: they now have the caller.
             ctx.agent = to_agent
             ctx.agent_interface = d.get("to_interface")
+            ctx.agent_channel = d.get("to_channel")
             if to_agent not in ctx.agents:
                 ctx.agents.append(to_agent)
             ctx.state = "answered"
         else:
-            ctx.agent = None
-            ctx.agent_interface = None
+            ctx.agent = ctx.agent_interface = ctx.agent_channel = None
             ctx.state = "queued" if d.get("to_queue") else "ringing"
         if d.get("to_queue"):
             self._on_queued(ctx, CallEvent(ctx.call_id, "queued", ev.ts, {"queue": d["to_queue"]}))

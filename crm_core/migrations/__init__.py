@@ -1,0 +1,1 @@
+"""Alembic migrations of the CRM schema, shipped inside the package (see crm_core.schema)."""

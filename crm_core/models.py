@@ -1,0 +1,190 @@
+"""The CRM schema (SQLAlchemy 2 declarative); the same tables on SQLite and PostgreSQL.
+
+Changing anything here needs a new Alembic revision in ``crm_core/migrations/versions``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Stable constraint names, so that migrations can name what they alter on both databases.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Flag columns on Customer, in the order they are shown; the first five are highlights.
+FLAGS = (
+    "vip",
+    "hearing_impaired",
+    "wheelchair_user",
+    "payment_arrears",
+    "do_not_call",
+    "marketing_opt_in",
+)
+HIGHLIGHT_FLAGS = FLAGS[:5]
+PHONE_KINDS = ("mobile", "home", "work", "other")
+CASE_OPEN_STATUSES = ("open", "pending", "escalated")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def _now() -> Any:
+    return func.now()
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    external_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16), default="person")  # person / organisation
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    organisation: Mapped[str | None] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(254), index=True)
+    address: Mapped[str | None] = mapped_column(Text)
+    language: Mapped[str | None] = mapped_column(String(16))
+    vip: Mapped[bool] = mapped_column(Boolean, default=False)
+    hearing_impaired: Mapped[bool] = mapped_column(Boolean, default=False)
+    wheelchair_user: Mapped[bool] = mapped_column(Boolean, default=False)
+    payment_arrears: Mapped[bool] = mapped_column(Boolean, default=False)
+    do_not_call: Mapped[bool] = mapped_column(Boolean, default=False)
+    marketing_opt_in: Mapped[bool] = mapped_column(Boolean, default=False)
+    marketing_opt_in_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), server_default=_now()
+    )
+    updated_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), server_default=_now()
+    )
+
+
+class Contact(Base):
+    """A person at an organisation customer (or a second person of a household)."""
+
+    __tablename__ = "contacts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str | None] = mapped_column(String(100))
+    email: Mapped[str | None] = mapped_column(String(254))
+
+
+class PhoneNumber(Base):
+    __tablename__ = "phone_numbers"
+    __table_args__ = (Index("ix_phone_numbers_e164_customer", "e164", "customer_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"))
+    kind: Mapped[str] = mapped_column(String(16), default="mobile")
+    number: Mapped[str] = mapped_column(String(64))  # as entered
+    e164: Mapped[str | None] = mapped_column(String(20))  # None when it could not be normalised
+
+
+class Case(Base):
+    __tablename__ = "cases"
+    __table_args__ = (Index("ix_cases_customer_status", "customer_id", "status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    subject: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    tier: Mapped[str | None] = mapped_column(String(32))
+    product: Mapped[str | None] = mapped_column(String(100))
+    sla_deadline: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    notes: Mapped[str] = mapped_column(Text, default="")
+    opened_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Order(Base):
+    __tablename__ = "orders"
+    __table_args__ = (Index("ix_orders_customer_placed", "customer_id", "placed_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    reference: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="placed")
+    delivery_state: Mapped[str | None] = mapped_column(String(32))
+    tracking_ref: Mapped[str | None] = mapped_column(String(64))
+    placed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class OwnedProduct(Base):
+    __tablename__ = "owned_products"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
+    product: Mapped[str] = mapped_column(String(100))
+    since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Interaction(Base):
+    """One call in a customer's history, written once per call (``call_id`` is unique)."""
+
+    __tablename__ = "interactions"
+    __table_args__ = (Index("ix_interactions_customer_started", "customer_id", "started_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    call_id: Mapped[str] = mapped_column(String(64), unique=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="SET NULL"))
+    caller: Mapped[str | None] = mapped_column(String(64))
+    direction: Mapped[str] = mapped_column(String(8), default="inbound")
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    queues: Mapped[list[str]] = mapped_column(JSON, default=list)
+    tiers: Mapped[list[str]] = mapped_column(JSON, default=list)
+    agents: Mapped[list[str]] = mapped_column(JSON, default=list)
+    outcome: Mapped[str] = mapped_column(String(16), default="answered")
+    wait_s: Mapped[float | None] = mapped_column(Float)
+    talk_s: Mapped[float | None] = mapped_column(Float)
+    transfers: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    routing_reason: Mapped[str | None] = mapped_column(String(200))
+    notes: Mapped[str] = mapped_column(Text, default="")
+    disposition: Mapped[str | None] = mapped_column(String(64))
+    extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class InteractionNote(Base):
+    """A note an agent added to a call, during or after it."""
+
+    __tablename__ = "interaction_notes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    interaction_id: Mapped[int] = mapped_column(
+        ForeignKey("interactions.id", ondelete="CASCADE"), index=True
+    )
+    author: Mapped[str] = mapped_column(String(100))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), server_default=_now()
+    )

@@ -1,0 +1,743 @@
+"""The CRM store: caller-ID resolution, the 360° view, search and the writes calls make.
+
+``CrmStore`` implements ``crm_core.types.CustomerDirectory`` on SQLite or PostgreSQL. Every
+database failure surfaces as ``CrmUnavailable`` (the router falls back on it), never as a raw
+driver exception.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from crm_core import schema
+from crm_core.cache import TtlCache
+from crm_core.db import create_engine, sqlite_path
+from crm_core.errors import CrmError, CrmUnavailable, InvalidCustomer
+from crm_core.models import (
+    CASE_OPEN_STATUSES,
+    FLAGS,
+    HIGHLIGHT_FLAGS,
+    PHONE_KINDS,
+    Case,
+    Customer,
+    Interaction,
+    InteractionNote,
+    Order,
+    OwnedProduct,
+    PhoneNumber,
+)
+from crm_core.phone import normalise
+from crm_core.types import (
+    Candidate,
+    CaseView,
+    CustomerView,
+    InteractionRecord,
+    InteractionView,
+    OrderView,
+    PhoneView,
+    Resolution,
+)
+
+if TYPE_CHECKING:
+    from cti.config import Config
+
+log = structlog.get_logger(__name__)
+
+# At most this many customers are returned for one shared number.
+MAX_CANDIDATES = 50
+RECENT_ORDER = timedelta(days=30)
+
+
+@dataclass(frozen=True)
+class PhoneInput:
+    number: str
+    kind: str = "mobile"
+
+
+@dataclass(frozen=True)
+class UpsertResult:
+    customer_id: int
+    created: bool
+    # Numbers kept as entered but not normalisable (stored without an E.164 form).
+    invalid_numbers: tuple[str, ...] = ()
+
+
+def utc(value: datetime | None) -> datetime | None:
+    """Aware UTC datetimes in and out (SQLite hands back naive UTC)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _ago(when: datetime, now: datetime) -> str:
+    days = (now - when).days
+    if days <= 0:
+        return "today"
+    return "yesterday" if days == 1 else f"{days} days ago"
+
+
+def _describe_db_error(exc: BaseException) -> str:
+    original = getattr(exc, "orig", None) or exc
+    text = str(original).strip().splitlines()[0] if str(original).strip() else ""
+    return f"{type(original).__name__}: {text}" if text else type(original).__name__
+
+
+class CrmStore:
+    """The CRM on a SQLAlchemy async engine. Build it with ``open`` or ``from_config``."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        region: str = "GB",
+        internal_max_digits: int = 6,
+        cache: TtlCache[str, Resolution] | None = None,
+        view_interactions: int = 10,
+        view_orders: int = 5,
+    ) -> None:
+        self.engine = engine
+        self.region = region.upper()
+        self.internal_max_digits = internal_max_digits
+        self.cache: TtlCache[str, Resolution] = cache if cache is not None else TtlCache(0, 0)
+        self.view_interactions = view_interactions
+        self.view_orders = view_orders
+        self._dialect = engine.dialect.name
+
+    # -- lifetime ---------------------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        *,
+        region: str = "GB",
+        internal_max_digits: int = 6,
+        cache_ttl_s: float = 30.0,
+        cache_size: int = 10_000,
+        view_interactions: int = 10,
+        view_orders: int = 5,
+        migrate: bool = True,
+        echo: bool = False,
+    ) -> CrmStore:
+        """Connect to ``url`` (an async SQLAlchemy URL) and, by default, migrate to head."""
+        path = sqlite_path(url)
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise CrmUnavailable(
+                    f"cannot create the CRM directory {path.parent}: {exc}"
+                ) from exc
+        engine = create_engine(url, echo=echo)
+        store = cls(
+            engine,
+            region=region,
+            internal_max_digits=internal_max_digits,
+            cache=TtlCache(cache_size, cache_ttl_s),
+            view_interactions=view_interactions,
+            view_orders=view_orders,
+        )
+        try:
+            async with store._guard("open"):
+                if migrate:
+                    await schema.upgrade(engine)
+                else:
+                    async with engine.connect() as conn:
+                        await conn.execute(select(1))
+        except BaseException:
+            await engine.dispose()
+            raise
+        log.info("crm.opened", url=engine.url.render_as_string(hide_password=True))
+        return store
+
+    @classmethod
+    async def from_config(cls, config: Config, *, migrate: bool = True) -> CrmStore:
+        return await cls.open(
+            config.database_url,
+            region=config.phone.default_region,
+            internal_max_digits=config.phone.internal_max_digits,
+            cache_ttl_s=config.crm.cache_ttl_s,
+            cache_size=config.crm.cache_size,
+            view_interactions=config.crm.view_interactions,
+            view_orders=config.crm.view_orders,
+            migrate=migrate,
+            echo=config.database.echo,
+        )
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def __aenter__(self) -> CrmStore:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    async def ping(self) -> None:
+        """Raise ``CrmUnavailable`` unless the database answers."""
+        async with self._guard("ping"), self.engine.connect() as conn:
+            await conn.execute(select(1))
+
+    @asynccontextmanager
+    async def _guard(self, operation: str) -> AsyncIterator[None]:
+        """Turn driver and connection failures into ``CrmUnavailable`` with a clear message."""
+        try:
+            yield
+        except sa_exc.IntegrityError as exc:
+            raise CrmError(f"CRM {operation} rejected: {_describe_db_error(exc)}") from exc
+        except (sa_exc.DBAPIError, sa_exc.TimeoutError, OSError, TimeoutError) as exc:
+            raise CrmUnavailable(
+                f"CRM database unavailable during {operation}: {_describe_db_error(exc)}"
+            ) from exc
+        except sa_exc.SQLAlchemyError as exc:
+            raise CrmUnavailable(
+                f"CRM database error during {operation}: {_describe_db_error(exc)}"
+            ) from exc
+
+    @asynccontextmanager
+    async def _read(self, operation: str) -> AsyncIterator[AsyncConnection]:
+        async with self._guard(operation), self.engine.connect() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _write(self, operation: str) -> AsyncIterator[AsyncConnection]:
+        async with self._guard(operation), self.engine.begin() as conn:
+            yield conn
+
+    # -- caller-ID resolution ---------------------------------------------------------------
+
+    async def resolve(self, caller_id: str | None) -> Resolution:
+        """Who is calling: match, ambiguous (ranked), unknown, anonymous or internal."""
+        caller = caller_id if isinstance(caller_id, str) else ""
+        number = normalise(caller_id, self.region, self.internal_max_digits)
+        if number.kind == "anonymous":
+            return Resolution("anonymous", None, caller)
+        if number.kind == "internal":
+            return Resolution("internal", None, caller)
+        if number.e164 is None:
+            return Resolution("unknown", None, caller)
+        cached = self.cache.get(number.e164)
+        if cached is not None:
+            return cached if cached.caller == caller else dataclasses.replace(cached, caller=caller)
+        async with self._read("resolve") as conn:
+            rows = (
+                await conn.execute(
+                    select(Customer.id, Customer.external_id, Customer.name)
+                    .join(PhoneNumber, PhoneNumber.customer_id == Customer.id)
+                    .where(PhoneNumber.e164 == number.e164)
+                    .group_by(Customer.id, Customer.external_id, Customer.name)
+                    .order_by(Customer.id)
+                    .limit(MAX_CANDIDATES)
+                )
+            ).all()
+            if not rows:
+                result = Resolution("unknown", number.e164, caller)
+            elif len(rows) == 1:
+                row = rows[0]
+                result = Resolution(
+                    "match", number.e164, caller, (Candidate(row.id, row.external_id, row.name),)
+                )
+            else:
+                ranked = await self._rank(conn, [(r.id, r.external_id, r.name) for r in rows])
+                result = Resolution("ambiguous", number.e164, caller, ranked)
+        self.cache.put(number.e164, result)
+        return result
+
+    async def _rank(
+        self, conn: AsyncConnection, rows: list[tuple[int, str | None, str]]
+    ) -> tuple[Candidate, ...]:
+        """Rank customers sharing a number: open case, then recent order, then latest call."""
+        ids = [r[0] for r in rows]
+        now = datetime.now(UTC)
+        cases: dict[int, tuple[int, str | None]] = {}
+        for case_id, customer_id, tier in (
+            await conn.execute(
+                select(Case.id, Case.customer_id, Case.tier)
+                .where(Case.customer_id.in_(ids), Case.status.in_(CASE_OPEN_STATUSES))
+                .order_by(Case.id)
+            )
+        ).all():
+            cases.setdefault(customer_id, (case_id, tier))
+        orders = dict(
+            (
+                await conn.execute(
+                    select(Order.customer_id, func.max(Order.placed_at))
+                    .where(Order.customer_id.in_(ids))
+                    .group_by(Order.customer_id)
+                )
+            ).all()
+        )
+        calls = dict(
+            (
+                await conn.execute(
+                    select(Interaction.customer_id, func.max(Interaction.started_at))
+                    .where(Interaction.customer_id.in_(ids))
+                    .group_by(Interaction.customer_id)
+                )
+            ).all()
+        )
+        oldest = datetime.min.replace(tzinfo=UTC)
+        scored = []
+        for customer_id, external_id, name in rows:
+            case = cases.get(customer_id)
+            order_at = utc(orders.get(customer_id))
+            recent_order = order_at if order_at and now - order_at <= RECENT_ORDER else None
+            call_at = utc(calls.get(customer_id))
+            reasons = []
+            if case:
+                reasons.append(f"open case #{case[0]}" + (f" ({case[1]})" if case[1] else ""))
+            if recent_order:
+                reasons.append(f"order placed {_ago(recent_order, now)}")
+            if call_at:
+                reasons.append(f"last call {_ago(call_at, now)}")
+            key = (case is not None, recent_order or oldest, call_at or oldest, -customer_id)
+            reason = "; ".join(reasons) or "no open case, recent order or past call"
+            scored.append((key, Candidate(customer_id, external_id, name, reason)))
+        scored.sort(key=lambda item: item[0], reverse=True)
+        return tuple(candidate for _, candidate in scored)
+
+    # -- the 360° view ----------------------------------------------------------------------
+
+    async def view(self, customer_id: int) -> CustomerView | None:
+        """Everything an agent needs on screen for one customer, or None if there is none."""
+        async with self._read("view") as conn:
+            customer = (
+                await conn.execute(select(Customer).where(Customer.id == customer_id))
+            ).first()
+            if customer is None:
+                return None
+            phones = (
+                await conn.execute(
+                    select(PhoneNumber.number, PhoneNumber.e164, PhoneNumber.kind)
+                    .where(PhoneNumber.customer_id == customer_id)
+                    .order_by(PhoneNumber.id)
+                )
+            ).all()
+            cases = (
+                await conn.execute(
+                    select(Case)
+                    .where(Case.customer_id == customer_id, Case.status.in_(CASE_OPEN_STATUSES))
+                    .order_by(Case.sla_deadline.is_(None), Case.sla_deadline, Case.id)
+                )
+            ).all()
+            orders = (
+                await conn.execute(
+                    select(Order)
+                    .where(Order.customer_id == customer_id)
+                    .order_by(Order.placed_at.desc(), Order.id.desc())
+                    .limit(self.view_orders)
+                )
+            ).all()
+            products = (
+                await conn.execute(
+                    select(OwnedProduct.product)
+                    .where(OwnedProduct.customer_id == customer_id)
+                    .order_by(OwnedProduct.id)
+                )
+            ).scalars()
+            product_names = tuple(products)
+            interactions = (
+                await conn.execute(
+                    select(Interaction)
+                    .where(Interaction.customer_id == customer_id)
+                    .order_by(Interaction.started_at.desc(), Interaction.id.desc())
+                    .limit(self.view_interactions)
+                )
+            ).all()
+            notes: dict[int, list[str]] = {}
+            if interactions:
+                for interaction_id, author, text in (
+                    await conn.execute(
+                        select(
+                            InteractionNote.interaction_id,
+                            InteractionNote.author,
+                            InteractionNote.text,
+                        )
+                        .where(InteractionNote.interaction_id.in_([i.id for i in interactions]))
+                        .order_by(InteractionNote.id)
+                    )
+                ).all():
+                    notes.setdefault(interaction_id, []).append(f"{author}: {text}")
+        flags = tuple(flag for flag in FLAGS if getattr(customer, flag))
+        return CustomerView(
+            customer_id=customer.id,
+            external_id=customer.external_id,
+            name=customer.name,
+            kind=customer.kind,
+            organisation=customer.organisation,
+            language=customer.language,
+            email=customer.email,
+            address=customer.address,
+            phones=tuple(PhoneView(p.number, p.e164, p.kind) for p in phones),
+            flags=flags,
+            highlights=tuple(flag for flag in flags if flag in HIGHLIGHT_FLAGS),
+            open_cases=tuple(
+                CaseView(
+                    case_id=c.id,
+                    subject=c.subject,
+                    status=c.status,
+                    tier=c.tier,
+                    product=c.product,
+                    sla_deadline=utc(c.sla_deadline),
+                    notes=c.notes,
+                )
+                for c in cases
+            ),
+            orders=tuple(
+                OrderView(
+                    order_id=o.id,
+                    reference=o.reference,
+                    status=o.status,
+                    delivery_state=o.delivery_state,
+                    tracking_ref=o.tracking_ref,
+                    placed_at=utc(o.placed_at),
+                )
+                for o in orders
+            ),
+            products=product_names,
+            interactions=tuple(
+                InteractionView(
+                    interaction_id=i.id,
+                    started_at=utc(i.started_at),
+                    direction=i.direction,
+                    queue=" → ".join(i.queues) or None,
+                    tier=" → ".join(i.tiers) or None,
+                    agent=" → ".join(i.agents) or None,
+                    outcome=i.outcome,
+                    disposition=i.disposition,
+                    notes="\n".join(([i.notes] if i.notes else []) + notes.get(i.id, [])),
+                )
+                for i in interactions
+            ),
+        )
+
+    # -- search -----------------------------------------------------------------------------
+
+    async def search(self, query: str, limit: int = 20) -> list[Candidate]:
+        """Customers by number, external id, email or part of the name (in that order)."""
+        text = query.strip()
+        if not text or limit <= 0:
+            return []
+        found: dict[int, Candidate] = {}
+        base = select(Customer.id, Customer.external_id, Customer.name)
+        queries: list[tuple[str, Any]] = []
+        number = normalise(text, self.region, self.internal_max_digits)
+        if number.e164:
+            queries.append(
+                (
+                    "number",
+                    base.join(PhoneNumber, PhoneNumber.customer_id == Customer.id)
+                    .where(PhoneNumber.e164 == number.e164)
+                    .distinct(),
+                )
+            )
+        queries.append(("external id", base.where(Customer.external_id == text)))
+        if "@" in text:
+            queries.append(("email", base.where(func.lower(Customer.email) == text.lower())))
+        pattern = "%" + text.lower().replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_")
+        queries.append(
+            (
+                "name",
+                base.where(func.lower(Customer.name).like(pattern + "%", escape="\\")).order_by(
+                    Customer.name, Customer.id
+                ),
+            )
+        )
+        async with self._read("search") as conn:
+            for reason, stmt in queries:
+                for row in (await conn.execute(stmt.limit(limit))).all():
+                    found.setdefault(row.id, Candidate(row.id, row.external_id, row.name, reason))
+                if len(found) >= limit:
+                    break
+        return list(found.values())[:limit]
+
+    # -- writes -----------------------------------------------------------------------------
+
+    async def upsert_customer(
+        self,
+        *,
+        name: str,
+        external_id: str | None = None,
+        phones: Sequence[PhoneInput | str] | None = (),
+        email: str | None = None,
+        kind: str = "person",
+        organisation: str | None = None,
+        address: str | None = None,
+        language: str | None = None,
+        flags: Iterable[str] | None = (),
+        marketing_opt_in_at: datetime | None = None,
+    ) -> UpsertResult:
+        """Create a customer, or update the one with this ``external_id`` (all in one transaction).
+
+        ``phones`` replaces the customer's numbers (None leaves them alone); ``flags`` sets
+        exactly the flags listed (None leaves them alone). Numbers that cannot be normalised
+        are kept as entered, without an E.164 form, and returned in ``invalid_numbers``.
+        """
+        if not name or not name.strip():
+            raise InvalidCustomer("a customer needs a name")
+        if kind not in ("person", "organisation"):
+            raise InvalidCustomer(f"kind must be person or organisation, not {kind!r}")
+        values: dict[str, Any] = {
+            "name": name.strip(),
+            "kind": kind,
+            "organisation": organisation,
+            "email": email,
+            "address": address,
+            "language": language,
+            "updated_at": datetime.now(UTC),
+        }
+        if flags is not None:
+            wanted = {f.strip().lower() for f in flags if f.strip()}
+            unknown = wanted - set(FLAGS)
+            if unknown:
+                raise InvalidCustomer(
+                    f"unknown flag(s) {', '.join(sorted(unknown))} (known: {', '.join(FLAGS)})"
+                )
+            values.update({flag: flag in wanted for flag in FLAGS})
+            if "marketing_opt_in" in wanted:
+                values["marketing_opt_in_at"] = utc(marketing_opt_in_at) or datetime.now(UTC)
+            else:
+                values["marketing_opt_in_at"] = None
+        phone_rows: list[dict[str, Any]] = []
+        invalid: list[str] = []
+        for phone in phones or ():
+            entry = PhoneInput(phone) if isinstance(phone, str) else phone
+            if entry.kind not in PHONE_KINDS:
+                raise InvalidCustomer(
+                    f"phone kind must be one of {PHONE_KINDS}, not {entry.kind!r}"
+                )
+            if not entry.number.strip():
+                continue
+            e164 = normalise(entry.number, self.region, self.internal_max_digits).e164
+            if e164 is None:
+                invalid.append(entry.number)
+            phone_rows.append({"kind": entry.kind, "number": entry.number.strip(), "e164": e164})
+        async with self._write("upsert_customer") as conn:
+            existing = None
+            if external_id is not None:
+                existing = (
+                    await conn.execute(
+                        select(Customer.id).where(Customer.external_id == external_id)
+                    )
+                ).scalar()
+            if existing is None:
+                defaults = {flag: False for flag in FLAGS}
+                customer_id = (
+                    await conn.execute(
+                        insert(Customer)
+                        .values({**defaults, **values, "external_id": external_id})
+                        .returning(Customer.id)
+                    )
+                ).scalar_one()
+                old_e164: set[str] = set()
+            else:
+                customer_id = existing
+                await conn.execute(
+                    update(Customer).where(Customer.id == customer_id).values(values)
+                )
+                old_e164 = set()
+                if phones is not None:
+                    old_e164 = {
+                        e164
+                        for e164 in (
+                            await conn.execute(
+                                select(PhoneNumber.e164).where(
+                                    PhoneNumber.customer_id == customer_id
+                                )
+                            )
+                        ).scalars()
+                        if e164
+                    }
+            if phones is not None:
+                await conn.execute(
+                    delete(PhoneNumber).where(PhoneNumber.customer_id == customer_id)
+                )
+                if phone_rows:
+                    await conn.execute(
+                        insert(PhoneNumber),
+                        [{**row, "customer_id": customer_id} for row in phone_rows],
+                    )
+        if phones is not None:
+            self.cache.invalidate(old_e164 | {r["e164"] for r in phone_rows if r["e164"]})
+        return UpsertResult(customer_id, existing is None, tuple(invalid))
+
+    async def add_phone(self, customer_id: int, number: str, kind: str = "mobile") -> str | None:
+        """Add one number to a customer; returns its E.164 form (None if it is not valid)."""
+        e164 = normalise(number, self.region, self.internal_max_digits).e164
+        async with self._write("add_phone") as conn:
+            await conn.execute(
+                insert(PhoneNumber).values(
+                    customer_id=customer_id, kind=kind, number=number.strip(), e164=e164
+                )
+            )
+        if e164:
+            self.cache.invalidate([e164])
+        return e164
+
+    async def remove_phone(self, customer_id: int, number: str) -> int:
+        """Remove a customer's number (matched on its E.164 form); returns how many went."""
+        e164 = normalise(number, self.region, self.internal_max_digits).e164
+        condition = PhoneNumber.e164 == e164 if e164 else PhoneNumber.number == number.strip()
+        async with self._write("remove_phone") as conn:
+            removed = (
+                await conn.execute(
+                    delete(PhoneNumber).where(PhoneNumber.customer_id == customer_id, condition)
+                )
+            ).rowcount
+        if e164:
+            self.cache.invalidate([e164])
+        return int(removed or 0)
+
+    def _insert(self) -> Any:
+        if self._dialect == "postgresql":
+            return postgresql.insert(Interaction)
+        return sqlite.insert(Interaction)
+
+    async def record_interaction(self, rec: InteractionRecord) -> int:
+        """Write the call into the history once (keyed on ``call_id``); later calls update it."""
+        values: dict[str, Any] = {
+            "call_id": rec.call_id,
+            "customer_id": rec.customer_id,
+            "caller": rec.caller,
+            "direction": rec.direction,
+            "started_at": utc(rec.started_at),
+            "answered_at": utc(rec.answered_at),
+            "ended_at": utc(rec.ended_at),
+            "queues": list(rec.queues),
+            "tiers": list(rec.tiers),
+            "agents": list(rec.agents),
+            "outcome": rec.outcome,
+            "wait_s": rec.wait_s,
+            "talk_s": rec.talk_s,
+            "transfers": [dict(t) for t in rec.transfers],
+            "routing_reason": rec.routing_reason,
+            "notes": rec.notes,
+            "disposition": rec.disposition,
+            "extra": dict(rec.extra),
+        }
+        stmt = self._insert().values(values)
+        # A later report of the same call adds to it: what it leaves empty is kept as stored.
+        update_set = {
+            name: stmt.excluded[name]
+            for name, value in values.items()
+            if name != "call_id" and value not in (None, "", [], {})
+        }
+        stmt = stmt.on_conflict_do_update(index_elements=["call_id"], set_=update_set).returning(
+            Interaction.id
+        )
+        async with self._write("record_interaction") as conn:
+            interaction_id = int((await conn.execute(stmt)).scalar_one())
+        caller = normalise(rec.caller, self.region, self.internal_max_digits).e164
+        if caller:
+            self.cache.invalidate([caller])  # its ranking may change
+        return interaction_id
+
+    async def _interaction_id(self, conn: AsyncConnection, call_id: str) -> int:
+        """The interaction of ``call_id``, created as ``in_progress`` if the call is not written."""
+        await conn.execute(
+            self._insert()
+            .values(
+                call_id=call_id,
+                direction="inbound",
+                outcome="in_progress",
+                queues=[],
+                tiers=[],
+                agents=[],
+                transfers=[],
+                notes="",
+                extra={},
+            )
+            .on_conflict_do_nothing(index_elements=["call_id"])
+        )
+        return int(
+            (
+                await conn.execute(select(Interaction.id).where(Interaction.call_id == call_id))
+            ).scalar_one()
+        )
+
+    async def add_interaction_note(self, call_id: str, text: str, author: str) -> int:
+        """Append an agent's note to a call (during or after it); returns the note's id."""
+        if not text.strip():
+            raise CrmError("an empty note is not saved")
+        async with self._write("add_interaction_note") as conn:
+            interaction_id = await self._interaction_id(conn, call_id)
+            return int(
+                (
+                    await conn.execute(
+                        insert(InteractionNote)
+                        .values(interaction_id=interaction_id, author=author, text=text.strip())
+                        .returning(InteractionNote.id)
+                    )
+                ).scalar_one()
+            )
+
+    async def set_disposition(self, call_id: str, code: str) -> None:
+        """Set the wrap-up code of a call (during or after it)."""
+        async with self._write("set_disposition") as conn:
+            interaction_id = await self._interaction_id(conn, call_id)
+            await conn.execute(
+                update(Interaction).where(Interaction.id == interaction_id).values(disposition=code)
+            )
+
+    async def interaction(self, call_id: str) -> dict[str, Any] | None:
+        """The stored row of one call (for the API and tests), with its agent notes."""
+        async with self._read("interaction") as conn:
+            row = (
+                await conn.execute(select(Interaction).where(Interaction.call_id == call_id))
+            ).first()
+            if row is None:
+                return None
+            data = dict(row._mapping)
+            notes = (
+                await conn.execute(
+                    select(InteractionNote.author, InteractionNote.text)
+                    .where(InteractionNote.interaction_id == data["id"])
+                    .order_by(InteractionNote.id)
+                )
+            ).all()
+        for key in ("started_at", "answered_at", "ended_at"):
+            data[key] = utc(data[key])
+        data["agent_notes"] = [{"author": a, "text": t} for a, t in notes]
+        return data
+
+    async def count_customers(self) -> int:
+        async with self._read("count_customers") as conn:
+            return int(
+                (await conn.execute(select(func.count()).select_from(Customer))).scalar_one()
+            )
+
+    async def shared_numbers(self, e164s: Iterable[str]) -> dict[str, list[int]]:
+        """Of these numbers, those held by more than one customer, with the customers' ids."""
+        wanted = sorted(set(e164s))
+        shared: dict[str, list[int]] = {}
+        async with self._read("shared_numbers") as conn:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                rows = (
+                    await conn.execute(
+                        select(PhoneNumber.e164, PhoneNumber.customer_id)
+                        .where(PhoneNumber.e164.in_(chunk))
+                        .distinct()
+                        .order_by(PhoneNumber.e164, PhoneNumber.customer_id)
+                    )
+                ).all()
+                for e164, customer_id in rows:
+                    if e164:
+                        shared.setdefault(e164, []).append(customer_id)
+        return {k: v for k, v in shared.items() if len(v) > 1}
+
+
+__all__ = ["CrmStore", "PhoneInput", "UpsertResult"]

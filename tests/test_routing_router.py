@@ -1,0 +1,104 @@
+"""The router answers within its deadline whatever the CRM does; the decision log remembers why."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+
+from fakes.crm_directory import DeadDirectory, MemoryDirectory, SlowDirectory, customer
+from fakes.routing import CLOSED, OPEN, routing_rules
+
+from cti.routing.decisions import DecisionLog
+from cti.routing.router import RouteDecision, Router
+
+VIP = "+441110000001"
+
+
+async def test_a_slow_crm_gives_the_default_route_with_reason_fallback_in_time() -> None:
+    slow = SlowDirectory({VIP: customer(1, flags=("vip",))}, delay_s=5.0)
+    router = Router(slow, routing_rules(), deadline_s=0.2, clock=lambda: OPEN)
+    started = time.perf_counter()
+    decision = await router.route(VIP)
+    elapsed = time.perf_counter() - started
+    assert 0.19 < elapsed < 0.4
+    assert decision == RouteDecision(
+        queue="tier1",
+        priority=0,
+        tier="tier1",
+        customer_id=None,
+        reason="fallback",
+        rule="default",
+        variables={},
+        fallback=True,
+        status="unavailable",
+    )
+    await router.aclose()  # the abandoned lookup is cancelled, not left running
+    assert not router._abandoned
+
+
+async def test_a_dead_database_gives_the_fallback_at_once() -> None:
+    router = Router(DeadDirectory(), routing_rules(), deadline_s=1.0, clock=lambda: OPEN)
+    started = time.perf_counter()
+    decision = await router.route(VIP)
+    assert time.perf_counter() - started < 0.1
+    assert (decision.reason, decision.rule, decision.fallback) == ("fallback", "default", True)
+
+
+async def test_a_closed_centre_routes_out_of_hours_even_with_the_crm_down() -> None:
+    router = Router(DeadDirectory(), routing_rules(), deadline_s=1.0, clock=lambda: CLOSED)
+    decision = await router.route(VIP)
+    assert (decision.queue, decision.rule, decision.fallback) == ("afterhours", "closed", False)
+    assert decision.customer_id is None and decision.status == "unavailable"
+
+
+async def test_a_crm_just_inside_the_deadline_is_waited_for() -> None:
+    slow = SlowDirectory({VIP: customer(1, flags=("vip",))}, delay_s=0.05)
+    router = Router(slow, routing_rules(), deadline_s=0.5, clock=lambda: OPEN)
+    decision = await router.route(VIP)
+    assert (decision.queue, decision.customer_id, decision.fallback) == ("vip", 1, False)
+
+
+async def test_many_calls_with_a_slow_crm_all_answer_within_the_deadline() -> None:
+    router = Router(SlowDirectory(delay_s=3.0), routing_rules(), deadline_s=0.2, clock=lambda: OPEN)
+    started = time.perf_counter()
+    decisions = await asyncio.gather(*(router.route(f"+4411100{i:05d}") for i in range(100)))
+    assert time.perf_counter() - started < 0.6
+    assert {d.reason for d in decisions} == {"fallback"}
+    await router.aclose()
+
+
+async def test_a_broken_rule_evaluation_never_raises() -> None:
+    class Broken(MemoryDirectory):
+        async def view(self, customer_id: int) -> None:  # type: ignore[override]
+            return None  # the customer vanished between resolve and view
+
+    directory = Broken({VIP: customer(1, flags=("vip",))})
+    router = Router(directory, routing_rules(), deadline_s=0.5, clock=lambda: OPEN)
+    decision = await router.route(VIP)
+    assert (decision.rule, decision.customer_id, decision.fallback) == ("default", None, False)
+
+
+def decision(queue: str) -> RouteDecision:
+    return RouteDecision(queue, 0, queue, None, "why", "rule")
+
+
+def test_the_decision_log_finds_a_decision_by_uniqueid_and_by_channel() -> None:
+    log = DecisionLog()
+    at = datetime(2026, 11, 23, tzinfo=UTC)
+    log.record("1795396343.35", "Local/08005550100@from-pstn-00000011;2", decision("tier2"), at)
+    assert log.get("1795396343.35") == decision("tier2")
+    assert log.by_channel("Local/08005550100@from-pstn-00000011;2") == decision("tier2")
+    assert log.get("nope") is None and log.by_channel("nope") is None
+    entry = log.entry("1795396343.35")
+    assert entry is not None and entry.at == at
+
+
+def test_the_decision_log_is_bounded_and_forgets_the_oldest_first() -> None:
+    log = DecisionLog(capacity=3)
+    at = datetime(2026, 11, 23, tzinfo=UTC)
+    for i in range(5):
+        log.record(f"u{i}", f"chan{i}", decision(f"q{i}"), at)
+    assert len(log) == 3
+    assert log.get("u0") is None and log.by_channel("chan1") is None
+    assert log.get("u4") == decision("q4") and log.by_channel("chan2") == decision("q2")

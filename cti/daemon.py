@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -81,6 +81,7 @@ class Daemon:
         self.events_in = 0
         self.call_events = 0
         self.errors = 0
+        self.resyncs = 0
 
     # ---- lifetime --------------------------------------------------------------------------
 
@@ -166,6 +167,7 @@ class Daemon:
             if isinstance(item, Resynced):
                 for event in await self._resync(item.items):
                     await self.handle(event)
+                self.resyncs += 1
                 log.info("ami.resynced", calls=len(self.parts.calls.active()))
             elif isinstance(item, Connected):
                 log.info("ami.connected")
@@ -238,11 +240,12 @@ async def build_daemon(
     store: Any | None = None,
     directory: CustomerDirectory | None = None,
     ami: AmiSource | None = None,
+    tracker: Tracker | None = None,
     http_port: int | None = None,
     agi_port: int | None = None,
     grace_s: float = 120.0,
 ) -> Daemon:
-    """Build (not start) the daemon. ``store``/``ami`` replace the ones the config names;
+    """Build (not start) the daemon. ``store``/``ami``/``tracker`` replace the ones built here;
     ``http_port``/``agi_port`` override the config (0 picks a free port)."""
     from crm_core.store import CrmStore
     from cti.agi.server import FastAgiServer
@@ -281,15 +284,16 @@ async def build_daemon(
             from cti.ami.client import AmiClient
 
             ami = AmiClient(config.ami)
-        tracker = _new_tracker(config)
+        tracker = tracker or _new_tracker(config)
+        actions: Any = AmiActions(ami) if ami is not None else _NoAmi()
         deps = ApiDeps(
             config=config,
             hub=hub,
             calls=calls,
             crm=crm,
-            ami=ami,  # type: ignore[arg-type]
+            ami=actions,
             ami_errors=_ami_errors(),
-            ami_connected=lambda: bool(getattr(ami, "connected", False)),
+            ami_connected=lambda: actions.connected,
             db_ok=_db_ok(store),
             route_handler=_route_handler(router, decisions),
         )
@@ -313,6 +317,72 @@ async def build_daemon(
         owns_store=owns_store,
     )
     return Daemon(parts)
+
+
+class AmiActions:
+    """The API's ``CallActions`` (positional, channel first) on ``AmiClient``'s keyword API."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    @property
+    def connected(self) -> bool:
+        return bool(getattr(self._client, "connected", False))
+
+    async def setvar(self, channel: str, variable: str, value: str) -> Any:
+        return await self._client.setvar(variable, value, channel=channel)
+
+    async def redirect(self, channel: str, context: str, exten: str, priority: int = 1) -> Any:
+        return await self._client.redirect(channel, context=context, exten=exten, priority=priority)
+
+    async def blind_transfer(self, channel: str, context: str, exten: str) -> Any:
+        return await self._client.blind_transfer(channel, exten=exten, context=context)
+
+    async def originate(
+        self,
+        channel: str,
+        context: str,
+        exten: str,
+        priority: int = 1,
+        *,
+        caller_id: str | None = None,
+        variables: Mapping[str, str] | None = None,
+    ) -> Any:
+        return await self._client.originate(
+            channel,
+            context=context,
+            exten=exten,
+            priority=priority,
+            caller_id=caller_id,
+            variables=variables,
+        )
+
+    async def queue_add(
+        self, queue: str, interface: str, member_name: str | None = None, paused: bool = False
+    ) -> Any:
+        return await self._client.queue_add(
+            queue, interface, member_name=member_name, paused=paused
+        )
+
+    async def queue_remove(self, queue: str, interface: str) -> Any:
+        return await self._client.queue_remove(queue, interface)
+
+    async def queue_pause(
+        self, interface: str, paused: bool, queue: str | None = None, reason: str | None = None
+    ) -> Any:
+        return await self._client.queue_pause(interface, paused, queue=queue, reason=reason)
+
+
+class _NoAmi:
+    """Actions when AMI is disabled in the config: each fails with a clear message."""
+
+    connected = False
+
+    def __getattr__(self, name: str) -> Any:
+        async def refuse(*_args: Any, **_kwargs: Any) -> Any:
+            raise ConnectionError("AMI is disabled in the configuration ([ami] enabled = false)")
+
+        return refuse
 
 
 def _as_interaction_store(store: Any) -> InteractionStore:

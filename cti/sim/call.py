@@ -1,0 +1,649 @@
+"""One simulated inbound call, driven through the PBX the way the Asterisk dialplan drives it.
+
+A ``SimCall`` is an actor: timers, queue offers and AMI actions (Redirect, BlindTransfer, Hangup)
+arrive as messages in its inbox and it emits the events Asterisk 22 sends for each step, in the
+order recorded in ``../shared/ami-traces/asterisk22`` (arrival of the Local pair from the trunk,
+FastAGI, ``Queue()``, agent Local pairs ringing, bridge, transfers, hang-up cascades).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import structlog
+
+from cti.sim.agi import AgiRequest, AgiResult
+from cti.sim.channels import RINGING, UNKNOWN, UP, Channel, local_pair
+from cti.sim.pbx import Entry, Member, Pbx, SimQueue
+from cti.sim.scenarios import AgentBehaviour, CallerProfile, Dialplan, TalkEnd
+
+log = structlog.get_logger(__name__)
+
+AgiRunner = Callable[[AgiRequest, dict[str, str], Callable[[str, str], None]], Awaitable[AgiResult]]
+_PRIO = re.compile(r"^[0-9]{1,4}$")
+_ALLOWED = "0 (Presentation Allowed, Not Screened)"
+_PROHIBITED = "35 (Presentation Prohibited, Network Number)"
+
+
+@dataclass
+class Leg:
+    """An agent's phone being rung for this call: ``one`` dials from the queue, ``two`` rings."""
+
+    member: Member
+    queue: SimQueue
+    one: Channel
+    two: Channel
+    started: float
+    timer: asyncio.Task[None] | None = None
+
+
+@dataclass
+class CallSummary:
+    """What happened, as the simulator knows it (the ground truth for a tracker)."""
+
+    call_id: str
+    caller: str | None
+    kind: str
+    queues: list[str] = field(default_factory=list)
+    agents: list[str] = field(default_factory=list)
+    transfers: list[dict[str, str]] = field(default_factory=list)
+    abandoned: bool = False
+    hangup_by: str | None = None
+    wait_s: float | None = None
+    agi_status: str = ""
+
+
+class SimCall:
+    def __init__(
+        self,
+        pbx: Pbx,
+        dialplan: Dialplan,
+        behaviour: AgentBehaviour,
+        rng: random.Random,
+        profile: CallerProfile,
+        number: str | None,
+        *,
+        agi: AgiRunner | None,
+        time_scale: float = 1.0,
+        label: str = "",
+    ) -> None:
+        self.pbx = pbx
+        self.dialplan = dialplan
+        self.behaviour = behaviour
+        self.rng = rng
+        self.profile = profile
+        self.number = number
+        self.agi = agi
+        self.scale = time_scale
+        self.label = label
+        self.inbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+        self.legs: list[Leg] = []
+        self._timers: set[asyncio.Task[None]] = set()
+        self._patience: asyncio.Task[None] | None = None
+        self._started = pbx.clock()
+        caller_id = number if number is not None else "anonymous"
+        self.caller, self.trunk = local_pair(pbx.ids, dialplan.did, "from-pstn")
+        self.summary = CallSummary(self.caller.linkedid, number, profile.kind)
+        self._shown_num = caller_id
+        self._shown_name = "Anonymous" if number is None else profile.name
+
+    # -- inbox ------------------------------------------------------------------------------
+    def post(self, *message: Any) -> None:
+        self.inbox.put_nowait(message)
+
+    def _later(self, delay: float, *message: Any) -> asyncio.Task[None]:
+        async def fire() -> None:
+            await asyncio.sleep(max(0.0, delay * self.scale))
+            self.post(*message)
+
+        task = asyncio.create_task(fire())
+        self._timers.add(task)
+        task.add_done_callback(self._timers.discard)
+        return task
+
+    def _uniform(self, bounds: tuple[float, float]) -> float:
+        return self.rng.uniform(*bounds)
+
+    # -- the dialplan -----------------------------------------------------------------------
+    async def run(self) -> CallSummary:
+        try:
+            self._arrive()
+            queue, priority = await self._route()
+            target: str | None = queue
+            while target is not None:
+                target = await self._queue_phase(target, priority)
+        finally:
+            for task in list(self._timers):
+                task.cancel()
+            self._release_everything()
+        return self.summary
+
+    def _arrive(self) -> None:
+        """The trunk delivers the call: a Local pair whose ``;2`` runs ``[from-pstn]``."""
+        pbx, caller, trunk = self.pbx, self.caller, self.trunk
+        pbx.add_channel(caller, self)
+        pbx.add_channel(trunk, self)
+        if self.number is not None:
+            for channel in (caller, trunk):
+                channel.caller_num = channel.connected_num = self.number
+                channel.caller_name = channel.connected_name = self.profile.name
+                pbx.channel_event("NewCallerid", channel, ("CID-CallingPres", _ALLOWED))
+                pbx.channel_event("NewConnectedLine", channel)
+        pbx.emit(
+            "LocalBridge",
+            "call",
+            [
+                *caller.headers("LocalOne"),
+                *trunk.headers("LocalTwo"),
+                ("Context", "from-pstn"),
+                ("Exten", self.dialplan.did),
+                ("LocalOptimization", "Yes"),
+            ],
+        )
+        pbx.emit(
+            "DialBegin",
+            "call",
+            [*caller.headers("Dest"), ("DialString", f"{self.dialplan.did}@from-pstn")],
+        )
+        trunk.priority = 5
+        pbx.new_state(trunk, UP)
+        pbx.new_state(caller, UP)
+        pbx.emit("DialEnd", "call", [*caller.headers("Dest"), ("DialStatus", "ANSWER")])
+        caller.context, caller.exten, caller.priority = "caller-sim", "talk", 1
+        pbx.emit(
+            "OriginateResponse",
+            "call",
+            [
+                ("ActionID", f"sim-call-{self.label or caller.uniqueid}"),
+                ("Response", "Success"),
+                ("Channel", caller.name),
+                ("Context", "caller-sim"),
+                ("Exten", "talk"),
+                ("Reason", "4"),
+                ("Uniqueid", caller.uniqueid),
+                ("CallerIDNum", caller.caller_num),
+                ("CallerIDName", caller.caller_name),
+            ],
+        )
+        if self.number is None:  # the trunk presents a withheld number: presentation, then number
+            trunk.priority = 2
+            trunk.caller_num, trunk.caller_name = "anonymous", "Anonymous"
+            pbx.channel_event("NewCallerid", trunk, ("CID-CallingPres", _PROHIBITED))
+
+    async def _route(self) -> tuple[str, int]:
+        """``AGI(agi://cti:4573/route,${EXTEN})``, then the fallback rules of ``[from-pstn]``."""
+        trunk, dialplan = self.trunk, self.dialplan
+        trunk.priority = 6
+        self.pbx.set_var(trunk, "__CTI_DID", dialplan.did)
+        status, variables = "FAILURE", {}
+        if self.agi is not None:
+            request = AgiRequest(
+                channel=trunk.name,
+                uniqueid=trunk.uniqueid,
+                callerid=self.number if self.number is not None else "anonymous",
+                calleridname=self.profile.name if self.number is not None else "Anonymous",
+                callingpres=0 if self.number is not None else 35,
+                context="from-pstn",
+                extension=dialplan.did,
+                priority=6,
+                args=(dialplan.did,),
+            )
+            builtins = {
+                "CALLERID(num)": request.callerid,
+                "CALLERID(name)": request.calleridname,
+                "CTI_DID": dialplan.did,
+                "UNIQUEID": trunk.uniqueid,
+            }
+            result = await self.agi(request, builtins, lambda k, v: self.pbx.set_var(trunk, k, v))
+            status, variables = result.status, result.variables
+            if result.error:
+                log.warning("sim.agi_failed", error=result.error, linkedid=self.caller.linkedid)
+        self.summary.agi_status = status
+        self.pbx.set_var(trunk, "AGISTATUS", status)
+        queue = variables.get("CTI_QUEUE", "")
+        if queue not in self.pbx.queues:
+            queue = dialplan.default_queue
+        priority_text = variables.get("CTI_PRIORITY", "")
+        priority = int(priority_text) if _PRIO.match(priority_text) else 0
+        self.pbx.set_var(trunk, "QUEUE_PRIO", str(priority))
+        return queue, priority
+
+    # -- waiting in a queue -----------------------------------------------------------------
+    async def _queue_phase(self, name: str, priority: int) -> str | None:
+        pbx, trunk = self.pbx, self.trunk
+        queue = pbx.queues[name]
+        self.summary.queues.append(name)
+        trunk.priority = 11 if trunk.context == "from-pstn" else 4
+        entry = pbx.join(queue, self, priority)
+        pbx.channel_event(
+            "QueueCallerJoin",
+            trunk,
+            ("Queue", name),
+            ("Position", str(queue.position(entry))),
+            ("Count", str(len(queue.entries))),
+        )
+        pbx.channel_event("MusicOnHoldStart", trunk, ("Class", "default"))
+        self._patience = self._later(self._uniform(self.profile.patience_s), "patience", entry)
+        pbx.dispatch(queue)
+        while True:
+            message = await self.inbox.get()
+            kind = message[0]
+            if kind == "ring_end":
+                leg, answered = message[1], message[2]
+                if leg not in self.legs:
+                    continue
+                if answered:
+                    return await self._connect(queue, entry, leg)
+                self._ring_no_answer(leg)
+                if not self.legs:
+                    entry.ringing, entry.ready = False, False
+                    self._later(queue.retry_s, "retry", entry)
+            elif kind == "retry" and message[1] is entry:
+                entry.ready = True
+                pbx.dispatch(queue)
+            elif kind == "patience" and message[1] is entry:
+                self._abandon(queue, entry)
+                return None
+            elif kind == "hangup":
+                channel = message[1]
+                if channel in (self.caller, self.trunk):
+                    self._abandon(queue, entry)
+                    return None
+                leg = next((leg for leg in self.legs if channel in (leg.one, leg.two)), None)
+                if leg is not None:
+                    self._ring_no_answer(leg, reject=True)
+                    if not self.legs:
+                        entry.ringing, entry.ready = False, False
+                        self._later(queue.retry_s, "retry", entry)
+            elif kind == "redirect":
+                context, exten = message[1], message[2]
+                return self._redirect_from_queue(queue, entry, context, exten)
+
+    def offer(self, queue: SimQueue, entry: Entry, members: list[Member]) -> None:
+        """Called by the queue dispatcher: ring these members' phones now."""
+        for member in members:
+            self._ring(queue, member)
+
+    def _ring(self, queue: SimQueue, member: Member) -> None:
+        pbx, trunk = self.pbx, self.trunk
+        exten = member.phone.exten
+        one, two = local_pair(pbx.ids, exten, "agents", self.caller.linkedid)
+        pbx.add_channel(one, self)
+        pbx.add_channel(two, self)
+        one.caller_num, one.caller_name = trunk.caller_num, trunk.caller_name
+        pbx.channel_event("NewCallerid", one, ("CID-CallingPres", _ALLOWED))
+        two.caller_num, two.caller_name = trunk.caller_num, trunk.caller_name
+        two.connected_num, two.connected_name = trunk.caller_num, trunk.caller_name
+        pbx.channel_event("NewCallerid", two, ("CID-CallingPres", _ALLOWED))
+        pbx.channel_event("NewConnectedLine", two)
+        pbx.emit(
+            "LocalBridge",
+            "call",
+            [
+                *one.headers("LocalOne"),
+                *two.headers("LocalTwo"),
+                ("Context", "agents"),
+                ("Exten", exten),
+                ("LocalOptimization", "No"),
+            ],
+        )
+        dialled = replace(
+            one,
+            exten=self.dialplan.did,
+            connected_num=trunk.caller_num,
+            connected_name=trunk.caller_name,
+        )
+        member_headers = [("Queue", queue.name), ("Interface", member.interface)]
+        pbx.emit(
+            "AgentCalled",
+            "agent",
+            [
+                *trunk.headers(),
+                *dialled.headers("Dest"),
+                *member_headers,
+                ("MemberName", member.name),
+            ],
+        )
+        pbx.emit(
+            "DialBegin",
+            "call",
+            [*trunk.headers(), *one.headers("Dest"), ("DialString", member.interface)],
+        )
+        pbx.set_phone(member.phone, "ringing")
+        one.exten, one.connected_num, one.connected_name = (
+            self.dialplan.did,
+            trunk.caller_num,
+            trunk.caller_name,
+        )
+        pbx.new_state(one, RINGING)
+        pbx.channel_event("NewConnectedLine", one)
+        pbx.emit(
+            "DialState", "call", [*trunk.headers(), *one.headers("Dest"), ("DialStatus", "RINGING")]
+        )
+        leg = Leg(member, queue, one, two, pbx.clock())
+        answers = self.rng.random() >= self.behaviour.miss_rate
+        delay = self._uniform(self.behaviour.ring_s)
+        if not answers or delay >= queue.timeout_s:
+            answers, delay = False, queue.timeout_s
+        leg.timer = self._later(delay, "ring_end", leg, answers)
+        self.legs.append(leg)
+
+    def _drop_leg(self, leg: Leg, status: str, cause: int) -> None:
+        """A ringing phone stops ringing: DialEnd, then both halves of its Local pair go."""
+        pbx = self.pbx
+        if leg.timer is not None:
+            leg.timer.cancel()
+        self.legs.remove(leg)
+        pbx.emit(
+            "DialEnd",
+            "call",
+            [*self.trunk.headers(), *leg.one.headers("Dest"), ("DialStatus", status)],
+        )
+        pbx.channel_event("HangupRequest", leg.two, ("Cause", str(cause)))
+        pbx.hangup(leg.one, cause, soft=False)
+        pbx.hangup(leg.two, cause)
+        pbx.set_phone(leg.member.phone, "idle")
+
+    def _ring_no_answer(self, leg: Leg, reject: bool = False) -> None:
+        ring_ms = int((self.pbx.clock() - leg.started) * 1000)
+        if not reject:
+            self.pbx.emit(
+                "AgentRingNoAnswer",
+                "agent",
+                [
+                    *self.trunk.headers(),
+                    *leg.one.headers("Dest"),
+                    ("Queue", leg.queue.name),
+                    ("Interface", leg.member.interface),
+                    ("MemberName", leg.member.name),
+                    ("RingTime", str(ring_ms)),
+                ],
+            )
+        self._drop_leg(leg, "BUSY" if reject else "NOANSWER", 17 if reject else 0)
+
+    def _cancel_legs(self, cause: int = 26) -> None:
+        for leg in list(self.legs):
+            self._drop_leg(leg, "CANCEL", cause)
+
+    def _leave_queue(self, queue: SimQueue, entry: Entry) -> int:
+        if self._patience is not None:
+            self._patience.cancel()
+        position = self.pbx.leave(queue, entry)
+        self.pbx.channel_event(
+            "QueueCallerLeave",
+            self.trunk,
+            ("Queue", queue.name),
+            ("Position", str(position)),
+            ("Count", str(len(queue.entries))),
+        )
+        return position
+
+    def _abandon(self, queue: SimQueue, entry: Entry) -> None:
+        pbx, caller, trunk = self.pbx, self.caller, self.trunk
+        pbx.channel_event("SoftHangupRequest", caller, ("Cause", "16"))
+        pbx.channel_event("HangupRequest", trunk, ("Cause", "16"))
+        pbx.hangup(caller, 16, soft=False)
+        self._cancel_legs(cause=0)
+        hold = int(pbx.clock() - entry.joined)
+        pbx.channel_event(
+            "QueueCallerAbandon",
+            trunk,
+            ("Queue", queue.name),
+            ("Position", str(queue.position(entry))),
+            ("OriginalPosition", str(entry.original_position)),
+            ("HoldTime", str(hold)),
+        )
+        queue.abandoned += 1
+        self._leave_queue(queue, entry)
+        pbx.hangup(trunk, 16)
+        if not self.summary.agents:
+            self.summary.abandoned = True
+        self.summary.hangup_by = "caller"
+
+    def _redirect_from_queue(
+        self, queue: SimQueue, entry: Entry, context: str, exten: str
+    ) -> str | None:
+        """AMI Redirect of a waiting caller: Asterisk reports an abandon, then a leave."""
+        pbx, trunk = self.pbx, self.trunk
+        self._cancel_legs(cause=0)
+        trunk.context, trunk.exten, trunk.priority = context, exten, 1
+        pbx.channel_event(
+            "QueueCallerAbandon",
+            trunk,
+            ("Queue", queue.name),
+            ("Position", str(queue.position(entry))),
+            ("OriginalPosition", str(entry.original_position)),
+            ("HoldTime", str(int(pbx.clock() - entry.joined))),
+        )
+        self._leave_queue(queue, entry)
+        return self._goto(context, exten)
+
+    def _goto(self, context: str, exten: str) -> str | None:
+        """Where the dialplan sends the caller next; an unknown extension hangs the call up."""
+        target = self.dialplan.queue_for(context, exten)
+        self.trunk.context, self.trunk.exten, self.trunk.priority = context, exten, 1
+        if target is None or target not in self.pbx.queues:
+            self.pbx.channel_event("HangupRequest", self.caller, ("Cause", "16"))
+            self.pbx.hangup(self.trunk, 16)
+            self.pbx.hangup(self.caller, 16)
+            self.summary.hangup_by = self.summary.hangup_by or "system"
+            return None
+        self.pbx.set_var(self.trunk, "CTI_QUEUE", target)
+        return target
+
+    # -- talking ----------------------------------------------------------------------------
+    async def _connect(self, queue: SimQueue, entry: Entry, leg: Leg) -> str | None:
+        pbx, trunk = self.pbx, self.trunk
+        if leg.timer is not None:
+            leg.timer.cancel()
+        self.legs.remove(leg)
+        pbx.new_state(leg.one, UP)
+        leg.two.priority = 14
+        pbx.new_state(leg.two, UP)
+        pbx.emit(
+            "DialEnd",
+            "call",
+            [*trunk.headers(), *leg.one.headers("Dest"), ("DialStatus", "ANSWER")],
+        )
+        self._cancel_legs(cause=26)
+        pbx.channel_event("MusicOnHoldStop", trunk)
+        self._leave_queue(queue, entry)
+        now = pbx.clock()
+        hold = int(now - entry.joined)
+        pbx.emit(
+            "AgentConnect",
+            "agent",
+            [
+                *trunk.headers(),
+                *leg.one.headers("Dest"),
+                ("Queue", queue.name),
+                ("Interface", leg.member.interface),
+                ("MemberName", leg.member.name),
+                ("HoldTime", str(hold)),
+                ("RingTime", str(int(now - leg.started))),
+            ],
+        )
+        pbx.bridge(leg.one, trunk)
+        pbx.set_phone(leg.member.phone, "busy")
+        if self.summary.wait_s is None:
+            self.summary.wait_s = round(now - self._started, 3)
+        if leg.member.name not in self.summary.agents:
+            self.summary.agents.append(leg.member.name)
+        queue.completed += 1
+        queue.holdtime_total += hold
+        return await self._talk(queue, leg, now)
+
+    def _ending(self, queue: SimQueue) -> TalkEnd:
+        endings = dict(self.behaviour.endings)
+        if queue.name not in self.dialplan.escalation:
+            endings.pop("blind", None)
+            endings.pop("attended", None)
+        endings.pop("attended", None)  # attended transfers are not simulated yet
+        kinds = list(endings)
+        return self.rng.choices(kinds, weights=[endings[k] for k in kinds])[0]
+
+    async def _talk(self, queue: SimQueue, leg: Leg, answered_at: float) -> str | None:
+        timer = self._later(
+            self._uniform(self.behaviour.talk_s), "talk_end", leg, self._ending(queue)
+        )
+        try:
+            return await self._talk_until_end(queue, leg, answered_at)
+        finally:
+            timer.cancel()
+
+    async def _talk_until_end(self, queue: SimQueue, leg: Leg, answered_at: float) -> str | None:
+        while True:
+            message = await self.inbox.get()
+            kind = message[0]
+            if kind == "talk_end" and message[1] is leg:
+                ending = message[2]
+                if ending == "caller":
+                    self._caller_hangs_up(leg, answered_at)
+                    return None
+                if ending == "agent":
+                    self._agent_hangs_up(leg, answered_at)
+                    return None
+                exten = self.dialplan.escalation[queue.name]
+                return self._blind(leg, answered_at, self.dialplan.transfer_context, exten)
+            if kind == "blind":
+                return self._blind(leg, answered_at, message[1], message[2])
+            if kind == "redirect":
+                return self._redirect_from_bridge(leg, answered_at, message[1], message[2])
+            if kind == "hangup":
+                channel = message[1]
+                if channel in (self.caller, self.trunk):
+                    self._caller_hangs_up(leg, answered_at)
+                    return None
+                if channel in (leg.one, leg.two):
+                    self._agent_hangs_up(leg, answered_at)
+                    return None
+
+    def _agent_complete(self, leg: Leg, answered_at: float, reason: str) -> None:
+        talk = int(self.pbx.clock() - answered_at)
+        leg.queue.talktime_total += talk
+        self.pbx.emit(
+            "AgentComplete",
+            "agent",
+            [
+                *self.trunk.headers(),
+                *leg.one.headers("Dest"),
+                ("Queue", leg.queue.name),
+                ("Interface", leg.member.interface),
+                ("MemberName", leg.member.name),
+                ("HoldTime", str(int(answered_at - self._started))),
+                ("TalkTime", str(talk)),
+                ("Reason", reason),
+            ],
+        )
+
+    def _agent_done(self, leg: Leg) -> None:
+        member = leg.member
+        for m in self.pbx.members_of(member.phone):
+            if m.queue == leg.queue.name:
+                m.calls_taken += 1
+                m.last_call = int(self.pbx.clock())
+        self.pbx.set_phone(member.phone, "idle")
+
+    def _caller_hangs_up(self, leg: Leg, answered_at: float) -> None:
+        pbx, caller, trunk = self.pbx, self.caller, self.trunk
+        pbx.channel_event("SoftHangupRequest", caller, ("Cause", "16"))
+        pbx.channel_event("HangupRequest", trunk, ("Cause", "16"))
+        pbx.hangup(caller, 16, soft=False)
+        self._agent_complete(leg, answered_at, "caller")
+        pbx.leave_bridge(trunk)
+        pbx.hangup(trunk, 16)
+        pbx.leave_bridge(leg.one)
+        pbx.channel_event("HangupRequest", leg.two, ("Cause", "16"))
+        pbx.hangup(leg.one, 16, soft=False)
+        leg.two.exten, leg.two.priority = "h", 2
+        pbx.hangup(leg.two, 16)
+        self._agent_done(leg)
+        self.summary.hangup_by = "caller"
+
+    def _agent_hangs_up(self, leg: Leg, answered_at: float) -> None:
+        pbx, caller, trunk = self.pbx, self.caller, self.trunk
+        pbx.channel_event("SoftHangupRequest", leg.two, ("Cause", "16"))
+        pbx.channel_event("HangupRequest", leg.one, ("Cause", "16"))
+        self._agent_complete(leg, answered_at, "agent")
+        pbx.hangup(leg.two, 16, soft=False)
+        pbx.leave_bridge(leg.one)
+        pbx.hangup(leg.one, 16, soft=False)
+        pbx.leave_bridge(trunk)
+        pbx.channel_event("SoftHangupRequest", trunk, ("Cause", "16"))
+        pbx.channel_event("HangupRequest", caller, ("Cause", "16"))
+        pbx.hangup(trunk, 16, soft=False)
+        pbx.hangup(caller, 16)
+        self._agent_done(leg)
+        self.summary.hangup_by = "agent"
+
+    def _release_agent(self, leg: Leg) -> None:
+        """The agent's legs leave the bridge and hang up after the caller was moved on."""
+        pbx = self.pbx
+        pbx.leave_bridge(leg.one)
+        pbx.channel_event("HangupRequest", leg.two, ("Cause", "16"))
+        pbx.hangup(leg.one, 16, soft=False)
+        pbx.hangup(leg.two, 16)
+        self._agent_done(leg)
+
+    def _blind(self, leg: Leg, answered_at: float, context: str, exten: str) -> str | None:
+        pbx, trunk = self.pbx, self.trunk
+        bridge = trunk.bridge
+        pbx.channel_event("Unhold", leg.one)
+        pbx.emit(
+            "BlindTransfer",
+            "call",
+            [
+                ("Result", "Success"),
+                *leg.one.headers("Transferer"),
+                *trunk.headers("Transferee"),
+                *(bridge.headers() if bridge is not None else []),
+                ("IsExternal", "Yes"),
+                ("Context", context),
+                ("Extension", exten),
+            ],
+        )
+        self.summary.transfers.append({"kind": "blind", "from": leg.member.name, "to": exten})
+        trunk.context, trunk.exten, trunk.priority = context, exten, 1
+        self._agent_complete(leg, answered_at, "transfer")
+        pbx.leave_bridge(trunk)
+        self._release_agent(leg)
+        return self._goto(context, exten)
+
+    def _redirect_from_bridge(
+        self, leg: Leg, answered_at: float, context: str, exten: str
+    ) -> str | None:
+        pbx, trunk = self.pbx, self.trunk
+        trunk.context, trunk.exten, trunk.priority = context, exten, 1
+        self._agent_complete(leg, answered_at, "caller")
+        pbx.leave_bridge(trunk)
+        self._release_agent(leg)
+        return self._goto(context, exten)
+
+    # -- teardown ---------------------------------------------------------------------------
+    def _release_everything(self) -> None:
+        """On shutdown or error: free phones and forget channels, without further events."""
+        for leg in self.legs:
+            leg.member.phone.state = "idle"
+        self.legs.clear()
+        for queue in self.pbx.queues.values():
+            for entry in [e for e in queue.entries if e.call is self]:
+                queue.entries.remove(entry)
+        for name, channel in list(self.pbx.channels.items()):
+            if channel.owner is self:
+                if channel.bridge is not None:
+                    channel.bridge.channels.remove(channel)
+                del self.pbx.channels[name]
+                if name.startswith("Local/") and "@agents-" in name:
+                    exten = name.split("/", 1)[1].split("@", 1)[0]
+                    phone = self.pbx.phones.get(exten)
+                    if phone is not None:
+                        phone.state = "idle"
+
+
+def shown_caller(number: str | None) -> str:
+    return number if number is not None else UNKNOWN

@@ -1,0 +1,98 @@
+"""Agent authentication: bearer tokens checked against the hashes in the config.
+
+A token is a random secret the agent keeps; the config holds only its SHA-256
+(``cti agent-token NAME`` makes both). Every API path needs a token except the health,
+metrics, OpenAPI and static desktop paths; ``/api/route`` (the dialplan's AGI script) is
+also open to loopback callers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from cti.config import AgentConfig
+from cti.http.errors import ApiError
+
+AGENT = web.RequestKey("agent", AgentConfig)
+
+PUBLIC_PATHS = frozenset({"/", "/healthz", "/metrics", "/api/openapi.json", "/api/login", "/ws"})
+PUBLIC_PREFIXES = ("/desktop/",)
+LOOPBACK_PATHS = frozenset({"/api/route"})
+LOOPBACK = frozenset({"127.0.0.1", "::1"})
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class AgentDirectory:
+    """The desktop users from the config, found by their token."""
+
+    def __init__(self, agents: Sequence[AgentConfig]) -> None:
+        self._agents = [a for a in agents if a.token_sha256]
+        self._by_name = {a.name: a for a in agents}
+
+    def authenticate(self, token: str | None) -> AgentConfig | None:
+        if not token:
+            return None
+        digest = hash_token(token)
+        found = None
+        for agent in self._agents:  # compare with every hash: no early exit to time
+            if hmac.compare_digest(digest, agent.token_sha256.strip().lower()):
+                found = agent
+        return found
+
+    def by_name(self, name: str) -> AgentConfig | None:
+        return self._by_name.get(name)
+
+
+def bearer_token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+def is_supervisor(agent: AgentConfig) -> bool:
+    return agent.role == "supervisor"
+
+
+def agent_info(agent: AgentConfig) -> dict[str, Any]:
+    return {
+        "name": agent.name,
+        "member": agent.member,
+        "interface": agent.interface,
+        "role": agent.role,
+        "tiers": list(agent.tiers),
+    }
+
+
+def auth_middleware(directory: AgentDirectory) -> Middleware:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        path = request.path
+        if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES) or request.method == "OPTIONS":
+            return await handler(request)
+        if path in LOOPBACK_PATHS and request.remote in LOOPBACK:
+            return await handler(request)
+        agent = directory.authenticate(bearer_token(request))
+        if agent is None:
+            raise ApiError(401, "missing or unknown token (Authorization: Bearer <token>)")
+        request[AGENT] = agent
+        return await handler(request)
+
+    return middleware

@@ -1,0 +1,177 @@
+"""Live calls: list, details, notes, disposition, escalation to another tier, click-to-dial."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from cti.calls import CallContext, UnknownCall
+from cti.config import AgentConfig
+from cti.http.access import acting_agent, is_on_call, require_sees, sees_call
+from cti.http.auth import AGENT, is_supervisor
+from cti.http.deps import ApiDeps
+from cti.http.errors import ApiError, parse_body
+from cti.http.models import DispositionBody, EscalateBody, NoteBody, OriginateBody
+from cti.http.state import DEPS
+
+log = structlog.get_logger(__name__)
+
+DO_NOT_CALL = "do_not_call"
+_DIAL_JUNK = re.compile(r"[ ()\-.]")
+
+
+@asynccontextmanager
+async def ami_action(deps: ApiDeps, what: str) -> AsyncIterator[None]:
+    """AMI failures become 502 with Asterisk's message."""
+    try:
+        yield
+    except deps.ami_errors as exc:
+        log.warning("ami action failed", action=what, error=str(exc))
+        raise ApiError(502, f"AMI {what} failed: {exc}") from exc
+
+
+def _call(request: web.Request) -> CallContext:
+    call_id = request.match_info["call_id"]
+    ctx = request.app[DEPS].calls.get(call_id)
+    if ctx is None:
+        raise ApiError(404, f"no live call {call_id}")
+    require_sees(request[AGENT], ctx)
+    return ctx
+
+
+async def list_calls(request: web.Request) -> web.Response:
+    agent = request[AGENT]
+    calls = request.app[DEPS].calls.active()
+    mine = [c.to_dict() for c in calls if is_supervisor(agent) or sees_call(agent, c)]
+    return web.json_response({"calls": mine})
+
+
+async def get_call(request: web.Request) -> web.Response:
+    return web.json_response(_call(request).to_dict())
+
+
+async def add_note(request: web.Request) -> web.Response:
+    ctx = _call(request)
+    body = await parse_body(request, NoteBody)
+    try:
+        ctx = await request.app[DEPS].calls.add_note(ctx.call_id, request[AGENT].name, body.text)
+    except UnknownCall:
+        raise ApiError(404, f"no live call {ctx.call_id}") from None
+    return web.json_response({"call_id": ctx.call_id, "notes": ctx.notes}, status=201)
+
+
+async def set_disposition(request: web.Request) -> web.Response:
+    ctx = _call(request)
+    body = await parse_body(request, DispositionBody)
+    calls = request.app[DEPS].calls
+    try:
+        ctx = await calls.set_disposition(ctx.call_id, body.code, request[AGENT].name)
+    except UnknownCall:
+        raise ApiError(404, f"no live call {ctx.call_id}") from None
+    return web.json_response({"call_id": ctx.call_id, "disposition": ctx.disposition})
+
+
+async def escalate(request: web.Request) -> web.Response:
+    """Move the caller to a tier's queue with a higher priority, carrying reason and note.
+
+    Sets CTI_PRIORITY (tier priority + escalation boost) and CTI_ESCALATION_REASON on the
+    caller's channel, then Redirects it to the tier's dialplan entry, or BlindTransfers it from
+    the agent's channel when the caller is bridged with an agent whose channel is known. The
+    escalation is recorded only once Asterisk accepted the move.
+    """
+    deps = request.app[DEPS]
+    agent = request[AGENT]
+    body = await parse_body(request, EscalateBody)
+    tier = deps.config.tiers.get(body.tier)
+    if tier is None:
+        known = ", ".join(sorted(deps.config.tiers))
+        raise ApiError(400, f"tier: unknown tier {body.tier!r} (known: {known})")
+    ctx = _call(request)
+    if not (is_supervisor(agent) or is_on_call(agent, ctx)):
+        raise ApiError(403, f"only the agent on call {ctx.call_id} or a supervisor may escalate")
+    if ctx.state == "ended":
+        raise ApiError(409, f"call {ctx.call_id} has ended")
+    channel = ctx.caller_channel
+    if not channel:
+        raise ApiError(409, f"the caller's channel of call {ctx.call_id} is not known yet")
+    priority = tier.priority + tier.escalation_boost
+    exten = tier.exten or tier.queue
+    agent_channel = ctx.agent_channel
+    bridged = ctx.state == "answered" and bool(agent_channel)
+    async with ami_action(deps, "Setvar"):
+        await deps.ami.setvar("CTI_PRIORITY", str(priority), channel=channel)
+        await deps.ami.setvar("CTI_ESCALATION_REASON", body.reason, channel=channel)
+    if bridged and agent_channel:
+        action = "BlindTransfer"
+        async with ami_action(deps, action):
+            await deps.ami.blind_transfer(agent_channel, exten=exten, context=tier.context)
+    else:
+        action = "Redirect"
+        async with ami_action(deps, action):
+            await deps.ami.redirect(channel, context=tier.context, exten=exten, priority=1)
+    from_agent = (ctx.agent if is_supervisor(agent) else agent.member) or agent.name
+    ctx = deps.calls.mark_escalation(ctx.call_id, from_agent, body.tier, body.reason, body.note)
+    log.info("call escalated", call_id=ctx.call_id, tier=body.tier, by=agent.name, action=action)
+    return web.json_response(
+        {"call": ctx.to_dict(), "action": action, "tier": body.tier, "priority": priority}
+    )
+
+
+async def _refuse_do_not_call(deps: ApiDeps, number: str, customer_id: int | None) -> int | None:
+    """The customer being dialled (if known); 409 when any owner of the number is do-not-call."""
+    try:
+        ids: list[int] = []
+        if customer_id is not None:
+            ids.append(customer_id)
+        resolution = await deps.crm.resolve(number)
+        ids.extend(c.customer_id for c in resolution.candidates[:5] if c.customer_id not in ids)
+        for cid in ids:
+            view = await deps.crm.view(cid)
+            if view is None:
+                if cid == customer_id:
+                    raise ApiError(404, f"customer_id: no customer {cid}")
+                continue
+            if DO_NOT_CALL in view.flags:
+                raise ApiError(
+                    409, f"customer {cid} ({view.name}) is flagged do-not-call: not dialling"
+                )
+    except ApiError:
+        raise
+    except Exception as exc:
+        log.warning("do-not-call check failed", error=repr(exc))
+        raise ApiError(503, "cannot check the do-not-call flag (CRM unavailable)") from exc
+    return customer_id if customer_id is not None else (ids[0] if ids else None)
+
+
+async def originate(request: web.Request) -> web.Response:
+    """Click-to-dial: ring the agent's own phone, then the number (never a do-not-call one)."""
+    deps = request.app[DEPS]
+    body = await parse_body(request, OriginateBody)
+    who = _acting(request, body.agent)
+    if not who.interface:
+        raise ApiError(409, f"agent {who.name} has no phone interface in the config")
+    number = _DIAL_JUNK.sub("", body.number)
+    customer_id = await _refuse_do_not_call(deps, number, body.customer_id)
+    variables = {"CTI_CUSTOMER_ID": str(customer_id)} if customer_id is not None else {}
+    async with ami_action(deps, "Originate"):
+        await deps.ami.originate(
+            who.interface,
+            context=deps.config.http.originate_context,
+            exten=number,
+            priority=1,
+            variables=variables,
+        )
+    log.info("click to dial", agent=who.name, number=number, customer_id=customer_id)
+    result: dict[str, Any] = {"status": "dialling", "from": who.interface, "number": number}
+    result["customer_id"] = customer_id
+    return web.json_response(result, status=202)
+
+
+def _acting(request: web.Request, requested: str | None) -> AgentConfig:
+    agents = {a.name: a for a in request.app[DEPS].config.agents}
+    return acting_agent(request[AGENT], requested, agents)

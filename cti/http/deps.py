@@ -1,0 +1,79 @@
+"""What the HTTP API needs from the rest of the daemon, passed in by the composition root."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from crm_core.types import CustomerView, Resolution
+from cti.calls import LiveCalls
+from cti.config import Config
+from cti.hub import PopHub
+
+
+class CallActions(Protocol):
+    """The AMI actions the API sends (``cti.ami.client.AmiClient``); each raises on failure."""
+
+    async def setvar(self, variable: str, value: str, *, channel: str | None = None) -> Any: ...
+
+    async def redirect(
+        self, channel: str, *, context: str, exten: str, priority: int = 1
+    ) -> Any: ...
+
+    async def blind_transfer(self, channel: str, *, exten: str, context: str) -> Any: ...
+
+    async def originate(
+        self,
+        channel: str,
+        *,
+        context: str | None = None,
+        exten: str | None = None,
+        priority: int = 1,
+        caller_id: str | None = None,
+        variables: Mapping[str, str] | None = None,
+    ) -> Any: ...
+
+    async def queue_add(
+        self, queue: str, interface: str, *, member_name: str | None = None
+    ) -> Any: ...
+
+    async def queue_remove(self, queue: str, interface: str) -> Any: ...
+
+    async def queue_pause(
+        self, interface: str, paused: bool, *, queue: str | None = None, reason: str | None = None
+    ) -> Any: ...
+
+
+class CustomerStore(Protocol):
+    """What the API needs from the CRM (``crm_core`` store or a connector)."""
+
+    async def resolve(self, caller_id: str | None) -> Resolution: ...
+
+    async def view(self, customer_id: int) -> CustomerView | None: ...
+
+    async def search(self, query: str, limit: int = 20) -> Sequence[Any]: ...
+
+
+def _never_connected() -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class ApiDeps:
+    """The collaborators of the HTTP API. ``ami_errors`` are the exceptions that mean 502."""
+
+    config: Config
+    hub: PopHub
+    calls: LiveCalls
+    crm: CustomerStore
+    ami: CallActions
+    ami_errors: tuple[type[BaseException], ...] = ()
+    ami_connected: Callable[[], bool] = _never_connected
+    db_ok: Callable[[], Awaitable[bool]] | None = None
+    registry: CollectorRegistry | None = None
+    # POST /api/route (cti.routing.http.route_handler), mounted when given.
+    route_handler: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = None

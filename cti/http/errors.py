@@ -1,0 +1,49 @@
+"""JSON errors: every failure the API reports has ``{"error": message}`` and a fitting status."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class ApiError(Exception):
+    """An error to report to the client as is."""
+
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.extra = extra
+
+
+def error_response(status: int, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": message, **extra}, status=status)
+
+
+def describe_validation(exc: ValidationError) -> str:
+    """``field: message`` for each problem, e.g. ``tier: Field required``."""
+    parts = []
+    for item in exc.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "body"
+        parts.append(f"{where}: {item['msg']}")
+    return "; ".join(parts)
+
+
+async def parse_body(request: web.Request, model: type[M]) -> M:
+    """The request's JSON body as ``model``; a clear 400 naming the field otherwise."""
+    raw = await request.read()
+    try:
+        data = json.loads(raw or b"null")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"body: not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ApiError(400, "body: expected a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError(400, describe_validation(exc)) from exc

@@ -44,6 +44,8 @@ class AmiConfig(_Section):
     ping_timeout_s: float = Field(5.0, gt=0)
     reconnect_initial_s: float = Field(0.5, gt=0)
     reconnect_max_s: float = Field(30.0, gt=0)
+    # "md5": Challenge/response login, the secret never crosses the wire.
+    auth: Literal["plain", "md5"] = "plain"
     enabled: bool = True
 
 

@@ -1,0 +1,558 @@
+"""The AMI connection: login, events, resync, reconnect, keepalive, actions.
+
+Usage::
+
+    client = AmiClient(config.ami)
+    await client.start()               # AmiAuthError at once on wrong credentials
+    async for item in client.events():  # dict events and Connected/Disconnected/Resynced
+        ...
+    await client.redirect(channel, context="transfer", exten="8002")
+    result = await client.originate("PJSIP/alice", context="agents", exten="1002")
+    await client.stop()
+
+Behaviour:
+
+* Login (plain, or MD5 challenge with ``auth = "md5"``) with ``Events: <config.events>``,
+  then ``Filter`` actions dropping VarSet/Newexten at the source (a user without the right
+  to filter gets a warning, not a failure).
+* After every (re)connect: CoreShowChannels, QueueStatus, BridgeList and BridgeInfo per
+  bridge, emitted as one ``Resynced(items)``; events arriving meanwhile are held and
+  emitted after it, in order (see ``cti.ami.stream``).
+* Reconnect on EOF, refused connections, a ``Shutdown`` event, or a dead link (a Ping not
+  answered within ``ping_timeout_s``, sent every ``ping_interval_s``), with capped
+  exponential backoff and jitter (``reconnect_initial_s`` doubling up to
+  ``reconnect_max_s``, times a random factor in [0.5, 1]). Wrong credentials fail
+  ``start()``; if they go wrong later (secret changed on the PBX), the client logs an error
+  and retries only every ``reconnect_max_s``.
+* Actions: ``send_action`` / ``send_list_action`` correlate by ActionID, time out with
+  ``AmiTimeout``, turn ``Response: Error`` into ``AmiActionError`` (Asterisk's message
+  verbatim), raise ``AmiNotConnected`` while there is no link. An action in flight when
+  the link drops fails with ``AmiConnectionLost`` and is never re-sent (no call placed twice).
+
+Why not panoramisk's ``Manager``: each of its defects lives in it or in its protocol (user
+callbacks run in ``data_received``; fire-and-forget pings never checked; pending actions
+re-sent after reconnect; fixed-delay reconnect forever, also on a wrong secret; its own
+``loop`` plumbing). Keeping it would mean overriding every method, so this module keeps
+the design (protocol / connection policy / messages split) and not the code; the
+defect tests in tests/test_panoramisk_defects.py show its behaviour beside ours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+
+import structlog
+
+from cti.ami.errors import (
+    AmiActionError,
+    AmiAuthError,
+    AmiConnectionLost,
+    AmiError,
+    AmiNotConnected,
+    AmiOriginateFailed,
+    AmiTimeout,
+)
+from cti.ami.messages import AmiResponse, OriginateResult
+from cti.ami.protocol import AmiProtocol
+from cti.ami.stream import Connected, Disconnected, Resynced, StreamItem
+from cti.config import AmiConfig
+
+log = structlog.get_logger(__name__)
+
+# Legacy regex event filters: a leading "!" excludes matching events.
+DEFAULT_FILTERS = ("!Event: VarSet", "!Event: Newexten")
+RESYNC_LISTS = ("CoreShowChannels", "QueueStatus", "BridgeList")
+
+
+class _Stop:
+    """Marks the end of the event stream."""
+
+
+_STOP = _Stop()
+
+
+class AmiClient:
+    """One supervised AMI connection; see the module docstring."""
+
+    def __init__(
+        self,
+        config: AmiConfig,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        rng: Callable[[], float] = random.random,
+        filters: Sequence[str] = DEFAULT_FILTERS,
+    ) -> None:
+        self.config = config
+        self._clock = clock
+        self._rng = rng
+        self._filters = tuple(filters)
+        self._protocol: AmiProtocol | None = None
+        self._queue: asyncio.Queue[StreamItem | _Stop] | None = None
+        self._held: list[dict[str, str]] | None = None  # events held during a resync
+        self._task: asyncio.Task[None] | None = None
+        self._connected: asyncio.Event | None = None
+        self.connects = 0  # successful logins so far
+
+    # --- lifetime ---
+    async def start(self) -> None:
+        """Connect and log in once; keep (re)connecting in the background afterwards.
+
+        Raises ``AmiAuthError`` when Asterisk refuses the credentials. Any other failure
+        (Asterisk down) is logged and retried in the background.
+        """
+        if self._task is not None:
+            raise RuntimeError("AmiClient already started")
+        self._queue = asyncio.Queue()
+        self._connected = asyncio.Event()
+        first: AmiProtocol | None = None
+        try:
+            first = await self._open()
+        except AmiAuthError:
+            raise
+        except (OSError, TimeoutError, AmiError) as exc:
+            log.warning(
+                "ami.connect_failed", host=self.config.host, port=self.config.port, error=str(exc)
+            )
+        self._task = asyncio.create_task(self._run(first), name="ami-connection")
+
+    async def stop(self) -> None:
+        """Log off, close the link, end ``events()``."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        protocol, self._protocol = self._protocol, None
+        if protocol is not None and protocol.is_open:
+            with contextlib.suppress(AmiError, TimeoutError):
+                pending = protocol.send({"Action": "Logoff"})
+                async with asyncio.timeout(0.5):
+                    await pending.future
+            protocol.close("client stopped")
+        if self._queue is not None:
+            self._queue.put_nowait(_STOP)
+
+    @property
+    def connected(self) -> bool:
+        return self._protocol is not None and self._protocol.is_open
+
+    async def wait_connected(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """Wait until logged in (raises ``TimeoutError``)."""
+        if self._connected is None:
+            raise AmiNotConnected("AmiClient not started")
+        async with asyncio.timeout(timeout):
+            await self._connected.wait()
+
+    # --- events ---
+    async def events(self) -> AsyncIterator[StreamItem]:
+        """Events and stream markers, in order, until ``stop()``."""
+        while True:
+            item = await self.get_event()
+            if isinstance(item, _Stop):
+                return
+            yield item
+
+    async def get_event(self) -> StreamItem | _Stop:
+        if self._queue is None:
+            raise AmiNotConnected("AmiClient not started")
+        return await self._queue.get()
+
+    def _emit(self, item: StreamItem) -> None:
+        assert self._queue is not None
+        self._queue.put_nowait(item)
+
+    def _on_event(self, event: dict[str, str]) -> None:
+        """The protocol's event sink: runs inside data_received, so it only enqueues."""
+        if self._held is not None:
+            self._held.append(event)
+        elif self._queue is not None:
+            self._queue.put_nowait(event)
+
+    # --- connection ---
+    def _backoff(self, attempt: int) -> float:
+        cfg = self.config
+        delay: float = min(cfg.reconnect_max_s, cfg.reconnect_initial_s * 2**attempt)
+        return delay * (0.5 + 0.5 * self._rng())
+
+    async def _open(self) -> AmiProtocol:
+        """Connect, read the banner, log in, set filters. Events are held from here on."""
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        self._held = []
+        async with asyncio.timeout(cfg.connect_timeout_s):
+            _, protocol = await loop.create_connection(
+                lambda: AmiProtocol(self._on_event), cfg.host, cfg.port
+            )
+            banner = await protocol.banner
+        try:
+            await self._login(protocol)
+            for text in self._filters:
+                try:
+                    await self._call(
+                        protocol, {"Action": "Filter", "Operation": "Add", "Filter": text}
+                    )
+                except AmiActionError as exc:
+                    log.warning("ami.filter_refused", filter=text, message=exc.message)
+        except BaseException:
+            protocol.abort("login failed")
+            raise
+        self._protocol = protocol
+        self.connects += 1
+        assert self._connected is not None
+        self._connected.set()
+        log.info("ami.connected", host=cfg.host, port=cfg.port, banner=banner, events=cfg.events)
+        self._emit(Connected(cfg.host, cfg.port, banner))
+        return protocol
+
+    async def _login(self, protocol: AmiProtocol) -> None:
+        cfg = self.config
+        fields = {"Action": "Login", "Username": cfg.username}
+        if cfg.auth == "md5":
+            challenge = await self._call(protocol, {"Action": "Challenge", "AuthType": "MD5"})
+            key = hashlib.md5((challenge.get("Challenge") + cfg.secret).encode()).hexdigest()
+            fields.update(AuthType="MD5", Key=key)
+        else:
+            fields["Secret"] = cfg.secret
+        fields["Events"] = cfg.events
+        try:
+            await self._call(protocol, fields)
+        except AmiActionError as exc:
+            raise AmiAuthError(
+                f"Asterisk AMI at {cfg.host}:{cfg.port} refused user {cfg.username!r}: "
+                f"{exc.message} (check [ami] username/secret and manager.conf)"
+            ) from exc
+        except AmiConnectionLost as exc:
+            raise AmiAuthError(
+                f"Asterisk AMI at {cfg.host}:{cfg.port} closed the connection during login "
+                f"of user {cfg.username!r}"
+            ) from exc
+
+    async def _run(self, protocol: AmiProtocol | None) -> None:
+        cfg = self.config
+        attempt = 0
+        while True:
+            if protocol is None:
+                try:
+                    protocol = await self._open()
+                except AmiAuthError as exc:
+                    self._held = None
+                    log.error("ami.auth_failed", error=str(exc), retry_in_s=cfg.reconnect_max_s)
+                    await asyncio.sleep(cfg.reconnect_max_s)
+                    continue
+                except (OSError, TimeoutError, AmiError) as exc:
+                    self._held = None
+                    delay = self._backoff(attempt)
+                    attempt += 1
+                    log.warning(
+                        "ami.reconnect_failed",
+                        error=str(exc) or type(exc).__name__,
+                        retry_in_s=round(delay, 3),
+                    )
+                    await asyncio.sleep(delay)
+                    continue
+            started = self._clock()
+            reason = await self._serve(protocol)
+            protocol = None
+            self._protocol = None
+            assert self._connected is not None
+            self._connected.clear()
+            if self._clock() - started >= cfg.reconnect_max_s:
+                attempt = 0  # it was a good connection: start the backoff over
+            delay = self._backoff(attempt)
+            attempt += 1
+            log.warning("ami.disconnected", reason=reason, retry_in_s=round(delay, 3))
+            self._emit(Disconnected(reason))
+            await asyncio.sleep(delay)
+
+    async def _serve(self, protocol: AmiProtocol) -> str:
+        """Resync, then watch the link until it ends; returns why it ended."""
+        watchdog = asyncio.create_task(self._watchdog(protocol), name="ami-ping-watchdog")
+        try:
+            try:
+                items = await self._resync(protocol)
+            except AmiTimeout as exc:
+                protocol.abort(f"resync timed out: {exc}")
+            except AmiNotConnected:
+                pass
+            else:
+                self._emit(Resynced(items))
+            self._release_held()
+            return await asyncio.shield(protocol.closed)
+        finally:
+            self._release_held()
+            watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watchdog
+
+    def _release_held(self) -> None:
+        held, self._held = self._held, None
+        for event in held or ():
+            self._emit(event)
+
+    async def _resync(self, protocol: AmiProtocol) -> list[dict[str, str]]:
+        items: list[dict[str, str]] = []
+        for name in RESYNC_LISTS:
+            try:
+                items += (await self._call(protocol, {"Action": name})).items
+            except AmiActionError as exc:
+                log.error("ami.resync_list_refused", action=name, message=exc.message)
+        bridges = [i["BridgeUniqueid"] for i in items if i.get("Event") == "BridgeListItem"]
+        for bridge in bridges:
+            try:
+                info = await self._call(
+                    protocol, {"Action": "BridgeInfo", "BridgeUniqueid": bridge}
+                )
+            except AmiActionError:
+                continue  # the bridge went away meanwhile
+            items += [{**item, "BridgeUniqueid": bridge} for item in info.items]
+        log.info("ami.resynced", items=len(items), bridges=len(bridges))
+        return items
+
+    async def _watchdog(self, protocol: AmiProtocol) -> None:
+        cfg = self.config
+        while protocol.is_open:
+            await asyncio.sleep(cfg.ping_interval_s)
+            try:
+                await self._call(protocol, {"Action": "Ping"}, timeout=cfg.ping_timeout_s)
+            except AmiTimeout:
+                reason = f"no answer to Ping within {cfg.ping_timeout_s}s: dead link"
+                log.warning("ami.ping_timeout", timeout_s=cfg.ping_timeout_s)
+                protocol.abort(reason)
+                return
+            except AmiError:
+                return
+
+    # --- actions ---
+    async def _call(
+        self,
+        protocol: AmiProtocol,
+        fields: Mapping[str, str],
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - per action, the API's contract
+    ) -> AmiResponse:
+        action = fields.get("Action", "?")
+        limit = self.config.action_timeout_s if timeout is None else timeout
+        pending = protocol.send(fields)
+        try:
+            async with asyncio.timeout(limit):
+                response = await asyncio.shield(pending.future)
+        except TimeoutError:
+            protocol.forget(pending.action_id)
+            raise AmiTimeout(
+                f"{action}: no answer from Asterisk within {limit}s", action=action
+            ) from None
+        if not response.success:
+            raise AmiActionError(action, response.message or response.response, response.fields)
+        return response
+
+    def _require(self) -> AmiProtocol:
+        protocol = self._protocol
+        if protocol is None or not protocol.is_open:
+            cfg = self.config
+            raise AmiNotConnected(f"not connected to Asterisk AMI at {cfg.host}:{cfg.port}")
+        return protocol
+
+    async def send_action(
+        self,
+        fields: Mapping[str, str],
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - per action, the API's contract
+    ) -> AmiResponse:
+        """Send one action, return its response; see the module docstring for errors."""
+        return await self._call(self._require(), fields, timeout=timeout)
+
+    async def send_list_action(
+        self,
+        fields: Mapping[str, str],
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - per action, the API's contract
+    ) -> tuple[AmiResponse, list[dict[str, str]]]:
+        """A list action (``EventList: start`` ... ``Complete``): the response and its items."""
+        response = await self._call(self._require(), fields, timeout=timeout)
+        return response, response.items
+
+    async def originate(
+        self,
+        channel: str,
+        *,
+        context: str | None = None,
+        exten: str | None = None,
+        priority: int = 1,
+        application: str | None = None,
+        data: str | None = None,
+        caller_id: str | None = None,
+        variables: Mapping[str, str] | None = None,
+        ring_timeout_s: float = 30.0,
+        account: str | None = None,
+    ) -> OriginateResult:
+        """Async Originate; waits for its ``OriginateResponse`` (matched by ActionID).
+
+        Raises ``AmiActionError`` when Asterisk refuses it, ``AmiOriginateFailed`` when the
+        call could not be placed, ``AmiConnectionLost`` if the link drops meanwhile (never
+        re-sent: check the PBX before trying again). Needs ``call`` in ``[ami] events``.
+        """
+        fields: dict[str, str] = {"Action": "Originate", "Channel": channel}
+        if application is not None:
+            fields["Application"] = application
+            if data is not None:
+                fields["Data"] = data
+        else:
+            fields.update(Context=context or "", Exten=exten or "", Priority=str(priority))
+        if caller_id is not None:
+            fields["CallerID"] = caller_id
+        if account is not None:
+            fields["Account"] = account
+        if variables:
+            fields["Variable"] = "\n".join(f"{k}={v}" for k, v in variables.items())
+        fields.update(Timeout=str(int(ring_timeout_s * 1000)), Async="true")
+        protocol = self._require()
+        pending = protocol.send(fields, follow_event="OriginateResponse")
+        assert pending.followup is not None
+        try:
+            async with asyncio.timeout(self.config.action_timeout_s):
+                response = await asyncio.shield(pending.future)
+            if not response.success:
+                raise AmiActionError("Originate", response.message, response.fields)
+            async with asyncio.timeout(ring_timeout_s + self.config.action_timeout_s):
+                event = await asyncio.shield(pending.followup)
+        except TimeoutError:
+            protocol.forget(pending.action_id)
+            raise AmiTimeout(
+                "Originate: no OriginateResponse from Asterisk in time", action="Originate"
+            ) from None
+        except AmiConnectionLost as exc:
+            raise AmiConnectionLost(
+                f"Originate to {channel}: {exc}", action="Originate", may_have_run=True
+            ) from exc
+        result = OriginateResult.from_event(event)
+        if not result.success:
+            raise AmiOriginateFailed(result.reason, result.reason_text, result.fields)
+        return result
+
+    async def redirect(
+        self,
+        channel: str,
+        *,
+        context: str,
+        exten: str,
+        priority: int = 1,
+        extra_channel: str | None = None,
+    ) -> AmiResponse:
+        fields = {
+            "Action": "Redirect",
+            "Channel": channel,
+            "Context": context,
+            "Exten": exten,
+            "Priority": str(priority),
+        }
+        if extra_channel is not None:
+            fields.update(
+                ExtraChannel=extra_channel,
+                ExtraContext=context,
+                ExtraExten=exten,
+                ExtraPriority=str(priority),
+            )
+        return await self.send_action(fields)
+
+    async def blind_transfer(self, channel: str, *, exten: str, context: str) -> AmiResponse:
+        return await self.send_action(
+            {"Action": "BlindTransfer", "Channel": channel, "Exten": exten, "Context": context}
+        )
+
+    async def atxfer(self, channel: str, *, exten: str, context: str) -> AmiResponse:
+        return await self.send_action(
+            {"Action": "Atxfer", "Channel": channel, "Exten": exten, "Context": context}
+        )
+
+    async def hangup(self, channel: str, *, cause: int | None = None) -> AmiResponse:
+        fields = {"Action": "Hangup", "Channel": channel}
+        if cause is not None:
+            fields["Cause"] = str(cause)
+        return await self.send_action(fields)
+
+    async def setvar(self, variable: str, value: str, *, channel: str | None = None) -> AmiResponse:
+        fields = {"Action": "Setvar", "Variable": variable, "Value": value}
+        if channel is not None:
+            fields["Channel"] = channel
+        return await self.send_action(fields)
+
+    async def getvar(self, variable: str, *, channel: str | None = None) -> str:
+        """A variable's value (``""`` when unset, as Asterisk answers)."""
+        fields = {"Action": "Getvar", "Variable": variable}
+        if channel is not None:
+            fields["Channel"] = channel
+        return (await self.send_action(fields)).get("Value")
+
+    async def queue_add(
+        self,
+        queue: str,
+        interface: str,
+        *,
+        member_name: str | None = None,
+        state_interface: str | None = None,
+        penalty: int | None = None,
+        paused: bool | None = None,
+        reason: str | None = None,
+    ) -> AmiResponse:
+        fields = {"Action": "QueueAdd", "Queue": queue, "Interface": interface}
+        optional = {
+            "MemberName": member_name,
+            "StateInterface": state_interface,
+            "Penalty": None if penalty is None else str(penalty),
+            "Paused": None if paused is None else str(paused).lower(),
+            "Reason": reason,
+        }
+        fields.update({k: v for k, v in optional.items() if v is not None})
+        return await self.send_action(fields)
+
+    async def queue_remove(self, queue: str, interface: str) -> AmiResponse:
+        return await self.send_action(
+            {"Action": "QueueRemove", "Queue": queue, "Interface": interface}
+        )
+
+    async def queue_pause(
+        self, interface: str, paused: bool, *, queue: str | None = None, reason: str | None = None
+    ) -> AmiResponse:
+        """Pause or unpause a member, in ``queue`` or (``None``) in every queue."""
+        fields = {"Action": "QueuePause", "Interface": interface, "Paused": str(paused).lower()}
+        if queue is not None:
+            fields["Queue"] = queue
+        if reason is not None:
+            fields["Reason"] = reason
+        return await self.send_action(fields)
+
+    async def queue_status(
+        self, queue: str | None = None, *, member: str | None = None
+    ) -> list[dict[str, str]]:
+        """QueueParams/QueueMember/QueueEntry items; an unknown queue gives ``[]`` (as Asterisk)."""
+        fields = {"Action": "QueueStatus"}
+        if queue is not None:
+            fields["Queue"] = queue
+        if member is not None:
+            fields["Member"] = member
+        return (await self.send_list_action(fields))[1]
+
+    async def command(self, command: str) -> list[str]:
+        """A CLI command's output lines; an unknown command raises ``AmiActionError``
+        whose ``fields["Output"]`` holds Asterisk's explanation."""
+        fields = {"Action": "Command", "Command": command}
+        try:
+            response = await self.send_action(fields)
+        except AmiActionError as exc:
+            output = exc.fields.get("Output")
+            if output:
+                raise AmiActionError("Command", output, exc.fields) from None
+            raise
+        output = response.get("Output")
+        return output.split("\n") if output else []
+
+    async def ping(self) -> float:
+        """Round trip of a Ping, in seconds."""
+        start = time.perf_counter()
+        await self.send_action({"Action": "Ping"})
+        return time.perf_counter() - start

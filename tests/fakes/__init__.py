@@ -1,0 +1,1 @@
+"""Protocol-faithful fakes of the PBX for tests (see ``ami_server``)."""

@@ -15,27 +15,24 @@ from datetime import UTC, datetime
 
 import structlog
 
-from cti.agi.protocol import AgiChannel, AgiClosed, AgiError, read_environment, set_variable
+from cti.agi.env import caller_id, dialled_number
+from cti.agi.protocol import (
+    AgiChannel,
+    AgiClosed,
+    AgiError,
+    read_environment,
+    set_variable,
+)
 from cti.routing.decisions import DecisionLog
 from cti.routing.router import Router
 
 log = structlog.get_logger(__name__)
 
 SCRIPTS = frozenset({"route", ""})  # agi://host:port/route (or no path)
-NO_CALLER_ID = frozenset({"", "unknown"})  # what Asterisk writes when there is none
 
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def dialled_number(env: dict[str, str]) -> str | None:
-    """The number the caller dialled: ``agi_dnid``, else the extension being run (the DID)."""
-    for key in ("agi_dnid", "agi_extension"):
-        value = env.get(key, "")
-        if value and value != "unknown":
-            return value
-    return None
 
 
 class FastAgiServer:
@@ -131,8 +128,7 @@ class FastAgiServer:
             if script not in SCRIPTS:
                 log.warning("fastagi request for an unknown script, nothing set", script=script)
                 return
-            callerid = env.get("agi_callerid", "")
-            caller = None if callerid in NO_CALLER_ID else callerid
+            caller = caller_id(env)
             dnid = dialled_number(env)
             decision = await self._router.route(caller, dnid)
             if uniqueid:

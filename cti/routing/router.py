@@ -12,12 +12,14 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from crm_core.types import CustomerDirectory
 from cti.routing.rules import CrmFacts, Outcome, RuleSet
+
+if TYPE_CHECKING:
+    from crm_core.types import CustomerDirectory
 
 log = structlog.get_logger(__name__)
 

@@ -32,6 +32,8 @@ Test hooks:
   back up; logins in the next 0.1 s get ``FullyBooted`` a little later, with
   a Timestamp (as after a real restart). ``Command: core restart now`` does the same.
 * ``send_raw(data)``: write raw bytes to every logged-in connection (malformed frames).
+* ``delays={"CoreShowChannels": 0.2}``: wait before answering; ``unanswered={"Originate"}``:
+  never answer (like ``core restart now``, or a hung PBX).
 * ``actions``: every action received, as ``ReceivedAction(conn, name, headers)``;
   ``actions_named("Originate")``.
 * ``wait_for_logins(n)``: wait until ``n`` logins have succeeded in total.
@@ -461,6 +463,8 @@ class FakeAmiServer:
         unreachable: Iterable[str] = (),
         cli: Mapping[str, Sequence[str]] | None = None,
         challenge: Callable[[], str] | None = None,
+        delays: Mapping[str, float] | None = None,
+        unanswered: Iterable[str] = (),
     ) -> None:
         self.users = dict(
             users
@@ -477,6 +481,9 @@ class FakeAmiServer:
         self.cli: dict[str, list[str]] = {k: list(v) for k, v in (cli or {}).items()}
         self._challenge = challenge or (lambda: str(random.randrange(100_000_000, 999_999_999)))
         self.astdb: dict[tuple[str, str], str] = {}
+        # Test knobs: seconds to wait before answering an action; actions never answered.
+        self.delays = {k.lower(): v for k, v in (delays or {}).items()}
+        self.unanswered = {a.lower() for a in unanswered}
         self.state = FakeAsteriskState()
         for qname, interfaces in (queues or {}).items():
             self.state.add_queue(qname)
@@ -687,6 +694,10 @@ class FakeAmiServer:
             reply("Error", ("Message", "Missing action in request"))
             return True
         lower = action.lower()
+        if lower in self.unanswered:
+            return True
+        if lower in self.delays:
+            await asyncio.sleep(self.delays[lower])
         if s.user is None and lower not in ("login", "challenge", "logoff"):
             reply("Error", ("Message", "Permission denied"))
             return True

@@ -64,7 +64,11 @@ async def login(request: web.Request) -> web.Response:
     agent = request.app[DIRECTORY].authenticate(body.token)
     if agent is None:
         raise ApiError(401, "token: unknown token")
-    return web.json_response({"agent": agent_info(agent), "ws": "/ws"})
+    tiers = [
+        {"name": name, "label": tier.label or name, "queue": tier.queue}
+        for name, tier in request.app[DEPS].config.tiers.items()
+    ]
+    return web.json_response({"agent": agent_info(agent), "ws": "/ws", "tiers": tiers})
 
 
 async def index(request: web.Request) -> web.FileResponse:

@@ -36,6 +36,7 @@ Test hooks:
   never answer (like ``core restart now``, or a hung PBX).
 * ``actions``: every action received, as ``ReceivedAction(conn, name, headers)``;
   ``actions_named("Originate")``.
+* ``wait_for_action(name, count=1)``: wait until the fake received it.
 * ``wait_for_logins(n)``: wait until ``n`` logins have succeeded in total.
 * Users: ``{name: AmiUser(secret, read="all", write="all")}`` (default:
   ``cti``/``cti-secret`` and the read-only ``cti-readonly``/``readonly-secret``).
@@ -500,10 +501,12 @@ class FakeAmiServer:
         self._booting_until = 0.0
         self._silent_new = False
         self._login_event: asyncio.Event | None = None
+        self._action_event: asyncio.Event | None = None
 
     # --- lifetime ---
     async def start(self) -> FakeAmiServer:
         self._login_event = asyncio.Event()
+        self._action_event = asyncio.Event()
         await self._listen()
         return self
 
@@ -555,6 +558,15 @@ class FakeAmiServer:
             while self.logins < count:
                 self._login_event.clear()
                 await self._login_event.wait()
+
+    async def wait_for_action(self, name: str, count: int = 1) -> ReceivedAction:
+        """Wait (up to 5 s) until ``count`` actions ``name`` have been received; the last one."""
+        assert self._action_event is not None, "start() the server first"
+        async with asyncio.timeout(5):
+            while len(self.actions_named(name)) < count:
+                self._action_event.clear()
+                await self._action_event.wait()
+        return self.actions_named(name)[count - 1]
 
     async def play(self, events: Iterable[Mapping[str, str]]) -> None:
         for ev in events:
@@ -685,6 +697,8 @@ class FakeAmiServer:
         action = h.get("action", "")
         aid = h.get("actionid")
         self.actions.append(ReceivedAction(s.conn, action, h))
+        if self._action_event is not None:
+            self._action_event.set()
 
         def reply(response: str, *fields: tuple[str, str]) -> None:
             head = [("Response", response)] + ([("ActionID", aid)] if aid is not None else [])

@@ -138,7 +138,7 @@ class AmiProtocol(asyncio.Protocol):
                 self._route(msg)
             except Exception:
                 log.exception(
-                    "ami.message_failed", event=msg.get("Event"), response=msg.get("Response")
+                    "ami.message_failed", ami_event=msg.get("Event"), response=msg.get("Response")
                 )
 
     def eof_received(self) -> bool | None:

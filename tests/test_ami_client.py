@@ -222,3 +222,22 @@ async def test_malformed_frames_do_not_kill_the_connection(server, client):
     assert (await next_item(client))["Event"] == "Newstate"  # type: ignore[index]
     assert client.connected and await client.ping() >= 0
     assert server.connections_accepted == 1
+
+
+async def test_credentials_refused_on_reconnect_retry_slowly_and_log_an_error(server, client):
+    from fakes.ami_server import AmiUser
+
+    await next_item(client, is_(Resynced))
+    server.users["cti"] = AmiUser("rotated-secret")  # the PBX admin changed the secret
+    with capture_logs() as logs:
+        await server.drop_connections()
+        await next_item(client, is_(Disconnected))
+        await asyncio.sleep(0.5)
+        failures = [e for e in logs if e["event"] == "ami.auth_failed"]
+        assert failures and all(e["log_level"] == "error" for e in failures)
+        assert {e["retry_in_s"] for e in failures} == {0.1}  # reconnect_max_s, not the backoff
+        assert "refused user 'cti'" in failures[0]["error"]
+        # each attempt: 0.05 s until Asterisk answers "Authentication failed", then 0.1 s
+        assert len(failures) <= 4
+    server.users["cti"] = AmiUser("cti-secret")
+    assert isinstance(await next_item(client), Connected)

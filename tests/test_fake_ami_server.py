@@ -271,3 +271,36 @@ async def test_played_events_build_the_state_list_actions_answer_from(server, pr
     played = await server.play_ami_file(protocol_dir / "actions_call_control.events.ami", 40)
     assert played == 40
     assert "Local/08005550100@from-pstn-00000004;1" in server.state.channels
+
+
+async def test_unauthenticated_connection_is_closed_after_authtimeout_without_a_word():
+    async with FakeAmiServer(auth_timeout_s=0.1) as ami:
+        reader, writer = await asyncio.open_connection(ami.host, ami.port)
+        assert await reader.readline() == BANNER
+        async with asyncio.timeout(2):
+            assert await reader.read() == b""
+        writer.close()
+
+
+async def test_core_restart_command_is_never_answered_and_restarts_the_fake(server):
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    await reader.readline()
+    writer.write(b"Action: Login\r\nUsername: cti\r\nSecret: cti-secret\r\n\r\n")
+    await reader.readuntil(b"Status: Fully Booted\r\n\r\n")
+    writer.write(b"Action: Command\r\nActionID: restart\r\nCommand: core restart now\r\n\r\n")
+    async with asyncio.timeout(3):
+        rest = await reader.read()  # until the FIN
+    blocks = [dict(b) for b in parse_blocks(rest)]
+    assert [b.get("Event") for b in blocks if "Event" in b][-1] == "Shutdown"
+    assert not any("Response" in b for b in blocks)
+    writer.close()
+    await server.wait_for_logins(1)
+    async with asyncio.timeout(3):
+        while True:  # refused for a while, then back
+            try:
+                reader, writer = await asyncio.open_connection(server.host, server.port)
+                break
+            except ConnectionRefusedError:
+                await asyncio.sleep(0.05)
+    assert await reader.readline() == BANNER
+    writer.close()

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from fakes.ami_server import FakeAmiServer, read_ami_events
+from fakes.ami_server import AmiUser, FakeAmiServer, read_ami_events
 from structlog.testing import capture_logs
 
 from cti.ami.client import AmiClient
@@ -225,8 +225,6 @@ async def test_malformed_frames_do_not_kill_the_connection(server, client):
 
 
 async def test_credentials_refused_on_reconnect_retry_slowly_and_log_an_error(server, client):
-    from fakes.ami_server import AmiUser
-
     await next_item(client, is_(Resynced))
     server.users["cti"] = AmiUser("rotated-secret")  # the PBX admin changed the secret
     with capture_logs() as logs:

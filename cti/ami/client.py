@@ -44,6 +44,7 @@ import contextlib
 import hashlib
 import random
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
 import structlog
@@ -76,6 +77,28 @@ class _Stop:
 _STOP = _Stop()
 
 
+class _Stream:
+    """An unbounded FIFO for one consumer: a deque and a wake-up flag (cheaper per event
+    than ``asyncio.Queue``, which the hot path of every AMI event goes through)."""
+
+    def __init__(self) -> None:
+        self._items: deque[StreamItem | _Stop] = deque()
+        self._ready = asyncio.Event()
+
+    def put(self, item: StreamItem | _Stop) -> None:
+        self._items.append(item)
+        self._ready.set()
+
+    async def get(self) -> StreamItem | _Stop:
+        while not self._items:
+            self._ready.clear()
+            await self._ready.wait()
+        return self._items.popleft()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 class AmiClient:
     """One supervised AMI connection; see the module docstring."""
 
@@ -92,7 +115,7 @@ class AmiClient:
         self._rng = rng
         self._filters = tuple(filters)
         self._protocol: AmiProtocol | None = None
-        self._queue: asyncio.Queue[StreamItem | _Stop] | None = None
+        self._queue: _Stream | None = None
         self._held: list[dict[str, str]] | None = None  # events held during a resync
         self._task: asyncio.Task[None] | None = None
         self._connected: asyncio.Event | None = None
@@ -107,7 +130,7 @@ class AmiClient:
         """
         if self._task is not None:
             raise RuntimeError("AmiClient already started")
-        self._queue = asyncio.Queue()
+        self._queue = _Stream()
         self._connected = asyncio.Event()
         first: AmiProtocol | None = None
         try:
@@ -135,7 +158,7 @@ class AmiClient:
                     await pending.future
             protocol.close("client stopped")
         if self._queue is not None:
-            self._queue.put_nowait(_STOP)
+            self._queue.put(_STOP)
 
     @property
     def connected(self) -> bool:
@@ -164,14 +187,14 @@ class AmiClient:
 
     def _emit(self, item: StreamItem) -> None:
         assert self._queue is not None
-        self._queue.put_nowait(item)
+        self._queue.put(item)
 
     def _on_event(self, event: dict[str, str]) -> None:
         """The protocol's event sink: runs inside data_received, so it only enqueues."""
         if self._held is not None:
             self._held.append(event)
         elif self._queue is not None:
-            self._queue.put_nowait(event)
+            self._queue.put(event)
 
     # --- connection ---
     def _backoff(self, attempt: int) -> float:

@@ -160,7 +160,7 @@ class CrmStore:
         except BaseException:
             await engine.dispose()
             raise
-        log.info("crm.opened", url=engine.url.render_as_string(hide_password=True))
+        log.debug("crm.opened", url=engine.url.render_as_string(hide_password=True))
         return store
 
     @classmethod
@@ -196,7 +196,7 @@ class CrmStore:
         """Turn driver and connection failures into ``CrmUnavailable`` with a clear message."""
         try:
             yield
-        except sa_exc.IntegrityError as exc:
+        except (sa_exc.IntegrityError, sa_exc.DataError) as exc:
             raise CrmError(f"CRM {operation} rejected: {_describe_db_error(exc)}") from exc
         except (sa_exc.DBAPIError, sa_exc.TimeoutError, OSError, TimeoutError) as exc:
             raise CrmUnavailable(
@@ -499,6 +499,10 @@ class CrmStore:
             "language": language,
             "updated_at": datetime.now(UTC),
         }
+        for column, value in (*values.items(), ("external_id", external_id)):
+            limit = getattr(Customer.__table__.c[column].type, "length", None)
+            if isinstance(value, str) and limit and len(value) > limit:
+                raise InvalidCustomer(f"{column} is longer than {limit} characters")
         if flags is not None:
             wanted = {f.strip().lower() for f in flags if f.strip()}
             unknown = wanted - set(FLAGS)
@@ -521,6 +525,8 @@ class CrmStore:
                 )
             if not entry.number.strip():
                 continue
+            if len(entry.number.strip()) > 64:
+                raise InvalidCustomer("a phone number is longer than 64 characters")
             e164 = normalise(entry.number, self.region, self.internal_max_digits).e164
             if e164 is None:
                 invalid.append(entry.number)
@@ -719,25 +725,27 @@ class CrmStore:
                 (await conn.execute(select(func.count()).select_from(Customer))).scalar_one()
             )
 
-    async def shared_numbers(self, e164s: Iterable[str]) -> dict[str, list[int]]:
-        """Of these numbers, those held by more than one customer, with the customers' ids."""
+    async def shared_numbers(self, e164s: Iterable[str]) -> dict[str, list[Candidate]]:
+        """Of these numbers, those held by more than one customer, with those customers."""
         wanted = sorted(set(e164s))
-        shared: dict[str, list[int]] = {}
+        holders: dict[str, list[Candidate]] = {}
         async with self._read("shared_numbers") as conn:
             for start in range(0, len(wanted), 500):
-                chunk = wanted[start : start + 500]
                 rows = (
                     await conn.execute(
-                        select(PhoneNumber.e164, PhoneNumber.customer_id)
-                        .where(PhoneNumber.e164.in_(chunk))
+                        select(PhoneNumber.e164, Customer.id, Customer.external_id, Customer.name)
+                        .join(Customer, Customer.id == PhoneNumber.customer_id)
+                        .where(PhoneNumber.e164.in_(wanted[start : start + 500]))
                         .distinct()
-                        .order_by(PhoneNumber.e164, PhoneNumber.customer_id)
+                        .order_by(PhoneNumber.e164, Customer.id)
                     )
                 ).all()
-                for e164, customer_id in rows:
+                for e164, customer_id, external_id, name in rows:
                     if e164:
-                        shared.setdefault(e164, []).append(customer_id)
-        return {k: v for k, v in shared.items() if len(v) > 1}
+                        holders.setdefault(e164, []).append(
+                            Candidate(customer_id, external_id, name, "shares this number")
+                        )
+        return {k: v for k, v in holders.items() if len(v) > 1}
 
 
 __all__ = ["CrmStore", "PhoneInput", "UpsertResult"]

@@ -13,7 +13,7 @@ HELP = "Fill the CRM store with realistic demo customers"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--customers", "-n", type=int, default=1000, metavar="N",
-                        help="generated customers to add (default 1000; the demo ones come too)")  # fmt: skip
+                        help="generated customers to add (default 1000)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=1, metavar="S",
                         help="random seed: the same seed gives the same customers")  # fmt: skip
     parser.add_argument("--batch", type=int, default=5000, help="customers per bulk write")

@@ -239,3 +239,11 @@ async def test_credentials_refused_on_reconnect_retry_slowly_and_log_an_error(se
         assert len(failures) <= 4
     server.users["cti"] = AmiUser("cti-secret")
     assert isinstance(await next_item(client), Connected)
+
+
+async def test_stop_ends_the_event_stream_for_every_reader(server, client):
+    await next_item(client, is_(Resynced))
+    await client.stop()
+    assert [item async for item in client.events()] == []
+    assert [item async for item in client.events()] == []
+    assert not client.connected

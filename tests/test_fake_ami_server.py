@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from fakes.ami_server import BANNER, FakeAmiServer, parse_blocks
+from fakes.ami_server import BANNER, FakeAmiServer, parse_blocks, read_ami_events
 
 Block = list[tuple[str, str]]
 
@@ -304,3 +304,16 @@ async def test_core_restart_command_is_never_answered_and_restarts_the_fake(serv
                 await asyncio.sleep(0.05)
     assert await reader.readline() == BANNER
     writer.close()
+
+
+async def test_state_follows_a_whole_played_trace_back_to_idle(server, protocol_dir):
+    events = read_ami_events(protocol_dir.parent / "answered_tier1.ami")
+    bridged_at = next(i for i, e in enumerate(events) if e["Event"] == "BridgeEnter") + 2
+    await server.play(events[:bridged_at])
+    (bridge,) = server.state.bridges.values()
+    assert len(bridge.channels) == 2
+    channels = server.state.channels
+    assert all(channels[name]["BridgeId"] == bridge.uniqueid for name in bridge.channels)
+    await server.play(events[bridged_at:])
+    assert server.state.channels == {} and server.state.bridges == {}
+    assert all(not q.callers for q in server.state.queues.values())

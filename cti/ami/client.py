@@ -93,7 +93,10 @@ class _Stream:
         while not self._items:
             self._ready.clear()
             await self._ready.wait()
-        return self._items.popleft()
+        item = self._items.popleft()
+        if isinstance(item, _Stop):
+            self._items.appendleft(item)  # the end stays the end for every later reader
+        return item
 
     def __len__(self) -> int:
         return len(self._items)

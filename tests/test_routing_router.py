@@ -21,7 +21,7 @@ async def test_a_slow_crm_gives_the_default_route_with_reason_fallback_in_time()
     started = time.perf_counter()
     decision = await router.route(VIP)
     elapsed = time.perf_counter() - started
-    assert 0.19 < elapsed < 0.4
+    assert 0.17 < elapsed < 0.2 + 0.1  # the deadline less its sending margin (+ scheduling)
     assert decision == RouteDecision(
         queue="tier1",
         priority=0,

@@ -216,8 +216,11 @@ class LiveCalls:
         ctx.offered_at = ev.ts if ev.ts is not None else ctx.offered_at or self._clock()
 
     def _on_queued(self, ctx: CallContext, ev: CallEvent) -> None:
-        # The channel waiting in the queue is the one to Redirect (the ``;2`` of a Local pair).
-        ctx.caller_channel = ev.data.get("channel") or ctx.caller_channel
+        # The caller's channel in its first queue is the one to Redirect (the ``;2`` of a Local
+        # pair; the offer names the ``;1`` handset side). Later queues are entered by transfer or
+        # consultation legs, not by the caller's own channel.
+        if ev.data.get("channel") and not ctx.queues:
+            ctx.caller_channel = ev.data["channel"]
         queue = ev.data.get("queue")
         if queue:
             ctx.queue = queue
@@ -292,12 +295,13 @@ class LiveCalls:
                 "at": ev.ts if ev.ts is not None else self._clock(),
             }
         )
-        to_agent = d.get("to_agent")
+        to_agent = d.get("to_agent") or d.get("to")
         if d.get("kind") == "attended" and to_agent:
             # The consulted agent already talked with the transferer: they now have the caller.
-            ctx.agent = to_agent
-            ctx.agent_interface = d.get("to_interface")
-            ctx.agent_channel = d.get("to_channel")
+            if ctx.agent != to_agent:
+                ctx.agent = to_agent
+                ctx.agent_interface = d.get("to_interface")
+                ctx.agent_channel = d.get("to_channel")
             if to_agent not in ctx.agents:
                 ctx.agents.append(to_agent)
             ctx.state = "answered"
@@ -524,6 +528,12 @@ class LiveCalls:
         if remaining <= 0:
             return
         await asyncio.wait([task], timeout=remaining)
+
+    async def lookup_settled(self, call_id: str) -> None:
+        """Wait for the call's CRM lookup, if one is running (tests and tools)."""
+        task = self._lookups.get(call_id)
+        if task is not None:
+            await asyncio.wait([task])
 
     async def close(self) -> None:
         """Cancel pending lookups and release timers (the daemon calls this on shutdown)."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -285,7 +285,7 @@ async def build_daemon(
 
             ami = AmiClient(config.ami)
         tracker = tracker or _new_tracker(config)
-        actions: Any = AmiActions(ami) if ami is not None else _NoAmi()
+        actions: Any = ami if ami is not None else _NoAmi()
         deps = ApiDeps(
             config=config,
             hub=hub,
@@ -293,7 +293,7 @@ async def build_daemon(
             crm=crm,
             ami=actions,
             ami_errors=_ami_errors(),
-            ami_connected=lambda: actions.connected,
+            ami_connected=lambda: bool(getattr(actions, "connected", False)),
             db_ok=_db_ok(store),
             route_handler=_route_handler(router, decisions),
         )
@@ -319,60 +319,6 @@ async def build_daemon(
     return Daemon(parts)
 
 
-class AmiActions:
-    """The API's ``CallActions`` (positional, channel first) on ``AmiClient``'s keyword API."""
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-
-    @property
-    def connected(self) -> bool:
-        return bool(getattr(self._client, "connected", False))
-
-    async def setvar(self, channel: str, variable: str, value: str) -> Any:
-        return await self._client.setvar(variable, value, channel=channel)
-
-    async def redirect(self, channel: str, context: str, exten: str, priority: int = 1) -> Any:
-        return await self._client.redirect(channel, context=context, exten=exten, priority=priority)
-
-    async def blind_transfer(self, channel: str, context: str, exten: str) -> Any:
-        return await self._client.blind_transfer(channel, exten=exten, context=context)
-
-    async def originate(
-        self,
-        channel: str,
-        context: str,
-        exten: str,
-        priority: int = 1,
-        *,
-        caller_id: str | None = None,
-        variables: Mapping[str, str] | None = None,
-    ) -> Any:
-        return await self._client.originate(
-            channel,
-            context=context,
-            exten=exten,
-            priority=priority,
-            caller_id=caller_id,
-            variables=variables,
-        )
-
-    async def queue_add(
-        self, queue: str, interface: str, member_name: str | None = None, paused: bool = False
-    ) -> Any:
-        return await self._client.queue_add(
-            queue, interface, member_name=member_name, paused=paused
-        )
-
-    async def queue_remove(self, queue: str, interface: str) -> Any:
-        return await self._client.queue_remove(queue, interface)
-
-    async def queue_pause(
-        self, interface: str, paused: bool, queue: str | None = None, reason: str | None = None
-    ) -> Any:
-        return await self._client.queue_pause(interface, paused, queue=queue, reason=reason)
-
-
 class _NoAmi:
     """Actions when AMI is disabled in the config: each fails with a clear message."""
 
@@ -392,13 +338,29 @@ def _as_interaction_store(store: Any) -> InteractionStore:
     return result
 
 
-def _new_tracker(config: Config) -> Tracker:
-    from cti.tracker import CallTracker  # type: ignore[attr-defined]
+def tracker_class() -> Any | None:
+    """The call tracker's class (``cti.tracker``), or None while it is not installed."""
+    import importlib
 
+    for module_name in ("cti.tracker", "cti.tracker.tracker", "cti.tracker.core"):
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        found = getattr(module, "CallTracker", None)
+        if found is not None:
+            return found
+    return None
+
+
+def _new_tracker(config: Config) -> Tracker:
+    cls = tracker_class()
+    if cls is None:
+        raise RuntimeError("the call tracker (cti.tracker.CallTracker) is not available")
     try:
-        tracker: Tracker = CallTracker(region=config.phone.default_region)
+        tracker: Tracker = cls(region=config.phone.default_region)
     except TypeError:
-        tracker = CallTracker()
+        tracker = cls()
     return tracker
 
 

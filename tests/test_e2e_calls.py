@@ -1,0 +1,461 @@
+"""End to end over real sockets: recorded Asterisk 22 traffic in, desktop WebSocket messages out.
+
+The real daemon (``build_daemon``) runs against the fake AMI server, which plays the shared
+``asterisk22`` traces over TCP; agents' desktops are aiohttp WebSocket clients; the CRM is a
+real SQLite file seeded with the traces' callers; interactions are read back from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from fakes.agi_client import AgiCall, FakeAsterisk
+from fakes.ami_server import FakeAmiServer, read_ami_events
+
+from crm_core.store import CrmStore
+from cti.config import Config
+from cti.daemon import Daemon, build_daemon, tracker_class
+
+if tracker_class() is None:
+    pytest.skip("the call tracker has not landed yet", allow_module_level=True)
+
+KNOWN_CALLER = "+442071234567"
+VIP_CALLER = "+447700900456"
+MEMBERS = {
+    "Agent 1001": "Local/1001@agents",
+    "Agent 1002": "Local/1002@agents",
+    "Agent 1003": "Local/1003@agents",
+    "Agent 2001": "Local/2001@agents",
+    "Agent 2002": "Local/2002@agents",
+    "Agent 3001": "Local/3001@agents",
+}
+SUPERVISOR = "Supervisor"
+
+
+def token_of(name: str) -> str:
+    return "tok-" + name.replace(" ", "-").lower()
+
+
+def daemon_config(db_url: str, ami_port: int) -> Config:
+    agents: list[dict[str, Any]] = [
+        {
+            "name": name,
+            "member": name,
+            "interface": interface,
+            "role": "agent",
+            "tiers": ["tier" + interface[6]],
+            "token_sha256": hashlib.sha256(token_of(name).encode()).hexdigest(),
+        }
+        for name, interface in MEMBERS.items()
+    ]
+    agents.append(
+        {
+            "name": SUPERVISOR,
+            "role": "supervisor",
+            "token_sha256": hashlib.sha256(token_of(SUPERVISOR).encode()).hexdigest(),
+        }
+    )
+    return Config.model_validate(
+        {
+            "ami": {
+                "host": "127.0.0.1",
+                "port": ami_port,
+                "username": "cti",
+                "secret": "cti-secret",
+                "reconnect_initial_s": 0.05,
+                "reconnect_max_s": 0.2,
+            },
+            "agi": {"host": "127.0.0.1", "port": 0},
+            "http": {"host": "127.0.0.1", "port": 0},
+            "database": {"url": db_url},
+            "routing": {
+                "rules": [
+                    {
+                        "name": "vip",
+                        "when": {"flag": "vip"},
+                        "then": {"tier": "tier2", "priority": 10, "reason": "VIP customer"},
+                    }
+                ],
+                "default": {"tier": "tier1", "reason": "default route"},
+            },
+            "agents": agents,
+        }
+    )
+
+
+class Desktop:
+    """An agent's desktop: a WebSocket client that keeps every message it receives."""
+
+    def __init__(self, name: str, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.name = name
+        self.ws = ws
+        self.messages: list[dict[str, Any]] = []
+        self._arrived = asyncio.Event()
+        self._reader = asyncio.create_task(self._read(), name=f"desktop-{name}")
+
+    async def _read(self) -> None:
+        async for msg in self.ws:
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                self.messages.append(json.loads(msg.data))
+                self._arrived.set()
+
+    def of(self, kind: str, call_id: str | None = None) -> list[dict[str, Any]]:
+        return [
+            m
+            for m in self.messages
+            if m.get("type") == kind and (call_id is None or m.get("call_id") == call_id)
+        ]
+
+    def about(self, call_id: str) -> list[str]:
+        """The call messages this desktop got for a call, in order (not queue member states)."""
+        return [
+            m["type"]
+            for m in self.messages
+            if m.get("call_id") == call_id and m.get("type") != "agent_state"
+        ]
+
+    async def wait_for(
+        self, kind: str, call_id: str | None = None, within_s: float = 5.0
+    ) -> dict[str, Any]:
+        async with asyncio.timeout(within_s):
+            while True:
+                found = self.of(kind, call_id)
+                if found:
+                    return found[0]
+                self._arrived.clear()
+                await self._arrived.wait()
+
+    async def close(self) -> None:
+        await self.ws.close()
+        self._reader.cancel()
+        await asyncio.gather(self._reader, return_exceptions=True)
+
+
+@dataclass
+class Harness:
+    ami: FakeAmiServer
+    store: CrmStore
+    config: Config
+    session: aiohttp.ClientSession
+    daemon: Daemon | None = None
+    desktops: dict[str, Desktop] = field(default_factory=dict)
+
+    @property
+    def base(self) -> str:
+        assert self.daemon is not None
+        return f"http://127.0.0.1:{self.daemon.http_port}"
+
+    async def start_daemon(self) -> Daemon:
+        self.daemon = await build_daemon(self.config, store=self.store)
+        await self.daemon.start()
+        await wait_until(lambda: self.daemon is not None and self.daemon.resyncs >= 1)
+        return self.daemon
+
+    async def stop_daemon(self) -> None:
+        for desk in self.desktops.values():
+            await desk.close()
+        self.desktops.clear()
+        if self.daemon is not None:
+            await self.daemon.stop()
+            self.daemon = None
+
+    async def desktop(self, name: str) -> Desktop:
+        ws = await self.session.ws_connect(f"{self.base}/ws?token={token_of(name)}")
+        desk = self.desktops[name] = Desktop(name, ws)
+        await desk.wait_for("hello")
+        return desk
+
+    async def desktops_for(self, *names: str) -> list[Desktop]:
+        return [await self.desktop(n) for n in names]
+
+    async def api(self, method: str, path: str, who: str, **kwargs: Any) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {token_of(who)}"}
+        async with self.session.request(method, self.base + path, headers=headers, **kwargs) as r:
+            return r.status, await r.json()
+
+    async def interaction(self, call_id: str) -> dict[str, Any] | None:
+        assert self.daemon is not None
+        assert await self.daemon.parts.recorder.flush(5.0)
+        return await self.store.interaction(call_id)
+
+    async def interaction_rows(self, call_id: str) -> int:
+        from sqlalchemy import text
+
+        async with self.store.engine.connect() as conn:
+            result = await conn.execute(
+                text("SELECT count(*) FROM interactions WHERE call_id = :c"), {"c": call_id}
+            )
+            return int(result.scalar_one())
+
+
+async def wait_until(condition: Callable[[], bool], within_s: float = 5.0) -> None:
+    async with asyncio.timeout(within_s):
+        while not condition():  # noqa: ASYNC110 - polls state another task updates
+            await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def harness(tmp_path: Path, traces_dir: Path) -> AsyncIterator[Harness]:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'crm.db'}"
+    store = await CrmStore.open(url)
+    await store.upsert_customer(
+        name="Grace Hopper",
+        external_id="CUST-000123",
+        phones=[KNOWN_CALLER],
+        flags=["payment_arrears"],
+    )
+    await store.upsert_customer(
+        name="Zoë Ward", external_id="CUST-000456", phones=[VIP_CALLER], flags=["vip"]
+    )
+    ami = FakeAmiServer()
+    await ami.start()
+    session = aiohttp.ClientSession()
+    h = Harness(ami=ami, store=store, config=daemon_config(url, ami.port), session=session)
+    try:
+        yield h
+    finally:
+        await h.stop_daemon()
+        await session.close()
+        await ami.stop()
+        await store.close()
+
+
+def trace(traces_dir: Path, name: str) -> list[dict[str, str]]:
+    return read_ami_events(traces_dir / "asterisk22" / f"{name}.ami")
+
+
+def split_before(events: list[dict[str, str]], test: Callable[[dict[str, str]], bool]) -> int:
+    return next(i for i, e in enumerate(events) if test(e))
+
+
+def call_id_of(events: list[dict[str, str]]) -> str:
+    return next(e["Linkedid"] for e in events if e.get("Event") == "Newchannel")
+
+
+async def play_like_asterisk(h: Harness, events: list[dict[str, str]]) -> None:
+    """Play a trace; like on a real PBX, the CRM answers before the first agent is rung (the
+    dialplan's Answer and AGI take ~0.5 s there, here the wire is as fast as it goes)."""
+    cut = next((i for i, e in enumerate(events) if e.get("Event") == "AgentCalled"), 0)
+    await h.ami.play(events[:cut])
+    if cut:
+        call_id = call_id_of(events)
+        assert h.daemon is not None
+        calls = h.daemon.parts.calls
+        await wait_until(lambda: calls.get(call_id) is not None)
+        await calls.lookup_settled(call_id)
+    await h.ami.play(events[cut:])
+
+
+async def play_and_end(h: Harness, events: list[dict[str, str]], supervisor: Desktop) -> str:
+    call_id = call_id_of(events)
+    await play_like_asterisk(h, events)
+    await supervisor.wait_for("ended", call_id)
+    return call_id
+
+
+# ---- the scenarios ---------------------------------------------------------------------------
+
+
+async def test_answered_call_pops_the_customer_on_the_answering_agents_desktop_only(
+    harness: Harness, traces_dir: Path
+) -> None:
+    await harness.start_daemon()
+    sup, a1001, _a1002, a2001 = await harness.desktops_for(
+        SUPERVISOR, "Agent 1001", "Agent 1002", "Agent 2001"
+    )
+    events = trace(traces_dir, "answered_tier1")
+    call_id = await play_and_end(harness, events, sup)
+
+    pop = await a1001.wait_for("pop", call_id)
+    assert pop["call"]["view"]["name"] == "Grace Hopper"
+    assert "payment_arrears" in pop["call"]["view"]["flags"]
+    assert pop["queue"] == "tier1" and pop["call"]["caller"] == KNOWN_CALLER
+    await a1001.wait_for("ended", call_id)
+    assert a1001.about(call_id) == ["pop", "answered", "ended"]
+    assert a2001.about(call_id) == []  # another agent never sees this caller
+    ids = [m["id"] for m in a1001.messages if "id" in m]
+    assert len(ids) == len(set(ids))
+
+    row = await harness.interaction(call_id)
+    assert row is not None and row["outcome"] == "answered"
+    assert row["agents"] == ["Agent 1001"] and row["queues"] == ["tier1"]
+    assert row["tiers"] == ["tier1"] and row["customer_id"] is not None
+    assert row["wait_s"] == pytest.approx(2.0, abs=1.0) and row["talk_s"] > 0
+    assert await harness.interaction_rows(call_id) == 1
+    assert harness.daemon is not None and harness.daemon.parts.calls.active() == []
+
+
+async def test_caller_abandoning_in_the_queue_is_recorded_abandoned_without_any_pop(
+    harness: Harness, traces_dir: Path
+) -> None:
+    await harness.start_daemon()
+    sup, a1001 = await harness.desktops_for(SUPERVISOR, "Agent 1001")
+    call_id = await play_and_end(harness, trace(traces_dir, "abandoned_in_queue"), sup)
+    assert a1001.of("pop", call_id) == []
+    row = await harness.interaction(call_id)
+    assert row is not None and row["outcome"] == "abandoned" and row["agents"] == []
+    assert row["answered_at"] is None
+
+
+async def test_ring_no_answer_withdraws_the_pop_and_the_next_agent_gets_the_call(
+    harness: Harness, traces_dir: Path
+) -> None:
+    await harness.start_daemon()
+    desks = await harness.desktops_for(SUPERVISOR, "Agent 1001", "Agent 1002", "Agent 1003")
+    sup, a1001 = desks[0], desks[1]
+    events = trace(traces_dir, "ring_no_answer_then_next")
+    call_id = await play_and_end(harness, events, sup)
+    first = next(e["MemberName"] for e in events if e.get("Event") == "AgentRingNoAnswer")
+    assert first != "Agent 1001"
+    skipped = harness.desktops[first]
+    await a1001.wait_for("ended", call_id)
+    await skipped.wait_for("withdrawn", call_id)
+    assert skipped.about(call_id)[:2] == ["pop", "withdrawn"]
+    assert a1001.about(call_id)[-3:] == ["pop", "answered", "ended"]
+    row = await harness.interaction(call_id)
+    assert row is not None and row["agents"] == ["Agent 1001"]
+
+
+async def test_ringall_pops_every_ringing_agent_and_withdraws_it_when_one_answers(
+    harness: Harness, traces_dir: Path
+) -> None:
+    await harness.start_daemon()
+    sup, a2001, a2002 = await harness.desktops_for(SUPERVISOR, "Agent 2001", "Agent 2002")
+    events = trace(traces_dir, "agi_routed_vip_tier2")
+    call_id = call_id_of(events)
+    agi_channel = next(e for e in events if e.get("Event") == "AGIExecStart")
+    # Asterisk asks our FastAGI server for the route before the caller joins a queue.
+    assert harness.daemon is not None and harness.daemon.agi_port is not None
+    asterisk = FakeAsterisk("127.0.0.1", harness.daemon.agi_port)
+    cut = split_before(events, lambda e: e.get("Event") == "AGIExecStart")
+    await harness.ami.play(events[:cut])
+    routed = await asterisk.call(
+        AgiCall(
+            callerid=VIP_CALLER, uniqueid=agi_channel["Uniqueid"], channel=agi_channel["Channel"]
+        )
+    )
+    assert routed.variables["CTI_QUEUE"] == "tier2"
+    await harness.ami.play(events[cut:])
+    await sup.wait_for("ended", call_id)
+
+    await a2001.wait_for("ended", call_id)
+    await a2002.wait_for("withdrawn", call_id)
+    pop = await a2002.wait_for("pop", call_id)
+    assert pop["reason"] == "VIP customer" and pop["call"]["view"]["name"] == "Zoë Ward"
+    assert "vip" in pop["call"]["view"]["highlights"]
+    assert a2002.about(call_id) == ["pop", "withdrawn"]
+    assert a2001.about(call_id) == ["pop", "answered", "ended"]
+    row = await harness.interaction(call_id)
+    assert row is not None and row["routing_reason"] == "VIP customer"
+
+
+@pytest.mark.parametrize(
+    ("name", "first", "second", "kind"),
+    [
+        ("blind_transfer_tier1_to_tier2", "Agent 1002", "Agent 2001", "blind"),
+        ("attended_transfer_tier1_to_tier2", "Agent 1003", "Agent 2001", "attended"),
+    ],
+)
+async def test_a_transfer_from_the_phone_carries_the_context_to_the_next_agent(
+    harness: Harness, traces_dir: Path, name: str, first: str, second: str, kind: str
+) -> None:
+    await harness.start_daemon()
+    sup, a1, a2 = await harness.desktops_for(SUPERVISOR, first, second)
+    events = trace(traces_dir, name)
+    call_id = call_id_of(events)
+    # The first agent writes a note while talking to the caller, then transfers (or consults).
+    cut = split_before(
+        events,
+        lambda e: (
+            e.get("Event") == "BlindTransfer"
+            or e.get("Channel", "").startswith("Local/8002@transfer")
+        ),
+    )
+    await harness.ami.play(events[:cut])
+    await a1.wait_for("answered", call_id)
+    status, _ = await harness.api(
+        "POST", f"/api/calls/{call_id}/notes", first, json={"text": "charged twice in May"}
+    )
+    assert status in (200, 201)
+    await harness.ami.play(events[cut:])
+    await sup.wait_for("ended", call_id)
+
+    assert (await a1.wait_for("transferred", call_id))["kind"] == kind
+    await a2.wait_for("ended", call_id)
+    handed = a2.of("pop", call_id) + a2.of("answered", call_id)
+    assert handed, a2.about(call_id)
+    last = handed[-1]
+    assert last["previous_agent"] == first
+    assert [n["text"] for n in last["notes"]] == ["charged twice in May"]
+    assert last["call"]["view"]["name"] == "Grace Hopper"
+
+    row = await harness.interaction(call_id)
+    assert row is not None and row["agents"] == [first, second]
+    assert [t["kind"] for t in row["transfers"]] == [kind]
+    assert row["queues"] == ["tier1", "tier2"] and row["tiers"] == ["tier1", "tier2"]
+    assert "charged twice in May" in row["notes"]
+    assert await harness.interaction_rows(call_id) == 1
+
+
+async def test_escalation_through_the_api_redirects_the_caller_and_the_next_pop_shows_why(
+    harness: Harness, traces_dir: Path
+) -> None:
+    await harness.start_daemon()
+    sup, a3001 = await harness.desktops_for(SUPERVISOR, "Agent 3001")
+    events = trace(traces_dir, "redirect_escalation")
+    call_id = call_id_of(events)
+    cut = split_before(
+        events,
+        lambda e: (
+            e.get("Event") == "QueueCallerAbandon"
+            or (e.get("Event") == "VarSet" and e.get("Variable") == "CTI_ESCALATION_REASON")
+        ),
+    )
+    await harness.ami.play(events[:cut])
+    await wait_until(lambda: bool(harness.daemon and harness.daemon.parts.calls.get(call_id)))
+
+    status, body = await harness.api(
+        "POST",
+        f"/api/calls/{call_id}/escalate",
+        SUPERVISOR,
+        json={"tier": "tier3", "reason": "line down", "note": "outage since Monday"},
+    )
+    assert status == 200, body
+    setvars = {a.headers["variable"]: a.headers for a in harness.ami.actions_named("Setvar")}
+    assert setvars["CTI_ESCALATION_REASON"]["value"] == "line down"
+    (redirect,) = harness.ami.actions_named("Redirect")
+    assert redirect.headers["channel"].endswith(";2") and redirect.headers["exten"] == "8003"
+
+    await harness.ami.play(events[cut:])
+    await sup.wait_for("ended", call_id)
+    pop = await a3001.wait_for("pop", call_id)
+    assert pop["reason"] == "line down"
+    assert pop["escalation"]["note"] == "outage since Monday"
+    assert pop["call"]["view"]["name"] == "Grace Hopper"
+    row = await harness.interaction(call_id)
+    assert row is not None and row["queues"] == ["tier1", "tier3"]
+    assert row["agents"] == ["Agent 3001"] and row["outcome"] == "answered"
+    assert row["extra"]["escalations"][0]["reason"] == "line down"
+
+
+async def test_disposition_after_the_call_ended_reaches_the_interaction(
+    harness: Harness, traces_dir: Path
+) -> None:
+    await harness.start_daemon()
+    sup, _a1001 = await harness.desktops_for(SUPERVISOR, "Agent 1001")
+    call_id = await play_and_end(harness, trace(traces_dir, "answered_tier1"), sup)
+    status, body = await harness.api(
+        "POST", f"/api/calls/{call_id}/disposition", "Agent 1001", json={"code": "resolved"}
+    )
+    assert status == 200, body
+    row = await harness.interaction(call_id)
+    assert row is not None and row["disposition"] == "resolved"
+    assert await harness.interaction_rows(call_id) == 1

@@ -1,0 +1,940 @@
+"""The call tracker: AMI events in, call events out. No I/O, no clock.
+
+Calls are grouped by ``Linkedid`` (the ``Uniqueid`` of the channel that started them). Who
+talks to the caller is read from the bridges: a party is an endpoint channel (or a channel a
+queue rang for a named member) that is bridged with the caller's channel, directly or through
+Local channel pipes (``;1`` <-> ``;2``). ``hangup_by`` follows ``BridgeLeave`` order, never
+``Hangup`` order. Time comes only from the events' ``Timestamp`` header.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import structlog
+
+from cti.tracker.events import CallEvent, CallEventName
+from cti.tracker.members import MemberBook, MemberState
+from cti.tracker.model import Bridge, Call, Channel, device_name
+
+log = structlog.get_logger(__name__)
+
+Event = Mapping[str, str]
+Normaliser = Callable[[str], str | None]
+
+# Dropped before anything else: two thirds of all AMI traffic, nothing a call tracker needs.
+DROPPED = frozenset({"VarSet", "Newexten"})
+NO_NUMBER = frozenset({"", "<unknown>", "unknown"})
+RECENTLY_ENDED = 4096  # ids of ended calls remembered, so late events do not resurrect them
+
+SUMMARY_KEYS = (
+    "call_id",
+    "caller",
+    "caller_e164",
+    "queues",
+    "agents",
+    "answered_by",
+    "wait_s",
+    "abandoned",
+    "transfers",
+    "hangup_by",
+    "duration_s",
+)
+
+
+def _ts(event: Event) -> float | None:
+    raw = event.get("Timestamp")
+    if raw:
+        try:
+            return float(raw)
+        except ValueError:
+            return None
+    return None
+
+
+def _secs(start: float | None, end: float | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return round(max(0.0, end - start), 3)
+
+
+class CallTracker:
+    """Feed it AMI events (``feed``) and reconnect snapshots (``resync``); it returns call events.
+
+    ``normalise`` turns a caller ID into E.164 (or ``None``); ``region`` builds one from
+    ``crm_core.phone`` when ``normalise`` is not given.
+    """
+
+    def __init__(self, *, normalise: Normaliser | None = None, region: str | None = None) -> None:
+        if normalise is None and region:
+            normalise = _phone_normaliser(region)
+        self._normalise = normalise
+        self._channels: dict[str, Channel] = {}  # uniqueid -> channel
+        self._by_name: dict[str, str] = {}  # channel name -> uniqueid
+        self._bridges: dict[str, Bridge] = {}
+        self._calls: dict[str, Call] = {}  # call id -> call
+        self._callers: dict[str, Call] = {}  # caller channel uniqueid -> call
+        self._ended: OrderedDict[str, None] = OrderedDict()
+        self.members = MemberBook()
+        self._handlers: dict[str, Callable[[Event, float | None, list[CallEvent]], None]] = {
+            "Newchannel": self._on_newchannel,
+            "NewCallerid": self._on_channel_update,
+            "Newstate": self._on_channel_update,
+            "Rename": self._on_rename,
+            "DialBegin": self._on_dial_begin,
+            "DialEnd": self._on_dial_end,
+            "BridgeEnter": self._on_bridge_enter,
+            "BridgeLeave": self._on_bridge_leave,
+            "BridgeDestroy": self._on_bridge_destroy,
+            "Hangup": self._on_hangup,
+            "QueueCallerJoin": self._on_queue_join,
+            "QueueCallerLeave": self._on_queue_leave,
+            "QueueCallerAbandon": self._on_queue_abandon,
+            "AgentCalled": self._on_agent_called,
+            "AgentConnect": self._on_agent_connect,
+            "AgentComplete": self._on_agent_complete,
+            "AgentRingNoAnswer": self._on_ring_no_answer,
+            "BlindTransfer": self._on_blind_transfer,
+            "AttendedTransfer": self._on_attended_transfer,
+            "QueueMemberAdded": self._member_event("added"),
+            "QueueMemberRemoved": self._member_event("removed"),
+            "QueueMemberPause": self._member_event("pause"),
+            "QueueMemberPaused": self._member_event("pause"),
+            "QueueMemberStatus": self._member_event("status"),
+            "QueueMemberPenalty": self._member_event("penalty"),
+        }
+
+    # ----------------------------------------------------------------- public API
+
+    def feed(self, event: Event) -> list[CallEvent]:
+        name = event.get("Event")
+        if name is None or name in DROPPED:
+            return []
+        handler = self._handlers.get(name)
+        if handler is None:
+            return []
+        out: list[CallEvent] = []
+        try:
+            handler(event, _ts(event), out)
+        except Exception as exc:  # a bug here must not stop the flow of events
+            log.warning("tracker.event_failed", ami_event=name, error=repr(exc))
+        return out
+
+    def call_id_for_uniqueid(self, uniqueid: str) -> str | None:
+        chan = self._channels.get(uniqueid)
+        call = self._call_of(chan) if chan is not None else None
+        return call.call_id if call is not None else None
+
+    def call_id_for_channel(self, name: str) -> str | None:
+        uid = self._by_name.get(name)
+        return self.call_id_for_uniqueid(uid) if uid else None
+
+    def live_calls(self) -> list[str]:
+        return list(self._calls)
+
+    def summary(self, call_id: str) -> dict[str, Any] | None:
+        call = self._calls.get(call_id)
+        return self._summary(call) if call else None
+
+    def open_summaries(self) -> list[dict[str, Any]]:
+        """Summaries of the calls not ended yet (e.g. at the end of a recorded trace)."""
+        return [self._summary(call) for call in self._calls.values()]
+
+    def agent_states(self) -> list[MemberState]:
+        return self.members.all()
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        """How much state is held (bounded memory is part of the contract)."""
+        return {
+            "channels": len(self._channels),
+            "bridges": len(self._bridges),
+            "calls": len(self._calls),
+            "ended_ids": len(self._ended),
+        }
+
+    # ------------------------------------------------------------------ helpers
+
+    def _emit(
+        self, out: list[CallEvent], call: Call, name: CallEventName, ts: float | None, **data: Any
+    ) -> None:
+        out.append(CallEvent(call.call_id, name, ts, data))
+
+    def _call_of(self, chan: Channel) -> Call | None:
+        call = self._calls.get(chan.linkedid)
+        if call is None and chan.calls:
+            call = self._calls.get(chan.calls[0])
+        return call
+
+    def _chan(self, event: Event, prefix: str = "") -> Channel | None:
+        uid = event.get(prefix + "Uniqueid")
+        chan = self._channels.get(uid) if uid else None
+        if chan is None:
+            name = event.get(prefix + "Channel")
+            if name:
+                found = self._by_name.get(name)
+                chan = self._channels.get(found) if found else None
+        if chan is not None:
+            linkedid = event.get(prefix + "Linkedid")
+            if linkedid and linkedid != chan.linkedid:
+                self._relink(chan, linkedid)
+        return chan
+
+    def _relink(self, chan: Channel, linkedid: str) -> None:
+        """A channel joined another call (attended transfer, pickup): it counts for both."""
+        chan.linkedid = linkedid
+        call = self._calls.get(linkedid)
+        if call is not None and call.call_id not in chan.calls:
+            chan.calls.append(call.call_id)
+            call.live.add(chan.uniqueid)
+
+    def _partner(self, chan: Channel) -> Channel | None:
+        pname = chan.partner_name
+        if pname is None:
+            return None
+        uid = self._by_name.get(pname)
+        return self._channels.get(uid) if uid else None
+
+    def _caller_side(self, call: Call) -> set[str]:
+        side = {call.caller_uid}
+        chan = self._channels.get(call.caller_uid)
+        if chan is not None:
+            partner = self._partner(chan)
+            if partner is not None:
+                side.add(partner.uniqueid)
+        return side
+
+    def _call_for_caller_side(self, chan: Channel) -> Call | None:
+        call = self._callers.get(chan.uniqueid)
+        if call is None:
+            partner = self._partner(chan)
+            if partner is not None:
+                call = self._callers.get(partner.uniqueid)
+        return call
+
+    def _party_name(self, chan: Channel) -> str:
+        return chan.member or device_name(chan.name)
+
+    def _neighbours(self, chan: Channel, skip_bridge: str | None = None) -> Iterable[Channel]:
+        partner = self._partner(chan)
+        if partner is not None:
+            yield partner
+        if chan.bridge and chan.bridge != skip_bridge:
+            bridge = self._bridges.get(chan.bridge)
+            if bridge is not None:
+                for uid in bridge.members:
+                    other = self._channels.get(uid)
+                    if other is not None and other is not chan:
+                        yield other
+
+    def _walk(
+        self, start: Channel, skip_bridge: str | None = None, avoid: set[str] | None = None
+    ) -> tuple[list[Channel], list[Channel]]:
+        """Breadth-first from ``start`` through Local pipes and bridges, stopping at parties.
+
+        Returns (parties reached, Local channels passed through)."""
+        seen = {start.uniqueid}
+        if avoid:
+            seen |= avoid
+        queue = deque([start])
+        parties: list[Channel] = []
+        passed: list[Channel] = []
+        while queue:
+            chan = queue.popleft()
+            for other in self._neighbours(chan, skip_bridge if chan is start else None):
+                if other.uniqueid in seen:
+                    continue
+                seen.add(other.uniqueid)
+                if other.member or not other.is_local:
+                    parties.append(other)
+                else:
+                    passed.append(other)
+                    queue.append(other)
+        return parties, passed
+
+    def _component_calls(self, chan: Channel) -> list[Call]:
+        """Live calls whose caller is connected to ``chan`` through pipes and bridges."""
+        seen = {chan.uniqueid}
+        queue = deque([chan])
+        found: list[Call] = []
+        while queue:
+            cur = queue.popleft()
+            call = self._callers.get(cur.uniqueid)
+            if call is not None and call not in found:
+                found.append(call)
+            for other in self._neighbours(cur):
+                if other.uniqueid not in seen:
+                    seen.add(other.uniqueid)
+                    queue.append(other)
+        return found
+
+    def _resolve_party(self, chan: Channel, avoid: set[str]) -> Channel | None:
+        if chan.member or not chan.is_local:
+            return chan
+        parties, _ = self._walk(chan, avoid=avoid)
+        return parties[0] if parties else None
+
+    # --------------------------------------------------------------- call life
+
+    def _new_call(self, chan: Channel, ts: float | None, out: list[CallEvent]) -> Call | None:
+        if chan.linkedid in self._ended:
+            return None
+        call = Call(
+            call_id=chan.linkedid, caller_uid=chan.uniqueid, caller_channel=chan.name, start_ts=ts
+        )
+        call.caller = None if chan.caller_num in NO_NUMBER else chan.caller_num
+        call.caller_name = None if chan.caller_name in NO_NUMBER else chan.caller_name
+        self._calls[call.call_id] = call
+        self._callers[chan.uniqueid] = call
+        return call
+
+    def _offer(
+        self, call: Call, ts: float | None, out: list[CallEvent], event: Event | None = None
+    ) -> None:
+        if call.offered:
+            return
+        if event is not None and "CallerIDNum" in event:
+            # the caller ID as presented to the called party, by the channel that offers it
+            num, name = event["CallerIDNum"], event.get("CallerIDName", "")
+            call.caller = None if num in NO_NUMBER else num
+            call.caller_name = None if name in NO_NUMBER else name
+        call.offered = True
+        call.caller_frozen = True
+        call.offered_ts = ts if ts is not None else call.start_ts
+        self._emit(
+            out,
+            call,
+            "offered",
+            ts,
+            caller=call.caller,
+            caller_name=call.caller_name,
+            caller_e164=self._e164(call.caller),
+            channel=call.caller_channel,
+            uniqueid=call.caller_uid,
+        )
+
+    def _e164(self, number: str | None) -> str | None:
+        if not number or self._normalise is None:
+            return None
+        try:
+            return self._normalise(number)
+        except Exception:  # a normaliser that raises means "not normalisable"
+            return None
+
+    def _update_caller_id(self, chan: Channel, event: Event) -> None:
+        num = event.get("CallerIDNum")
+        if num is not None:
+            chan.caller_num = num
+        name = event.get("CallerIDName")
+        if name is not None:
+            chan.caller_name = name
+        call = self._callers.get(chan.uniqueid)
+        if call is not None and not call.caller_frozen:
+            call.caller = None if chan.caller_num in NO_NUMBER else chan.caller_num
+            call.caller_name = None if chan.caller_name in NO_NUMBER else chan.caller_name
+
+    def _add_channel(self, event: Event, ts: float | None, out: list[CallEvent]) -> Channel | None:
+        uid = event.get("Uniqueid")
+        name = event.get("Channel")
+        if not uid or not name:
+            log.debug("tracker.channel_without_id", channel=name)
+            return None
+        linkedid = event.get("Linkedid") or uid
+        chan = Channel(name=name, uniqueid=uid, linkedid=linkedid)
+        chan.state = event.get("ChannelStateDesc", "")
+        chan.caller_num = event.get("CallerIDNum", "")
+        chan.caller_name = event.get("CallerIDName", "")
+        self._channels[uid] = chan
+        self._by_name[name] = uid
+        call = self._calls.get(linkedid)
+        if call is None:
+            call = self._new_call(chan, ts, out)
+        if call is not None:
+            call.live.add(uid)
+            chan.calls.append(call.call_id)
+        return chan
+
+    def _end_call(self, call: Call, ts: float | None, out: list[CallEvent]) -> None:
+        call.end_ts = ts
+        self._offer(call, ts, out)
+        summary = self._summary(call)
+        if summary["abandoned"]:
+            self._emit(
+                out,
+                call,
+                "abandoned",
+                ts,
+                queue=call.queues[-1] if call.queues else call.abandon_queue,
+                wait_s=_secs(call.offered_ts, ts),
+            )
+        talk_s = _secs(call.answered_ts, ts) if call.answered_ts is not None else None
+        self._emit(
+            out,
+            call,
+            "ended",
+            ts,
+            hangup_by=summary["hangup_by"],
+            cause=call.cause,
+            duration_s=summary["duration_s"],
+            wait_s=summary["wait_s"],
+            talk_s=talk_s,
+            summary=summary,
+            **({"resynced": True} if call.resynced else {}),
+        )
+        del self._calls[call.call_id]
+        if self._callers.get(call.caller_uid) is call:
+            del self._callers[call.caller_uid]
+        self._ended[call.call_id] = None
+        if len(self._ended) > RECENTLY_ENDED:
+            self._ended.popitem(last=False)
+
+    def _summary(self, call: Call) -> dict[str, Any]:
+        answered = bool(call.agents)
+        hangup_by = call.hangup_by or ("caller" if not answered else "system")
+        wait_from = call.offered_ts if call.offered_ts is not None else call.start_ts
+        return {
+            "call_id": call.call_id,
+            "caller": call.caller,
+            "caller_e164": self._e164(call.caller),
+            "queues": list(call.queues),
+            "agents": list(call.agents),
+            "answered_by": call.agents[0] if call.agents else None,
+            "wait_s": _secs(wait_from, call.answered_ts) if answered else None,
+            "abandoned": (not answered) and hangup_by == "caller",
+            "transfers": [
+                {"kind": t["kind"], "from": t["from"], "to": t["to"]} for t in call.transfers
+            ],
+            "hangup_by": hangup_by,
+            "duration_s": _secs(call.start_ts, call.end_ts),
+        }
+
+    def _refresh(self, call: Call, ts: float | None, out: list[CallEvent]) -> None:
+        """Recompute who talks to the caller; report newcomers as answered."""
+        caller = self._channels.get(call.caller_uid)
+        if caller is None:
+            return
+        parties, passed = self._walk(caller)
+        for chan in passed:
+            if chan.queues_pending:
+                for queue in chan.queues_pending:
+                    call.queues.append(queue)
+                chan.queues_pending.clear()
+        for party in parties:
+            name = self._party_name(party)
+            if name in call.agents:
+                continue
+            first = not call.agents
+            call.agents.append(name)
+            if first:
+                call.answered_ts = ts
+                self._offer(call, ts, out)
+            call.abandon_queue = None
+            ring = call.ringing.pop(party.uniqueid, None) or {}
+            self._emit(
+                out,
+                call,
+                "answered",
+                ts,
+                agent=name,
+                member=party.member,
+                interface=party.interface or ring.get("interface") or device_name(party.name),
+                agent_channel=party.name,
+                queue=party.queue or ring.get("queue"),
+                wait_s=_secs(call.offered_ts, ts) if first else None,
+                first=first,
+            )
+            for transfer in call.transfers:
+                if transfer.get("to") is None:
+                    transfer["to"] = name
+        call.connected = bool(parties)
+
+    # ------------------------------------------------------------ channel events
+
+    def _on_newchannel(self, event: Event, ts: float | None, out: list[CallEvent]) -> None:
+        uid = event.get("Uniqueid")
+        if uid and uid in self._channels:
+            self._update_caller_id(self._channels[uid], event)
+            return
+        self._add_channel(event, ts, out)
+
+    def _on_channel_update(self, event: Event, ts: float | None, out: list[CallEvent]) -> None:
+        chan = self._chan(event)
+        if chan is None:
+            log.debug("tracker.unknown_channel", ami_event=event.get("Event"))
+            return
+        state = event.get("ChannelStateDesc")
+        if state:
+            chan.state = state
+        self._update_caller_id(chan, event)
+
+    def _on_rename(self, event: Event, ts: float | None, out: list[CallEvent]) -> None:
+        chan = self._chan(event)
+        new = event.get("Newname")
+        if chan is None or not new:
+            return
+        if self._by_name.get(chan.name) == chan.uniqueid:
+            del self._by_name[chan.name]
+        chan.name = new
+        self._by_name[new] = chan.uniqueid
+
+    def _on_hangup(self, event: Event, ts: float | None, out: list[CallEvent]) -> None:
+        chan = self._chan(event)
+        if chan is None:
+            log.debug("tracker.hangup_unknown_channel", channel=event.get("Channel"))
+            return
+        chan.cause = event.get("Cause", "")
+        if chan.bridge:  # a missing BridgeLeave: leave now so the picture stays right
+            self._leave_bridge(chan, chan.bridge, ts, out)
+        del self._channels[chan.uniqueid]
+        if self._by_name.get(chan.name) == chan.uniqueid:
+            del self._by_name[chan.name]
+        caller_call = self._callers.pop(chan.uniqueid, None)
+        if caller_call is not None:
+            caller_call.cause = chan.cause
+            partner = self._partner(chan)
+            if partner is not None and partner.uniqueid not in self._callers:
+                # the caller was a Local pipe: its other end now stands for the caller
+                caller_call.caller_uid = partner.uniqueid
+                self._callers[partner.uniqueid] = caller_call
+        for call_id in chan.calls:
+            call = self._calls.get(call_id)
+            if call is None:
+                continue
+            ring = call.ringing.pop(chan.uniqueid, None)
+            if ring is not None:
+                self._emit(out, call, "ring_stopped", ts, reason="hangup", **ring)
+            call.live.discard(chan.uniqueid)
+            if not call.live:
+                self._end_call(call, ts, out)
+
+    # --------------------------------------------------------------- dialling
+
+    def _on_dial_begin(self, event: Event, ts: float | None, out: list[CallEvent]) -> None:
+        dest = self._chan(event, "Dest")
+        src = self._chan(event)
+        if src is not None:
+            if dest is not None:
+                src.dialed.append(dest.uniqueid)
+            call = self._call_for_caller_side(src)
+            if call is not None and not call.offered:
+                self._offer(call, ts, out, event)
+            self._follow_blind(src, dest)
+        if dest is None:
+            return
+        owner = self._call_of(src) if src is not None else self._call_of(dest)
+        if owner is None or dest.is_local or dest.member:
+            return  # Local legs ring nobody themselves; queue members ring via AgentCalled
+        ring = {
+            "member": None,
+            "interface": device_name(dest.name),
+            "agent_channel": dest.name,
+            "queue": None,
+        }
+        owner.ringing[dest.uniqueid] = ring
+        self._emit(out, owner, "ringing", ts, **ring)
+
+    def _follow_blind(self, src: Channel, dest: Channel | None) -> None:
+        """After a blind transfer the transferee dials the target: name it, through Locals."""
+        for call in self._calls_of(src):
+            transfer = call.blind_pending.pop(src.uniqueid, None)
+            if transfer is None:
+                continue
+            if dest is None:
+                continue
+            if dest.is_local and not dest.member:
+                partner = self._partner(dest)
+                if partner is not None:
+                    call.blind_pending[partner.uniqueid] = transfer
+                    continue
+            transfer["to"] = self._party_name(dest)
+
+    def _calls_of(self, chan: Channel) -> list[Call]:
+        calls = [self._calls[c] for c in chan.calls if c in self._calls]
+        current = self._calls.get(chan.linkedid)
+        if current is not None and current not in calls:
+            calls.append(current)
+        return calls
+
+    def _on_dial_end(self, event: Event, ts: float | None, out: list[CallEvent]) -> None:
+        dest = self._chan(event, "Dest")
+        src = self._chan(event)
+        status = event.get("DialStatus", "")
+        if src is not None:
+            call = self._call_for_caller_side(src)
+            if call is not None and status and status != "ANSWER" and not call.connected:
+                call.hangup_by = "caller" if status == "CANCEL" else "system"
+            if status == "ANSWER":
+                src.answered_dial = True
+        if dest is None:
+            return
+        for call in self._calls_of(dest) + ([self._call_of(src)] if src is not None else []):
+            if call is None:
+                continue
+            ring = call.ringing.pop(dest.uniqueid, None)
+            if ring is not None and status != "ANSWER":
+                self._emit(out, call, "ring_stopped", ts, reason=status.lower(), **ring)
+
+    # ---------------------------------------------------------------- bridges
+
+    def _on_bridge_enter(self, event: Event, ts: float | None, out: list[CallEvent]) -> None:
+        chan = self._chan(event)
+        bridge_id = event.get("BridgeUniqueid")
+        if chan is None or not bridge_id:
+            log.debug("tracker.bridge_enter_unknown", channel=event.get("Channel"))
+            return
+        if chan.bridge and chan.bridge != bridge_id:
+            self._leave_bridge(chan, chan.bridge, ts, out)
+        bridge = self._bridges.get(bridge_id)
+        if bridge is None:
+            bridge = self._bridges[bridge_id] = Bridge(bridge_id)
+        bridge.members[chan.uniqueid] = None
+        bridge.seen[chan.uniqueid] = None
+        chan.bridge = bridge_id
+        for call in self._component_calls(chan):
+            self._refresh(call, ts, out)
+
+    def _on_bridge_leave(self, event: Event, ts: float | None, out: list[CallEvent]) -> None:
+        chan = self._chan(event)
+        bridge_id = event.get("BridgeUniqueid")
+        if chan is None or not bridge_id or chan.bridge != bridge_id:
+            log.debug("tracker.bridge_leave_unknown", channel=event.get("Channel"))
+            return
+        self._leave_bridge(chan, bridge_id, ts, out)
+
+    def _leave_bridge(
+        self, chan: Channel, bridge_id: str, ts: float | None, out: list[CallEvent]
+    ) -> None:
+        affected = self._component_calls(chan)
+        bridge = self._bridges.get(bridge_id)
+        if bridge is not None:
+            bridge.members.pop(chan.uniqueid, None)
+        chan.bridge = None
+        for call in affected:
+            was_connected = call.connected
+            self._refresh(call, ts, out)
+            if was_connected and not call.connected:
+                call.hangup_by = self._side(call, chan, bridge_id)
+
+    def _side(self, call: Call, chan: Channel, bridge_id: str) -> str:
+        """Which side ``chan`` (just out of ``bridge_id``) was on: the caller's or the agent's."""
+        if chan.uniqueid == call.caller_uid:
+            return "caller"
+        seen = {chan.uniqueid}
+        queue = deque([chan])
+        while queue:
+            cur = queue.popleft()
+            for other in self._neighbours(cur, bridge_id):
+                if other.uniqueid == call.caller_uid:
+                    return "caller"
+                if other.uniqueid not in seen and (other.is_local and not other.member):
+                    seen.add(other.uniqueid)
+                    queue.append(other)
+        return "agent"
+
+    def _on_bridge_destroy(self, event: Event, ts: float | None, out: list[CallEvent]) -> None:
+        bridge = self._bridges.pop(event.get("BridgeUniqueid", ""), None)
+        if bridge is None:
+            return
+        for uid in bridge.members:
+            chan = self._channels.get(uid)
+            if chan is not None and chan.bridge == bridge.uniqueid:
+                chan.bridge = None
+
+    # ----------------------------------------------------------------- queues
+
+    def _on_queue_join(self, event: Event, ts: float | None, out: list[CallEvent]) -> None:
+        chan = self._chan(event)
+        queue = event.get("Queue")
+        if chan is None or not queue:
+            return
+        chan.answered_dial = False
+        call = self._call_for_caller_side(chan)
+        if call is not None:
+            call.queues.append(queue)
+            call.abandon_queue = None
+            for transfer in call.transfers:
+                if transfer["kind"] == "blind" and transfer.get("to_queue") is None:
+                    transfer["to_queue"] = queue
+            self._offer(call, ts, out, event)
+        else:
+            chan.queues_pending.append(queue)
+            call = self._call_of(chan)
+        if call is not None:
+            self._emit(
+                out,
+                call,
+                "queued",
+                ts,
+                queue=queue,
+                position=_int(event.get("Position")),
+                priority=_int(event.get("Priority")),
+                channel=chan.name,
+            )
+
+    def _on_queue_leave(self, event: Event, ts: float | None, out: list[CallEvent]) -> None:
+        chan = self._chan(event)
+        if chan is None:
+            return
+        call = self._call_for_caller_side(chan) or self._call_of(chan)
+        if call is None or chan.answered_dial:
+            return
+        reason = "abandon" if call.abandon_queue else "left"
+        if call.abandon_queue is None and self._call_for_caller_side(chan) is call:
+            call.hangup_by = "system"
+        self._emit(out, call, "left_queue", ts, queue=event.get("Queue"), reason=reason)
+
+    def _on_queue_abandon(self, event: Event, ts: float | None, out: list[CallEvent]) -> None:
+        # Not yet an abandon: a Redirect out of the queue produces the same event (Asterisk 22).
+        chan = self._chan(event)
+        queue = event.get("Queue")
+        if chan is None:
+            return
+        call = self._call_for_caller_side(chan)
+        if call is None:
+            return
+        if queue and queue not in call.queues:
+            call.queues.append(queue)
+        call.abandon_queue = queue or ""
+        if not call.connected:
+            call.hangup_by = "caller"
+
+    def _member_channel(self, event: Event) -> Channel | None:
+        dest = self._chan(event, "Dest")
+        if dest is None:
+            return None
+        member = event.get("MemberName")
+        if member:
+            dest.member = member
+        dest.interface = event.get("Interface") or dest.interface
+        dest.queue = event.get("Queue") or dest.queue
+        return dest
+
+    def _on_agent_called(self, event: Event, ts: float | None, out: list[CallEvent]) -> None:
+        dest = self._member_channel(event)
+        src = self._chan(event)
+        call = (self._call_of(src) if src is not None else None) or (
+            self._call_of(dest) if dest is not None else None
+        )
+        if call is None or dest is None:
+            return
+        ring = {
+            "member": dest.member,
+            "interface": event.get("Interface"),
+            "agent_channel": dest.name,
+            "queue": event.get("Queue"),
+        }
+        call.ringing[dest.uniqueid] = ring
+        self._emit(out, call, "ringing", ts, **ring)
+
+    def _on_agent_connect(self, event: Event, ts: float | None, out: list[CallEvent]) -> None:
+        dest = self._member_channel(event)
+        state = self._member_update(event, "connect")
+        if state is not None:
+            state.in_call = True
+            self._emit_agent(out, state, ts, event, "connect")
+        if dest is not None:
+            for call in self._component_calls(dest):
+                self._refresh(call, ts, out)
+
+    def _on_agent_complete(self, event: Event, ts: float | None, out: list[CallEvent]) -> None:
+        state = self._member_update(event, "complete")  # may lack channel fields under load
+        if state is not None:
+            state.in_call = False
+            self._emit_agent(out, state, ts, event, "complete")
+
+    def _on_ring_no_answer(self, event: Event, ts: float | None, out: list[CallEvent]) -> None:
+        dest = self._member_channel(event)
+        state = self._member_update(event, "ring_no_answer")
+        if dest is not None:
+            for call in self._calls_of(dest):
+                ring = call.ringing.pop(dest.uniqueid, None)
+                if ring is not None:
+                    ring_ms = _int(event.get("RingTime"))  # milliseconds in this event
+                    self._emit(
+                        out,
+                        call,
+                        "ring_stopped",
+                        ts,
+                        reason="ring_no_answer",
+                        ring_s=ring_ms / 1000 if ring_ms is not None else None,
+                        **ring,
+                    )
+        if state is not None:
+            self._emit_agent(out, state, ts, event, "ring_no_answer")
+
+    def _member_update(self, event: Event, kind: str) -> MemberState | None:
+        states = self.members.update(event, kind)
+        return states[0] if states else None
+
+    def _emit_agent(
+        self, out: list[CallEvent], state: MemberState, ts: float | None, event: Event, kind: str
+    ) -> None:
+        linkedid = event.get("Linkedid", "")
+        out.append(CallEvent(linkedid, "agent_state", ts, {**state.as_data(), "change": kind}))
+
+    def _member_event(self, kind: str) -> Callable[[Event, float | None, list[CallEvent]], None]:
+        def handle(event: Event, ts: float | None, out: list[CallEvent]) -> None:
+            for state in self.members.update(event, kind):
+                self._emit_agent(out, state, ts, event, kind)
+
+        return handle
+
+    # -------------------------------------------------------------- transfers
+
+    def _on_blind_transfer(self, event: Event, ts: float | None, out: list[CallEvent]) -> None:
+        if event.get("Result") != "Success":
+            return
+        transferer = self._chan(event, "Transferer")
+        transferee = self._chan(event, "Transferee")
+        if transferer is None:
+            return
+        call = self._call_of(transferer)
+        if call is None:
+            return
+        ext = event.get("Extension") or None
+        transfer: dict[str, Any] = {
+            "kind": "blind",
+            "from": self._party_name(transferer),
+            "to": None,
+            "to_queue": None,
+            "extension": ext,
+        }
+        call.transfers.append(transfer)
+        if transferee is not None:
+            call.blind_pending[transferee.uniqueid] = transfer
+        self._emit(
+            out,
+            call,
+            "transferred",
+            ts,
+            kind="blind",
+            from_agent=transfer["from"],
+            to=ext,
+            to_queue=None,
+            extension=ext,
+            context=event.get("Context"),
+            **{"from": transfer["from"]},
+        )
+
+    def _on_attended_transfer(self, event: Event, ts: float | None, out: list[CallEvent]) -> None:
+        if event.get("Result") != "Success":
+            return
+        orig = self._chan(event, "OrigTransferer")
+        second = self._chan(event, "SecondTransferer")
+        if orig is None:
+            return
+        call = self._call_of(orig)
+        if call is None:
+            return
+        avoid = self._caller_side(call) | {orig.uniqueid}
+        if second is not None:
+            avoid.add(second.uniqueid)
+        transferee = self._chan(event, "Transferee")
+        if transferee is not None:
+            avoid.add(transferee.uniqueid)
+        target = self._transfer_target(event, second, avoid)
+        to = self._party_name(target) if target is not None else None
+        to_queue = None
+        if target is None and second is not None:
+            to_queue = self._consult_queue(second, avoid)
+        transfer: dict[str, Any] = {
+            "kind": "attended",
+            "from": self._party_name(orig),
+            "to": to,
+            "to_queue": to_queue or (target.queue if target is not None else None),
+        }
+        call.transfers.append(transfer)
+        self._emit(
+            out,
+            call,
+            "transferred",
+            ts,
+            kind="attended",
+            from_agent=transfer["from"],
+            to=to,
+            to_queue=transfer["to_queue"],
+            dest_type=event.get("DestType"),
+            **{"from": transfer["from"]},
+        )
+
+    def _transfer_target(
+        self, event: Event, second: Channel | None, avoid: set[str]
+    ) -> Channel | None:
+        target = self._chan(event, "TransferTarget")
+        if target is not None and target.uniqueid not in avoid:
+            found = self._resolve_party(target, avoid)
+            if found is not None:
+                return found
+        bridge = self._bridges.get(event.get("SecondBridgeUniqueid", ""))
+        if bridge is not None:
+            for uid in bridge.seen:
+                chan = self._channels.get(uid)
+                if chan is None or uid in avoid:
+                    continue
+                found = self._resolve_party(chan, avoid | {uid})
+                if found is not None and found.uniqueid not in avoid:
+                    return found
+        if second is not None:  # blonde: the device the consultation leg was dialling
+            for uid in reversed(second.dialed):
+                chan = self._channels.get(uid)
+                if chan is None:
+                    continue
+                if chan.member or not chan.is_local:
+                    return chan
+                partner = self._partner(chan)
+                if partner is not None:
+                    for inner in reversed(partner.dialed):
+                        inner_chan = self._channels.get(inner)
+                        if inner_chan is not None:
+                            return inner_chan
+        return None
+
+    def _consult_queue(self, second: Channel, avoid: set[str]) -> str | None:
+        for uid in second.dialed:
+            chan = self._channels.get(uid)
+            partner = self._partner(chan) if chan is not None else None
+            if partner is not None and partner.queues_pending:
+                return partner.queues_pending[-1]
+        return None
+
+    # ----------------------------------------------------------------- resync
+
+    def resync(self, items: Sequence[Event]) -> list[CallEvent]:
+        """Reconcile with Asterisk's own lists after a reconnect (see ``cti.tracker.resync``)."""
+        from cti.tracker.resync import reconcile
+
+        return reconcile(self, items)
+
+
+def _int(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def _phone_normaliser(region: str) -> Normaliser:
+    try:
+        from crm_core.phone import to_e164
+    except ImportError:  # pragma: no cover - crm_core.phone is part of this repo
+        import phonenumbers
+
+        def fallback(raw: str) -> str | None:
+            try:
+                num = phonenumbers.parse(raw, region)
+            except phonenumbers.NumberParseException:
+                return None
+            if not phonenumbers.is_possible_number(num):
+                return None
+            return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
+
+        return fallback
+
+    def normalise(raw: str) -> str | None:
+        return to_e164(raw, region)
+
+    return normalise

@@ -177,16 +177,20 @@ class AmiClient:
     # --- events ---
     async def events(self) -> AsyncIterator[StreamItem]:
         """Events and stream markers, in order, until ``stop()``."""
-        while True:
-            item = await self.get_event()
-            if isinstance(item, _Stop):
-                return
+        while (item := await self.get_event()) is not None:
             yield item
 
-    async def get_event(self) -> StreamItem | _Stop:
+    async def get_event(self) -> StreamItem | None:
+        """The next event or marker; ``None`` once the client is stopped."""
         if self._queue is None:
             raise AmiNotConnected("AmiClient not started")
-        return await self._queue.get()
+        item = await self._queue.get()
+        return None if isinstance(item, _Stop) else item
+
+    @property
+    def backlog(self) -> int:
+        """Items waiting for the consumer (a growing backlog means the consumer is too slow)."""
+        return len(self._queue) if self._queue is not None else 0
 
     def _emit(self, item: StreamItem) -> None:
         assert self._queue is not None

@@ -247,3 +247,15 @@ async def test_stop_ends_the_event_stream_for_every_reader(server, client):
     assert [item async for item in client.events()] == []
     assert [item async for item in client.events()] == []
     assert not client.connected
+
+
+async def test_a_link_lost_during_login_is_retried_not_taken_for_wrong_credentials(server):
+    server.unanswered.add("login")
+    client = AmiClient(ami_config(server))
+    starting = asyncio.create_task(client.start())
+    await server.wait_for_action("Login")
+    await server.drop_connections()
+    await starting  # no AmiAuthError: the link was lost, the secret was never refused
+    server.unanswered.discard("login")
+    await client.wait_connected(timeout=3)
+    await client.stop()

@@ -250,16 +250,12 @@ class AmiClient:
             fields["Secret"] = cfg.secret
         fields["Events"] = cfg.events
         try:
-            await self._call(protocol, fields)
+            # Asterisk answers a failed login after 1 s: leave it that time to say so.
+            await self._call(protocol, fields, timeout=cfg.action_timeout_s + 1.0)
         except AmiActionError as exc:
             raise AmiAuthError(
                 f"Asterisk AMI at {cfg.host}:{cfg.port} refused user {cfg.username!r}: "
                 f"{exc.message} (check [ami] username/secret and manager.conf)"
-            ) from exc
-        except AmiConnectionLost as exc:
-            raise AmiAuthError(
-                f"Asterisk AMI at {cfg.host}:{cfg.port} closed the connection during login "
-                f"of user {cfg.username!r}"
             ) from exc
 
     async def _run(self, protocol: AmiProtocol | None) -> None:

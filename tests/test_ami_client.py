@@ -259,3 +259,16 @@ async def test_a_link_lost_during_login_is_retried_not_taken_for_wrong_credentia
     server.unanswered.discard("login")
     await client.wait_connected(timeout=3)
     await client.stop()
+
+
+async def test_a_server_that_never_sends_the_banner_is_left_and_retried(server):
+    server.go_silent(new_connections=True)
+    client = AmiClient(ami_config(server, connect_timeout_s=0.2))
+    await client.start()  # timed out waiting for the banner: retried in the background
+    assert not client.connected
+    server.speak_again()
+    await client.wait_connected(timeout=3)
+    await asyncio.sleep(0.05)
+    assert server.connections_accepted > 1
+    assert server.open_connections == 1  # the silent attempts were closed, not leaked
+    await client.stop()

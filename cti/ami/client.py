@@ -218,8 +218,9 @@ class AmiClient:
             _, protocol = await loop.create_connection(
                 lambda: AmiProtocol(self._on_event), cfg.host, cfg.port
             )
-            banner = await protocol.banner
         try:
+            async with asyncio.timeout(cfg.connect_timeout_s):
+                banner = await protocol.banner
             await self._login(protocol)
             for text in self._filters:
                 try:

@@ -549,6 +549,11 @@ class FakeAmiServer:
     def sessions(self) -> list[_Session]:
         return [s for s in self._sessions.values() if s.user is not None]
 
+    @property
+    def open_connections(self) -> int:
+        """TCP connections open now, logged in or not."""
+        return len(self._sessions)
+
     def actions_named(self, name: str) -> list[ReceivedAction]:
         return [a for a in self.actions if a.name.lower() == name.lower()]
 

@@ -686,8 +686,8 @@ class FakeAmiServer:
                     await writer.drain()
                     if not keep_open:
                         return
-        except (ConnectionError, asyncio.CancelledError):
-            pass
+        except ConnectionError:
+            pass  # the client went away: like Asterisk, just forget the session
         finally:
             self._sessions.pop(session.conn, None)
             writer.close()

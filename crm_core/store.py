@@ -24,6 +24,7 @@ from crm_core import schema
 from crm_core.cache import TtlCache
 from crm_core.db import create_engine, sqlite_path
 from crm_core.errors import CrmError, CrmUnavailable, InvalidCustomer
+from crm_core.lookup import Holder, NumberLookup
 from crm_core.models import (
     CASE_OPEN_STATUSES,
     FLAGS,
@@ -115,6 +116,8 @@ class CrmStore:
         self.view_interactions = view_interactions
         self.view_orders = view_orders
         self._dialect = engine.dialect.name
+        in_memory = self._dialect == "sqlite" and sqlite_path(str(engine.url)) is None
+        self._lookup = None if in_memory else NumberLookup(engine.url, MAX_CANDIDATES)
 
     # -- lifetime ---------------------------------------------------------------------------
 
@@ -178,6 +181,8 @@ class CrmStore:
         )
 
     async def close(self) -> None:
+        if self._lookup is not None:
+            await self._lookup.close()
         await self.engine.dispose()
 
     async def __aenter__(self) -> CrmStore:
@@ -232,33 +237,33 @@ class CrmStore:
         cached = self.cache.get(number.e164)
         if cached is not None:
             return cached if cached.caller == caller else dataclasses.replace(cached, caller=caller)
-        async with self._read("resolve") as conn:
-            rows = (
-                await conn.execute(
-                    select(Customer.id, Customer.external_id, Customer.name)
-                    .join(PhoneNumber, PhoneNumber.customer_id == Customer.id)
-                    .where(PhoneNumber.e164 == number.e164)
-                    .group_by(Customer.id, Customer.external_id, Customer.name)
-                    .order_by(Customer.id)
-                    .limit(MAX_CANDIDATES)
-                )
-            ).all()
-            if not rows:
-                result = Resolution("unknown", number.e164, caller)
-            elif len(rows) == 1:
-                row = rows[0]
-                result = Resolution(
-                    "match", number.e164, caller, (Candidate(row.id, row.external_id, row.name),)
-                )
-            else:
-                ranked = await self._rank(conn, [(r.id, r.external_id, r.name) for r in rows])
-                result = Resolution("ambiguous", number.e164, caller, ranked)
+        holders = await self._holders(number.e164)
+        if not holders:
+            result = Resolution("unknown", number.e164, caller)
+        elif len(holders) == 1:
+            result = Resolution("match", number.e164, caller, (Candidate(*holders[0]),))
+        else:
+            async with self._read("resolve") as conn:
+                ranked = await self._rank(conn, holders)
+            result = Resolution("ambiguous", number.e164, caller, ranked)
         self.cache.put(number.e164, result)
         return result
 
-    async def _rank(
-        self, conn: AsyncConnection, rows: list[tuple[int, str | None, str]]
-    ) -> tuple[Candidate, ...]:
+    async def _holders(self, e164: str) -> list[Holder]:
+        if self._lookup is not None:
+            return await self._lookup.holders(e164)
+        async with self._read("resolve") as conn:
+            rows = await conn.execute(
+                select(Customer.id, Customer.external_id, Customer.name)
+                .join(PhoneNumber, PhoneNumber.customer_id == Customer.id)
+                .where(PhoneNumber.e164 == e164)
+                .group_by(Customer.id, Customer.external_id, Customer.name)
+                .order_by(Customer.id)
+                .limit(MAX_CANDIDATES)
+            )
+            return [(r[0], r[1], r[2]) for r in rows]
+
+    async def _rank(self, conn: AsyncConnection, rows: list[Holder]) -> tuple[Candidate, ...]:
         """Rank customers sharing a number: open case, then recent order, then latest call."""
         ids = [r[0] for r in rows]
         now = datetime.now(UTC)

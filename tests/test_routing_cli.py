@@ -1,15 +1,13 @@
 """`cti route-test` and `cti check-config` on the routing rules.
 
-Once each as the user runs them, in a subprocess (``cti.cli.main`` configures structlog for the
-whole process, bound to the stderr of the moment, which would outlive pytest's capture); the
-variations in-process through the same parser, with the log lines captured."""
+Run in-process through the CLI's own parser, with log lines captured, rather than through
+``cti.cli.main``: that configures structlog for the whole process, bound to the stderr of the
+moment, which would outlive pytest's capture of it (and a subprocess costs seconds)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,16 +16,8 @@ from fakes.routing import ROUTING_TOML
 
 from crm_core import CrmStore
 from cti.cli import build_parser
-from cti.commands import route_test
-from cti.config import load_config
-
-CTI = Path(sys.executable).with_name("cti")
-
-
-def cti(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(CTI), *args], capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"}
-    )
+from cti.commands import check_config, route_test
+from cti.config import ConfigError, load_config
 
 
 def write_config(tmp_path: Path, extra: str = "") -> Path:
@@ -61,10 +51,10 @@ def test_route_test_prints_the_decision_and_the_rule_that_made_it(
     config = write_config(tmp_path)
     customer_id = asyncio.run(add_vip(config))
     at = "2026-11-23T10:00"
-    text = cti("route-test", "-c", str(config), "--caller", "07700 900456", "--at", at)
-    assert text.returncode == 0, text.stderr
-    assert "queue     vip" in text.stdout and "rule      vip" in text.stdout
-    assert f"customer  {customer_id}" in text.stdout
+    code, text, _ = route(config, "--caller", "07700 900456", "--at", at, capsys=capsys)
+    assert code == 0
+    assert "queue     vip" in text and "rule      vip" in text
+    assert f"customer  {customer_id}" in text
     code, out, _ = route(config, "--caller", "+447700900456", "--json", "--at", at, capsys=capsys)
     decision = json.loads(out)
     keys = ("queue", "priority", "tier", "customer_id", "reason", "rule")
@@ -103,12 +93,17 @@ def test_route_test_with_the_database_down_shows_the_fallback(
     assert json.loads(out)["reason"] == "fallback" and "CRM unavailable" in err
 
 
-def test_check_config_refuses_a_rule_naming_an_unknown_tier(tmp_path: Path) -> None:
+def test_check_config_refuses_a_rule_naming_an_unknown_tier(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = write_config(tmp_path)
+    parsed = build_parser().parse_args(["check-config", "-c", str(good)])
+    assert check_config.run(parsed, load_config(good, env={})) == 0
+    assert "OK (9 tiers" in capsys.readouterr().out
     bad = write_config(
         tmp_path,
         '\n[[routing.rules]]\nname = "gold-members"\nwhen = { flag = "vip" }\n'
         'then = { tier = "gold" }\n',
     )
-    refused = cti("check-config", "-c", str(bad))
-    assert refused.returncode == 2
-    assert "'gold-members': unknown tier 'gold'" in refused.stderr
+    with pytest.raises(ConfigError, match="'gold-members': unknown tier 'gold'"):
+        check_config.run(parsed, load_config(bad, env={}))

@@ -35,6 +35,8 @@ WRITE_CLASS: dict[str, frozenset[str]] = {
     "queuepause": frozenset({"agent"}),
     "queuepenalty": frozenset({"agent"}),
     "coreshowchannels": frozenset({"system", "reporting"}),
+    "bridgelist": frozenset({"system", "reporting"}),
+    "bridgeinfo": frozenset({"system", "reporting"}),
     "command": frozenset({"command"}),
 }
 
@@ -85,7 +87,7 @@ def _list(
         *aid,
         ("EventList", "Complete"),
         ("ListItems", str(len(items))),
-        *tail,
+        *(tail or []),
     ]
     return [start, *items, end]
 
@@ -116,6 +118,8 @@ class Actions:
             "queuestatus": self.queue_status,
             "queuesummary": self.queue_summary,
             "coreshowchannels": self.core_show_channels,
+            "bridgelist": self.bridge_list,
+            "bridgeinfo": self.bridge_info,
         }
 
     def handle(self, action: Action, user: AmiUser) -> list[Headers]:
@@ -413,13 +417,34 @@ class Actions:
                     ("Event", "CoreShowChannel"),
                     *aid,
                     *channel.headers(),
-                    ("BridgeId", channel.bridge.uniqueid if channel.bridge else ""),
-                    ("Application", "Queue" if channel.variables.get("CTI_QUEUE") else ""),
+                    ("Application", "Queue" if channel.variables.get("CTI_QUEUE") else "Wait"),
                     ("ApplicationData", ""),
                     ("Duration", time.strftime("%H:%M:%S", time.gmtime(seconds))),
+                    ("BridgeId", channel.bridge.uniqueid if channel.bridge else ""),
                 ]
             )
         return _list(action, "Channels will follow", items, "CoreShowChannelsComplete")
+
+    def bridge_list(self, action: Action) -> list[Headers]:
+        aid = [("ActionID", action.action_id)] if action.action_id else []
+        items = [
+            [("Event", "BridgeListItem"), *aid, *b.headers()] for b in self.pbx.bridges.values()
+        ]
+        return _list(action, "Bridge listing will follow", items, "BridgeListComplete")
+
+    def bridge_info(self, action: Action) -> list[Headers]:
+        bridge = self.pbx.bridges.get(action.get("BridgeUniqueid"))
+        if bridge is None:
+            return error(action, "Specified BridgeUniqueid not found")
+        aid = [("ActionID", action.action_id)] if action.action_id else []
+        items = [[("Event", "BridgeInfoChannel"), *aid, *c.headers()] for c in bridge.channels]
+        return _list(
+            action,
+            "Bridge channel listing will follow",
+            items,
+            "BridgeInfoComplete",
+            bridge.headers(),
+        )
 
 
 class _Originated:

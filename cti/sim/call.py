@@ -637,6 +637,8 @@ class SimCall:
             if channel.owner is self:
                 if channel.bridge is not None:
                     channel.bridge.channels.remove(channel)
+                    if not channel.bridge.channels:
+                        self.pbx.bridges.pop(channel.bridge.uniqueid, None)
                 del self.pbx.channels[name]
                 if name.startswith("Local/") and "@agents-" in name:
                     exten = name.split("/", 1)[1].split("@", 1)[0]

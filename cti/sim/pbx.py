@@ -170,6 +170,7 @@ class Pbx:
         self.channels: dict[str, Channel] = {}
         self.queues: dict[str, SimQueue] = {}
         self.phones: dict[str, Phone] = {}
+        self.bridges: dict[str, Bridge] = {}
         self._subscribers: list[Subscriber] = []
         self._seq = itertools.count()
         self.events_sent = 0
@@ -219,6 +220,7 @@ class Pbx:
     # -- bridges ----------------------------------------------------------------------------
     def bridge(self, first: Channel, second: Channel) -> Bridge:
         bridge = Bridge(self.ids.bridge_id())
+        self.bridges[bridge.uniqueid] = bridge
         self.emit("BridgeCreate", "call", bridge.headers())
         for channel in (first, second):
             bridge.channels.append(channel)
@@ -234,6 +236,7 @@ class Pbx:
         channel.bridge = None
         self.emit("BridgeLeave", "call", [*bridge.headers(), *channel.headers()])
         if not bridge.channels:
+            self.bridges.pop(bridge.uniqueid, None)
             self.emit("BridgeDestroy", "call", bridge.headers())
 
     # -- queues -----------------------------------------------------------------------------

@@ -82,3 +82,28 @@ def load_mix(rng: random.Random) -> list[CallerProfile]:
         CallerProfile("anonymous", (None,), weight=0.1),
         CallerProfile("unknown", random_numbers(rng, 50), weight=0.05, patience_s=(3.0, 8.0)),
     ]
+
+
+def demo_mix(known: dict[str, str], unknown: tuple[str, ...]) -> list[CallerProfile]:
+    """The demo's callers: ``known`` maps a role (``crm_core.seed.DEMO_NUMBERS``) to a number.
+
+    Known customers, VIPs, a caller in arrears, open cases, unknown and withheld numbers, and
+    some impatient callers who abandon while queued.
+    """
+    roles: dict[str, tuple[CallerKind, float]] = {
+        "vip": ("vip", 1.0),
+        "arrears": ("arrears", 1.0),
+        "open_case": ("case", 1.0),
+    }
+    profiles = [
+        CallerProfile(kind, (known[role],), weight=weight)
+        for role, (kind, weight) in roles.items()
+        if role in known
+    ]
+    ordinary = tuple(n for role, n in known.items() if role not in roles)
+    if ordinary:
+        profiles.append(CallerProfile("known", ordinary, weight=3.0))
+    profiles.append(CallerProfile("unknown", unknown, weight=1.5))
+    profiles.append(CallerProfile("anonymous", (None,), weight=1.0))
+    profiles.append(CallerProfile("unknown", unknown, weight=1.0, patience_s=(1.0, 2.5)))
+    return profiles

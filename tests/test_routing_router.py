@@ -7,10 +7,12 @@ import time
 from datetime import UTC, datetime
 
 from fakes.crm_directory import DeadDirectory, MemoryDirectory, SlowDirectory, customer
-from fakes.routing import CLOSED, OPEN, routing_rules
+from fakes.routing import CLOSED, OPEN, routing_config, routing_rules
 
+from crm_core.types import CustomerView
 from cti.routing.decisions import DecisionLog
 from cti.routing.router import RouteDecision, Router
+from cti.routing.rules import parse_rules
 
 VIP = "+441110000001"
 
@@ -102,3 +104,24 @@ def test_the_decision_log_is_bounded_and_forgets_the_oldest_first() -> None:
     assert len(log) == 3
     assert log.get("u0") is None and log.by_channel("chan1") is None
     assert log.get("u4") == decision("q4") and log.by_channel("chan2") == decision("q2")
+
+
+async def test_rules_that_only_ask_who_is_calling_never_load_the_360_view() -> None:
+    class Counting(MemoryDirectory):
+        views = 0
+
+        async def view(self, customer_id: int) -> CustomerView | None:
+            Counting.views += 1
+            return await super().view(customer_id)
+
+    rules = parse_rules(
+        {
+            "rules": [
+                {"name": "withheld", "when": {"caller": "anonymous"}, "then": {"tier": "tier2"}}
+            ]
+        },
+        routing_config().tiers,
+    )
+    directory = Counting({VIP: customer(1, flags=("vip",))})
+    decision = await Router(directory, rules, deadline_s=0.5).route(VIP)
+    assert (decision.rule, decision.customer_id, Counting.views) == ("default", 1, 0)

@@ -171,7 +171,12 @@ class Router:
                 crm = await self._wait(lookup, deadline)
             except _Unavailable:
                 crm = None
-        customer_id = crm.view.customer_id if crm is not None and crm.view is not None else None
+        customer_id = None
+        if crm is not None and crm.resolution.status == "match":
+            customer_id = crm.resolution.customer_id
+            if self._rules.needs_view and crm.view is None:
+                customer_id = None  # resolved, but gone by the time of the view
+
         return RouteDecision(
             queue=outcome.queue,
             priority=outcome.priority,
@@ -201,8 +206,9 @@ class Router:
     async def _lookup(self, caller: str | None) -> CrmFacts:
         resolution = await self._directory.resolve(caller)
         view = None
-        if resolution.status == "match" and resolution.customer_id is not None:
-            view = await self._directory.view(resolution.customer_id)
+        customer_id = resolution.customer_id if resolution.status == "match" else None
+        if customer_id is not None and self._rules.needs_view:
+            view = await self._directory.view(customer_id)
         return CrmFacts(resolution, view)
 
     async def aclose(self) -> None:

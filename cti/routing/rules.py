@@ -106,6 +106,11 @@ class Condition:
     def needs_crm(self) -> bool:
         return self.key not in ("dnid", "open", "time", "days")
 
+    @property
+    def needs_view(self) -> bool:
+        """Needs the customer's 360° view, not just who is calling."""
+        return self.needs_crm and self.key != "caller"
+
     def test_local(self, call: CallFacts) -> bool:
         """The conditions that need no CRM; CRM conditions pass here and are tested later."""
         if self.key == "dnid":
@@ -240,6 +245,10 @@ class RuleSet:
     hours: BusinessHours
     source: str = "<config>"
     queues: frozenset[str] = field(default=frozenset())
+
+    @property
+    def needs_view(self) -> bool:
+        return any(c.needs_view for r in self.rules for c in r.conditions)
 
     def call_facts(self, at: datetime, dnid: str | None) -> CallFacts:
         local = self.hours.local(at)

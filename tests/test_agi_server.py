@@ -243,3 +243,11 @@ async def test_stop_ends_sessions_in_progress_and_frees_the_port() -> None:
     assert result.variables == {}
     with pytest.raises(OSError):
         await asyncio.open_connection("127.0.0.1", port)
+
+
+async def test_only_the_route_script_is_answered() -> None:
+    async with agi_server() as (asterisk, decisions):
+        other = await asterisk.call(AgiCall(script="ivr"))
+        with_query = await asterisk.call(AgiCall(script="route?lang=en", uniqueid="1795396343.41"))
+    assert other.closed and other.commands == [] and decisions.get("1795396343.35") is None
+    assert with_query.variables["CTI_QUEUE"] == "tier2"

@@ -124,7 +124,7 @@ class FastAgiServer:
         uniqueid = env.get("agi_uniqueid", "")
         channel = env.get("agi_channel") or None
         with structlog.contextvars.bound_contextvars(uniqueid=uniqueid, channel=channel):
-            script = env.get("agi_network_script", "")
+            script = env.get("agi_network_script", "").split("?", 1)[0].strip("/")
             if script not in SCRIPTS:
                 log.warning("fastagi request for an unknown script, nothing set", script=script)
                 return

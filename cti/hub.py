@@ -11,7 +11,8 @@ Messages (JSON objects), each with a unique ``id`` the desktop de-duplicates on:
 - ``pop``: the call rings this agent: ``call`` (the live call context with the 360° view),
   ``reason`` (routing reason, or the escalation reason), ``wait_s``, ``previous_agent``,
   ``escalation`` (the latest one, with its note) and ``notes``;
-- ``answered``: this agent answered (same payload, so a missed pop is recovered);
+- ``answered``: this agent answered (with the pop's fields; the ``call`` context too when the
+  agent had no pop for it, e.g. a call that was put straight through);
 - ``withdrawn``: the pop no longer applies (``reason``: answered_elsewhere, abandoned,
   left_queue, ring_no_answer...);
 - ``transferred``: the call left this agent (``to``, ``to_queue``, ``kind``) with its context;
@@ -26,6 +27,7 @@ queue member name (``member``/``agent``) or its interface (``interface``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import secrets
@@ -43,6 +45,9 @@ from cti.tracker.events import CallEvent
 
 log = structlog.get_logger(__name__)
 
+# Messages that carry the call context (``answered`` only when the agent had no pop).
+_CONTEXT_KINDS = frozenset({"pop", "transferred", "call"})
+
 DEFAULT_QUEUE_LIMIT = 256
 
 
@@ -54,13 +59,12 @@ class CallContextLike(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class HubMessage:
-    """One message for one agent's desktop, serialised once."""
+    """One message for one agent's desktop, serialised once (``text`` is what is sent)."""
 
     id: str
     type: str
     call_id: str | None
     agent: str | None
-    data: dict[str, Any]
     text: str
 
 
@@ -131,6 +135,50 @@ def _last(items: Any) -> Any:
     return items[-1] if isinstance(items, list | tuple) and items else None
 
 
+def context_dict(ctx: CallContextLike) -> dict[str, Any]:
+    """The call context as plain data, for serialising at once.
+
+    A dataclass context (``cti.calls.CallContext``) is read field by field without the deep
+    copy of ``dataclasses.asdict``: its fields are already JSON data, and the hub serialises
+    them immediately, so a snapshot by reference is enough and far cheaper per event.
+    """
+    if dataclasses.is_dataclass(ctx) and not isinstance(ctx, type):
+        names = _FIELD_NAMES.get(type(ctx))
+        if names is None:
+            names = tuple(f.name for f in dataclasses.fields(ctx) if f.name != "uniqueids")
+            _FIELD_NAMES[type(ctx)] = names
+        return {name: getattr(ctx, name) for name in names}
+    return ctx.to_dict()
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+class _Context:
+    """One publish's view of the call: the dict and its JSON, each built once when needed."""
+
+    __slots__ = ("_ctx", "_dict", "_json", "call")
+
+    def __init__(self, call: str, ctx: CallContextLike | None) -> None:
+        self.call = call
+        self._ctx = ctx
+        self._dict: dict[str, Any] | None = None
+        self._json: str | None = None
+
+    @property
+    def data(self) -> dict[str, Any]:
+        if self._dict is None:
+            ctx = self._ctx
+            self._dict = context_dict(ctx) if ctx is not None else {"call_id": self.call}
+        return self._dict
+
+    @property
+    def json(self) -> str:
+        if self._json is None:
+            self._json = json.dumps(self.data, default=str, separators=(",", ":"))
+        return self._json
+
+
 class PopHub:
     """Routes call events to the desktops of the agents they concern (and to supervisors)."""
 
@@ -156,6 +204,7 @@ class PopHub:
         self._ringing: dict[str, set[str]] = {}  # call -> agents whose phone rings
         self._talking: dict[str, set[str]] = {}  # call -> agents who answered it
         self._active: dict[str, dict[str, list[HubMessage]]] = {}  # agent -> call -> replay
+        self._active_by_call: dict[str, set[str]] = {}  # call -> agents with replay state
         self.stats = HubStats()
 
     # -- connections ---------------------------------------------------------------------
@@ -204,14 +253,21 @@ class PopHub:
         """Deliver what ``event`` means to each desktop concerned; returns messages built."""
         call = event.call
         data = event.data
-        context = ctx.to_dict() if ctx is not None else {"call_id": call}
+        context = _Context(call, ctx)
         now = event.ts if event.ts is not None else self._clock()
         built: list[HubMessage] = []
 
-        def emit(kind_: str, agent_: str | None, /, **extra: Any) -> HubMessage:
-            message = self._message(kind_, call, agent_, now, context, extra)
+        def emit(
+            kind_: str, agent_: str | None, /, *, with_context: bool = False, **extra: Any
+        ) -> HubMessage:
+            carried = context if with_context or kind_ in _CONTEXT_KINDS else None
+            message = self._message(kind_, call, agent_, now, carried, extra)
             built.append(message)
             return message
+
+        def to_supervisors(kind_: str, **extra: Any) -> None:
+            if self._supervisors:  # nobody else reads these: do not build them for nobody
+                emit(kind_, None, **extra)
 
         name = event.event
         if name == "ringing":
@@ -219,8 +275,8 @@ class PopHub:
             ringing = self._ringing.setdefault(call, set())
             if agent is not None and agent not in ringing:
                 ringing.add(agent)
-                pop = emit("pop", agent, **self._pop_fields(context, now))
-                self._active.setdefault(agent, {})[call] = [pop]
+                pop = emit("pop", agent, **self._pop_fields(context.data, now))
+                self._remember(agent, call, [pop])
         elif name == "ring_stopped":
             agent = self.agent_key(data.get("member"), data.get("interface"))
             if agent is not None and agent in self._ringing.get(call, set()):
@@ -232,10 +288,16 @@ class PopHub:
             others = self._ringing.pop(call, set())
             if agent is not None:
                 others.discard(agent)
-                answered = emit("answered", agent, **self._pop_fields(context, now))
-                self._talking.setdefault(call, set()).add(agent)
                 replay = [m for m in self._active.get(agent, {}).get(call, []) if m.type == "pop"]
-                self._active.setdefault(agent, {})[call] = [*replay, answered]
+                # The desktop has the context from its pop; it comes again only without one.
+                answered = emit(
+                    "answered",
+                    agent,
+                    with_context=not replay,
+                    **self._pop_fields(context.data, now),
+                )
+                self._talking.setdefault(call, set()).add(agent)
+                self._remember(agent, call, [*replay, answered])
             for other in sorted(others):
                 emit("withdrawn", other, reason="answered_elsewhere", answered_by=agent)
                 self._forget(other, call)
@@ -243,8 +305,7 @@ class PopHub:
             for other in sorted(self._ringing.pop(call, set())):
                 emit("withdrawn", other, reason=name)
                 self._forget(other, call)
-            if name == "abandoned" or not self._talking.get(call):
-                emit("call", None, event=name, detail=data)
+            to_supervisors("call", event=name, detail=data)
         elif name == "transferred":
             frm = self.agent_key(data.get("from_agent"), data.get("from"))
             talking = self._talking.get(call, set())
@@ -258,23 +319,23 @@ class PopHub:
                     kind=data.get("kind"),
                     to=data.get("to"),
                     to_queue=data.get("to_queue"),
-                    **self._pop_fields(context, now),
+                    **self._pop_fields(context.data, now),
                 )
                 talking.discard(agent)
                 self._forget(agent, call)
         elif name == "ended":
             involved = self._ringing.pop(call, set()) | self._talking.pop(call, set())
-            involved |= {a for a, calls in self._active.items() if call in calls}
+            involved |= self._active_by_call.get(call, set())
             for agent in sorted(involved):
                 emit("ended", agent, hangup_by=data.get("hangup_by"), talk_s=data.get("talk_s"))
                 self._forget(agent, call)
             if not involved:
-                emit("ended", None, hangup_by=data.get("hangup_by"), talk_s=data.get("talk_s"))
+                to_supervisors("ended", hangup_by=data.get("hangup_by"), talk_s=data.get("talk_s"))
         elif name == "agent_state":
             agent = self.agent_key(data.get("member"), data.get("interface"))
             emit("agent_state", agent, **{k: v for k, v in data.items() if k != "agent"})
         else:
-            emit("call", None, event=name, detail=data)
+            to_supervisors("call", event=name, detail=data)
 
         for message in built:
             self._deliver(message)
@@ -282,12 +343,21 @@ class PopHub:
 
     # -- internals -----------------------------------------------------------------------
 
+    def _remember(self, agent: str, call: str, messages: list[HubMessage]) -> None:
+        self._active.setdefault(agent, {})[call] = messages
+        self._active_by_call.setdefault(call, set()).add(agent)
+
     def _forget(self, agent: str, call: str) -> None:
         calls = self._active.get(agent)
         if calls is not None:
             calls.pop(call, None)
             if not calls:
                 del self._active[agent]
+        agents = self._active_by_call.get(call)
+        if agents is not None:
+            agents.discard(agent)
+            if not agents:
+                del self._active_by_call[call]
 
     def _pop_fields(self, context: dict[str, Any], now: float) -> dict[str, Any]:
         routing = context.get("routing") or {}
@@ -314,11 +384,11 @@ class PopHub:
         call: str,
         agent: str | None,
         now: float,
-        context: dict[str, Any],
+        context: _Context | None,
         extra: dict[str, Any],
     ) -> HubMessage:
         message_id = f"{self._prefix}-{next(self._seq)}"
-        data: dict[str, Any] = {
+        head: dict[str, Any] = {
             "id": message_id,
             "type": kind,
             "call_id": call,
@@ -326,10 +396,10 @@ class PopHub:
             "at": now,
             **extra,
         }
-        if kind in ("pop", "answered", "transferred", "call"):
-            data["call"] = context
-        text = json.dumps(data, default=str, separators=(",", ":"))
-        return HubMessage(message_id, kind, call, agent, data, text)
+        text = json.dumps(head, default=str, separators=(",", ":"))
+        if context is not None:
+            text = f'{text[:-1]},"call":{context.json}}}'  # the context, serialised once
+        return HubMessage(message_id, kind, call, agent, text)
 
     def _targets(self, agent: str | None) -> Iterable[Subscription]:
         targets = set(self._supervisors)

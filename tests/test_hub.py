@@ -216,3 +216,18 @@ async def test_agent_state_reaches_that_agent_only() -> None:
     )
     assert [m["type"] for m in drain(a1)] == ["agent_state"]
     assert drain(a2) == []
+
+
+async def test_answered_carries_the_context_only_when_the_agent_had_no_pop() -> None:
+    hub = PopHub(AGENTS)
+    a1, a2 = hub.subscribe(A1), hub.subscribe(A2)
+    feed = Feed(hub)
+    await feed("offered", call="rung", caller="+442071234567")
+    await feed("ringing", call="rung", **ring("Agent 1001"))
+    await feed("answered", call="rung", agent="Agent 1001", interface="Local/1001@agents")
+    pop, answered = drain(a1)
+    assert "call" in pop and "call" not in answered
+    await feed("offered", call="direct", caller="+442071234567")
+    await feed("answered", call="direct", agent="Agent 1002", interface="Local/1002@agents")
+    [direct] = drain(a2)
+    assert direct["type"] == "answered" and direct["call"]["caller"] == "+442071234567"

@@ -157,8 +157,11 @@ function handle(message) {
   }
   switch (message.type) {
     case "pop":
-    case "answered":
       show(message);
+      break;
+    case "answered":
+      if (message.call) show(message);
+      else if (message.call_id === desk.callId) setState(message);
       break;
     case "withdrawn":
     case "transferred":

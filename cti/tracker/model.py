@@ -37,6 +37,7 @@ class Channel:
     queues_pending: list[str] = field(default_factory=list)  # queues joined, not yet credited
     answered_dial: bool = False  # a Dial from this channel was answered (queue join → answer)
     cause: str = ""
+    hangup_requested: bool = False
 
     @property
     def is_local(self) -> bool:
@@ -81,3 +82,4 @@ class Call:
     abandon_queue: str | None = None  # a QueueCallerAbandon not yet confirmed by a hang-up
     cause: str = ""
     resynced: bool = False
+    hangup_forced: str | None = None  # e.g. "system" when a resync found the channels gone

@@ -78,6 +78,7 @@ class CallTracker:
         self._callers: dict[str, Call] = {}  # caller channel uniqueid -> call
         self._ended: OrderedDict[str, None] = OrderedDict()
         self.members = MemberBook()
+        self.last_ts: float | None = None  # the newest event Timestamp seen (resync estimates)
         self._handlers: dict[str, Callable[[Event, float | None, list[CallEvent]], None]] = {
             "Newchannel": self._on_newchannel,
             "NewCallerid": self._on_channel_update,
@@ -89,6 +90,8 @@ class CallTracker:
             "BridgeLeave": self._on_bridge_leave,
             "BridgeDestroy": self._on_bridge_destroy,
             "Hangup": self._on_hangup,
+            "HangupRequest": self._on_hangup_request,
+            "SoftHangupRequest": self._on_hangup_request,
             "QueueCallerJoin": self._on_queue_join,
             "QueueCallerLeave": self._on_queue_leave,
             "QueueCallerAbandon": self._on_queue_abandon,
@@ -116,8 +119,11 @@ class CallTracker:
         if handler is None:
             return []
         out: list[CallEvent] = []
+        ts = _ts(event)
+        if ts is not None:
+            self.last_ts = ts
         try:
-            handler(event, _ts(event), out)
+            handler(event, ts, out)
         except Exception as exc:  # a bug here must not stop the flow of events
             log.warning("tracker.event_failed", ami_event=name, error=repr(exc))
         return out
@@ -145,6 +151,24 @@ class CallTracker:
     def agent_states(self) -> list[MemberState]:
         return self.members.all()
 
+    # Views for cti.tracker.resync, which works on the same state.
+    @property
+    def channels(self) -> dict[str, Channel]:
+        return self._channels
+
+    @property
+    def calls(self) -> dict[str, Call]:
+        return self._calls
+
+    @property
+    def bridges(self) -> dict[str, Bridge]:
+        return self._bridges
+
+    def emit_agent_state(
+        self, out: list[CallEvent], state: MemberState, ts: float | None, change: str
+    ) -> None:
+        out.append(CallEvent("", "agent_state", ts, {**state.as_data(), "change": change}))
+
     @property
     def sizes(self) -> dict[str, int]:
         """How much state is held (bounded memory is part of the contract)."""
@@ -157,7 +181,7 @@ class CallTracker:
 
     # ------------------------------------------------------------------ helpers
 
-    def _emit(
+    def emit(
         self, out: list[CallEvent], call: Call, name: CallEventName, ts: float | None, **data: Any
     ) -> None:
         out.append(CallEvent(call.call_id, name, ts, data))
@@ -197,7 +221,7 @@ class CallTracker:
         uid = self._by_name.get(pname)
         return self._channels.get(uid) if uid else None
 
-    def _caller_side(self, call: Call) -> set[str]:
+    def caller_side(self, call: Call) -> set[str]:
         side = {call.caller_uid}
         chan = self._channels.get(call.caller_uid)
         if chan is not None:
@@ -290,7 +314,7 @@ class CallTracker:
         self._callers[chan.uniqueid] = call
         return call
 
-    def _offer(
+    def offer(
         self, call: Call, ts: float | None, out: list[CallEvent], event: Event | None = None
     ) -> None:
         if call.offered:
@@ -303,7 +327,7 @@ class CallTracker:
         call.offered = True
         call.caller_frozen = True
         call.offered_ts = ts if ts is not None else call.start_ts
-        self._emit(
+        self.emit(
             out,
             call,
             "offered",
@@ -335,7 +359,7 @@ class CallTracker:
             call.caller = None if chan.caller_num in NO_NUMBER else chan.caller_num
             call.caller_name = None if chan.caller_name in NO_NUMBER else chan.caller_name
 
-    def _add_channel(self, event: Event, ts: float | None, out: list[CallEvent]) -> Channel | None:
+    def add_channel(self, event: Event, ts: float | None, out: list[CallEvent]) -> Channel | None:
         uid = event.get("Uniqueid")
         name = event.get("Channel")
         if not uid or not name:
@@ -358,10 +382,10 @@ class CallTracker:
 
     def _end_call(self, call: Call, ts: float | None, out: list[CallEvent]) -> None:
         call.end_ts = ts
-        self._offer(call, ts, out)
+        self.offer(call, ts, out)
         summary = self._summary(call)
         if summary["abandoned"]:
-            self._emit(
+            self.emit(
                 out,
                 call,
                 "abandoned",
@@ -370,7 +394,7 @@ class CallTracker:
                 wait_s=_secs(call.offered_ts, ts),
             )
         talk_s = _secs(call.answered_ts, ts) if call.answered_ts is not None else None
-        self._emit(
+        self.emit(
             out,
             call,
             "ended",
@@ -392,7 +416,7 @@ class CallTracker:
 
     def _summary(self, call: Call) -> dict[str, Any]:
         answered = bool(call.agents)
-        hangup_by = call.hangup_by or ("caller" if not answered else "system")
+        hangup_by = call.hangup_forced or call.hangup_by or ("caller" if not answered else "system")
         wait_from = call.offered_ts if call.offered_ts is not None else call.start_ts
         return {
             "call_id": call.call_id,
@@ -410,7 +434,7 @@ class CallTracker:
             "duration_s": _secs(call.start_ts, call.end_ts),
         }
 
-    def _refresh(self, call: Call, ts: float | None, out: list[CallEvent]) -> None:
+    def refresh(self, call: Call, ts: float | None, out: list[CallEvent]) -> None:
         """Recompute who talks to the caller; report newcomers as answered."""
         caller = self._channels.get(call.caller_uid)
         if caller is None:
@@ -429,10 +453,10 @@ class CallTracker:
             call.agents.append(name)
             if first:
                 call.answered_ts = ts
-                self._offer(call, ts, out)
+                self.offer(call, ts, out)
             call.abandon_queue = None
             ring = call.ringing.pop(party.uniqueid, None) or {}
-            self._emit(
+            self.emit(
                 out,
                 call,
                 "answered",
@@ -457,7 +481,7 @@ class CallTracker:
         if uid and uid in self._channels:
             self._update_caller_id(self._channels[uid], event)
             return
-        self._add_channel(event, ts, out)
+        self.add_channel(event, ts, out)
 
     def _on_channel_update(self, event: Event, ts: float | None, out: list[CallEvent]) -> None:
         chan = self._chan(event)
@@ -484,10 +508,19 @@ class CallTracker:
         if chan is None:
             log.debug("tracker.hangup_unknown_channel", channel=event.get("Channel"))
             return
-        chan.cause = event.get("Cause", "")
+        self.hang_up(chan, ts, out, event.get("Cause", ""))
+
+    def _on_hangup_request(self, event: Event, ts: float | None, out: list[CallEvent]) -> None:
+        chan = self._chan(event)
+        if chan is not None:
+            chan.hangup_requested = True
+
+    def hang_up(self, chan: Channel, ts: float | None, out: list[CallEvent], cause: str) -> None:
+        """The channel is gone: out of its bridge, out of its calls; a call with none left ends."""
+        chan.cause = cause
         if chan.bridge:  # a missing BridgeLeave: leave now so the picture stays right
-            self._leave_bridge(chan, chan.bridge, ts, out)
-        del self._channels[chan.uniqueid]
+            self.leave_bridge(chan, chan.bridge, ts, out)
+        self._channels.pop(chan.uniqueid, None)
         if self._by_name.get(chan.name) == chan.uniqueid:
             del self._by_name[chan.name]
         caller_call = self._callers.pop(chan.uniqueid, None)
@@ -504,7 +537,7 @@ class CallTracker:
                 continue
             ring = call.ringing.pop(chan.uniqueid, None)
             if ring is not None:
-                self._emit(out, call, "ring_stopped", ts, reason="hangup", **ring)
+                self.emit(out, call, "ring_stopped", ts, reason="hangup", **ring)
             call.live.discard(chan.uniqueid)
             if not call.live:
                 self._end_call(call, ts, out)
@@ -519,7 +552,7 @@ class CallTracker:
                 src.dialed.append(dest.uniqueid)
             call = self._call_for_caller_side(src)
             if call is not None and not call.offered:
-                self._offer(call, ts, out, event)
+                self.offer(call, ts, out, event)
             self._follow_blind(src, dest)
         if dest is None:
             return
@@ -533,7 +566,7 @@ class CallTracker:
             "queue": None,
         }
         owner.ringing[dest.uniqueid] = ring
-        self._emit(out, owner, "ringing", ts, **ring)
+        self.emit(out, owner, "ringing", ts, **ring)
 
     def _follow_blind(self, src: Channel, dest: Channel | None) -> None:
         """After a blind transfer the transferee dials the target: name it, through Locals."""
@@ -574,7 +607,7 @@ class CallTracker:
                 continue
             ring = call.ringing.pop(dest.uniqueid, None)
             if ring is not None and status != "ANSWER":
-                self._emit(out, call, "ring_stopped", ts, reason=status.lower(), **ring)
+                self.emit(out, call, "ring_stopped", ts, reason=status.lower(), **ring)
 
     # ---------------------------------------------------------------- bridges
 
@@ -585,7 +618,7 @@ class CallTracker:
             log.debug("tracker.bridge_enter_unknown", channel=event.get("Channel"))
             return
         if chan.bridge and chan.bridge != bridge_id:
-            self._leave_bridge(chan, chan.bridge, ts, out)
+            self.leave_bridge(chan, chan.bridge, ts, out)
         bridge = self._bridges.get(bridge_id)
         if bridge is None:
             bridge = self._bridges[bridge_id] = Bridge(bridge_id)
@@ -593,7 +626,7 @@ class CallTracker:
         bridge.seen[chan.uniqueid] = None
         chan.bridge = bridge_id
         for call in self._component_calls(chan):
-            self._refresh(call, ts, out)
+            self.refresh(call, ts, out)
 
     def _on_bridge_leave(self, event: Event, ts: float | None, out: list[CallEvent]) -> None:
         chan = self._chan(event)
@@ -601,9 +634,9 @@ class CallTracker:
         if chan is None or not bridge_id or chan.bridge != bridge_id:
             log.debug("tracker.bridge_leave_unknown", channel=event.get("Channel"))
             return
-        self._leave_bridge(chan, bridge_id, ts, out)
+        self.leave_bridge(chan, bridge_id, ts, out)
 
-    def _leave_bridge(
+    def leave_bridge(
         self, chan: Channel, bridge_id: str, ts: float | None, out: list[CallEvent]
     ) -> None:
         affected = self._component_calls(chan)
@@ -613,7 +646,7 @@ class CallTracker:
         chan.bridge = None
         for call in affected:
             was_connected = call.connected
-            self._refresh(call, ts, out)
+            self.refresh(call, ts, out)
             if was_connected and not call.connected:
                 call.hangup_by = self._side(call, chan, bridge_id)
 
@@ -657,12 +690,12 @@ class CallTracker:
             for transfer in call.transfers:
                 if transfer["kind"] == "blind" and transfer.get("to_queue") is None:
                     transfer["to_queue"] = queue
-            self._offer(call, ts, out, event)
+            self.offer(call, ts, out, event)
         else:
             chan.queues_pending.append(queue)
             call = self._call_of(chan)
         if call is not None:
-            self._emit(
+            self.emit(
                 out,
                 call,
                 "queued",
@@ -673,20 +706,32 @@ class CallTracker:
                 channel=chan.name,
             )
 
+    def _hangup_requested(self, call: Call) -> bool:
+        """Is the caller going (hang-up requested or done)? Tells an abandon from a Redirect."""
+        side = self.caller_side(call)
+        if call.caller_uid not in self._channels:
+            return True
+        return any(self._channels[uid].hangup_requested for uid in side if uid in self._channels)
+
     def _on_queue_leave(self, event: Event, ts: float | None, out: list[CallEvent]) -> None:
         chan = self._chan(event)
         if chan is None:
             return
-        call = self._call_for_caller_side(chan) or self._call_of(chan)
+        caller_call = self._call_for_caller_side(chan)
+        call = caller_call or self._call_of(chan)
         if call is None or chan.answered_dial:
             return
-        reason = "abandon" if call.abandon_queue else "left"
-        if call.abandon_queue is None and self._call_for_caller_side(chan) is call:
-            call.hangup_by = "system"
-        self._emit(out, call, "left_queue", ts, queue=event.get("Queue"), reason=reason)
+        if call.abandon_queue is not None:
+            reason = "abandon" if self._hangup_requested(call) else "redirect"
+        else:
+            reason = "hangup" if self._hangup_requested(call) else "exit"
+            if caller_call is call and not call.connected:
+                call.hangup_by = "caller" if reason == "hangup" else "system"
+        self.emit(out, call, "left_queue", ts, queue=event.get("Queue"), reason=reason)
 
     def _on_queue_abandon(self, event: Event, ts: float | None, out: list[CallEvent]) -> None:
-        # Not yet an abandon: a Redirect out of the queue produces the same event (Asterisk 22).
+        # Not always an abandon: a Redirect out of the queue produces the same event (Asterisk
+        # 22); only a caller whose hang-up was requested has abandoned.
         chan = self._chan(event)
         queue = event.get("Queue")
         if chan is None:
@@ -697,7 +742,7 @@ class CallTracker:
         if queue and queue not in call.queues:
             call.queues.append(queue)
         call.abandon_queue = queue or ""
-        if not call.connected:
+        if not call.connected and self._hangup_requested(call):
             call.hangup_by = "caller"
 
     def _member_channel(self, event: Event) -> Channel | None:
@@ -726,7 +771,7 @@ class CallTracker:
             "queue": event.get("Queue"),
         }
         call.ringing[dest.uniqueid] = ring
-        self._emit(out, call, "ringing", ts, **ring)
+        self.emit(out, call, "ringing", ts, **ring)
 
     def _on_agent_connect(self, event: Event, ts: float | None, out: list[CallEvent]) -> None:
         dest = self._member_channel(event)
@@ -736,7 +781,7 @@ class CallTracker:
             self._emit_agent(out, state, ts, event, "connect")
         if dest is not None:
             for call in self._component_calls(dest):
-                self._refresh(call, ts, out)
+                self.refresh(call, ts, out)
 
     def _on_agent_complete(self, event: Event, ts: float | None, out: list[CallEvent]) -> None:
         state = self._member_update(event, "complete")  # may lack channel fields under load
@@ -752,7 +797,7 @@ class CallTracker:
                 ring = call.ringing.pop(dest.uniqueid, None)
                 if ring is not None:
                     ring_ms = _int(event.get("RingTime"))  # milliseconds in this event
-                    self._emit(
+                    self.emit(
                         out,
                         call,
                         "ring_stopped",
@@ -804,7 +849,7 @@ class CallTracker:
         call.transfers.append(transfer)
         if transferee is not None:
             call.blind_pending[transferee.uniqueid] = transfer
-        self._emit(
+        self.emit(
             out,
             call,
             "transferred",
@@ -828,7 +873,7 @@ class CallTracker:
         call = self._call_of(orig)
         if call is None:
             return
-        avoid = self._caller_side(call) | {orig.uniqueid}
+        avoid = self.caller_side(call) | {orig.uniqueid}
         if second is not None:
             avoid.add(second.uniqueid)
         transferee = self._chan(event, "Transferee")
@@ -846,7 +891,7 @@ class CallTracker:
             "to_queue": to_queue or (target.queue if target is not None else None),
         }
         call.transfers.append(transfer)
-        self._emit(
+        self.emit(
             out,
             call,
             "transferred",

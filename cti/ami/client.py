@@ -29,19 +29,31 @@ Behaviour:
   verbatim), raise ``AmiNotConnected`` while there is no link. An action in flight when
   the link drops fails with ``AmiConnectionLost`` and is never re-sent (no call placed twice).
 
-Why not panoramisk's ``Manager``: each of its defects lives in it or in its protocol (user
-callbacks run in ``data_received``; fire-and-forget pings never checked; pending actions
-re-sent after reconnect; fixed-delay reconnect forever, also on a wrong secret; its own
-``loop`` plumbing). Keeping it would mean overriding every method, so this module keeps
-the design (protocol / connection policy / messages split) and not the code; the
-defect tests in tests/test_panoramisk_defects.py show its behaviour beside ours.
+The connection layer is panoramisk's ``Manager`` (``cti.ami.manager.CtiManager``, a
+subclass, at ``AmiClient.manager``). Kept from panoramisk: the ``Manager`` object and its
+configuration, its ``connect()`` (one ``loop.create_connection(protocol_factory, host, port,
+ssl=...)`` task per link, done-callback ``connection_made``; it works on Python 3.11 given the
+running loop, so it is not overridden) and the ``send_action`` → ``protocol.send`` path.
+Replaced, because panoramisk 1.4 has measured defects there (tests/test_panoramisk_defects.py
+shows each on the stock ``Manager`` and guarded here):
+
+* its protocol, by ``cti.ami.protocol.AmiProtocol`` on our bytes parser (``cti.ami.wire``):
+  parsing was the bottleneck (the issue's figures: ~37,000 events/s against ~130,000), and
+  panoramisk's drops a UTF-8 character split across two reads;
+* ``dispatch``: events go to this client's queue, no user callback runs inside
+  ``data_received`` (in panoramisk an exception in one closes the link and loses the rest
+  of the read);
+* ``connection_made``: keeps the protocol only; this client logs in (``CtiManager.login``);
+* ``ping``: the answer is awaited within ``ping_timeout_s`` (``CtiManager.watchdog``);
+* ``send_awaiting_actions``: nothing is re-sent after a reconnect (no call placed twice);
+* ``connection_lost``: no fixed-delay reconnect forever, also on a wrong secret: this
+  client's supervisor reconnects as described above.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import random
 import time
 from collections import deque
@@ -58,6 +70,7 @@ from cti.ami.errors import (
     AmiOriginateFailed,
     AmiTimeout,
 )
+from cti.ami.manager import CtiManager
 from cti.ami.messages import AmiResponse, OriginateResult
 from cti.ami.protocol import AmiProtocol
 from cti.ami.stream import Connected, Disconnected, Resynced, StreamItem
@@ -117,7 +130,8 @@ class AmiClient:
         self._clock = clock
         self._rng = rng
         self._filters = tuple(filters)
-        self._protocol: AmiProtocol | None = None
+        self._manager: CtiManager | None = None
+        self._protocol: AmiProtocol | None = None  # the current link, once logged in
         self._queue: _Stream | None = None
         self._held: list[dict[str, str]] | None = None  # events held during a resync
         self._task: asyncio.Task[None] | None = None
@@ -135,6 +149,7 @@ class AmiClient:
             raise RuntimeError("AmiClient already started")
         self._queue = _Stream()
         self._connected = asyncio.Event()
+        self._manager = CtiManager(self.config, self._on_event)
         first: AmiProtocol | None = None
         try:
             first = await self._open()
@@ -154,18 +169,25 @@ class AmiClient:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         protocol, self._protocol = self._protocol, None
-        if protocol is not None and protocol.is_open:
-            with contextlib.suppress(AmiError, TimeoutError):
-                pending = protocol.send({"Action": "Logoff"})
-                async with asyncio.timeout(0.5):
-                    await pending.future
-            protocol.close("client stopped")
+        manager = self._manager
+        if manager is not None and protocol is not None and protocol.is_open:
+            with contextlib.suppress(AmiError):
+                await manager.call({"Action": "Logoff"}, timeout=0.5)
+        if manager is not None:
+            manager.close("client stopped")
         if self._queue is not None:
             self._queue.put(_STOP)
 
     @property
     def connected(self) -> bool:
         return self._protocol is not None and self._protocol.is_open
+
+    @property
+    def manager(self) -> CtiManager:
+        """The panoramisk ``Manager`` (``CtiManager``) that opens this client's links."""
+        if self._manager is None:
+            raise AmiNotConnected("AmiClient not started")
+        return self._manager
 
     async def wait_connected(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
         """Wait until logged in (raises ``TimeoutError``)."""
@@ -212,21 +234,14 @@ class AmiClient:
     async def _open(self) -> AmiProtocol:
         """Connect, read the banner, log in, set filters. Events are held from here on."""
         cfg = self.config
-        loop = asyncio.get_running_loop()
+        manager = self.manager
         self._held = []
-        async with asyncio.timeout(cfg.connect_timeout_s):
-            _, protocol = await loop.create_connection(
-                lambda: AmiProtocol(self._on_event), cfg.host, cfg.port
-            )
+        protocol, banner = await manager.open()
         try:
-            async with asyncio.timeout(cfg.connect_timeout_s):
-                banner = await protocol.banner
-            await self._login(protocol)
+            await manager.login()
             for text in self._filters:
                 try:
-                    await self._call(
-                        protocol, {"Action": "Filter", "Operation": "Add", "Filter": text}
-                    )
+                    await manager.call({"Action": "Filter", "Operation": "Add", "Filter": text})
                 except AmiActionError as exc:
                     log.warning("ami.filter_refused", filter=text, message=exc.message)
         except BaseException:
@@ -239,25 +254,6 @@ class AmiClient:
         log.info("ami.connected", host=cfg.host, port=cfg.port, banner=banner, events=cfg.events)
         self._emit(Connected(cfg.host, cfg.port, banner))
         return protocol
-
-    async def _login(self, protocol: AmiProtocol) -> None:
-        cfg = self.config
-        fields = {"Action": "Login", "Username": cfg.username}
-        if cfg.auth == "md5":
-            challenge = await self._call(protocol, {"Action": "Challenge", "AuthType": "MD5"})
-            key = hashlib.md5((challenge.get("Challenge") + cfg.secret).encode()).hexdigest()
-            fields.update(AuthType="MD5", Key=key)
-        else:
-            fields["Secret"] = cfg.secret
-        fields["Events"] = cfg.events
-        try:
-            # Asterisk answers a failed login after 1 s: leave it that time to say so.
-            await self._call(protocol, fields, timeout=cfg.action_timeout_s + 1.0)
-        except AmiActionError as exc:
-            raise AmiAuthError(
-                f"Asterisk AMI at {cfg.host}:{cfg.port} refused user {cfg.username!r}: "
-                f"{exc.message} (check [ami] username/secret and manager.conf)"
-            ) from exc
 
     async def _run(self, protocol: AmiProtocol | None) -> None:
         cfg = self.config
@@ -298,10 +294,10 @@ class AmiClient:
 
     async def _serve(self, protocol: AmiProtocol) -> str:
         """Resync, then watch the link until it ends; returns why it ended."""
-        watchdog = asyncio.create_task(self._watchdog(protocol), name="ami-ping-watchdog")
+        watchdog = asyncio.create_task(self.manager.watchdog(), name="ami-ping-watchdog")
         try:
             try:
-                items = await self._resync(protocol)
+                items = await self._resync()
             except AmiTimeout as exc:
                 protocol.abort(f"resync timed out: {exc}")
             except AmiNotConnected:
@@ -321,68 +317,32 @@ class AmiClient:
         for event in held or ():
             self._emit(event)
 
-    async def _resync(self, protocol: AmiProtocol) -> list[dict[str, str]]:
+    async def _resync(self) -> list[dict[str, str]]:
+        call = self.manager.call
         items: list[dict[str, str]] = []
         for name in RESYNC_LISTS:
             try:
-                items += (await self._call(protocol, {"Action": name})).items
+                items += (await call({"Action": name})).items
             except AmiActionError as exc:
                 log.error("ami.resync_list_refused", action=name, message=exc.message)
         bridges = [i["BridgeUniqueid"] for i in items if i.get("Event") == "BridgeListItem"]
         for bridge in bridges:
             try:
-                info = await self._call(
-                    protocol, {"Action": "BridgeInfo", "BridgeUniqueid": bridge}
-                )
+                info = await call({"Action": "BridgeInfo", "BridgeUniqueid": bridge})
             except AmiActionError:
                 continue  # the bridge went away meanwhile
             items += [{**item, "BridgeUniqueid": bridge} for item in info.items]
         log.info("ami.resynced", items=len(items), bridges=len(bridges))
         return items
 
-    async def _watchdog(self, protocol: AmiProtocol) -> None:
-        cfg = self.config
-        while protocol.is_open:
-            await asyncio.sleep(cfg.ping_interval_s)
-            try:
-                await self._call(protocol, {"Action": "Ping"}, timeout=cfg.ping_timeout_s)
-            except AmiTimeout:
-                reason = f"no answer to Ping within {cfg.ping_timeout_s}s: dead link"
-                log.warning("ami.ping_timeout", timeout_s=cfg.ping_timeout_s)
-                protocol.abort(reason)
-                return
-            except AmiError:
-                return
-
     # --- actions ---
-    async def _call(
-        self,
-        protocol: AmiProtocol,
-        fields: Mapping[str, str],
-        *,
-        timeout: float | None = None,  # noqa: ASYNC109 - per action, the API's contract
-    ) -> AmiResponse:
-        action = fields.get("Action", "?")
-        limit = self.config.action_timeout_s if timeout is None else timeout
-        pending = protocol.send(fields)
-        try:
-            async with asyncio.timeout(limit):
-                response = await asyncio.shield(pending.future)
-        except TimeoutError:
-            protocol.forget(pending.action_id)
-            raise AmiTimeout(
-                f"{action}: no answer from Asterisk within {limit}s", action=action
-            ) from None
-        if not response.success:
-            raise AmiActionError(action, response.message or response.response, response.fields)
-        return response
-
-    def _require(self) -> AmiProtocol:
+    def _require(self) -> CtiManager:
+        """The manager, if its link is logged in (``AmiNotConnected`` otherwise)."""
         protocol = self._protocol
-        if protocol is None or not protocol.is_open:
+        if self._manager is None or protocol is None or not protocol.is_open:
             cfg = self.config
             raise AmiNotConnected(f"not connected to Asterisk AMI at {cfg.host}:{cfg.port}")
-        return protocol
+        return self._manager
 
     async def send_action(
         self,
@@ -391,7 +351,7 @@ class AmiClient:
         timeout: float | None = None,  # noqa: ASYNC109 - per action, the API's contract
     ) -> AmiResponse:
         """Send one action, return its response; see the module docstring for errors."""
-        return await self._call(self._require(), fields, timeout=timeout)
+        return await self._require().call(fields, timeout=timeout)
 
     async def send_list_action(
         self,
@@ -400,7 +360,7 @@ class AmiClient:
         timeout: float | None = None,  # noqa: ASYNC109 - per action, the API's contract
     ) -> tuple[AmiResponse, list[dict[str, str]]]:
         """A list action (``EventList: start`` ... ``Complete``): the response and its items."""
-        response = await self._call(self._require(), fields, timeout=timeout)
+        response = await self._require().call(fields, timeout=timeout)
         return response, response.items
 
     async def originate(
@@ -437,8 +397,9 @@ class AmiClient:
         if variables:
             fields["Variable"] = "\n".join(f"{k}={v}" for k, v in variables.items())
         fields.update(Timeout=str(int(ring_timeout_s * 1000)), Async="true")
-        protocol = self._require()
-        pending = protocol.send(fields, follow_event="OriginateResponse")
+        manager = self._require()
+        pending = manager.send_action(fields, follow_event="OriginateResponse")
+        link = manager.protocol
         assert pending.followup is not None
         try:
             async with asyncio.timeout(self.config.action_timeout_s):
@@ -448,7 +409,8 @@ class AmiClient:
             async with asyncio.timeout(ring_timeout_s + self.config.action_timeout_s):
                 event = await asyncio.shield(pending.followup)
         except TimeoutError:
-            protocol.forget(pending.action_id)
+            if link is not None:
+                link.forget(pending.action_id)
             raise AmiTimeout(
                 "Originate: no OriginateResponse from Asterisk in time", action="Originate"
             ) from None
@@ -580,6 +542,4 @@ class AmiClient:
 
     async def ping(self) -> float:
         """Round trip of a Ping, in seconds."""
-        start = time.perf_counter()
-        await self.send_action({"Action": "Ping"})
-        return time.perf_counter() - start
+        return await self._require().ping()

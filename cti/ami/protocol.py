@@ -1,6 +1,7 @@
 """One AMI TCP connection: bytes in, messages routed to waiting actions or to an event sink.
 
-Replaces panoramisk's ``AMIProtocol`` and guards against its defects:
+Replaces panoramisk's ``AMIProtocol`` (it is ``CtiManager``'s ``protocol_factory``) and
+guards against its defects:
 
 * bytes go through ``cti.ami.wire.AmiParser`` (incremental, whole lines only), so a UTF-8
   character split across two reads is kept (panoramisk decodes each read with
@@ -99,16 +100,25 @@ class PendingAction:
 
 
 class AmiProtocol(asyncio.Protocol):
-    """Create inside the running loop: ``loop.create_connection(lambda: AmiProtocol(sink), ...)``.
+    """Create inside the running loop; ``CtiManager`` (panoramisk's ``Manager``) uses it as
+    its ``protocol_factory``, with ``on_event`` its ``dispatch`` and ``on_lost`` its
+    ``connection_lost``; ``loop.create_connection(lambda: AmiProtocol(sink), ...)`` works too.
 
     ``banner`` resolves with the banner line; ``closed`` resolves with the reason the
     connection ended. ``send(fields)`` writes an action and returns its ``PendingAction``.
     """
 
-    def __init__(self, on_event: EventSink, *, id_prefix: str | None = None) -> None:
+    def __init__(
+        self,
+        on_event: EventSink,
+        *,
+        on_lost: Callable[[Exception | None], None] | None = None,
+        id_prefix: str | None = None,
+    ) -> None:
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._on_event = on_event
+        self._on_lost = on_lost
         self._parser = AmiParser()
         self._transport: asyncio.Transport | None = None
         self._pending: dict[str, PendingAction] = {}
@@ -163,6 +173,8 @@ class AmiProtocol(asyncio.Protocol):
             self.banner.exception()
         if not self.closed.done():
             self.closed.set_result(reason)
+        if self._on_lost is not None:
+            self._on_lost(exc)
 
     # --- routing ---
     def _route(self, msg: dict[str, str]) -> None:

@@ -31,6 +31,7 @@ from crm_core.models import (
     HIGHLIGHT_FLAGS,
     PHONE_KINDS,
     Case,
+    Contact,
     Customer,
     Interaction,
     InteractionNote,
@@ -42,6 +43,7 @@ from crm_core.phone import normalise
 from crm_core.types import (
     Candidate,
     CaseView,
+    ContactView,
     CustomerView,
     InteractionRecord,
     InteractionView,
@@ -346,6 +348,13 @@ class CrmStore:
                     .limit(self.view_orders)
                 )
             ).all()
+            contacts = (
+                await conn.execute(
+                    select(Contact.name, Contact.role, Contact.email)
+                    .where(Contact.customer_id == customer_id)
+                    .order_by(Contact.id)
+                )
+            ).all()
             products = (
                 await conn.execute(
                     select(OwnedProduct.product)
@@ -427,6 +436,7 @@ class CrmStore:
                 )
                 for i in interactions
             ),
+            contacts=tuple(ContactView(c.name, c.role, c.email) for c in contacts),
         )
 
     # -- search -----------------------------------------------------------------------------
@@ -484,10 +494,11 @@ class CrmStore:
         language: str | None = None,
         flags: Iterable[str] | None = (),
         marketing_opt_in_at: datetime | None = None,
+        contacts: Sequence[ContactView] | None = None,
     ) -> UpsertResult:
         """Create a customer, or update the one with this ``external_id`` (all in one transaction).
 
-        ``phones`` replaces the customer's numbers (None leaves them alone); ``flags`` sets
+        ``phones`` and ``contacts`` replace the customer's (None leaves them); ``flags`` sets
         exactly the flags listed (None leaves them alone). Numbers that cannot be normalised
         are kept as entered, without an E.164 form, and returned in ``invalid_numbers``.
         """
@@ -581,6 +592,17 @@ class CrmStore:
                         insert(PhoneNumber),
                         [{**row, "customer_id": customer_id} for row in phone_rows],
                     )
+            if contacts is not None:
+                await conn.execute(delete(Contact).where(Contact.customer_id == customer_id))
+                if contacts:
+                    await conn.execute(
+                        insert(Contact),
+                        [
+                            {"customer_id": customer_id, "name": c.name, "role": c.role,
+                             "email": c.email}
+                            for c in contacts
+                        ],
+                    )  # fmt: skip
         if phones is not None:
             self.cache.invalidate(old_e164 | {r["e164"] for r in phone_rows if r["e164"]})
         return UpsertResult(customer_id, existing is None, tuple(invalid))

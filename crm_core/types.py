@@ -96,6 +96,15 @@ class InteractionView(_Plain):
 
 
 @dataclass(frozen=True)
+class ContactView(_Plain):
+    """A person at an organisation customer (who to ask for on the switchboard)."""
+
+    name: str
+    role: str | None
+    email: str | None
+
+
+@dataclass(frozen=True)
 class CustomerView(_Plain):
     """The 360° view: what an agent needs on screen, highlights first."""
 
@@ -116,6 +125,7 @@ class CustomerView(_Plain):
     orders: tuple[OrderView, ...]
     products: tuple[str, ...]
     interactions: tuple[InteractionView, ...]
+    contacts: tuple[ContactView, ...] = ()
 
 
 @dataclass(frozen=True)

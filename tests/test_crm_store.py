@@ -11,6 +11,7 @@ from sqlalchemy import insert
 from crm_core import CrmStore, InteractionRecord, PhoneInput
 from crm_core.models import Case, Order, OwnedProduct
 from crm_core.testing import empty_store
+from crm_core.types import ContactView
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -159,6 +160,7 @@ async def test_view_shows_identity_highlights_cases_orders_products_and_history(
         name="Ann Example", external_id="CUST-1", email="ann@example.com", language="en",
         address="1 High Street, London", flags=["vip", "hearing_impaired", "marketing_opt_in"],
         phones=[PhoneInput("020 7123 4567", "home"), PhoneInput("07700 900456", "mobile")],
+        contacts=[ContactView("Raj Patel", "carer", None)],
     )  # fmt: skip
     cid = ann.customer_id
     deadline = NOW + timedelta(hours=4)
@@ -195,6 +197,7 @@ async def test_view_shows_identity_highlights_cases_orders_products_and_history(
     assert [o.reference for o in view.orders] == ["ORD-0", "ORD-1", "ORD-2", "ORD-3", "ORD-4"]
     assert view.orders[0].delivery_state == "out for delivery"
     assert view.products == ("Fibre 500",)
+    assert view.contacts == (ContactView("Raj Patel", "carer", None),)
     assert len(view.interactions) == 10
     latest = view.interactions[0]
     assert (latest.queue, latest.agent) == ("tier1", "Agent 1001")

@@ -153,8 +153,6 @@ class SimCall:
         trunk.priority = 5
         pbx.new_state(trunk, UP)
         pbx.new_state(caller, UP)
-        pbx.emit("DialEnd", "call", [*caller.headers("Dest"), ("DialStatus", "ANSWER")])
-        caller.context, caller.exten, caller.priority = "caller-sim", "talk", 1
         pbx.emit(
             "OriginateResponse",
             "call",
@@ -170,6 +168,8 @@ class SimCall:
                 ("CallerIDName", caller.caller_name),
             ],
         )
+        pbx.emit("DialEnd", "call", [*caller.headers("Dest"), ("DialStatus", "ANSWER")])
+        caller.context, caller.exten, caller.priority = "caller-sim", "talk", 1
         if self.number is None:  # the trunk presents a withheld number: presentation, then number
             trunk.priority = 2
             trunk.caller_num, trunk.caller_name = "anonymous", "Anonymous"
@@ -557,9 +557,10 @@ class SimCall:
         self._agent_complete(leg, answered_at, "caller")
         pbx.leave_bridge(trunk)
         pbx.hangup(trunk, 16)
-        pbx.leave_bridge(leg.one)
+        bridge = pbx.leave_bridge(leg.one, destroy=False)
         pbx.channel_event("HangupRequest", leg.two, ("Cause", "16"))
         pbx.hangup(leg.one, 16, soft=False)
+        pbx.destroy_bridge(bridge)
         leg.two.exten, leg.two.priority = "h", 2
         pbx.hangup(leg.two, 16)
         self._agent_done(leg)
@@ -584,9 +585,10 @@ class SimCall:
     def _release_agent(self, leg: Leg) -> None:
         """The agent's legs leave the bridge and hang up after the caller was moved on."""
         pbx = self.pbx
-        pbx.leave_bridge(leg.one)
+        bridge = pbx.leave_bridge(leg.one, destroy=False)
         pbx.channel_event("HangupRequest", leg.two, ("Cause", "16"))
         pbx.hangup(leg.one, 16, soft=False)
+        pbx.destroy_bridge(bridge)
         pbx.hangup(leg.two, 16)
         self._agent_done(leg)
 

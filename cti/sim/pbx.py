@@ -228,15 +228,21 @@ class Pbx:
             self.emit("BridgeEnter", "call", [*bridge.headers(), *channel.headers()])
         return bridge
 
-    def leave_bridge(self, channel: Channel) -> None:
+    def leave_bridge(self, channel: Channel, destroy: bool = True) -> Bridge | None:
+        """``BridgeLeave``; an emptied bridge is destroyed now, or later by ``destroy_bridge``."""
         bridge = channel.bridge
         if bridge is None:
-            return
+            return None
         bridge.channels.remove(channel)
         channel.bridge = None
         self.emit("BridgeLeave", "call", [*bridge.headers(), *channel.headers()])
-        if not bridge.channels:
-            self.bridges.pop(bridge.uniqueid, None)
+        if destroy:
+            self.destroy_bridge(bridge)
+        return bridge
+
+    def destroy_bridge(self, bridge: Bridge | None) -> None:
+        if bridge is not None and not bridge.channels and bridge.uniqueid in self.bridges:
+            del self.bridges[bridge.uniqueid]
             self.emit("BridgeDestroy", "call", bridge.headers())
 
     # -- queues -----------------------------------------------------------------------------

@@ -104,7 +104,13 @@ async def ensure_seeded(url: str, customers: int) -> CrmStore:
     if have < customers:
         print(f"  seeding {customers:,} customers (have {have:,}); reused next time", flush=True)
         await wipe(store)
-        report = await seed(store, customers, seed=42, progress=sys.stderr.isatty())
+        report = await seed(
+            store,
+            customers,
+            seed=42,
+            progress=sys.stderr.isatty(),
+            on_batch=lambda n: n % 100_000 or print(f"    {n:,}", flush=True),
+        )
         print(f"  seeded in {report.seconds:.0f} s: {report.rows}", flush=True)
     else:
         print(f"  reusing {have:,} seeded customers", flush=True)

@@ -380,6 +380,18 @@ async def _write(conn: AsyncConnection, table: str, rows: list[tuple[Any, ...]])
         await driver.copy_records_to_table(table, records=records, columns=list(columns))
 
 
+async def _follow_sequences(conn: AsyncConnection) -> None:
+    """PostgreSQL: move each id sequence past the ids written explicitly by COPY."""
+    for model in (Customer, Contact, PhoneNumber, Case, Order, OwnedProduct, Interaction):
+        name = model.__tablename__
+        await conn.execute(
+            text(
+                f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), "
+                f"COALESCE((SELECT MAX(id) FROM {name}), 0) + 1, false)"
+            )
+        )
+
+
 async def _seed_demo(store: CrmStore, now: datetime) -> int:
     """The fixed demo customers; written once (keyed on external_id), returns how many new."""
     soon = now + timedelta(hours=4)
@@ -457,12 +469,15 @@ async def seed(
         async with store._guard("seed"):
             if demo:
                 report.demo_customers = await _seed_demo(store, now)
-            async with bulk.begin() as conn:
+            # One commit per batch: the WAL (SQLite) stays small and a failure keeps whole
+            # batches; sequences (PostgreSQL) follow the explicit ids after every batch.
+            async with bulk.connect() as conn:
                 first_id = 1 + int(
                     (
                         await conn.execute(select(func.coalesce(func.max(Customer.id), 0)))
                     ).scalar_one()
                 )
+                await conn.commit()
                 generator = _Generator(seed, store.region, now, set(DEMO_NUMBERS.values()))
                 sqlite = conn.dialect.name == "sqlite"
                 if sqlite:
@@ -477,18 +492,13 @@ async def seed(
                     for table, table_rows in rows.items():
                         await _write(conn, table, table_rows)
                         report.rows[table] += len(table_rows)
+                    if not sqlite:
+                        await _follow_sequences(conn)
+                    await conn.commit()
                     report.customers += count
                     bar.update(count)
                     if on_batch:
                         on_batch(report.customers)
-                if not sqlite:
-                    for model in (Customer, Contact, PhoneNumber, Case, Order, OwnedProduct,
-                                  Interaction):  # fmt: skip
-                        name = model.__tablename__
-                        await conn.execute(text(
-                            f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), "
-                            f"COALESCE((SELECT MAX(id) FROM {name}), 0) + 1, false)"
-                        ))  # fmt: skip
             async with bulk.connect() as conn:
                 await conn.execute(text("ANALYZE"))
                 await conn.commit()

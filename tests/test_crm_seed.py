@@ -34,6 +34,8 @@ async def test_demo_customers_answer_on_their_numbers_and_are_written_once(db_ur
         second = await seed(store, 20, seed=2, now=NOW, progress=False)
         assert (first.demo_customers, second.demo_customers) == (9, 0)
         assert await store.count_customers() == 9 + 40
+        # Ids written in bulk do not collide with the ones the database hands out next.
+        assert (await store.upsert_customer(name="After Seeding")).customer_id == 50
 
         expected = {
             "known": ("match", ()),

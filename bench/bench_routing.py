@@ -39,6 +39,7 @@ TOOLS = ROOT.parent / "shared" / "tools"
 sys.path.insert(0, str(ROOT))
 
 from crm_core import CrmStore  # noqa: E402
+from crm_core.types import CustomerView, Resolution  # noqa: E402
 from cti.agi.server import FastAgiServer  # noqa: E402
 from cti.config import load_config  # noqa: E402
 from cti.logsetup import configure_logging  # noqa: E402
@@ -47,6 +48,16 @@ from cti.routing.router import Router  # noqa: E402
 from cti.routing.rules import load_rules  # noqa: E402
 
 WEEKDAY_MORNING = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)  # Tuesday, open
+
+
+class NoCrm:
+    """Everyone is unknown, at once: the routing layer's own cost (server, rules, log)."""
+
+    async def resolve(self, caller_id: str | None) -> Resolution:
+        return Resolution("unknown", None, caller_id or "")
+
+    async def view(self, customer_id: int) -> CustomerView | None:
+        return None
 
 
 async def seeded_store(path: Path, customers: int) -> CrmStore:
@@ -95,7 +106,7 @@ async def callers(store: CrmStore, count: int, rng: random.Random) -> list[str]:
 async def agi_load(port: int, callers_file: str, rate: float, sessions: int) -> dict[str, Any]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, str(TOOLS / "agi-load"), "127.0.0.1", str(port), "--rate", str(rate),
-        "-m", str(sessions), "--callers", callers_file, "--json",
+        "-m", str(sessions), "--callers", callers_file, "--tally", "CTI_REASON", "--json",
         stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, _ = await proc.communicate()
@@ -115,10 +126,10 @@ async def start_echo() -> tuple[asyncio.subprocess.Process, int]:
 
 def row(name: str, r: dict[str, Any]) -> str:
     lat = r["latency_ms"]
-    tally = r["tally"].get("CTI_QUEUE", {})
-    queues = ", ".join(f"{q} {n}" for q, n in list(tally.items())[:5])
+    tally = r["tally"].get("CTI_REASON", {})
+    queues = ", ".join(f"{q} {n}" for q, n in list(tally.items())[:6])
     return (
-        f"{name:<9} {lat['p50']:>8} {lat['p90']:>8} {lat['p99']:>8} {lat['max']:>8} "
+        f"{name:<10}{lat['p50']:>8} {lat['p90']:>8} {lat['p99']:>8} {lat['max']:>8} "
         f"{r['sessions_per_s']:>7} {r['error_total']:>6}   {queues}"
     )
 
@@ -133,6 +144,11 @@ async def main() -> None:
     parser.add_argument("--db", help="cached SQLite file (default: user cache dir)")
     parser.add_argument("--no-probe", action="store_true", help="skip agi-probe afterwards")
     parser.add_argument("--seed-only", action="store_true", help="build the cached CRM and stop")
+    parser.add_argument(
+        "--also-no-crm",
+        action="store_true",
+        help="also route with a CRM that knows no one",
+    )
     args = parser.parse_args()
     configure_logging("warning")
     db = Path(args.db) if args.db else (
@@ -160,18 +176,33 @@ async def main() -> None:
     try:
         print(f"CRM: {customers:,} customers in {db} (cache off); rules: config/cti.example.toml")
         print(f"open loop, {args.rate:g} new calls/s, {args.sessions} calls each, driver agi-load")
-        await agi_load(server.port, callers_file, args.rate, min(400, args.sessions))  # warm-up
-        ours = await agi_load(server.port, callers_file, args.rate, args.sessions)
+        # The echo and the CRM-less router first: abandoned CRM lookups must not weigh on them.
         theirs = await agi_load(echo_port, callers_file, args.rate, args.sessions)
+        bare = None
+        if args.also_no_crm:
+            bare_router = Router(NoCrm(), load_rules(config), clock=lambda: WEEKDAY_MORNING)
+            bare_server = FastAgiServer(bare_router, DecisionLog(), "127.0.0.1", 0)
+            await bare_server.start()
+            bare = await agi_load(bare_server.port, callers_file, args.rate, args.sessions)
+            await bare_server.stop()
+        await agi_load(server.port, callers_file, args.rate, min(400, args.sessions))  # warm-up
+        cpu = time.process_time()
+        ours = await agi_load(server.port, callers_file, args.rate, args.sessions)
+        cpu_ms = (time.process_time() - cpu) * 1000 / max(1, ours["sessions"])
         heads = ("p50 ms", "p90 ms", "p99 ms", "max ms")
-        print(f"\n{'server':<9} " + " ".join(f"{h:>8}" for h in heads), end="")
-        print(f" {'calls/s':>7} {'errors':>6}   CTI_QUEUE")
+        print(f"\n{'server':<10}" + " ".join(f"{h:>8}" for h in heads), end="")
+        print(f" {'calls/s':>7} {'errors':>6}   CTI_REASON")
         print(row("cti", ours))
+        if bare is not None:
+            print(row("cti-nocrm", bare))
         print(row("agi-echo", theirs))
         p99 = ours["latency_ms"]["p99"]
         verdict = "meets" if p99 is not None and p99 < 20 else "misses"
         print(f"\ncti p99 {p99} ms {verdict} the 20 ms target "
               f"(agi-echo, no lookup at all: {theirs['latency_ms']['p99']} ms)")  # fmt: skip
+        fallbacks = ours["tally"].get("CTI_REASON", {}).get("fallback", 0)
+        print(f"cti server CPU per call {cpu_ms:.2f} ms (event loop + SQLite threads); "
+              f"{fallbacks} fallbacks")  # fmt: skip
         if ours["errors"] or theirs["errors"]:
             print(f"errors: cti {ours['errors']}, agi-echo {theirs['errors']}")
         if not args.no_probe:

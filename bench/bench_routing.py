@@ -183,7 +183,9 @@ async def main() -> None:
             bare_router = Router(NoCrm(), load_rules(config), clock=lambda: WEEKDAY_MORNING)
             bare_server = FastAgiServer(bare_router, DecisionLog(), "127.0.0.1", 0)
             await bare_server.start()
+            cpu = time.process_time()
             bare = await agi_load(bare_server.port, callers_file, args.rate, args.sessions)
+            bare_cpu_ms = (time.process_time() - cpu) * 1000 / max(1, bare["sessions"])
             await bare_server.stop()
         await agi_load(server.port, callers_file, args.rate, min(400, args.sessions))  # warm-up
         cpu = time.process_time()
@@ -203,6 +205,8 @@ async def main() -> None:
         fallbacks = ours["tally"].get("CTI_REASON", {}).get("fallback", 0)
         print(f"cti server CPU per call {cpu_ms:.2f} ms (event loop + SQLite threads); "
               f"{fallbacks} fallbacks")  # fmt: skip
+        if bare is not None:
+            print(f"cti-nocrm server CPU per call {bare_cpu_ms:.2f} ms")
         if ours["errors"] or theirs["errors"]:
             print(f"errors: cti {ours['errors']}, agi-echo {theirs['errors']}")
         if not args.no_probe:

@@ -71,9 +71,12 @@ class HubMessage:
 class Subscription:
     """A connected desktop: a bounded queue of messages its sender drains."""
 
-    def __init__(self, agent: AgentConfig, limit: int) -> None:
+    def __init__(
+        self, agent: AgentConfig, limit: int, on_overflow: Callable[[], None] | None = None
+    ) -> None:
         self.agent = agent
         self.limit = limit
+        self._on_overflow = on_overflow
         self.overflowed = False
         self._items: deque[HubMessage] = deque()
         self._ready = asyncio.Event()
@@ -90,6 +93,11 @@ class Subscription:
             self.overflowed = True
             self._items.clear()
             self._ready.set()
+            if self._on_overflow is not None:
+                try:
+                    self._on_overflow()
+                except Exception as exc:  # the connection's business: never the publisher's
+                    log.warning("overflow hook failed", agent=self.agent.name, error=repr(exc))
             return False
         self._items.append(message)
         self._ready.set()
@@ -142,16 +150,12 @@ def context_dict(ctx: CallContextLike) -> dict[str, Any]:
     copy of ``dataclasses.asdict``: its fields are already JSON data, and the hub serialises
     them immediately, so a snapshot by reference is enough and far cheaper per event.
     """
-    if dataclasses.is_dataclass(ctx) and not isinstance(ctx, type):
-        names = _FIELD_NAMES.get(type(ctx))
-        if names is None:
-            names = tuple(f.name for f in dataclasses.fields(ctx) if f.name != "uniqueids")
-            _FIELD_NAMES[type(ctx)] = names
-        return {name: getattr(ctx, name) for name in names}
+    state = getattr(ctx, "__dict__", None)
+    if state is not None and dataclasses.is_dataclass(ctx):
+        data = dict(state)
+        data.pop("uniqueids", None)  # internal to the call tracker
+        return data
     return ctx.to_dict()
-
-
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
 class _Context:
@@ -209,9 +213,15 @@ class PopHub:
 
     # -- connections ---------------------------------------------------------------------
 
-    def subscribe(self, agent: AgentConfig) -> Subscription:
-        """A desktop connected: it gets the current state of its active call(s) first."""
-        sub = Subscription(agent, self._queue_limit)
+    def subscribe(
+        self, agent: AgentConfig, on_overflow: Callable[[], None] | None = None
+    ) -> Subscription:
+        """A desktop connected: it gets the current state of its active call(s) first.
+
+        ``on_overflow`` is called (synchronously) when the desktop's queue overflows, e.g. to
+        cut a connection whose sender is stuck writing to a client that stopped reading.
+        """
+        sub = Subscription(agent, self._queue_limit, on_overflow)
         if agent.role == "supervisor":
             self._supervisors.add(sub)
         self._subs.setdefault(agent.name, set()).add(sub)

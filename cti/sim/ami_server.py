@@ -38,6 +38,7 @@ class _Session:
     challenge: str = ""
     filters: list[tuple[bool, re.Pattern[str]]] = field(default_factory=list)
     overflowed: bool = False
+    pump: asyncio.Task[None] | None = None
 
     def send(self, data: bytes) -> None:
         if self.out.qsize() >= MAX_BACKLOG:
@@ -92,9 +93,12 @@ class AmiServer:
         self.host = host
         self.port = port
         self._server: asyncio.Server | None = None
+        self.logins = 0
+        self.logged_in: asyncio.Event | None = None  # set at the first successful login
         self._tasks: dict[asyncio.Task[None], _Session] = {}
 
     async def start(self) -> None:
+        self.logged_in = asyncio.Event()
         self._server = await asyncio.start_server(self._serve, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("sim.ami_listening", host=self.host, port=self.port)
@@ -102,9 +106,17 @@ class AmiServer:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
-        # Closing the sockets ends each session's read loop; cancel only what is left after.
-        for session in list(self._tasks.values()):
-            session.writer.transport.abort()
+        # Like Asterisk: a Shutdown event, everything queued is written, then FIN; closing
+        # the sockets ends each session's read loop. Cancel only what is left after that.
+        self.pbx.emit("Shutdown", "system", [("Shutdown", "Cleanly"), ("Restart", "False")])
+        sessions = list(self._tasks.values())
+        for session in sessions:
+            session.out.put_nowait(None)
+        pumps = [s.pump for s in sessions if s.pump is not None]
+        if pumps:
+            await asyncio.wait(pumps, timeout=2.0)
+        for session in sessions:
+            session.writer.close()
         if self._tasks:
             _, pending = await asyncio.wait(list(self._tasks), timeout=2.0)
             for task in pending:
@@ -120,7 +132,7 @@ class AmiServer:
         unsubscribe = self.pbx.subscribe(
             lambda e: session.send(encode(e.message())) if session.wants(e) else None
         )
-        pump = asyncio.create_task(self._pump(session))
+        pump = session.pump = asyncio.create_task(self._pump(session))
         try:
             session.send(BANNER)
             while not session.overflowed:
@@ -220,6 +232,9 @@ class AmiServer:
             log.info("sim.ami_login_failed", username=username)
             return False
         session.user, session.username = user, username
+        self.logins += 1
+        if self.logged_in is not None:
+            self.logged_in.set()
         session.events_on, session.mask = _mask(action.get("Events"))
         session.send(encode(success(action, "Authentication accepted")[0]))
         if session.events_on and user.may_read("system"):

@@ -206,10 +206,12 @@ class CrmStore:
         except (sa_exc.IntegrityError, sa_exc.DataError) as exc:
             raise CrmError(f"CRM {operation} rejected: {_describe_db_error(exc)}") from exc
         except (sa_exc.DBAPIError, sa_exc.TimeoutError, OSError, TimeoutError) as exc:
+            log.warning("crm.unavailable", operation=operation, error=_describe_db_error(exc))
             raise CrmUnavailable(
                 f"CRM database unavailable during {operation}: {_describe_db_error(exc)}"
             ) from exc
         except sa_exc.SQLAlchemyError as exc:
+            log.warning("crm.error", operation=operation, error=_describe_db_error(exc))
             raise CrmUnavailable(
                 f"CRM database error during {operation}: {_describe_db_error(exc)}"
             ) from exc
@@ -671,8 +673,19 @@ class CrmStore:
         stmt = stmt.on_conflict_do_update(index_elements=["call_id"], set_=update_set).returning(
             Interaction.id
         )
-        async with self._write("record_interaction") as conn:
-            interaction_id = int((await conn.execute(stmt)).scalar_one())
+        try:
+            async with self._write("record_interaction") as conn:
+                interaction_id = int((await conn.execute(stmt)).scalar_one())
+        except CrmError as exc:
+            if rec.customer_id is None or isinstance(exc, CrmUnavailable):
+                raise
+            # The customer was deleted during the call: keep the call, unlinked.
+            log.warning("crm.interaction_customer_gone", call_id=rec.call_id,
+                        customer_id=rec.customer_id)  # fmt: skip
+            extra = {**rec.extra, "missing_customer_id": rec.customer_id}
+            return await self.record_interaction(
+                dataclasses.replace(rec, customer_id=None, extra=extra)
+            )
         caller = normalise(rec.caller, self.region, self.internal_max_digits).e164
         if caller:
             self.cache.invalidate([caller])  # its ranking may change

@@ -276,3 +276,11 @@ async def test_search_finds_by_number_external_id_email_and_name(store: CrmStore
         assert [c.customer_id for c in found] == [ann.customer_id], query
     assert await store.search("100%_") == []
     assert await store.search("") == []
+
+
+async def test_a_call_for_a_customer_deleted_meanwhile_is_still_recorded(store: CrmStore) -> None:
+    record = InteractionRecord(call_id="gone-1", customer_id=987654, caller="02071234567")
+    await store.record_interaction(record)
+    row = await store.interaction("gone-1")
+    assert row is not None
+    assert (row["customer_id"], row["extra"]) == (None, {"missing_customer_id": 987654})

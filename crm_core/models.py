@@ -5,6 +5,7 @@ Changing anything here needs a new Alembic revision in ``crm_core/migrations/ver
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     func,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -56,6 +58,7 @@ def _now() -> Any:
 
 class Customer(Base):
     __tablename__ = "customers"
+    __table_args__ = (Index("ix_customers_email_lower", func.lower(text("email"))),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     external_id: Mapped[str | None] = mapped_column(String(64), unique=True)
@@ -77,6 +80,27 @@ class Customer(Base):
     )
     updated_at: Mapped[datetime | None] = mapped_column(
         DateTime(timezone=True), server_default=_now()
+    )
+
+
+# Words are compared bytewise so that a prefix is a range of the index on both databases.
+WORD = String(64).with_variant(String(64, collation="C"), "postgresql")
+
+
+def name_words(*texts: str | None) -> set[str]:
+    """The searchable words of a customer's name: ``Zoë O'Brien-Ünal`` → zoë, o, brien, ünal."""
+    return {w[:64] for text in texts if text for w in re.findall(r"\w+", text.casefold())}
+
+
+class CustomerWord(Base):
+    """One word of a customer's name, for fast prefix search by any word (surname...)."""
+
+    __tablename__ = "customer_words"
+    __table_args__ = (Index("ix_customer_words_customer_id", "customer_id"),)
+
+    word: Mapped[str] = mapped_column(WORD, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
     )
 
 

@@ -30,6 +30,7 @@ from crm_core.models import (
     Order,
     OwnedProduct,
     PhoneNumber,
+    name_words,
 )
 from crm_core.store import CrmStore, PhoneInput
 
@@ -206,6 +207,7 @@ _COLUMNS: dict[str, tuple[str, ...]] = {
         "vip", "hearing_impaired", "wheelchair_user", "payment_arrears", "do_not_call",
         "marketing_opt_in", "marketing_opt_in_at", "created_at", "updated_at",
     ),
+    "customer_words": ("word", "customer_id"),
     "contacts": ("customer_id", "name", "role", "email"),
     "phone_numbers": ("customer_id", "kind", "number", "e164"),
     "cases": ("customer_id", "subject", "status", "tier", "product", "sla_deadline", "notes",
@@ -280,6 +282,7 @@ class _Generator:
             rng.random() < 0.01, rng.random() < 0.04, rng.random() < 0.01, opt_in,
             self.when(1000) if opt_in else None, created, created,
         ))  # fmt: skip
+        rows["customer_words"].extend((word, cid) for word in name_words(name))
         phones = rows["phone_numbers"]
         for _ in range(1 if rng.random() < 0.75 else rng.randint(2, 3)):
             e164, typed, kind = self.number()

@@ -33,11 +33,13 @@ from crm_core.models import (
     Case,
     Contact,
     Customer,
+    CustomerWord,
     Interaction,
     InteractionNote,
     Order,
     OwnedProduct,
     PhoneNumber,
+    name_words,
 )
 from crm_core.phone import normalise
 from crm_core.types import (
@@ -444,11 +446,11 @@ class CrmStore:
     # -- search -----------------------------------------------------------------------------
 
     async def search(self, query: str, limit: int = 20) -> list[Candidate]:
-        """Customers by number, external id, email or part of the name (in that order)."""
+        """Customers by number, external id, email, or words of the name: ``ann ex`` and ``exam``
+        both find "Ann Example" (each word of the query starts a word of the name)."""
         text = query.strip()
         if not text or limit <= 0:
             return []
-        found: dict[int, Candidate] = {}
         base = select(Customer.id, Customer.external_id, Customer.name)
         queries: list[tuple[str, Any]] = []
         number = normalise(text, self.region, self.internal_max_digits)
@@ -464,21 +466,25 @@ class CrmStore:
         queries.append(("external id", base.where(Customer.external_id == text)))
         if "@" in text:
             queries.append(("email", base.where(func.lower(Customer.email) == text.lower())))
-        pattern = "%" + text.lower().replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_")
-        queries.append(
-            (
-                "name",
-                base.where(func.lower(Customer.name).like(pattern + "%", escape="\\")).order_by(
-                    Customer.name, Customer.id
-                ),
-            )
-        )
+        words = sorted(name_words(text), key=len, reverse=True)[:5]
+        if words:
+            by_name = base
+            for word in words:
+                by_name = by_name.where(
+                    Customer.id.in_(
+                        select(CustomerWord.customer_id).where(
+                            CustomerWord.word >= word, CustomerWord.word < word + "\U0010ffff"
+                        )
+                    )
+                )
+            queries.append(("name", by_name.order_by(Customer.name, Customer.id)))
+        found: dict[int, Candidate] = {}
         async with self._read("search") as conn:
             for reason, stmt in queries:
                 for row in (await conn.execute(stmt.limit(limit))).all():
                     found.setdefault(row.id, Candidate(row.id, row.external_id, row.name, reason))
-                if len(found) >= limit:
-                    break
+                if found and reason != "name":
+                    break  # an exact number, id or email match says who it is
         return list(found.values())[:limit]
 
     # -- writes -----------------------------------------------------------------------------
@@ -594,6 +600,12 @@ class CrmStore:
                         insert(PhoneNumber),
                         [{**row, "customer_id": customer_id} for row in phone_rows],
                     )
+            await conn.execute(delete(CustomerWord).where(CustomerWord.customer_id == customer_id))
+            words = name_words(values["name"], organisation)
+            if words:
+                await conn.execute(
+                    insert(CustomerWord), [{"word": w, "customer_id": customer_id} for w in words]
+                )
             if contacts is not None:
                 await conn.execute(delete(Contact).where(Contact.customer_id == customer_id))
                 if contacts:

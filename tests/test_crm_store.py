@@ -271,11 +271,18 @@ async def test_search_finds_by_number_external_id_email_and_name(store: CrmStore
     ann = await store.upsert_customer(name="Ann Example", external_id="CUST-9",
                                       email="Ann@Example.com", phones=["02071234567"])  # fmt: skip
     await store.upsert_customer(name="Bob Other", external_id="CUST-10", phones=["02079460001"])
-    for query in ("+44 20 7123 4567", "CUST-9", "ann@example.com", "ann ex", "EXAMPLE"):
+    for query in ("+44 20 7123 4567", "CUST-9", "ann@example.com", "ann ex", "EXAMPLE", "exa"):
         found = await store.search(query)
         assert [c.customer_id for c in found] == [ann.customer_id], query
     assert await store.search("100%_") == []
     assert await store.search("") == []
+    assert await store.search("ann bob") == []  # every word must match
+    others = await store.search("other")
+    assert [c.external_id for c in others] == ["CUST-10"]
+    # Renaming replaces the searchable words.
+    await store.upsert_customer(name="Ann Renamed", external_id="CUST-9")
+    assert await store.search("example") == []
+    assert [c.name for c in await store.search("renamed")] == ["Ann Renamed"]
 
 
 async def test_a_call_for_a_customer_deleted_meanwhile_is_still_recorded(store: CrmStore) -> None:

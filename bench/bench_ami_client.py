@@ -3,7 +3,8 @@
 Three readers of the same bytes (the event blocks of the recorded Asterisk 22 traces,
 repeated), each logged in to the fake AMI server, measured in the same run:
 
-- ``cti``: ``AmiClient`` (``AmiProtocol`` + ``AmiParser`` → queue → ``async for`` consumer);
+- ``cti``: ``AmiClient``: panoramisk's ``Manager`` (``CtiManager``) opening the link, our
+  ``AmiProtocol`` + ``AmiParser`` in place of its protocol → queue → ``async for`` consumer;
 - ``panoramisk``: panoramisk 1.4's ``Manager`` with a ``*`` event callback;
 - ``bare``: the simplest reader: ``StreamReader.readuntil(b"\\r\\n\\r\\n")`` and a dict per block.
 

@@ -57,7 +57,12 @@ from crm_core.types import (
 if TYPE_CHECKING:
     from cti.config import Config
 
-log = structlog.get_logger(__name__)
+
+def _log() -> Any:
+    """A logger bound to the current configuration: cti.logsetup caches loggers on first use
+    with the stderr of that moment, which a module-level logger would outlive (pytest capsys)."""
+    return structlog.get_logger(__name__)
+
 
 # At most this many customers are returned for one shared number.
 MAX_CANDIDATES = 50
@@ -167,7 +172,7 @@ class CrmStore:
         except BaseException:
             await engine.dispose()
             raise
-        log.debug("crm.opened", url=engine.url.render_as_string(hide_password=True))
+        _log().debug("crm.opened", url=engine.url.render_as_string(hide_password=True))
         return store
 
     @classmethod
@@ -208,12 +213,12 @@ class CrmStore:
         except (sa_exc.IntegrityError, sa_exc.DataError) as exc:
             raise CrmError(f"CRM {operation} rejected: {_describe_db_error(exc)}") from exc
         except (sa_exc.DBAPIError, sa_exc.TimeoutError, OSError, TimeoutError) as exc:
-            log.warning("crm.unavailable", operation=operation, error=_describe_db_error(exc))
+            _log().warning("crm.unavailable", operation=operation, error=_describe_db_error(exc))
             raise CrmUnavailable(
                 f"CRM database unavailable during {operation}: {_describe_db_error(exc)}"
             ) from exc
         except sa_exc.SQLAlchemyError as exc:
-            log.warning("crm.error", operation=operation, error=_describe_db_error(exc))
+            _log().warning("crm.error", operation=operation, error=_describe_db_error(exc))
             raise CrmUnavailable(
                 f"CRM database error during {operation}: {_describe_db_error(exc)}"
             ) from exc
@@ -692,7 +697,7 @@ class CrmStore:
             if rec.customer_id is None or isinstance(exc, CrmUnavailable):
                 raise
             # The customer was deleted during the call: keep the call, unlinked.
-            log.warning("crm.interaction_customer_gone", call_id=rec.call_id,
+            _log().warning("crm.interaction_customer_gone", call_id=rec.call_id,
                         customer_id=rec.customer_id)  # fmt: skip
             extra = {**rec.extra, "missing_customer_id": rec.customer_id}
             return await self.record_interaction(

@@ -181,6 +181,11 @@ async def bench_store(name: str, url: str, bare_connect: Callable[[], Awaitable[
         count = int(args.rate * args.seconds)
         lat, wall = await open_loop(uncached.resolve, (callers * 3)[:count], args.rate)
         print(line(f"open loop {args.rate:.0f}/s (no cache)", lat, wall), flush=True)
+
+        # What the screen-pop asks next: the 360° view of the resolved customer.
+        ids = [str(rng.randint(1, args.customers)) for _ in range(args.views)]
+        lat, wall = await closed_loop(lambda cid: uncached.view(int(cid)), ids)
+        print(line("CrmStore.view (360°)", lat, wall).replace("lookups/s", "views/s"))
     finally:
         await uncached.close()
         await cached.close()
@@ -226,6 +231,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--lookups", type=int, default=20_000)
+    parser.add_argument("--views", type=int, default=2000, help="360° views to time")
     parser.add_argument("--rate", type=float, default=500.0, help="open-loop arrivals per second")
     parser.add_argument("--seconds", type=float, default=10.0, help="open-loop duration")
     parser.add_argument("--seed-only", action="store_true", help="seed (or check) and stop")

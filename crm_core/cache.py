@@ -23,6 +23,9 @@ class TtlCache(Generic[K, V]):
         self._items: OrderedDict[K, tuple[float, V]] = OrderedDict()
         self.hits = 0
         self.misses = 0
+        # Bumped by every invalidation: a value read from the database before it must not be
+        # stored after it (it may be the stale one the invalidation was for).
+        self.generation = 0
 
     @property
     def enabled(self) -> bool:
@@ -45,8 +48,9 @@ class TtlCache(Generic[K, V]):
         self.hits += 1
         return value
 
-    def put(self, key: K, value: V) -> None:
-        if not self.enabled:
+    def put(self, key: K, value: V, generation: int | None = None) -> None:
+        """Store ``value``; with ``generation``, only if nothing was invalidated since then."""
+        if not self.enabled or (generation is not None and generation != self.generation):
             return
         self._items[key] = (self._clock() + self._ttl, value)
         self._items.move_to_end(key)
@@ -54,8 +58,10 @@ class TtlCache(Generic[K, V]):
             self._items.popitem(last=False)
 
     def invalidate(self, keys: Iterable[K]) -> None:
+        self.generation += 1
         for key in keys:
             self._items.pop(key, None)
 
     def clear(self) -> None:
+        self.generation += 1
         self._items.clear()

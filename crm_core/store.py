@@ -248,6 +248,7 @@ class CrmStore:
         cached = self.cache.get(number.e164)
         if cached is not None:
             return cached if cached.caller == caller else dataclasses.replace(cached, caller=caller)
+        generation = self.cache.generation
         holders = await self._holders(number.e164)
         if not holders:
             result = Resolution("unknown", number.e164, caller)
@@ -257,7 +258,7 @@ class CrmStore:
             async with self._read("resolve") as conn:
                 ranked = await self._rank(conn, holders)
             result = Resolution("ambiguous", number.e164, caller, ranked)
-        self.cache.put(number.e164, result)
+        self.cache.put(number.e164, result, generation)
         return result
 
     async def _holders(self, e164: str) -> list[Holder]:

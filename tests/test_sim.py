@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,8 +21,10 @@ from cti.sim.simulator import AgentSpec, SimSettings, Simulator
 
 KNOWN = CallerProfile("known", ("+442071234567",), patience_s=(60.0, 60.0))
 ANON = CallerProfile("anonymous", (None,), patience_s=(60.0, 60.0))
+PATIENT = CallerProfile("known", ("+447700900456",), patience_s=(600.0, 600.0))
 IMPATIENT = CallerProfile("unknown", ("+442079460999",), patience_s=(1.0, 1.0))
 SCALE = 0.02  # 1 simulated second = 20 ms
+SEED = int(os.environ.get("CTI_SIM_TEST_SEED", "21"))
 Message = list[tuple[str, str]]
 
 
@@ -100,6 +103,10 @@ class Ami:
             await asyncio.gather(self._task, return_exceptions=True)
 
 
+STAFF = agents(("1001", "tier1"), ("1002", "tier1"), ("1003", "tier1"), ("2001", "tier2"))
+STAFF += agents(("2002", "tier2"), ("3001", "tier3"))
+
+
 @pytest.fixture
 async def sim() -> AsyncIterator[Simulator]:
     simulator = Simulator(settings())
@@ -129,13 +136,14 @@ async def test_every_simulated_event_has_asterisk_22s_headers_in_its_order(
     traces_dir: Path,
 ) -> None:
     shapes = _recorded_shapes(traces_dir)
-    behaviour = AgentBehaviour(miss_rate=0.3, endings={"caller": 1.0, "agent": 1.0, "blind": 1.0})
-    simulator = Simulator(settings(behaviour=behaviour, seed=11))
+    endings = {"caller": 1.0, "agent": 1.0, "blind": 1.0, "attended": 1.5}
+    behaviour = AgentBehaviour(miss_rate=0.3, endings=endings)
+    simulator = Simulator(settings(behaviour=behaviour, seed=SEED, agents=STAFF))
     await simulator.start()
     try:
         ami = await Ami.connect(simulator.ami_port)
         calls = [simulator.place_call(p, p.numbers[0]) for p in (KNOWN, ANON, KNOWN, IMPATIENT)]
-        calls += [simulator.place_call(KNOWN, KNOWN.numbers[0]) for _ in range(6)]
+        calls += [simulator.place_call(PATIENT, PATIENT.numbers[0]) for _ in range(10)]
         await asyncio.wait_for(asyncio.gather(*calls), 30)
         await asyncio.sleep(0.05)
         await ami.close()
@@ -143,6 +151,7 @@ async def test_every_simulated_event_has_asterisk_22s_headers_in_its_order(
         await simulator.stop()
     seen = set(ami.names())
     assert {"QueueCallerAbandon", "BlindTransfer", "AgentRingNoAnswer", "AgentComplete"} <= seen
+    assert {"AttendedTransfer", "BridgeMerge", "Hold"} <= seen
     for event in ami.events[1:]:  # [0] is the login's FullyBooted (protocol/login_events_on)
         name, keys = event[0][1], tuple(k for k, _ in event)
         assert name in shapes, f"{name} never appears in the Asterisk 22 recordings"
@@ -366,12 +375,13 @@ async def test_the_call_tracker_reports_what_the_simulator_knows_happened(tmp_pa
     from cti.replay import summaries
     from cti.tracker import CallTracker
 
-    behaviour = AgentBehaviour(miss_rate=0.2, endings={"caller": 1.0, "agent": 1.0, "blind": 1.0})
-    simulator = Simulator(settings(behaviour=behaviour, seed=21))
+    endings = {"caller": 1.0, "agent": 1.0, "blind": 1.0, "attended": 1.0}
+    behaviour = AgentBehaviour(miss_rate=0.2, endings=endings)
+    simulator = Simulator(settings(behaviour=behaviour, seed=SEED, agents=STAFF))
     await simulator.start()
     try:
         ami = await Ami.connect(simulator.ami_port)
-        profiles = [KNOWN, ANON, IMPATIENT] + [KNOWN] * 5
+        profiles = [KNOWN, ANON, IMPATIENT] + [PATIENT] * 11
         calls = [simulator.place_call(p, p.numbers[0]) for p in profiles]
         truth = await asyncio.wait_for(asyncio.gather(*calls), 30)
         await asyncio.sleep(0.05)
@@ -384,6 +394,8 @@ async def test_the_call_tracker_reports_what_the_simulator_knows_happened(tmp_pa
             "".join(f"{k}: {v}\r\n" for k, v in event).encode() + b"\r\n" for event in ami.events
         )
     )
+    kinds = {t["kind"] for call in truth for t in call.transfers}
+    assert kinds == {"blind", "attended"}, "the run should exercise both kinds of transfer"
     reported = {s["call_id"]: s for s in summaries(trace, CallTracker(region="GB"))}
     for call in truth:
         got = reported[call.call_id]

@@ -356,7 +356,7 @@ class Actions:
                     ]
                 )
             for position, entry in enumerate(queue.entries, start=1):
-                trunk = entry.call.trunk
+                trunk = entry.channel or entry.call.trunk
                 items.append(
                     [
                         ("Event", "QueueEntry"),

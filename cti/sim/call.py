@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 
 from cti.sim.agi import AgiRequest, AgiResult
-from cti.sim.channels import RINGING, UNKNOWN, UP, Channel, local_pair
+from cti.sim.channels import RINGING, UNKNOWN, UP, Bridge, Channel, local_pair
 from cti.sim.pbx import Entry, Member, Pbx, SimQueue
 from cti.sim.scenarios import AgentBehaviour, CallerProfile, Dialplan, TalkEnd
 
@@ -39,6 +39,7 @@ class Leg:
     one: Channel
     two: Channel
     started: float
+    waiting: Channel  # the channel in the queue that dials: the caller's, or a consultation
     timer: asyncio.Task[None] | None = None
 
 
@@ -267,10 +268,10 @@ class SimCall:
     def offer(self, queue: SimQueue, entry: Entry, members: list[Member]) -> None:
         """Called by the queue dispatcher: ring these members' phones now."""
         for member in members:
-            self._ring(queue, member)
+            self._ring(queue, member, entry.channel or self.trunk)
 
-    def _ring(self, queue: SimQueue, member: Member) -> None:
-        pbx, trunk = self.pbx, self.trunk
+    def _ring(self, queue: SimQueue, member: Member, trunk: Channel) -> None:
+        pbx = self.pbx
         exten = member.phone.exten
         one, two = local_pair(pbx.ids, exten, "agents", self.caller.linkedid)
         pbx.add_channel(one, self)
@@ -325,7 +326,7 @@ class SimCall:
         pbx.emit(
             "DialState", "call", [*trunk.headers(), *one.headers("Dest"), ("DialStatus", "RINGING")]
         )
-        leg = Leg(member, queue, one, two, pbx.clock())
+        leg = Leg(member, queue, one, two, pbx.clock(), trunk)
         answers = self.rng.random() >= self.behaviour.miss_rate
         delay = self._uniform(self.behaviour.ring_s)
         if not answers or delay >= queue.timeout_s:
@@ -342,7 +343,7 @@ class SimCall:
         pbx.emit(
             "DialEnd",
             "call",
-            [*self.trunk.headers(), *leg.one.headers("Dest"), ("DialStatus", status)],
+            [*leg.waiting.headers(), *leg.one.headers("Dest"), ("DialStatus", status)],
         )
         pbx.channel_event("HangupRequest", leg.two, ("Cause", str(cause)))
         pbx.hangup(leg.one, cause, soft=False)
@@ -356,7 +357,7 @@ class SimCall:
                 "AgentRingNoAnswer",
                 "agent",
                 [
-                    *self.trunk.headers(),
+                    *leg.waiting.headers(),
                     *leg.one.headers("Dest"),
                     ("Queue", leg.queue.name),
                     ("Interface", leg.member.interface),
@@ -478,18 +479,24 @@ class SimCall:
         queue.holdtime_total += hold
         return await self._talk(queue, leg, now)
 
-    def _ending(self, queue: SimQueue) -> TalkEnd:
+    def _ending(self, queue: SimQueue, transfers: bool = True) -> TalkEnd:
         endings = dict(self.behaviour.endings)
-        if queue.name not in self.dialplan.escalation:
+        target = self.dialplan.queue_for(
+            self.dialplan.transfer_context, self.dialplan.escalation.get(queue.name, "")
+        )
+        if not transfers or target not in self.pbx.queues:
             endings.pop("blind", None)
             endings.pop("attended", None)
-        endings.pop("attended", None)  # attended transfers are not simulated yet
+        if not endings:
+            endings = {"caller": 1.0}
         kinds = list(endings)
         return self.rng.choices(kinds, weights=[endings[k] for k in kinds])[0]
 
-    async def _talk(self, queue: SimQueue, leg: Leg, answered_at: float) -> str | None:
+    async def _talk(
+        self, queue: SimQueue, leg: Leg, answered_at: float, transfers: bool = True
+    ) -> str | None:
         timer = self._later(
-            self._uniform(self.behaviour.talk_s), "talk_end", leg, self._ending(queue)
+            self._uniform(self.behaviour.talk_s), "talk_end", leg, self._ending(queue, transfers)
         )
         try:
             return await self._talk_until_end(queue, leg, answered_at)
@@ -509,6 +516,8 @@ class SimCall:
                     self._agent_hangs_up(leg, answered_at)
                     return None
                 exten = self.dialplan.escalation[queue.name]
+                if ending == "attended":
+                    return await self._attended(queue, leg, answered_at, exten)
                 return self._blind(leg, answered_at, self.dialplan.transfer_context, exten)
             if kind == "blind":
                 return self._blind(leg, answered_at, message[1], message[2])
@@ -530,7 +539,7 @@ class SimCall:
             "AgentComplete",
             "agent",
             [
-                *self.trunk.headers(),
+                *leg.waiting.headers(),
                 *leg.one.headers("Dest"),
                 ("Queue", leg.queue.name),
                 ("Interface", leg.member.interface),
@@ -625,6 +634,286 @@ class SimCall:
         pbx.leave_bridge(trunk)
         self._release_agent(leg)
         return self._goto(context, exten)
+
+    # -- attended transfer ------------------------------------------------------------------
+    async def _attended(
+        self, queue: SimQueue, leg: Leg, answered_at: float, exten: str
+    ) -> str | None:
+        """The agent consults the next tier (Atxfer to its [transfer] extension), then hands
+        the caller over; if nobody there answers in time the agent takes the caller back.
+
+        Shape as recorded in ``attended_transfer_tier1_to_tier2``: the consultation is a Local
+        pair ``Local/<exten>@transfer-XXXXXXXX;1/;2`` whose ``;2`` waits in the target queue;
+        completing merges the consultation bridge into the caller's, and the Local pair stays.
+        """
+        pbx, trunk = self.pbx, self.trunk
+        context = self.dialplan.transfer_context
+        target = pbx.queues[self.dialplan.queue_for(context, exten) or ""]
+        caller_bridge = trunk.bridge
+        pbx.channel_event("Hold", leg.one)
+        pbx.channel_event("MusicOnHoldStart", trunk, ("Class", "default"))
+        near, far = local_pair(pbx.ids, exten, context, self.caller.linkedid)
+        pbx.add_channel(near, self)
+        pbx.add_channel(far, self)
+        consult_bridge = pbx.new_bridge()
+        far.caller_num, far.caller_name = trunk.caller_num, trunk.caller_name
+        pbx.channel_event("NewCallerid", far, ("CID-CallingPres", _ALLOWED))
+        pbx.emit(
+            "LocalBridge",
+            "call",
+            [
+                *near.headers("LocalOne"),
+                *far.headers("LocalTwo"),
+                ("Context", context),
+                ("Exten", exten),
+                ("LocalOptimization", "Yes"),
+            ],
+        )
+        near.connected_num, near.connected_name = trunk.caller_num, trunk.caller_name
+        pbx.channel_event("NewConnectedLine", near)
+        pbx.enter(consult_bridge, near)
+        pbx.leave_bridge(leg.one, destroy=False)
+        pbx.enter(consult_bridge, leg.one)
+        far.priority = 4
+        entry = pbx.join(target, self, 0, channel=far)
+        pbx.channel_event(
+            "QueueCallerJoin",
+            far,
+            ("Queue", target.name),
+            ("Position", str(target.position(entry))),
+            ("Count", str(len(target.entries))),
+        )
+        pbx.channel_event("MusicOnHoldStart", far, ("Class", "default"))
+        giveup = self._later(self._uniform(self.profile.patience_s) / 2, "consult_giveup", entry)
+        pbx.dispatch(target)
+        try:
+            while True:
+                message = await self.inbox.get()
+                kind = message[0]
+                if kind == "ring_end" and message[1] in self.legs:
+                    specialist, answered = message[1], message[2]
+                    if not answered:
+                        self._ring_no_answer(specialist)
+                        if not self.legs:
+                            entry.ringing, entry.ready = False, False
+                            self._later(target.retry_s, "retry", entry)
+                        continue
+                    self._consult_answered(target, entry, specialist, near, far)
+                    giveup.cancel()
+                    await asyncio.sleep(self._uniform((1.0, 3.0)) * self.scale)
+                    self._complete_attended(leg, answered_at, caller_bridge, consult_bridge, near)
+                    await self._talk_after_attended(target, specialist, near, far)
+                    return None
+                if kind == "retry" and message[1] is entry:
+                    entry.ready = True
+                    pbx.dispatch(target)
+                elif (kind == "consult_giveup" and message[1] is entry) or (
+                    kind == "hangup" and message[1] in (self.caller, self.trunk)
+                ):
+                    self._cancel_consult(target, entry, leg, near, far, caller_bridge)
+                    if kind == "hangup":
+                        self._caller_hangs_up(leg, answered_at)
+                        return None
+                    return await self._talk(queue, leg, answered_at, transfers=False)
+        finally:
+            giveup.cancel()
+
+    def _consult_answered(
+        self, target: SimQueue, entry: Entry, specialist: Leg, near: Channel, far: Channel
+    ) -> None:
+        pbx = self.pbx
+        if specialist.timer is not None:
+            specialist.timer.cancel()
+        self.legs.remove(specialist)
+        specialist.two.priority = 14
+        pbx.new_state(specialist.two, UP)
+        pbx.new_state(specialist.one, UP)
+        pbx.emit(
+            "DialEnd",
+            "call",
+            [*far.headers(), *specialist.one.headers("Dest"), ("DialStatus", "ANSWER")],
+        )
+        self._cancel_legs(cause=26)
+        pbx.channel_event("MusicOnHoldStop", far)
+        self._leave_queue_channel(target, entry, far)
+        now = pbx.clock()
+        pbx.emit(
+            "AgentConnect",
+            "agent",
+            [
+                *far.headers(),
+                *specialist.one.headers("Dest"),
+                ("Queue", target.name),
+                ("Interface", specialist.member.interface),
+                ("MemberName", specialist.member.name),
+                ("HoldTime", str(int(now - entry.joined))),
+                ("RingTime", str(int(now - specialist.started))),
+            ],
+        )
+        pbx.new_state(far, UP)
+        pbx.bridge(specialist.one, far)
+        pbx.new_state(near, UP)
+        pbx.emit("DialEnd", "call", [*near.headers("Dest"), ("DialStatus", "ANSWER")])
+        pbx.set_phone(specialist.member.phone, "busy")
+        target.completed += 1
+        self.summary.queues.append(target.name)
+
+    def _complete_attended(
+        self,
+        leg: Leg,
+        answered_at: float,
+        caller_bridge: Bridge | None,
+        consult_bridge: Bridge,
+        near: Channel,
+    ) -> None:
+        """The first agent hangs up: the consultation bridge merges into the caller's."""
+        pbx, trunk = self.pbx, self.trunk
+        pbx.channel_event("SoftHangupRequest", leg.two, ("Cause", "16"))
+        pbx.channel_event("HangupRequest", leg.one, ("Cause", "16"))
+        pbx.leave_bridge(leg.one, destroy=False)
+        if caller_bridge is not None:
+            pbx.emit(
+                "BridgeMerge",
+                "call",
+                [*caller_bridge.headers("To"), *consult_bridge.headers("From")],
+            )
+        pbx.leave_bridge(near, destroy=False)
+        if caller_bridge is not None:
+            pbx.enter(caller_bridge, near)
+        pbx.channel_event("MusicOnHoldStop", trunk)
+        pbx.emit(
+            "AttendedTransfer",
+            "call",
+            [
+                ("Result", "Success"),
+                *leg.one.headers("OrigTransferer"),
+                *(caller_bridge.headers("Orig") if caller_bridge is not None else []),
+                *leg.one.headers("SecondTransferer"),
+                *consult_bridge.headers("Second"),
+                *trunk.headers("Transferee"),
+                ("IsExternal", "No"),
+                ("DestType", "Bridge"),
+                ("DestBridgeUniqueid", caller_bridge.uniqueid if caller_bridge else ""),
+            ],
+        )
+        pbx.destroy_bridge(consult_bridge)
+        pbx.hangup(leg.one, 16, soft=False)
+        talk = int(pbx.clock() - answered_at)
+        pbx.emit(
+            "AgentComplete",
+            "agent",
+            [
+                *trunk.headers(),
+                ("Queue", leg.queue.name),
+                ("Interface", leg.member.interface),
+                ("MemberName", leg.member.name),
+                ("HoldTime", str(int(answered_at - self._started))),
+                ("TalkTime", str(talk)),
+                ("Reason", "transfer"),
+            ],
+        )
+        leg.two.exten, leg.two.priority = "h", 2
+        pbx.hangup(leg.two, 16, soft=False)
+        self._agent_done(leg)
+        self.summary.transfers.append(
+            {"kind": "attended", "from": leg.member.name, "to": near.exten}
+        )
+
+    async def _talk_after_attended(
+        self, target: SimQueue, specialist: Leg, near: Channel, far: Channel
+    ) -> None:
+        """Caller ~ Local pair ~ specialist until one side hangs up."""
+        pbx, caller, trunk = self.pbx, self.caller, self.trunk
+        answered_at = pbx.clock()
+        if specialist.member.name not in self.summary.agents:
+            self.summary.agents.append(specialist.member.name)
+        ending = self._ending(target, transfers=False)
+        timer = self._later(self._uniform(self.behaviour.talk_s), "talk_end", specialist, ending)
+        try:
+            while True:
+                message = await self.inbox.get()
+                kind = message[0]
+                by_caller = (
+                    kind == "talk_end" and message[1] is specialist and message[2] != "agent"
+                ) or (kind == "hangup" and message[1] in (caller, trunk))
+                by_agent = (
+                    kind == "talk_end" and message[1] is specialist and message[2] == "agent"
+                ) or (kind == "hangup" and message[1] in (specialist.one, specialist.two))
+                if by_caller:
+                    pbx.channel_event("SoftHangupRequest", caller, ("Cause", "16"))
+                    pbx.channel_event("HangupRequest", trunk, ("Cause", "16"))
+                    pbx.hangup(caller, 16, soft=False)
+                    pbx.leave_bridge(trunk)
+                    pbx.hangup(trunk, 16)
+                    pbx.leave_bridge(near)
+                    pbx.hangup(near, 16)
+                    self._agent_complete(specialist, answered_at, "caller")
+                    pbx.leave_bridge(far)
+                    pbx.hangup(far, 16)
+                    self._release_agent(specialist)
+                    self.summary.hangup_by = "caller"
+                    return
+                if by_agent:
+                    pbx.channel_event("SoftHangupRequest", specialist.two, ("Cause", "16"))
+                    pbx.channel_event("HangupRequest", specialist.one, ("Cause", "16"))
+                    self._agent_complete(specialist, answered_at, "agent")
+                    pbx.hangup(specialist.two, 16, soft=False)
+                    pbx.leave_bridge(specialist.one)
+                    pbx.hangup(specialist.one, 16, soft=False)
+                    pbx.leave_bridge(far)
+                    pbx.hangup(far, 16)
+                    pbx.leave_bridge(near)
+                    pbx.hangup(near, 16)
+                    pbx.leave_bridge(trunk)
+                    pbx.channel_event("HangupRequest", caller, ("Cause", "16"))
+                    pbx.hangup(trunk, 16)
+                    pbx.hangup(caller, 16)
+                    self._agent_done(specialist)
+                    self.summary.hangup_by = "agent"
+                    return
+        finally:
+            timer.cancel()
+
+    def _cancel_consult(
+        self,
+        target: SimQueue,
+        entry: Entry,
+        leg: Leg,
+        near: Channel,
+        far: Channel,
+        caller_bridge: Bridge | None,
+    ) -> None:
+        """Nobody answered the consultation: the agent drops it and takes the caller back."""
+        pbx = self.pbx
+        self._cancel_legs(cause=0)
+        pbx.channel_event("HangupRequest", far, ("Cause", "16"))
+        pbx.leave_bridge(near, destroy=False)
+        pbx.hangup(near, 16, soft=False)
+        pbx.channel_event(
+            "QueueCallerAbandon",
+            far,
+            ("Queue", target.name),
+            ("Position", str(target.position(entry))),
+            ("OriginalPosition", str(entry.original_position)),
+            ("HoldTime", str(int(pbx.clock() - entry.joined))),
+        )
+        self._leave_queue_channel(target, entry, far)
+        pbx.hangup(far, 16)
+        pbx.leave_bridge(leg.one)  # the consultation bridge is now empty and goes
+        if caller_bridge is not None:
+            pbx.enter(caller_bridge, leg.one)
+        pbx.channel_event("Unhold", leg.one)
+        pbx.channel_event("MusicOnHoldStop", self.trunk)
+
+    def _leave_queue_channel(self, queue: SimQueue, entry: Entry, channel: Channel) -> None:
+        position = self.pbx.leave(queue, entry)
+        self.pbx.channel_event(
+            "QueueCallerLeave",
+            channel,
+            ("Queue", queue.name),
+            ("Position", str(position)),
+            ("Count", str(len(queue.entries))),
+        )
 
     # -- teardown ---------------------------------------------------------------------------
     def _release_everything(self) -> None:

@@ -101,6 +101,8 @@ class Entry:
     seq: int
     joined: float
     original_position: int = 0
+    # The channel waiting in the queue: the caller's, or a consultation leg's (attended transfer).
+    channel: Channel | None = None
     ringing: bool = False  # an offer is out to one or more members
     ready: bool = True  # False during the retry pause after a ring-no-answer
 
@@ -219,14 +221,21 @@ class Pbx:
 
     # -- bridges ----------------------------------------------------------------------------
     def bridge(self, first: Channel, second: Channel) -> Bridge:
+        bridge = self.new_bridge()
+        self.enter(bridge, first)
+        self.enter(bridge, second)
+        return bridge
+
+    def new_bridge(self) -> Bridge:
         bridge = Bridge(self.ids.bridge_id())
         self.bridges[bridge.uniqueid] = bridge
         self.emit("BridgeCreate", "call", bridge.headers())
-        for channel in (first, second):
-            bridge.channels.append(channel)
-            channel.bridge = bridge
-            self.emit("BridgeEnter", "call", [*bridge.headers(), *channel.headers()])
         return bridge
+
+    def enter(self, bridge: Bridge, channel: Channel) -> None:
+        bridge.channels.append(channel)
+        channel.bridge = bridge
+        self.emit("BridgeEnter", "call", [*bridge.headers(), *channel.headers()])
 
     def leave_bridge(self, channel: Channel, destroy: bool = True) -> Bridge | None:
         """``BridgeLeave``; an emptied bridge is destroyed now, or later by ``destroy_bridge``."""
@@ -290,8 +299,10 @@ class Pbx:
         if state == "idle":
             self.dispatch_all()
 
-    def join(self, queue: SimQueue, call: SimCall, priority: int) -> Entry:
-        entry = Entry(call, priority, next(self._seq), self.clock())
+    def join(
+        self, queue: SimQueue, call: SimCall, priority: int, channel: Channel | None = None
+    ) -> Entry:
+        entry = Entry(call, priority, next(self._seq), self.clock(), channel=channel)
         index = next(
             (i for i, e in enumerate(queue.entries) if e.priority < priority), len(queue.entries)
         )

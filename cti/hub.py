@@ -139,6 +139,13 @@ def _epoch(value: Any) -> float | None:
     return None
 
 
+def alias_key(alias: str) -> str:
+    """How an agent alias is compared: case-insensitive, a Local member's ``/n`` dropped
+    (``Local/1001@agents/n`` in queues.conf is the phone ``Local/1001@agents``)."""
+    key = alias.strip().lower()
+    return key[:-2] if key.startswith("local/") and key.endswith("/n") else key
+
+
 def _last(items: Any) -> Any:
     return items[-1] if isinstance(items, list | tuple) and items else None
 
@@ -198,7 +205,7 @@ class PopHub:
         for agent in agents:
             for alias in (agent.name, agent.member, agent.interface):
                 if alias:
-                    self._by_alias.setdefault(alias.lower(), agent.name)
+                    self._by_alias.setdefault(alias_key(alias), agent.name)
         self._queue_limit = queue_limit
         self._clock = clock
         self._prefix = secrets.token_hex(4)
@@ -251,7 +258,7 @@ class PopHub:
         """The configured agent named by any of these (member name, interface, name)."""
         for alias in aliases:
             if isinstance(alias, str) and alias:
-                name = self._by_alias.get(alias.lower())
+                name = self._by_alias.get(alias_key(alias))
                 if name is not None:
                     return name
         for alias in aliases:

@@ -231,3 +231,12 @@ async def test_answered_carries_the_context_only_when_the_agent_had_no_pop() -> 
     await feed("answered", call="direct", agent="Agent 1002", interface="Local/1002@agents")
     [direct] = drain(a2)
     assert direct["type"] == "answered" and direct["call"]["caller"] == "+442071234567"
+
+
+async def test_a_queue_member_interface_with_the_local_n_option_matches_the_agent() -> None:
+    hub = PopHub(AGENTS)
+    a1 = hub.subscribe(A1)
+    feed = Feed(hub)
+    await feed("offered", caller="+442071234567")
+    await feed("ringing", queue="tier1", member="", interface="LOCAL/1001@agents/n")
+    assert [m["type"] for m in drain(a1)] == ["pop"]

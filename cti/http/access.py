@@ -6,26 +6,30 @@ from cti.calls import CallContext
 from cti.config import AgentConfig
 from cti.http.auth import is_supervisor
 from cti.http.errors import ApiError
+from cti.hub import alias_key
 
 
 def aliases(agent: AgentConfig) -> set[str]:
-    return {a for a in (agent.name, agent.member, agent.interface) if a}
+    return {alias_key(a) for a in (agent.name, agent.member, agent.interface) if a}
+
+
+def _named(names: set[str], *candidates: object) -> bool:
+    return any(isinstance(c, str) and c and alias_key(c) in names for c in candidates)
 
 
 def is_on_call(agent: AgentConfig, ctx: CallContext) -> bool:
     """The agent talks to the caller now (or their phone rings for it)."""
     names = aliases(agent)
-    if ctx.agent in names or ctx.agent_interface in names:
+    if _named(names, ctx.agent, ctx.agent_interface):
         return True
-    return any(r.get("member") in names or r.get("interface") in names for r in ctx.ringing_agents)
+    return any(_named(names, r.get("member"), r.get("interface")) for r in ctx.ringing_agents)
 
 
 def sees_call(agent: AgentConfig, ctx: CallContext) -> bool:
     """Supervisors see every call; an agent the calls they are on or took part in."""
     if is_supervisor(agent) or is_on_call(agent, ctx):
         return True
-    names = aliases(agent)
-    return bool(names.intersection(ctx.agents) or names.intersection(ctx.previous_agents))
+    return _named(aliases(agent), *ctx.agents, *ctx.previous_agents)
 
 
 def require_sees(agent: AgentConfig, ctx: CallContext) -> None:

@@ -17,6 +17,7 @@ Messages (JSON objects), each with a unique ``id`` the desktop de-duplicates on:
   left_queue, ring_no_answer...);
 - ``transferred``: the call left this agent (``to``, ``to_queue``, ``kind``) with its context;
 - ``ended``: the call is over;
+- ``update``: the call's context changed after the pop (the CRM answered late): same fields;
 - ``agent_state``: this agent's queue membership/pause changed;
 - ``call``: (supervisors only) any other call event (offered, queued...).
 
@@ -46,7 +47,7 @@ from cti.tracker.events import CallEvent
 log = structlog.get_logger(__name__)
 
 # Messages that carry the call context (``answered`` only when the agent had no pop).
-_CONTEXT_KINDS = frozenset({"pop", "transferred", "call"})
+_CONTEXT_KINDS = frozenset({"pop", "transferred", "call", "update"})
 
 DEFAULT_QUEUE_LIMIT = 256
 
@@ -354,6 +355,30 @@ class PopHub:
         else:
             to_supervisors("call", event=name, detail=data)
 
+        for message in built:
+            self._deliver(message)
+        return len(built)
+
+    async def update(self, ctx: CallContextLike) -> None:
+        """``LiveCalls(on_update=hub.update)``: the CRM answered after the pop went out."""
+        self.publish_update(ctx)
+
+    def publish_update(self, ctx: CallContextLike) -> int:
+        """Send the call's fresh context (``update``) to the agents it rings or talks to."""
+        context = _Context("", ctx)
+        call = str(context.data.get("call_id") or "")
+        context.call = call
+        now = self._clock()
+        agents = self._ringing.get(call, set()) | self._talking.get(call, set())
+        built = []
+        for agent in sorted(agents):
+            message = self._message(
+                "update", call, agent, now, context, self._pop_fields(context.data, now)
+            )
+            built.append(message)
+            replay = self._active.get(agent, {}).get(call)
+            if replay is not None:
+                replay.append(message)
         for message in built:
             self._deliver(message)
         return len(built)

@@ -240,3 +240,20 @@ async def test_a_queue_member_interface_with_the_local_n_option_matches_the_agen
     await feed("offered", caller="+442071234567")
     await feed("ringing", queue="tier1", member="", interface="LOCAL/1001@agents/n")
     assert [m["type"] for m in drain(a1)] == ["pop"]
+
+
+async def test_a_late_crm_answer_updates_the_pop_of_the_rung_agent() -> None:
+    hub = PopHub(AGENTS)
+    a1, a2 = hub.subscribe(A1), hub.subscribe(A2)
+    feed = Feed(hub)
+    await feed("offered", caller="+442071234567")
+    await feed("ringing", **ring("Agent 1001"))
+    ctx = feed.calls.get(CALL)
+    assert ctx is not None
+    ctx.view = {"name": "Ada Lovelace"}  # what LiveCalls sets when the CRM answers late
+    await hub.update(ctx)
+    pop, update = drain(a1)
+    assert pop["call"]["view"] is None
+    assert update["type"] == "update" and update["call"]["view"]["name"] == "Ada Lovelace"
+    assert drain(a2) == []
+    assert [m.type for m in hub.active_messages("Agent 1001")] == ["pop", "update"]

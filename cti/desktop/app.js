@@ -159,6 +159,9 @@ function handle(message) {
     case "pop":
       show(message);
       break;
+    case "update":
+      if (message.call_id === desk.callId) show(message);
+      break;
     case "answered":
       if (message.call) show(message);
       else if (message.call_id === desk.callId) setState(message);
@@ -191,7 +194,7 @@ function show(message) {
   const call = message.call || {};
   const view = call.view || null;
   desk.callId = message.call_id;
-  setState(message);
+  if (message.type !== "update") setState(message);
   const name = view ? view.name : (call.candidates && call.candidates.length > 1 ? "Several possible customers" : "Unknown caller");
   $("customer-name").textContent = name;
   const highlights = view ? (view.highlights && view.highlights.length ? view.highlights : view.flags) : [];

@@ -254,7 +254,10 @@ class World:
 
 
 @asynccontextmanager
-async def running_api(*, cors_origins: list[str] | None = None) -> AsyncIterator[World]:
+async def running_api(
+    *, cors_origins: list[str] | None = None, ami: Any = None
+) -> AsyncIterator[World]:
+    """The API on a real socket; ``ami`` replaces the recording double (e.g. an AmiClient)."""
     config = Config(
         agents=agents(),
         http=HttpConfig(cors_origins=cors_origins or [], originate_context="dial-out"),
@@ -268,7 +271,7 @@ async def running_api(*, cors_origins: list[str] | None = None) -> AsyncIterator
     )
     hub = PopHub(config.agents)
     calls = LiveCalls(directory=crm, tiers_by_queue={t.queue: n for n, t in config.tiers.items()})
-    ami = RecordingAmi()
+    recording = RecordingAmi()
 
     async def db_ok() -> bool:
         return True
@@ -278,15 +281,15 @@ async def running_api(*, cors_origins: list[str] | None = None) -> AsyncIterator
         hub=hub,
         calls=calls,
         crm=crm,
-        ami=ami,
+        ami=ami or recording,
         ami_errors=(AmiError,),
-        ami_connected=lambda: ami.connected,
+        ami_connected=lambda: bool((ami or recording).connected),
         db_ok=db_ok,
     )
     client = TestClient(TestServer(create_app(deps)))
     await client.start_server()
     try:
-        yield World(client, hub, calls, ami, crm, config)
+        yield World(client, hub, calls, recording, crm, config)
     finally:
         await client.close()
         await calls.close()

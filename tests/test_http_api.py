@@ -399,3 +399,48 @@ async def test_queue_action_refused_by_asterisk_is_502(world: World) -> None:
     )
     assert resp.status == 502
     assert "Already there" in (await resp.json())["error"]
+
+
+async def test_escalation_over_a_real_ami_connection_sets_the_variables_then_redirects() -> None:
+    from fakes.ami_server import FakeAmiServer
+
+    from cti.ami.client import AmiClient
+    from cti.config import AmiConfig
+
+    async with FakeAmiServer() as pbx:
+        client = AmiClient(
+            AmiConfig(host=pbx.host, port=pbx.port, username="cti", secret="cti-secret")
+        )
+        await client.start()
+        try:
+            await client.wait_connected(5)
+            async with running_api(ami=client) as world:
+                await world.queued_call("c1")
+                pbx.state.add_channel("Local/08005550100@from-pstn-c1;2")
+                resp = await world.client.post(
+                    "/api/calls/c1/escalate",
+                    json={"tier": "tier2", "reason": "line fault", "note": "tested"},
+                    headers=headers(SUP),
+                )
+                assert resp.status == 200, await resp.text()
+                sent = [(a.name, dict(a.headers)) for a in pbx.actions]
+                moves = [(n, h) for n, h in sent if n in ("Setvar", "Redirect")]
+                assert [(n, h.get("variable"), h.get("exten")) for n, h in moves] == [
+                    ("Setvar", "CTI_PRIORITY", None),
+                    ("Setvar", "CTI_ESCALATION_REASON", None),
+                    ("Redirect", None, "8002"),
+                ]
+                assert moves[0][1]["value"] == "10"
+                assert moves[2][1]["channel"] == "Local/08005550100@from-pstn-c1;2"
+
+                await world.queued_call("gone")  # its channel does not exist on the PBX
+                resp = await world.client.post(
+                    "/api/calls/gone/escalate",
+                    json={"tier": "tier2", "reason": "x"},
+                    headers=headers(SUP),
+                )
+                assert resp.status == 502
+                assert "No such channel" in (await resp.json())["error"]
+                assert world.calls.get("gone").escalations == []  # type: ignore[union-attr]
+        finally:
+            await client.stop()

@@ -30,7 +30,7 @@ _ALLOWED = "0 (Presentation Allowed, Not Screened)"
 _PROHIBITED = "35 (Presentation Prohibited, Network Number)"
 
 
-@dataclass
+@dataclass(eq=False)
 class Leg:
     """An agent's phone being rung for this call: ``one`` dials from the queue, ``two`` rings."""
 
@@ -84,6 +84,7 @@ class SimCall:
         self.label = label
         self.inbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
         self.legs: list[Leg] = []
+        self._channels: list[Channel] = []  # every channel this call created
         self._timers: set[asyncio.Task[None]] = set()
         self._patience: asyncio.Task[None] | None = None
         self._started = pbx.clock()
@@ -107,6 +108,10 @@ class SimCall:
         task.add_done_callback(self._timers.discard)
         return task
 
+    def _add(self, channel: Channel) -> None:
+        self._channels.append(channel)
+        self.pbx.add_channel(channel, self)
+
     def _uniform(self, bounds: tuple[float, float]) -> float:
         return self.rng.uniform(*bounds)
 
@@ -127,8 +132,8 @@ class SimCall:
     def _arrive(self) -> None:
         """The trunk delivers the call: a Local pair whose ``;2`` runs ``[from-pstn]``."""
         pbx, caller, trunk = self.pbx, self.caller, self.trunk
-        pbx.add_channel(caller, self)
-        pbx.add_channel(trunk, self)
+        self._add(caller)
+        self._add(trunk)
         if self.number is not None:
             for channel in (caller, trunk):
                 channel.caller_num = channel.connected_num = self.number
@@ -274,8 +279,8 @@ class SimCall:
         pbx = self.pbx
         exten = member.phone.exten
         one, two = local_pair(pbx.ids, exten, "agents", self.caller.linkedid)
-        pbx.add_channel(one, self)
-        pbx.add_channel(two, self)
+        self._add(one)
+        self._add(two)
         one.caller_num, one.caller_name = trunk.caller_num, trunk.caller_name
         pbx.channel_event("NewCallerid", one, ("CID-CallingPres", _ALLOWED))
         two.caller_num, two.caller_name = trunk.caller_num, trunk.caller_name
@@ -653,8 +658,8 @@ class SimCall:
         pbx.channel_event("Hold", leg.one)
         pbx.channel_event("MusicOnHoldStart", trunk, ("Class", "default"))
         near, far = local_pair(pbx.ids, exten, context, self.caller.linkedid)
-        pbx.add_channel(near, self)
-        pbx.add_channel(far, self)
+        self._add(near)
+        self._add(far)
         consult_bridge = pbx.new_bridge()
         far.caller_num, far.caller_name = trunk.caller_num, trunk.caller_name
         pbx.channel_event("NewCallerid", far, ("CID-CallingPres", _ALLOWED))
@@ -924,8 +929,9 @@ class SimCall:
         for queue in self.pbx.queues.values():
             for entry in [e for e in queue.entries if e.call is self]:
                 queue.entries.remove(entry)
-        for name, channel in list(self.pbx.channels.items()):
-            if channel.owner is self:
+        for channel in self._channels:
+            name = channel.name
+            if self.pbx.channels.get(name) is channel:
                 if channel.bridge is not None:
                     channel.bridge.channels.remove(channel)
                     if not channel.bridge.channels:

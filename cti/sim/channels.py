@@ -22,7 +22,7 @@ STATE_DESC = {0: "Down", 4: "Ring", 5: "Ringing", 6: "Up"}
 DOWN, RING, RINGING, UP = 0, 4, 5, 6
 
 
-@dataclass
+@dataclass(eq=False)  # a channel is itself: compared by identity
 class Channel:
     name: str
     uniqueid: str
@@ -61,7 +61,7 @@ class Channel:
         ]
 
 
-@dataclass
+@dataclass(eq=False)
 class Bridge:
     uniqueid: str
     channels: list[Channel] = field(default_factory=list)

@@ -48,7 +48,7 @@ class Phone:
     state: PhoneState = "idle"
 
 
-@dataclass
+@dataclass(eq=False)
 class Member:
     queue: str
     name: str
@@ -92,7 +92,7 @@ class Member:
         ]
 
 
-@dataclass
+@dataclass(eq=False)
 class Entry:
     """A caller waiting in a queue."""
 
@@ -173,6 +173,7 @@ class Pbx:
         self.queues: dict[str, SimQueue] = {}
         self.phones: dict[str, Phone] = {}
         self.bridges: dict[str, Bridge] = {}
+        self._members_of: dict[str, list[Member]] = {}  # phone extension -> its memberships
         self._subscribers: list[Subscriber] = []
         self._seq = itertools.count()
         self.events_sent = 0
@@ -284,13 +285,14 @@ class Pbx:
             paused_reason=reason,
         )
         self.queues[queue].members.append(member)
+        self._members_of.setdefault(member.phone.exten, []).append(member)
         if dynamic:
             self.emit("QueueMemberAdded", "agent", member.headers())
             self.dispatch_all()
         return member
 
     def members_of(self, phone: Phone) -> list[Member]:
-        return [m for q in self.queues.values() for m in q.members if m.phone is phone]
+        return self._members_of.get(phone.exten, [])
 
     def set_phone(self, phone: Phone, state: PhoneState) -> None:
         phone.state = state
@@ -343,6 +345,7 @@ class Pbx:
 
     def remove_member(self, member: Member) -> None:
         self.queues[member.queue].members.remove(member)
+        self._members_of[member.phone.exten].remove(member)
         self.emit("QueueMemberRemoved", "agent", member.headers())
 
     def find_call_channel(self, name: str) -> Channel | None:

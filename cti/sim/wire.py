@@ -13,8 +13,11 @@ MAX_MESSAGE_BYTES = 64 * 1024
 
 def encode(headers: Headers) -> bytes:
     """One AMI message; values never contain line breaks (they are replaced by spaces)."""
-    lines = [f"{name}: {_one_line(value)}\r\n" for name, value in headers]
-    return ("".join(lines) + "\r\n").encode()
+    body = "\r\n".join([f"{name}: {value}" for name, value in headers])
+    breaks = len(headers) - 1
+    if body.count("\n") != breaks or body.count("\r") != breaks:  # a value has a line break
+        body = "\r\n".join([f"{name}: {_one_line(value)}" for name, value in headers])
+    return f"{body}\r\n\r\n".encode()
 
 
 def _one_line(value: str) -> str:

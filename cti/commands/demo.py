@@ -71,6 +71,13 @@ def run(args: argparse.Namespace, config: Config) -> int:
         return asyncio.run(_demo(args, config))
     except KeyboardInterrupt:
         return 0
+    except OSError as exc:  # typically a port already in use
+        print(
+            f"cti demo: {exc}; is another demo or daemon running? "
+            "choose other ports with --http-port/--agi-port/--ami-port",
+            file=sys.stderr,
+        )
+        return 1
 
 
 async def _open_store(url: str, config: Config) -> tuple[object, str]:

@@ -24,7 +24,7 @@ from crm_core import schema
 from crm_core.cache import TtlCache
 from crm_core.db import create_engine, sqlite_path
 from crm_core.errors import CrmError, CrmUnavailable, InvalidCustomer
-from crm_core.lookup import Holder, NumberLookup
+from crm_core.lookup import EngineLookup, Facts, Holder, NumberLookup
 from crm_core.models import (
     CASE_OPEN_STATUSES,
     FLAGS,
@@ -105,6 +105,32 @@ def _describe_db_error(exc: BaseException) -> str:
     return f"{type(original).__name__}: {text}" if text else type(original).__name__
 
 
+def rank(holders: Sequence[Holder], facts: Sequence[Facts]) -> tuple[Candidate, ...]:
+    """Order customers sharing a number: open case, then recent order, then latest call."""
+    now = datetime.now(UTC)
+    oldest = datetime.min.replace(tzinfo=UTC)
+    by_id = {f.customer_id: f for f in facts}
+    scored = []
+    for customer_id, external_id, name in holders:
+        fact = by_id.get(customer_id)
+        case = (fact.case_id, fact.case_tier) if fact and fact.case_id is not None else None
+        order_at = fact.last_order if fact else None
+        recent_order = order_at if order_at and now - order_at <= RECENT_ORDER else None
+        call_at = fact.last_call if fact else None
+        reasons = []
+        if case:
+            reasons.append(f"open case #{case[0]}" + (f" ({case[1]})" if case[1] else ""))
+        if recent_order:
+            reasons.append(f"order placed {_ago(recent_order, now)}")
+        if call_at:
+            reasons.append(f"last call {_ago(call_at, now)}")
+        key = (case is not None, recent_order or oldest, call_at or oldest, -customer_id)
+        reason = "; ".join(reasons) or "no open case, recent order or past call"
+        scored.append((key, Candidate(customer_id, external_id, name, reason)))
+    scored.sort(key=lambda item: item[0], reverse=True)
+    return tuple(candidate for _, candidate in scored)
+
+
 class CrmStore:
     """The CRM on a SQLAlchemy async engine. Build it with ``open`` or ``from_config``."""
 
@@ -126,7 +152,11 @@ class CrmStore:
         self.view_orders = view_orders
         self._dialect = engine.dialect.name
         in_memory = self._dialect == "sqlite" and sqlite_path(str(engine.url)) is None
-        self._lookup = None if in_memory else NumberLookup(engine.url, MAX_CANDIDATES)
+        self._lookup: NumberLookup | EngineLookup = (
+            EngineLookup(engine, MAX_CANDIDATES)
+            if in_memory
+            else NumberLookup(engine.url, MAX_CANDIDATES)
+        )
 
     # -- lifetime ---------------------------------------------------------------------------
 
@@ -190,8 +220,7 @@ class CrmStore:
         )
 
     async def close(self) -> None:
-        if self._lookup is not None:
-            await self._lookup.close()
+        await self._lookup.close()
         await self.engine.dispose()
 
     async def __aenter__(self) -> CrmStore:
@@ -255,76 +284,15 @@ class CrmStore:
         elif len(holders) == 1:
             result = Resolution("match", number.e164, caller, (Candidate(*holders[0]),))
         else:
-            async with self._read("resolve") as conn:
-                ranked = await self._rank(conn, holders)
-            result = Resolution("ambiguous", number.e164, caller, ranked)
+            async with self._guard("resolve"):
+                facts = await self._lookup.facts([h[0] for h in holders])
+            result = Resolution("ambiguous", number.e164, caller, rank(holders, facts))
         self.cache.put(number.e164, result, generation)
         return result
 
     async def _holders(self, e164: str) -> list[Holder]:
-        if self._lookup is not None:
+        async with self._guard("resolve"):
             return await self._lookup.holders(e164)
-        async with self._read("resolve") as conn:
-            rows = await conn.execute(
-                select(Customer.id, Customer.external_id, Customer.name)
-                .join(PhoneNumber, PhoneNumber.customer_id == Customer.id)
-                .where(PhoneNumber.e164 == e164)
-                .group_by(Customer.id, Customer.external_id, Customer.name)
-                .order_by(Customer.id)
-                .limit(MAX_CANDIDATES)
-            )
-            return [(r[0], r[1], r[2]) for r in rows]
-
-    async def _rank(self, conn: AsyncConnection, rows: list[Holder]) -> tuple[Candidate, ...]:
-        """Rank customers sharing a number: open case, then recent order, then latest call."""
-        ids = [r[0] for r in rows]
-        now = datetime.now(UTC)
-        cases: dict[int, tuple[int, str | None]] = {}
-        for case_id, customer_id, tier in (
-            await conn.execute(
-                select(Case.id, Case.customer_id, Case.tier)
-                .where(Case.customer_id.in_(ids), Case.status.in_(CASE_OPEN_STATUSES))
-                .order_by(Case.id)
-            )
-        ).all():
-            cases.setdefault(customer_id, (case_id, tier))
-        orders = dict(
-            (
-                await conn.execute(
-                    select(Order.customer_id, func.max(Order.placed_at))
-                    .where(Order.customer_id.in_(ids))
-                    .group_by(Order.customer_id)
-                )
-            ).all()
-        )
-        calls = dict(
-            (
-                await conn.execute(
-                    select(Interaction.customer_id, func.max(Interaction.started_at))
-                    .where(Interaction.customer_id.in_(ids))
-                    .group_by(Interaction.customer_id)
-                )
-            ).all()
-        )
-        oldest = datetime.min.replace(tzinfo=UTC)
-        scored = []
-        for customer_id, external_id, name in rows:
-            case = cases.get(customer_id)
-            order_at = utc(orders.get(customer_id))
-            recent_order = order_at if order_at and now - order_at <= RECENT_ORDER else None
-            call_at = utc(calls.get(customer_id))
-            reasons = []
-            if case:
-                reasons.append(f"open case #{case[0]}" + (f" ({case[1]})" if case[1] else ""))
-            if recent_order:
-                reasons.append(f"order placed {_ago(recent_order, now)}")
-            if call_at:
-                reasons.append(f"last call {_ago(call_at, now)}")
-            key = (case is not None, recent_order or oldest, call_at or oldest, -customer_id)
-            reason = "; ".join(reasons) or "no open case, recent order or past call"
-            scored.append((key, Candidate(customer_id, external_id, name, reason)))
-        scored.sort(key=lambda item: item[0], reverse=True)
-        return tuple(candidate for _, candidate in scored)
 
     # -- the 360° view ----------------------------------------------------------------------
 

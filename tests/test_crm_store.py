@@ -291,3 +291,16 @@ async def test_a_call_for_a_customer_deleted_meanwhile_is_still_recorded(store: 
     row = await store.interaction("gone-1")
     assert row is not None
     assert (row["customer_id"], row["extra"]) == (None, {"missing_customer_id": 987654})
+
+
+async def test_an_in_memory_store_resolves_and_ranks_like_a_file() -> None:
+    store = await CrmStore.open("sqlite+aiosqlite:///:memory:")
+    try:
+        a = await store.upsert_customer(name="A", phones=["02079460100"])
+        b = await store.upsert_customer(name="B", phones=["02079460100"])
+        await add_case(store, b.customer_id)
+        result = await store.resolve("+442079460100")
+        assert result.status == "ambiguous"
+        assert [c.customer_id for c in result.candidates] == [b.customer_id, a.customer_id]
+    finally:
+        await store.close()

@@ -119,10 +119,11 @@ class SimCall:
     async def run(self) -> CallSummary:
         try:
             self._arrive()
-            queue, priority = await self._route()
-            target: str | None = queue
+            target: str | None = await self._route()
             while target is not None:
-                target = await self._queue_phase(target, priority)
+                # QUEUE_PRIO from CTI_PRIORITY, as [from-pstn] and [transfer] compute it: the
+                # router sets it, an escalation (Setvar before Redirect) raises it.
+                target = await self._queue_phase(target, self._queue_prio())
         finally:
             for task in list(self._timers):
                 task.cancel()
@@ -181,7 +182,11 @@ class SimCall:
             trunk.caller_num, trunk.caller_name = "anonymous", "Anonymous"
             pbx.channel_event("NewCallerid", trunk, ("CID-CallingPres", _PROHIBITED))
 
-    async def _route(self) -> tuple[str, int]:
+    def _queue_prio(self) -> int:
+        text = self.trunk.variables.get("CTI_PRIORITY", "")
+        return int(text) if _PRIO.match(text) else 0
+
+    async def _route(self) -> str:
         """``AGI(agi://cti:4573/route,${EXTEN})``, then the fallback rules of ``[from-pstn]``."""
         trunk, dialplan = self.trunk, self.dialplan
         trunk.priority = 6
@@ -214,10 +219,9 @@ class SimCall:
         queue = variables.get("CTI_QUEUE", "")
         if queue not in self.pbx.queues:
             queue = dialplan.default_queue
-        priority_text = variables.get("CTI_PRIORITY", "")
-        priority = int(priority_text) if _PRIO.match(priority_text) else 0
-        self.pbx.set_var(trunk, "QUEUE_PRIO", str(priority))
-        return queue, priority
+        trunk.variables.update(variables)
+        self.pbx.set_var(trunk, "QUEUE_PRIO", str(self._queue_prio()))
+        return queue
 
     # -- waiting in a queue -----------------------------------------------------------------
     async def _queue_phase(self, name: str, priority: int) -> str | None:

@@ -167,3 +167,12 @@ def test_serialise_action_repeats_a_multi_line_value_as_headers() -> None:
 def test_serialise_action_refuses_header_injection(fields: dict[str, str]) -> None:
     with pytest.raises(ValueError):
         serialise_action(fields)
+
+
+def test_skipped_events_are_dropped_unparsed_and_counted(traces_dir: Path) -> None:
+    data = (traces_dir / "asterisk22" / "answered_tier1.ami").read_bytes()
+    everything = AmiParser().feed(data)
+    parser = AmiParser(skip_events={"VarSet", "Newexten"})
+    kept = parser.feed(data)
+    assert kept == [m for m in everything if m["Event"] not in ("VarSet", "Newexten")]
+    assert parser.skipped == len(everything) - len(kept) > 0

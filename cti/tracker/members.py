@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 # Asterisk's AST_DEVICE_* numbers, as QueueMember* events report them in `Status`.
@@ -33,8 +33,31 @@ class MemberState:
     ring_no_answer: int = 0
     penalty: int = 0
 
+    def as_tuple(self) -> tuple[Any, ...]:
+        return (
+            self.member,
+            self.logged_in,
+            self.paused,
+            self.reason,
+            self.status,
+            self.in_call,
+            self.ring_no_answer,
+            self.penalty,
+        )
+
     def as_data(self) -> dict[str, Any]:
-        return asdict(self)
+        return {
+            "queue": self.queue,
+            "interface": self.interface,
+            "member": self.member,
+            "logged_in": self.logged_in,
+            "paused": self.paused,
+            "reason": self.reason,
+            "status": self.status,
+            "in_call": self.in_call,
+            "ring_no_answer": self.ring_no_answer,
+            "penalty": self.penalty,
+        }
 
 
 class MemberBook:
@@ -67,34 +90,44 @@ class MemberBook:
         return state
 
     def update(self, event: Mapping[str, str], kind: str) -> list[MemberState]:
-        """Apply a QueueMember* / AgentRingNoAnswer / QueueMember (list item) event."""
+        """Apply a QueueMember* / Agent* / QueueMember (list item) event; return the states it
+        changed (a removed member is returned logged out and forgotten)."""
         interface = event.get("Interface") or event.get("Location") or ""
         if not interface:
             return []
         member = event.get("MemberName") or event.get("Name") or ""
         queue = event.get("Queue") or ""
+        fresh = False
         if queue:
+            fresh = (queue, interface) not in self._members
             targets = [self._state(queue, interface, member)]
         else:  # e.g. a pause in every queue at once
             targets = [s for (q, i), s in self._members.items() if i == interface]
+        paused = event.get("Paused")
+        status = event.get("Status")
+        in_call = event.get("InCall")
+        penalty = event.get("Penalty")
+        changed = []
         for state in targets:
+            before = state.as_tuple()
             if kind == "removed":
                 state.logged_in = False
-            elif kind in ("added", "status", "pause", "penalty", "list"):
+                self._members.pop((state.queue, state.interface), None)
+                changed.append(state)
+                continue
+            if kind in ("added", "status", "pause", "penalty", "list"):
                 state.logged_in = True
             if kind == "ring_no_answer":
                 state.ring_no_answer += 1
-            if "Paused" in event:
-                state.paused = event["Paused"] == "1"
+            if paused is not None:
+                state.paused = paused == "1"
                 state.reason = event.get("PausedReason", "") if state.paused else ""
-            if "Status" in event:
-                state.status = DEVICE_STATUS.get(event["Status"], event["Status"])
-            if "InCall" in event:
-                state.in_call = event["InCall"] == "1"
-            penalty = event.get("Penalty")
+            if status is not None:
+                state.status = DEVICE_STATUS.get(status, status)
+            if in_call is not None:
+                state.in_call = in_call == "1"
             if penalty and penalty.lstrip("-").isdigit():
                 state.penalty = int(penalty)
-        if kind == "removed":
-            for state in targets:
-                self._members.pop((state.queue, state.interface), None)
-        return targets
+            if fresh or state.as_tuple() != before:
+                changed.append(state)
+        return changed

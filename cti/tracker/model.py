@@ -20,35 +20,58 @@ def interface_device(interface: str) -> str:
     return interface[:-2] if interface.endswith("/n") else interface
 
 
-@dataclass(slots=True, eq=False)
 class Channel:
-    name: str
-    uniqueid: str
-    linkedid: str
-    caller_num: str = ""
-    caller_name: str = ""
-    state: str = ""
-    bridge: str | None = None
-    member: str | None = None  # queue member name when a queue rang this channel
-    interface: str | None = None
-    queue: str | None = None  # the queue whose member this channel is
-    calls: list[str] = field(default_factory=list)  # call ids this channel counts towards
-    dialed: list[str] = field(default_factory=list)  # uniqueids it dialled, in order
-    queues_pending: list[str] = field(default_factory=list)  # queues joined, not yet credited
-    answered_dial: bool = False  # a Dial from this channel was answered (queue join → answer)
-    cause: str = ""
-    hangup_requested: bool = False
+    """One Asterisk channel as the tracker follows it (a plain slotted class: it is hot)."""
 
-    @property
-    def is_local(self) -> bool:
-        return self.name.startswith("Local/")
+    __slots__ = (
+        "answered_dial",
+        "bridge",
+        "caller_name",
+        "caller_num",
+        "calls",
+        "cause",
+        "dialed",
+        "hangup_requested",
+        "interface",
+        "is_local",
+        "linkedid",
+        "member",
+        "name",
+        "partner_name",
+        "queue",
+        "queues_pending",
+        "uniqueid",
+    )
 
-    @property
-    def partner_name(self) -> str | None:
-        """The other end of a Local channel pipe (``;1`` <-> ``;2``)."""
-        if self.is_local and self.name[-2:-1] == ";":
-            return self.name[:-1] + ("2" if self.name[-1] == "1" else "1")
-        return None
+    def __init__(self, name: str, uniqueid: str, linkedid: str) -> None:
+        self.uniqueid = uniqueid
+        self.linkedid = linkedid
+        self.caller_num = ""
+        self.caller_name = ""
+        self.bridge: str | None = None
+        self.member: str | None = None  # queue member name when a queue rang this channel
+        self.interface: str | None = None
+        self.queue: str | None = None  # the queue whose member this channel is
+        self.calls: list[str] = []  # call ids this channel counts towards
+        self.dialed: list[str] = []  # uniqueids it dialled, in order
+        self.queues_pending: list[str] = []  # queues joined, not yet credited to a call
+        self.answered_dial = False  # a Dial from this channel was answered since its queue join
+        self.cause = ""
+        self.hangup_requested = False
+        self.renamed(name)
+
+    def renamed(self, name: str) -> None:
+        self.name = name
+        self.is_local = name.startswith("Local/")
+        # the other end of a Local channel pipe (;1 <-> ;2)
+        self.partner_name: str | None = (
+            name[:-1] + ("2" if name[-1] == "1" else "1")
+            if self.is_local and name[-2:-1] == ";"
+            else None
+        )
+
+    def __repr__(self) -> str:
+        return f"Channel({self.name!r}, {self.uniqueid!r}, linkedid={self.linkedid!r})"
 
 
 @dataclass(slots=True, eq=False)
@@ -56,6 +79,7 @@ class Bridge:
     uniqueid: str
     members: dict[str, None] = field(default_factory=dict)  # uniqueids, insertion ordered
     seen: dict[str, None] = field(default_factory=dict)  # every uniqueid that was ever in it
+    calls: dict[str, None] = field(default_factory=dict)  # calls whose connection runs through
 
 
 @dataclass(slots=True, eq=False)
@@ -77,9 +101,8 @@ class Call:
     hangup_by: str | None = None
     connected: bool = False
     live: set[str] = field(default_factory=set)  # uniqueids of live channels counting for it
-    ringing: dict[str, dict[str, Any]] = field(default_factory=dict)  # dest uid -> ringing data
-    blind_pending: dict[str, dict[str, Any]] = field(default_factory=dict)  # uid -> transfer
     abandon_queue: str | None = None  # a QueueCallerAbandon not yet confirmed by a hang-up
     cause: str = ""
     resynced: bool = False
+    via: set[str] = field(default_factory=set)  # bridges its caller's connection runs through
     hangup_forced: str | None = None  # e.g. "system" when a resync found the channels gone

@@ -73,11 +73,8 @@ def reconcile(tracker: CallTracker, items: Sequence[Event]) -> list[CallEvent]:
         _hang_up_vanished(tracker, set(listed), now, out)
 
     for item in members:
-        before = tracker.members.get(item.get("Queue", ""), item.get("Location", ""))
-        snapshot = before.as_data() if before is not None else None
-        for state in tracker.members.update(item, "list"):
-            if state.as_data() != snapshot:
-                tracker.emit_agent_state(out, state, now, "resync")
+        for state in tracker.members.update(item, "list"):  # only what changed
+            tracker.emit_agent_state(out, state, now, "resync")
 
     adopted = _adopt(tracker, listed, entries, bridged, now, out)
     _rebridge(tracker, bridged, now, out)

@@ -10,7 +10,7 @@ Local channel pipes (``;1`` <-> ``;2``). ``hangup_by`` follows ``BridgeLeave`` o
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -27,6 +27,18 @@ Normaliser = Callable[[str], str | None]
 # Dropped before anything else: two thirds of all AMI traffic, nothing a call tracker needs.
 DROPPED = frozenset({"VarSet", "Newexten"})
 NO_NUMBER = frozenset({"", "<unknown>", "unknown"})
+# Header names of the channels an event names besides its own.
+OWN = ("Uniqueid", "Channel", "Linkedid")
+DEST = ("DestUniqueid", "DestChannel", "DestLinkedid")
+TRANSFERER = ("TransfererUniqueid", "TransfererChannel", "TransfererLinkedid")
+TRANSFEREE = ("TransfereeUniqueid", "TransfereeChannel", "TransfereeLinkedid")
+ORIG_TRANSFERER = ("OrigTransfererUniqueid", "OrigTransfererChannel", "OrigTransfererLinkedid")
+SECOND_TRANSFERER = (
+    "SecondTransfererUniqueid",
+    "SecondTransfererChannel",
+    "SecondTransfererLinkedid",
+)
+TRANSFER_TARGET = ("TransferTargetUniqueid", "TransferTargetChannel", "TransferTargetLinkedid")
 RECENTLY_ENDED = 4096  # ids of ended calls remembered, so late events do not resurrect them
 
 SUMMARY_KEYS = (
@@ -44,14 +56,11 @@ SUMMARY_KEYS = (
 )
 
 
-def _ts(event: Event) -> float | None:
-    raw = event.get("Timestamp")
-    if raw:
-        try:
-            return float(raw)
-        except ValueError:
-            return None
-    return None
+def _ts(raw: str) -> float | None:
+    try:
+        return float(raw)
+    except ValueError:
+        return None
 
 
 def _secs(start: float | None, end: float | None) -> float | None:
@@ -77,12 +86,15 @@ class CallTracker:
         self._calls: dict[str, Call] = {}  # call id -> call
         self._callers: dict[str, Call] = {}  # caller channel uniqueid -> call
         self._ended: OrderedDict[str, None] = OrderedDict()
+        # transferee uniqueid -> its blind transfer, until the dial that names the target
+        self._blind_pending: dict[str, dict[str, Any]] = {}
+        # uniqueid of a ringing phone's channel -> (the call it rings for, what was reported)
+        self._ringing: dict[str, tuple[Call, dict[str, Any]]] = {}
         self.members = MemberBook()
         self.last_ts: float | None = None  # the newest event Timestamp seen (resync estimates)
         self._handlers: dict[str, Callable[[Event, float | None, list[CallEvent]], None]] = {
             "Newchannel": self._on_newchannel,
-            "NewCallerid": self._on_channel_update,
-            "Newstate": self._on_channel_update,
+            "NewCallerid": self._on_channel_update,  # Newstate repeats the ID: not needed
             "Rename": self._on_rename,
             "DialBegin": self._on_dial_begin,
             "DialEnd": self._on_dial_end,
@@ -111,21 +123,25 @@ class CallTracker:
 
     # ----------------------------------------------------------------- public API
 
+    @property
+    def wanted_events(self) -> frozenset[str]:
+        """The AMI events this tracker uses: an AMI ``Filter`` can drop the rest at the source."""
+        return frozenset(self._handlers)
+
     def feed(self, event: Event) -> list[CallEvent]:
-        name = event.get("Event")
-        if name is None or name in DROPPED:
-            return []
-        handler = self._handlers.get(name)
+        # One lookup drops what is not handled (VarSet and Newexten first of all).
+        handler = self._handlers.get(event.get("Event"))  # type: ignore[arg-type]
         if handler is None:
             return []
         out: list[CallEvent] = []
-        ts = _ts(event)
+        raw = event.get("Timestamp")
+        ts = _ts(raw) if raw else None
         if ts is not None:
             self.last_ts = ts
         try:
             handler(event, ts, out)
         except Exception as exc:  # a bug here must not stop the flow of events
-            log.warning("tracker.event_failed", ami_event=name, error=repr(exc))
+            log.warning("tracker.event_failed", ami_event=event.get("Event"), error=repr(exc))
         return out
 
     def call_id_for_uniqueid(self, uniqueid: str) -> str | None:
@@ -192,18 +208,22 @@ class CallTracker:
             call = self._calls.get(chan.calls[0])
         return call
 
-    def _chan(self, event: Event, prefix: str = "") -> Channel | None:
-        uid = event.get(prefix + "Uniqueid")
-        chan = self._channels.get(uid) if uid else None
+    def _chan(
+        self, event: Event, keys: tuple[str, str, str] = ("Uniqueid", "Channel", "Linkedid")
+    ) -> Channel | None:
+        """The channel an event names (by ``keys``: its Uniqueid, Channel, Linkedid headers)."""
+        uid = event.get(keys[0])
+        chan = self._channels.get(uid) if uid is not None else None
         if chan is None:
-            name = event.get(prefix + "Channel")
+            name = event.get(keys[1])
             if name:
                 found = self._by_name.get(name)
                 chan = self._channels.get(found) if found else None
-        if chan is not None:
-            linkedid = event.get(prefix + "Linkedid")
-            if linkedid and linkedid != chan.linkedid:
-                self._relink(chan, linkedid)
+            if chan is None:
+                return None
+        linkedid = event.get(keys[2])
+        if linkedid and linkedid != chan.linkedid:
+            self._relink(chan, linkedid)
         return chan
 
     def _relink(self, chan: Channel, linkedid: str) -> None:
@@ -241,17 +261,22 @@ class CallTracker:
     def _party_name(self, chan: Channel) -> str:
         return chan.member or device_name(chan.name)
 
-    def _neighbours(self, chan: Channel, skip_bridge: str | None = None) -> Iterable[Channel]:
-        partner = self._partner(chan)
-        if partner is not None:
-            yield partner
+    def _neighbours(self, chan: Channel, skip_bridge: str | None = None) -> list[Channel]:
+        out: list[Channel] = []
+        if chan.partner_name is not None:
+            uid = self._by_name.get(chan.partner_name)
+            partner = self._channels.get(uid) if uid else None
+            if partner is not None:
+                out.append(partner)
         if chan.bridge and chan.bridge != skip_bridge:
             bridge = self._bridges.get(chan.bridge)
             if bridge is not None:
+                channels = self._channels
                 for uid in bridge.members:
-                    other = self._channels.get(uid)
+                    other = channels.get(uid)
                     if other is not None and other is not chan:
-                        yield other
+                        out.append(other)
+        return out
 
     def _walk(
         self, start: Channel, skip_bridge: str | None = None, avoid: set[str] | None = None
@@ -280,18 +305,36 @@ class CallTracker:
 
     def _component_calls(self, chan: Channel) -> list[Call]:
         """Live calls whose caller is connected to ``chan`` through pipes and bridges."""
+        channels, by_name, bridges, callers = (
+            self._channels,
+            self._by_name,
+            self._bridges,
+            self._callers,
+        )
         seen = {chan.uniqueid}
-        queue = deque([chan])
+        stack = [chan]
         found: list[Call] = []
-        while queue:
-            cur = queue.popleft()
-            call = self._callers.get(cur.uniqueid)
+        while stack:
+            cur = stack.pop()
+            call = callers.get(cur.uniqueid)
             if call is not None and call not in found:
                 found.append(call)
-            for other in self._neighbours(cur):
-                if other.uniqueid not in seen:
-                    seen.add(other.uniqueid)
-                    queue.append(other)
+            if cur.partner_name is not None:
+                uid = by_name.get(cur.partner_name)
+                if uid is not None and uid not in seen:
+                    seen.add(uid)
+                    other = channels.get(uid)
+                    if other is not None:
+                        stack.append(other)
+            if cur.bridge is not None:
+                bridge = bridges.get(cur.bridge)
+                if bridge is not None:
+                    for uid in bridge.members:
+                        if uid not in seen:
+                            seen.add(uid)
+                            other = channels.get(uid)
+                            if other is not None:
+                                stack.append(other)
         return found
 
     def _resolve_party(self, chan: Channel, avoid: set[str]) -> Channel | None:
@@ -366,8 +409,7 @@ class CallTracker:
             log.debug("tracker.channel_without_id", channel=name)
             return None
         linkedid = event.get("Linkedid") or uid
-        chan = Channel(name=name, uniqueid=uid, linkedid=linkedid)
-        chan.state = event.get("ChannelStateDesc", "")
+        chan = Channel(name, uid, linkedid)
         chan.caller_num = event.get("CallerIDNum", "")
         chan.caller_name = event.get("CallerIDName", "")
         self._channels[uid] = chan
@@ -440,11 +482,27 @@ class CallTracker:
         if caller is None:
             return
         parties, passed = self._walk(caller)
+        via: set[str] = set()
+        if caller.bridge is not None:
+            via.add(caller.bridge)
         for chan in passed:
+            if chan.bridge is not None:
+                via.add(chan.bridge)
             if chan.queues_pending:
                 for queue in chan.queues_pending:
                     call.queues.append(queue)
                 chan.queues_pending.clear()
+        if via != call.via:  # index the bridges the call's connection runs through
+            bridges = self._bridges
+            for bridge_id in call.via - via:
+                bridge = bridges.get(bridge_id)
+                if bridge is not None:
+                    bridge.calls.pop(call.call_id, None)
+            for bridge_id in via - call.via:
+                bridge = bridges.get(bridge_id)
+                if bridge is not None:
+                    bridge.calls[call.call_id] = None
+            call.via = via
         for party in parties:
             name = self._party_name(party)
             if name in call.agents:
@@ -455,7 +513,8 @@ class CallTracker:
                 call.answered_ts = ts
                 self.offer(call, ts, out)
             call.abandon_queue = None
-            ring = call.ringing.pop(party.uniqueid, None) or {}
+            entry = self._ringing.pop(party.uniqueid, None)
+            ring = entry[1] if entry is not None else {}
             self.emit(
                 out,
                 call,
@@ -484,14 +543,13 @@ class CallTracker:
         self.add_channel(event, ts, out)
 
     def _on_channel_update(self, event: Event, ts: float | None, out: list[CallEvent]) -> None:
-        chan = self._chan(event)
-        if chan is None:
-            log.debug("tracker.unknown_channel", ami_event=event.get("Event"))
+        # Newstate/NewCallerid: only the caller's ID matters, and only until it is offered.
+        call = self._callers.get(event.get("Uniqueid", ""))
+        if call is None or call.caller_frozen:
             return
-        state = event.get("ChannelStateDesc")
-        if state:
-            chan.state = state
-        self._update_caller_id(chan, event)
+        chan = self._channels.get(call.caller_uid)
+        if chan is not None:
+            self._update_caller_id(chan, event)
 
     def _on_rename(self, event: Event, ts: float | None, out: list[CallEvent]) -> None:
         chan = self._chan(event)
@@ -500,7 +558,7 @@ class CallTracker:
             return
         if self._by_name.get(chan.name) == chan.uniqueid:
             del self._by_name[chan.name]
-        chan.name = new
+        chan.renamed(new)
         self._by_name[new] = chan.uniqueid
 
     def _on_hangup(self, event: Event, ts: float | None, out: list[CallEvent]) -> None:
@@ -521,6 +579,8 @@ class CallTracker:
         if chan.bridge:  # a missing BridgeLeave: leave now so the picture stays right
             self.leave_bridge(chan, chan.bridge, ts, out)
         self._channels.pop(chan.uniqueid, None)
+        if self._blind_pending:
+            self._blind_pending.pop(chan.uniqueid, None)
         if self._by_name.get(chan.name) == chan.uniqueid:
             del self._by_name[chan.name]
         caller_call = self._callers.pop(chan.uniqueid, None)
@@ -531,13 +591,13 @@ class CallTracker:
                 # the caller was a Local pipe: its other end now stands for the caller
                 caller_call.caller_uid = partner.uniqueid
                 self._callers[partner.uniqueid] = caller_call
+        entry = self._ringing.pop(chan.uniqueid, None)
+        if entry is not None and entry[0].call_id in self._calls:
+            self.emit(out, entry[0], "ring_stopped", ts, reason="hangup", **entry[1])
         for call_id in chan.calls:
             call = self._calls.get(call_id)
             if call is None:
                 continue
-            ring = call.ringing.pop(chan.uniqueid, None)
-            if ring is not None:
-                self.emit(out, call, "ring_stopped", ts, reason="hangup", **ring)
             call.live.discard(chan.uniqueid)
             if not call.live:
                 self._end_call(call, ts, out)
@@ -545,7 +605,7 @@ class CallTracker:
     # --------------------------------------------------------------- dialling
 
     def _on_dial_begin(self, event: Event, ts: float | None, out: list[CallEvent]) -> None:
-        dest = self._chan(event, "Dest")
+        dest = self._chan(event, DEST)
         src = self._chan(event)
         if src is not None:
             if dest is not None:
@@ -553,7 +613,8 @@ class CallTracker:
             call = self._call_for_caller_side(src)
             if call is not None and not call.offered:
                 self.offer(call, ts, out, event)
-            self._follow_blind(src, dest)
+            if self._blind_pending:
+                self._follow_blind(src, dest)
         if dest is None:
             return
         owner = self._call_of(src) if src is not None else self._call_of(dest)
@@ -565,23 +626,20 @@ class CallTracker:
             "agent_channel": dest.name,
             "queue": None,
         }
-        owner.ringing[dest.uniqueid] = ring
+        self._ringing[dest.uniqueid] = (owner, ring)
         self.emit(out, owner, "ringing", ts, **ring)
 
     def _follow_blind(self, src: Channel, dest: Channel | None) -> None:
         """After a blind transfer the transferee dials the target: name it, through Locals."""
-        for call in self._calls_of(src):
-            transfer = call.blind_pending.pop(src.uniqueid, None)
-            if transfer is None:
-                continue
-            if dest is None:
-                continue
-            if dest.is_local and not dest.member:
-                partner = self._partner(dest)
-                if partner is not None:
-                    call.blind_pending[partner.uniqueid] = transfer
-                    continue
-            transfer["to"] = self._party_name(dest)
+        transfer = self._blind_pending.pop(src.uniqueid, None)
+        if transfer is None or dest is None:
+            return
+        if dest.is_local and not dest.member:
+            partner = self._partner(dest)
+            if partner is not None:
+                self._blind_pending[partner.uniqueid] = transfer
+                return
+        transfer["to"] = self._party_name(dest)
 
     def _calls_of(self, chan: Channel) -> list[Call]:
         calls = [self._calls[c] for c in chan.calls if c in self._calls]
@@ -591,7 +649,7 @@ class CallTracker:
         return calls
 
     def _on_dial_end(self, event: Event, ts: float | None, out: list[CallEvent]) -> None:
-        dest = self._chan(event, "Dest")
+        dest = self._chan(event, DEST)
         src = self._chan(event)
         status = event.get("DialStatus", "")
         if src is not None:
@@ -602,12 +660,11 @@ class CallTracker:
                 src.answered_dial = True
         if dest is None:
             return
-        for call in self._calls_of(dest) + ([self._call_of(src)] if src is not None else []):
-            if call is None:
-                continue
-            ring = call.ringing.pop(dest.uniqueid, None)
-            if ring is not None and status != "ANSWER":
-                self.emit(out, call, "ring_stopped", ts, reason=status.lower(), **ring)
+        if status == "ANSWER":
+            return  # it stops ringing as "answered", once bridged with the caller
+        entry = self._ringing.pop(dest.uniqueid, None)
+        if entry is not None and entry[0].call_id in self._calls:
+            self.emit(out, entry[0], "ring_stopped", ts, reason=status.lower(), **entry[1])
 
     # ---------------------------------------------------------------- bridges
 
@@ -625,6 +682,8 @@ class CallTracker:
         bridge.members[chan.uniqueid] = None
         bridge.seen[chan.uniqueid] = None
         chan.bridge = bridge_id
+        if len(bridge.members) < 2:
+            return  # alone in a bridge: connected to nobody new
         for call in self._component_calls(chan):
             self.refresh(call, ts, out)
 
@@ -639,15 +698,24 @@ class CallTracker:
     def leave_bridge(
         self, chan: Channel, bridge_id: str, ts: float | None, out: list[CallEvent]
     ) -> None:
-        affected = self._component_calls(chan)
         bridge = self._bridges.get(bridge_id)
+        # Leaving adds nobody: only calls talking to someone can change, and only when the
+        # channel was not alone in the bridge.
+        affected = []
+        if bridge is not None and len(bridge.members) > 1:
+            calls = self._calls
+            for call_id in bridge.calls:
+                call = calls.get(call_id)
+                if call is not None and call.connected:
+                    affected.append(call)
+        elif bridge is None:
+            affected = [call for call in self._component_calls(chan) if call.connected]
         if bridge is not None:
             bridge.members.pop(chan.uniqueid, None)
         chan.bridge = None
         for call in affected:
-            was_connected = call.connected
             self.refresh(call, ts, out)
-            if was_connected and not call.connected:
+            if not call.connected:
                 call.hangup_by = self._side(call, chan, bridge_id)
 
     def _side(self, call: Call, chan: Channel, bridge_id: str) -> str:
@@ -746,7 +814,7 @@ class CallTracker:
             call.hangup_by = "caller"
 
     def _member_channel(self, event: Event) -> Channel | None:
-        dest = self._chan(event, "Dest")
+        dest = self._chan(event, DEST)
         if dest is None:
             return None
         member = event.get("MemberName")
@@ -770,7 +838,7 @@ class CallTracker:
             "agent_channel": dest.name,
             "queue": event.get("Queue"),
         }
-        call.ringing[dest.uniqueid] = ring
+        self._ringing[dest.uniqueid] = (call, ring)
         self.emit(out, call, "ringing", ts, **ring)
 
     def _on_agent_connect(self, event: Event, ts: float | None, out: list[CallEvent]) -> None:
@@ -793,25 +861,25 @@ class CallTracker:
         dest = self._member_channel(event)
         state = self._member_update(event, "ring_no_answer")
         if dest is not None:
-            for call in self._calls_of(dest):
-                ring = call.ringing.pop(dest.uniqueid, None)
-                if ring is not None:
-                    ring_ms = _int(event.get("RingTime"))  # milliseconds in this event
-                    self.emit(
-                        out,
-                        call,
-                        "ring_stopped",
-                        ts,
-                        reason="ring_no_answer",
-                        ring_s=ring_ms / 1000 if ring_ms is not None else None,
-                        **ring,
-                    )
+            entry = self._ringing.pop(dest.uniqueid, None)
+            if entry is not None:
+                ring_ms = _int(event.get("RingTime"))  # milliseconds in this event
+                self.emit(
+                    out,
+                    entry[0],
+                    "ring_stopped",
+                    ts,
+                    reason="ring_no_answer",
+                    ring_s=ring_ms / 1000 if ring_ms is not None else None,
+                    **entry[1],
+                )
         if state is not None:
             self._emit_agent(out, state, ts, event, "ring_no_answer")
 
     def _member_update(self, event: Event, kind: str) -> MemberState | None:
-        states = self.members.update(event, kind)
-        return states[0] if states else None
+        self.members.update(event, kind)
+        queue, interface = event.get("Queue"), event.get("Interface")
+        return self.members.get(queue, interface) if queue and interface else None
 
     def _emit_agent(
         self, out: list[CallEvent], state: MemberState, ts: float | None, event: Event, kind: str
@@ -821,7 +889,7 @@ class CallTracker:
 
     def _member_event(self, kind: str) -> Callable[[Event, float | None, list[CallEvent]], None]:
         def handle(event: Event, ts: float | None, out: list[CallEvent]) -> None:
-            for state in self.members.update(event, kind):
+            for state in self.members.update(event, kind):  # only real changes
                 self._emit_agent(out, state, ts, event, kind)
 
         return handle
@@ -831,8 +899,8 @@ class CallTracker:
     def _on_blind_transfer(self, event: Event, ts: float | None, out: list[CallEvent]) -> None:
         if event.get("Result") != "Success":
             return
-        transferer = self._chan(event, "Transferer")
-        transferee = self._chan(event, "Transferee")
+        transferer = self._chan(event, TRANSFERER)
+        transferee = self._chan(event, TRANSFEREE)
         if transferer is None:
             return
         call = self._call_of(transferer)
@@ -848,7 +916,7 @@ class CallTracker:
         }
         call.transfers.append(transfer)
         if transferee is not None:
-            call.blind_pending[transferee.uniqueid] = transfer
+            self._blind_pending[transferee.uniqueid] = transfer
         self.emit(
             out,
             call,
@@ -866,8 +934,8 @@ class CallTracker:
     def _on_attended_transfer(self, event: Event, ts: float | None, out: list[CallEvent]) -> None:
         if event.get("Result") != "Success":
             return
-        orig = self._chan(event, "OrigTransferer")
-        second = self._chan(event, "SecondTransferer")
+        orig = self._chan(event, ORIG_TRANSFERER)
+        second = self._chan(event, SECOND_TRANSFERER)
         if orig is None:
             return
         call = self._call_of(orig)
@@ -876,7 +944,7 @@ class CallTracker:
         avoid = self.caller_side(call) | {orig.uniqueid}
         if second is not None:
             avoid.add(second.uniqueid)
-        transferee = self._chan(event, "Transferee")
+        transferee = self._chan(event, TRANSFEREE)
         if transferee is not None:
             avoid.add(transferee.uniqueid)
         target = self._transfer_target(event, second, avoid)
@@ -907,7 +975,7 @@ class CallTracker:
     def _transfer_target(
         self, event: Event, second: Channel | None, avoid: set[str]
     ) -> Channel | None:
-        target = self._chan(event, "TransferTarget")
+        target = self._chan(event, TRANSFER_TARGET)
         if target is not None and target.uniqueid not in avoid:
             found = self._resolve_party(target, avoid)
             if found is not None:

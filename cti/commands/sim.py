@@ -26,7 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calls-per-second", type=float, default=1.0, help="arrival rate")
     parser.add_argument("--agents", type=int, default=20, help="simulated agents (0: config's)")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of arrivals")
-    parser.add_argument("--ami-port", type=int, default=5038, help="AMI port to serve (0: any)")
+    parser.add_argument(
+        "--ami-port", type=int, help="AMI port to serve (default [ami] port; 0: any free port)"
+    )
     parser.add_argument(
         "--agi", default=None, help="FastAGI router HOST:PORT (default from [agi]; 'none': skip)"
     )
@@ -58,7 +60,10 @@ def run(args: argparse.Namespace, config: Config) -> int:
 
 async def _sim(args: argparse.Namespace, config: Config) -> int:
     settings = settings_from_config(
-        config, ami_port=args.ami_port, time_scale=args.time_scale, seed=args.seed
+        config,
+        ami_port=config.ami.port if args.ami_port is None else args.ami_port,
+        time_scale=args.time_scale,
+        seed=args.seed,
     )
     agi_host, agi_port = _agi_target(args.agi, config)
     settings.dialplan = replace(settings.dialplan, agi_host=agi_host, agi_port=agi_port)

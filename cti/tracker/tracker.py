@@ -76,7 +76,14 @@ class CallTracker:
     ``crm_core.phone`` when ``normalise`` is not given.
     """
 
-    def __init__(self, *, normalise: Normaliser | None = None, region: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        normalise: Normaliser | None = None,
+        region: str | None = None,
+        remember_ended: int = RECENTLY_ENDED,
+    ) -> None:
+        self._remember_ended = remember_ended
         if normalise is None and region:
             normalise = _phone_normaliser(region)
         self._normalise = normalise
@@ -453,7 +460,7 @@ class CallTracker:
         if self._callers.get(call.caller_uid) is call:
             del self._callers[call.caller_uid]
         self._ended[call.call_id] = None
-        if len(self._ended) > RECENTLY_ENDED:
+        if len(self._ended) > self._remember_ended:
             self._ended.popitem(last=False)
 
     def _summary(self, call: Call) -> dict[str, Any]:

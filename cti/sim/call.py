@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 
 from cti.sim.agi import AgiRequest, AgiResult
-from cti.sim.channels import RINGING, UNKNOWN, UP, Bridge, Channel, local_pair
+from cti.sim.channels import RINGING, UP, Bridge, Channel, local_pair
 from cti.sim.pbx import Entry, Member, Pbx, SimQueue
 from cti.sim.scenarios import AgentBehaviour, CallerProfile, Dialplan, TalkEnd
 
@@ -88,11 +88,8 @@ class SimCall:
         self._timers: set[asyncio.Task[None]] = set()
         self._patience: asyncio.Task[None] | None = None
         self._started = pbx.clock()
-        caller_id = number if number is not None else "anonymous"
         self.caller, self.trunk = local_pair(pbx.ids, dialplan.did, "from-pstn")
         self.summary = CallSummary(self.caller.linkedid, number, profile.kind)
-        self._shown_num = caller_id
-        self._shown_name = "Anonymous" if number is None else profile.name
 
     # -- inbox ------------------------------------------------------------------------------
     def post(self, *message: Any) -> None:
@@ -946,7 +943,3 @@ class SimCall:
                     phone = self.pbx.phones.get(exten)
                     if phone is not None:
                         phone.state = "idle"
-
-
-def shown_caller(number: str | None) -> str:
-    return number if number is not None else UNKNOWN

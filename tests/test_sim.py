@@ -404,3 +404,65 @@ async def test_the_call_tracker_reports_what_the_simulator_knows_happened(tmp_pa
         assert [t["kind"] for t in got["transfers"]] == [t["kind"] for t in call.transfers]
         assert got["hangup_by"] == call.hangup_by, (call, got)
         assert got["queues"] == call.queues, (call, got)
+
+
+async def _until_event(ami: Ami, name: str, count: int = 1) -> dict[str, str]:
+    async with asyncio.timeout(10):
+        while True:
+            if len(found := ami.named(name)) >= count:
+                return found[count - 1]
+            await asyncio.sleep(0.01)
+
+
+async def test_an_atxfer_action_consults_tier2_then_hands_the_caller_over() -> None:
+    talkative = AgentBehaviour(miss_rate=0.0, talk_s=(200.0, 200.0), endings={"caller": 1.0})
+    simulator = Simulator(settings(behaviour=talkative))
+    await simulator.start()
+    try:
+        ami = await Ami.connect(simulator.ami_port)
+        call = simulator.place_call(KNOWN, KNOWN.numbers[0])
+        agent_channel = (await _until_event(ami, "AgentConnect"))["DestChannel"]
+        queued = await ami.action(
+            Action="Atxfer", Channel=agent_channel, Exten="8002", Context="transfer"
+        )
+        assert dict(queued)["Message"] == "Atxfer successfully queued"
+        transfer = await _until_event(ami, "AttendedTransfer")
+        caller = ami.named("Newchannel")[0]["Channel"]
+        await ami.action(Action="Hangup", Channel=caller)
+        summary = await asyncio.wait_for(call, 10)
+        await asyncio.sleep(0.05)
+        await ami.close()
+    finally:
+        await simulator.stop()
+    assert transfer["Result"] == "Success"
+    assert transfer["OrigTransfererChannel"] == agent_channel
+    assert transfer["TransfereeChannel"] == caller[:-1] + "2"
+    assert ami.named("QueueCallerJoin")[1]["Channel"].startswith("Local/8002@transfer-")
+    assert summary.agents == ["Agent 1001", "Agent 2001"]
+    assert [t["kind"] for t in summary.transfers] == ["attended"]
+    assert summary.queues == ["tier1", "tier2"]
+
+
+async def test_click_to_dial_originate_rings_the_agents_phone_and_reports_it(
+    sim: Simulator,
+) -> None:
+    ami = await Ami.connect(sim.ami_port)
+    queued = await ami.action(
+        Action="Originate",
+        ActionID="ctd-1",
+        Channel="Local/1001@agents/n",
+        Context="from-internal",
+        Exten="02079460000",
+        Priority="1",
+        Async="true",
+    )
+    assert dict(queued)["Message"] == "Originate successfully queued"
+    response = await _until_event(ami, "OriginateResponse")
+    refused = await ami.action(Action="Originate", Channel="Nope/x", Exten="1", Async="true")
+    failure = await _until_event(ami, "OriginateResponse", 2)
+    await ami.close()
+    assert response["ActionID"] == "ctd-1" and response["Response"] == "Success"
+    assert response["Channel"].startswith("Local/1001@agents-")
+    assert response["Channel"].endswith(";1")
+    assert dict(refused)["Message"] == "Originate successfully queued"
+    assert failure["Response"] == "Failure" and failure["Reason"] == "0"

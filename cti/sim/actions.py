@@ -194,9 +194,13 @@ class Actions:
         channel = self.pbx.channels.get(action.get("Channel"))
         if channel is None:
             return error(action, "Channel specified does not exist")
-        if not action.get("Exten"):
+        exten = action.get("Exten")
+        if not exten:
             return error(action, "No extension specified")
-        return error(action, "Atxfer is not simulated; use BlindTransfer or Redirect")
+        if channel.bridge is None or not hasattr(channel.owner, "post"):
+            return error(action, "Atxfer failed")
+        channel.owner.post("atxfer", action.get("Context") or "transfer", exten)
+        return success(action, "Atxfer successfully queued")
 
     def hangup(self, action: Action) -> list[Headers]:
         name = action.get("Channel")
@@ -251,6 +255,7 @@ class Actions:
             return
         device = target.split("/", 1)[1]
         dial_exten, _, dial_context = device.partition("@")
+        dial_context = dial_context.split("/", 1)[0]  # Local/1001@agents/n: "/n" is an option
         one, two = local_pair(pbx.ids, dial_exten, dial_context or "agents")
         owner = _Originated()
         pbx.add_channel(one, owner)

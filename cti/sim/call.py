@@ -527,6 +527,11 @@ class SimCall:
                 return self._blind(leg, answered_at, self.dialplan.transfer_context, exten)
             if kind == "blind":
                 return self._blind(leg, answered_at, message[1], message[2])
+            if kind == "atxfer":
+                context, exten = message[1], message[2]
+                target = self.dialplan.queue_for(context, exten)
+                if target in self.pbx.queues and context == self.dialplan.transfer_context:
+                    return await self._attended(queue, leg, answered_at, exten)
             if kind == "redirect":
                 return self._redirect_from_bridge(leg, answered_at, message[1], message[2])
             if kind == "hangup":

@@ -68,6 +68,7 @@ async def test_a_healthy_installation_passes_every_check(tmp_path: Path) -> None
         "ami login",
         "write originate",
         "read call",
+        "timestamps",
         "write call",
         "write agent",
         "queue tier1",
@@ -181,4 +182,4 @@ async def test_cli_prints_a_verdict_per_line_and_exits_non_zero_on_failure(
     assert proc.returncode == 1, (out, err)
     assert any(line.startswith("OK   ami login") for line in lines), lines
     assert any(line.startswith("FAIL queue tier3") for line in lines), lines
-    assert lines[-1] == "cti doctor: 1 of 12 checks FAILED (see above)"
+    assert lines[-1] == "cti doctor: 1 of 13 checks FAILED (see above)"

@@ -204,6 +204,14 @@ async def _check_permissions(ami: _Ami, report: Report) -> None:
             )
         else:
             report.ok("read call", "call events arrive (OriginateResponse)")
+            if "Timestamp" in reply:
+                report.ok("timestamps", "events carry Asterisk's Timestamp")
+            else:
+                report.note(
+                    "timestamps",
+                    "events have no Timestamp: wait/talk times use this host's clock; "
+                    "set timestampevents = yes in manager.conf [general]",
+                )
     redirect = await ami.action(
         {
             "Action": "Redirect",

@@ -190,7 +190,9 @@ class CallTracker:
     def emit_agent_state(
         self, out: list[CallEvent], state: MemberState, ts: float | None, change: str
     ) -> None:
-        out.append(CallEvent("", "agent_state", ts, {**state.as_data(), "change": change}))
+        data = state.as_data()
+        data["change"] = change
+        out.append(CallEvent("", "agent_state", ts, data))
 
     @property
     def sizes(self) -> dict[str, int]:
@@ -576,7 +578,7 @@ class CallTracker:
         self.hang_up(chan, ts, out, event.get("Cause", ""))
 
     def _on_hangup_request(self, event: Event, ts: float | None, out: list[CallEvent]) -> None:
-        chan = self._chan(event)
+        chan = self._channels.get(event.get("Uniqueid", ""))
         if chan is not None:
             chan.hangup_requested = True
 
@@ -892,7 +894,9 @@ class CallTracker:
         self, out: list[CallEvent], state: MemberState, ts: float | None, event: Event, kind: str
     ) -> None:
         linkedid = event.get("Linkedid", "")
-        out.append(CallEvent(linkedid, "agent_state", ts, {**state.as_data(), "change": kind}))
+        data = state.as_data()
+        data["change"] = kind
+        out.append(CallEvent(linkedid, "agent_state", ts, data))
 
     def _member_event(self, kind: str) -> Callable[[Event, float | None, list[CallEvent]], None]:
         def handle(event: Event, ts: float | None, out: list[CallEvent]) -> None:

@@ -459,6 +459,10 @@ class CallTracker:
             **({"resynced": True} if call.resynced else {}),
         )
         del self._calls[call.call_id]
+        for bridge_id in call.via:
+            bridge = self._bridges.get(bridge_id)
+            if bridge is not None:
+                bridge.calls.pop(call.call_id, None)
         if self._callers.get(call.caller_uid) is call:
             del self._callers[call.caller_uid]
         self._ended[call.call_id] = None

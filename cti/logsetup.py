@@ -89,5 +89,7 @@ def configure_logging(level: str = "info", fmt: str = "console") -> None:
             logging.getLevelNamesMapping()[level.upper()]
         ),
         logger_factory=structlog.PrintLoggerFactory(file=cast(TextIO, _CurrentStderr())),
-        cache_logger_on_first_use=True,
+        # Not cached: a cached logger keeps the processors and level of its first use, which
+        # would outlive a later reconfiguration (tests capture logs after a CLI run).
+        cache_logger_on_first_use=False,
     )

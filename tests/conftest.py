@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -65,3 +66,11 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite+aiosqlite:///{tmp_path / 'crm.db'}"
     url: str = request.getfixturevalue("pg_server_url")
     return url.replace("postgresql://", "postgresql+asyncpg://", 1)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_structlog() -> Iterator[None]:
+    """Each test starts from structlog's defaults, whatever an in-process CLI run configured."""
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()

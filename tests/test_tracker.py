@@ -303,3 +303,57 @@ def test_open_calls_are_summarised_at_the_end_of_a_cut_trace(traces_dir: Path) -
     assert tuple(summary) == SUMMARY_KEYS
     assert summary["agents"] == ["Agent 1001"]
     assert summary["duration_s"] is None
+
+
+def _queue_call_with_local_optimisation() -> list[dict[str, str]]:
+    """A queue member reached as Local/1001@agents (optimisable) dialling PJSIP/1001; the
+    Local pair then optimises itself away (shape of cacofonisk's LocalOptimization traces)."""
+
+    def chan(name: str, uid: str) -> dict[str, str]:
+        return {"Channel": name, "Uniqueid": uid, "Linkedid": "20.1"}
+
+    def dest(name: str, uid: str) -> dict[str, str]:
+        return {"DestChannel": name, "DestUniqueid": uid, "DestLinkedid": "20.1"}
+
+    trunk = chan("PJSIP/trunk-00000001", "20.1")
+    l1 = chan("Local/1001@agents-00000001;1", "20.2")
+    l2 = chan("Local/1001@agents-00000001;2", "20.3")
+    phone = chan("PJSIP/1001-00000002", "20.4")
+    member = {"Queue": "tier1", "MemberName": "Agent 1001", "Interface": "Local/1001@agents"}
+    return [
+        {"Event": "Newchannel", **trunk, "CallerIDNum": "+442071234567"},
+        {"Event": "QueueCallerJoin", **trunk, "Queue": "tier1", "Position": "1"},
+        {"Event": "Newchannel", **l1},
+        {"Event": "Newchannel", **l2},
+        {"Event": "AgentCalled", **trunk, **dest(l1["Channel"], "20.2"), **member},
+        {"Event": "DialBegin", **trunk, **dest(l1["Channel"], "20.2")},
+        {"Event": "Newchannel", **phone},
+        {"Event": "DialBegin", **l2, **dest(phone["Channel"], "20.4")},
+        {"Event": "DialEnd", **l2, **dest(phone["Channel"], "20.4"), "DialStatus": "ANSWER"},
+        {"Event": "DialEnd", **trunk, **dest(l1["Channel"], "20.2"), "DialStatus": "ANSWER"},
+        {"Event": "AgentConnect", **trunk, **dest(l1["Channel"], "20.2"), **member},
+        {"Event": "BridgeEnter", **l1, "BridgeUniqueid": "b1"},
+        {"Event": "BridgeEnter", **trunk, "BridgeUniqueid": "b1"},
+        {"Event": "BridgeEnter", **phone, "BridgeUniqueid": "b2"},
+        {"Event": "BridgeEnter", **l2, "BridgeUniqueid": "b2"},
+        {"Event": "LocalBridge", "LocalOneChannel": l1["Channel"], "LocalOptimization": "Yes"},
+        {"Event": "BridgeLeave", **phone, "BridgeUniqueid": "b2"},
+        {"Event": "BridgeEnter", **phone, "BridgeUniqueid": "b1"},
+        {"Event": "BridgeLeave", **l1, "BridgeUniqueid": "b1"},
+        {"Event": "BridgeLeave", **l2, "BridgeUniqueid": "b2"},
+        {"Event": "Hangup", **l1, "Cause": "16"},
+        {"Event": "Hangup", **l2, "Cause": "16"},
+        {"Event": "BridgeLeave", **phone, "BridgeUniqueid": "b1"},  # the agent hangs up
+        {"Event": "BridgeLeave", **trunk, "BridgeUniqueid": "b1"},
+        {"Event": "Hangup", **phone, "Cause": "16"},
+        {"Event": "Hangup", **trunk, "Cause": "16"},
+    ]
+
+
+def test_local_channel_optimisation_keeps_the_member_as_one_agent() -> None:
+    out = calls_only(run(CallTracker(), _queue_call_with_local_optimisation()))
+    assert [e.event for e in out] == ["offered", "queued", "ringing", "answered", "ended"]
+    summary = out[-1].data["summary"]
+    assert summary["agents"] == ["Agent 1001"]
+    assert summary["hangup_by"] == "agent"
+    assert summary["queues"] == ["tier1"]

@@ -630,6 +630,13 @@ class CallTracker:
                 self._follow_blind(src, dest)
         if dest is None:
             return
+        if src is not None and src.is_local and dest.member is None:
+            # A queue member reached through a Local channel (Local/1001@agents -> PJSIP/1001):
+            # the phone is the member too, so it keeps the member's name once Local channel
+            # optimisation moves it into the caller's bridge.
+            leg = self._partner(src)
+            if leg is not None and leg.member is not None:
+                dest.member, dest.interface, dest.queue = leg.member, leg.interface, leg.queue
         owner = self._call_of(src) if src is not None else self._call_of(dest)
         if owner is None or dest.is_local or dest.member:
             return  # Local legs ring nobody themselves; queue members ring via AgentCalled
@@ -673,9 +680,9 @@ class CallTracker:
                 src.answered_dial = True
         if dest is None:
             return
-        if status == "ANSWER":
-            return  # it stops ringing as "answered", once bridged with the caller
         entry = self._ringing.pop(dest.uniqueid, None)
+        if status == "ANSWER":
+            return  # not "stopped": it is reported as answered once bridged with the caller
         if entry is not None and entry[0].call_id in self._calls:
             self.emit(out, entry[0], "ring_stopped", ts, reason=status.lower(), **entry[1])
 

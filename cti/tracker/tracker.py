@@ -24,8 +24,6 @@ log = structlog.get_logger(__name__)
 Event = Mapping[str, str]
 Normaliser = Callable[[str], str | None]
 
-# Dropped before anything else: two thirds of all AMI traffic, nothing a call tracker needs.
-DROPPED = frozenset({"VarSet", "Newexten"})
 NO_NUMBER = frozenset({"", "<unknown>", "unknown"})
 # Header names of the channels an event names besides its own.
 OWN = ("Uniqueid", "Channel", "Linkedid")

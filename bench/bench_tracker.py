@@ -84,6 +84,32 @@ def rate(n: int, seconds: float) -> str:
     return f"{n / seconds:>12,.0f} events/s  ({n:,} events in {seconds:.2f} s)"
 
 
+def recorded_wire(at_least: int) -> None:
+    """Parse, and parse + track, on the recorded Asterisk 22 .ami files: real wire bytes."""
+    files = sorted((TRACES / "asterisk22").glob("*.ami"))
+    blob = b"".join(f.read_bytes() for f in files)
+    per_pass = len(AmiParser().feed(blob))
+    passes = -(-at_least // per_pass)
+    t_parse = t_both = 0.0
+    for _ in range(passes):  # same ids each pass: every call ends within its own file
+        t0 = time.process_time()
+        parser = AmiParser()
+        for chunk in chunks(blob):
+            parser.feed(chunk)
+        t1 = time.process_time()
+        parser = AmiParser(skip_events=DROP)
+        tracker = CallTracker()
+        for chunk in chunks(blob):
+            for event in parser.feed(chunk):
+                tracker.feed(event)
+        t_both += time.process_time() - t1
+        t_parse += t1 - t0
+    n = passes * per_pass
+    print(f"  recorded Asterisk 22 wire bytes ({len(files)} .ami files x{passes}):")
+    print(f"    parse alone, AmiParser         {rate(n, t_parse)}")
+    print(f"    parse + track                  {rate(n, t_both)}   target >= 100,000")
+
+
 def memory(base: list[dict[str, str]], reps: int) -> None:
     """Memory the tracker itself holds (tracemalloc) as repetitions go by: it must stay flat.
 
@@ -184,6 +210,7 @@ def main() -> int:
         f"  process RSS {rss0:.1f} MiB after 1 repetition, {rss_mib():.1f} MiB after {reps}"
         f" (includes the test data); tracker state {sizes1} -> {tracker.sizes}"
     )
+    recorded_wire(args.events)
     memory(base, reps)
 
     # --- tracker alone, and cacofonisk on the same events ---------------------------------

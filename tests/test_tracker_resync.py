@@ -135,5 +135,11 @@ def test_queue_items_without_a_channel_list_end_nothing(traces_dir: Path) -> Non
     for event in events[:60]:
         tracker.feed(event)
     entry = {"Event": "QueueEntry", "Queue": "tier1", "Uniqueid": "1795394556.1", "Position": "1"}
-    assert [e for e in tracker.resync([entry]) if e.event == "ended"] == []
+    bridged = {
+        "Event": "BridgeInfoChannel",
+        "BridgeUniqueid": "some-other-bridge",
+        "Uniqueid": "1795394556.1",
+    }
+    assert [e for e in tracker.resync([entry, bridged]) if e.event == "ended"] == []
     assert tracker.live_calls() == ["1795394556.0"]
+    assert tracker.channels["1795394556.1"].bridge is None  # partial lists move nothing

@@ -77,7 +77,8 @@ def reconcile(tracker: CallTracker, items: Sequence[Event]) -> list[CallEvent]:
             tracker.emit_agent_state(out, state, now, "resync")
 
     adopted = _adopt(tracker, listed, entries, bridged, now, out)
-    _rebridge(tracker, bridged, now, out)
+    if has_channel_list:  # bridges are only known for sure with the channel list
+        _rebridge(tracker, bridged, now, out)
     for call in adopted:
         tracker.refresh(call, now, out)
     for event in out:

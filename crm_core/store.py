@@ -151,6 +151,7 @@ class CrmStore:
         self.view_interactions = view_interactions
         self.view_orders = view_orders
         self._dialect = engine.dialect.name
+        self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
         in_memory = self._dialect == "sqlite" and sqlite_path(str(engine.url)) is None
         self._lookup: NumberLookup | EngineLookup = (
             EngineLookup(engine, MAX_CANDIDATES)
@@ -254,7 +255,8 @@ class CrmStore:
 
     @asynccontextmanager
     async def _read(self, operation: str) -> AsyncIterator[AsyncConnection]:
-        async with self._guard(operation), self.engine.connect() as conn:
+        # Reads run without BEGIN/ROLLBACK: two round trips fewer per view on PostgreSQL.
+        async with self._guard(operation), self._reader.connect() as conn:
             yield conn
 
     @asynccontextmanager

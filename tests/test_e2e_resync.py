@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from test_e2e_calls import (
     SUPERVISOR,
     Harness,
@@ -53,10 +52,6 @@ async def test_a_dropped_ami_link_mid_call_resyncs_and_the_call_completes_once(
     assert daemon.parts.calls.active() == []
 
 
-@pytest.mark.xfail(
-    reason="needs the tracker's resync (cti.tracker.resync.reconcile is still a stub)",
-    strict=False,
-)
 async def test_a_call_that_ended_while_the_link_was_down_is_closed_by_the_resync(
     harness: Harness, traces_dir: Path
 ) -> None:
@@ -79,10 +74,6 @@ async def test_a_call_that_ended_while_the_link_was_down_is_closed_by_the_resync
     assert await harness.interaction_rows(call_id) == 1
 
 
-@pytest.mark.xfail(
-    reason="needs the tracker's resync (cti.tracker.resync.reconcile is still a stub)",
-    strict=False,
-)
 async def test_a_daemon_restarted_mid_call_records_the_call_once_when_it_ends(
     harness: Harness, traces_dir: Path
 ) -> None:

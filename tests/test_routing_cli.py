@@ -88,7 +88,8 @@ def test_route_test_with_the_database_down_shows_the_fallback(
 ) -> None:
     config = tmp_path / "cti.toml"
     config.write_text('[database]\nurl = "postgresql://nobody@127.0.0.1:1/none"\n' + ROUTING_TOML)
-    code, out, err = route(config, "--caller", "+447700900456", "--json", capsys=capsys)
+    at = ("--at", "2026-11-23T10:00")  # open hours: a closed centre routes without the CRM
+    code, out, err = route(config, "--caller", "+447700900456", "--json", *at, capsys=capsys)
     assert code == 0
     assert json.loads(out)["reason"] == "fallback" and "CRM unavailable" in err
 

@@ -314,6 +314,8 @@ def render(events: list[dict[str, str]], n: int, agent: int) -> bytes:
         for key, value in event.items():
             if key == "Timestamp":
                 value = "@TS@"
+            elif key.endswith("BridgeUniqueid"):  # each call has its own bridge
+                value = f"{value[:-12]}{n:012x}"
             elif match := _SEQ.match(value):
                 value = f"{8_000_000 + n}.{match.group(1)}"
             value = value.replace("-00000000", f"-{2 * n:08x}")

@@ -1,19 +1,23 @@
-"""The resolution hot path: who holds one E.164 number, and what ranks them, on the raw driver.
+"""The per-call hot paths on the raw driver: who holds one E.164 number, what ranks them, and
+what routing needs to know about one customer.
 
-Every call that rings asks this once, within the router's deadline, so it skips SQLAlchemy's
+Every call that rings asks these within the router's deadline, so they skip SQLAlchemy's
 statement building, pool checkout and reset-on-return (~4x the query itself, see
-``bench/bench_lookup.py``): one ``SELECT`` on the ``e164`` index, and for a shared number one
-more for the ranking facts, over an asyncpg pool or a dedicated aiosqlite connection, opened on
-first use and reopened after a failure. The same SQL runs through SQLAlchemy where there is no
-separate connection to open (in-memory SQLite).
+``bench/bench_lookup.py``), and each is one round trip: one statement over an asyncpg pool, or
+one hop to a dedicated thread holding a plain ``sqlite3`` connection (aiosqlite costs three
+thread hand-offs per statement, and at 200 calls/s the hand-offs, not the SQL, filled the CPU).
+The connection is opened on first use and reopened after a failure. The same SQL runs through
+SQLAlchemy where there is no separate connection to open (in-memory SQLite).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sqlite3
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import quote
@@ -25,7 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crm_core.db import COMMAND_TIMEOUT_S, CONNECT_TIMEOUT_S
 from crm_core.errors import CrmUnavailable
-from crm_core.models import CASE_OPEN_STATUSES
+from crm_core.models import CASE_OPEN_STATUSES, FLAGS
+from crm_core.types import OrderFact, RoutingFacts
 
 Holder = tuple[int, str | None, str]  # customer id, external id, name
 
@@ -73,6 +78,63 @@ def facts_sql(style: ParamStyle, count: int) -> str:
     )
 
 
+def routing_facts_sql(style: ParamStyle, postgres: bool, orders: int) -> str:
+    """One statement: the customer's language and flags, and JSON arrays of its open cases'
+    tiers, products and latest ``orders`` orders, each in the 360° view's order."""
+    statuses = ", ".join(f"'{s}'" for s in CASE_OPEN_STATUSES)
+    flags = ", ".join(f"c.{flag}" for flag in FLAGS)
+    if postgres:
+        agg = "COALESCE(json_agg({} ORDER BY t.n), '[]')"
+        number = "row_number() OVER (ORDER BY {})"
+    else:  # SQLite keeps a sorted subquery's order through json_group_array
+        agg = "json_group_array({})"
+        number = "NULL"
+    case_order = "k.sla_deadline IS NULL, k.sla_deadline, k.id"
+    order_order = "o.placed_at DESC, o.id DESC"
+    cases = (
+        f"SELECT k.tier AS v, {number.format(case_order)} AS n FROM cases k "
+        f"WHERE k.customer_id = c.id AND k.status IN ({statuses}) ORDER BY {case_order}"
+    )
+    products = (
+        f"SELECT p.product AS v, {number.format('p.id')} AS n FROM owned_products p "
+        "WHERE p.customer_id = c.id ORDER BY p.id"
+    )
+    array = "json_build_array" if postgres else "json_array"
+    latest = (
+        f"SELECT {array}(o.reference, o.status, o.delivery_state) AS v, "
+        f"{number.format(order_order)} AS n FROM orders o WHERE o.customer_id = c.id "
+        f"ORDER BY {order_order} LIMIT {int(orders)}"
+    )
+    # A JSON value read back from a subquery is text to SQLite unless json() says otherwise.
+    order_value = "t.v" if postgres else "json(t.v)"
+    arrays = ", ".join(
+        f"(SELECT {agg.format(v)} FROM ({q}) t)"
+        for q, v in ((cases, "t.v"), (products, "t.v"), (latest, order_value))
+    )
+    return (
+        f"SELECT c.id, c.language, {flags}, {arrays} "
+        f"FROM customers c WHERE c.id = {_param(style, 0)}"
+    )
+
+
+def _json(value: Any) -> list[Any]:
+    loaded = json.loads(value) if isinstance(value, str | bytes) else value
+    return list(loaded or ())
+
+
+def routing_facts_from_row(row: Sequence[Any]) -> RoutingFacts:
+    flag_values = row[2 : 2 + len(FLAGS)]
+    tiers, products, orders = (_json(v) for v in row[2 + len(FLAGS) :])
+    return RoutingFacts(
+        customer_id=row[0],
+        language=row[1],
+        flags=tuple(flag for flag, on in zip(FLAGS, flag_values, strict=True) if on),
+        open_case_tiers=tuple(tiers),
+        products=tuple(products),
+        orders=tuple(OrderFact(o[0], o[1], o[2]) for o in orders),
+    )
+
+
 def _utc(value: Any) -> datetime | None:
     if value is None:
         return None
@@ -90,16 +152,53 @@ async def _keep_session(_conn: Any) -> None:
 _FAILURES = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, sqlite3.Error)
 
 
-class NumberLookup:
-    """The two resolution queries on the raw driver; failures raise ``CrmUnavailable``."""
+class _SqliteThread:
+    """One thread holding one read-only ``sqlite3`` connection, opened there on first use."""
 
-    def __init__(self, url: URL, limit: int, pool_size: int = 10) -> None:
+    def __init__(self, url: URL) -> None:
+        self._uri = f"file:{quote(str(url.database), safe='/')}?mode=rw"
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="crm-lookup")
+        self._conn: sqlite3.Connection | None = None  # touched only on the thread
+
+    async def fetch(self, statement: str, params: list[Any]) -> list[Any]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._fetch, statement, params)
+
+    def _fetch(self, statement: str, params: list[Any]) -> list[Any]:
+        if self._conn is None:
+            conn = sqlite3.connect(self._uri, uri=True, timeout=5, check_same_thread=False)
+            try:
+                conn.execute("PRAGMA query_only=ON")
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+        return self._conn.execute(statement, params).fetchall()
+
+    def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+
+    async def close(self) -> None:
+        # Queued after any query still running there; the thread then ends on its own.
+        closing = asyncio.get_running_loop().run_in_executor(self._executor, self._close)
+        self._executor.shutdown(wait=False)
+        await closing
+
+
+class NumberLookup:
+    """The hot-path queries on the raw driver; failures raise ``CrmUnavailable``."""
+
+    def __init__(self, url: URL, limit: int, pool_size: int = 10, orders: int = 5) -> None:
         self._url = url
         self._limit = limit
+        self._orders = orders
         self._pool_size = pool_size
         self._postgres = url.get_backend_name() == "postgresql"
         self._pool: Any = None  # asyncpg.Pool
-        self._sqlite: Any = None  # aiosqlite.Connection
+        self._sqlite: _SqliteThread | None = None
         self._opening: asyncio.Lock | None = None
 
     async def holders(self, e164: str) -> list[Holder]:
@@ -111,20 +210,29 @@ class NumberLookup:
         rows = await self._fetch(lambda style: facts_sql(style, count), list(customer_ids))
         return [Facts(r) for r in rows]
 
-    async def _fetch(self, sql: Callable[[ParamStyle], str], params: list[Any]) -> list[Any]:
+    async def routing_facts(self, customer_id: int) -> RoutingFacts | None:
+        rows = await self._fetch(
+            lambda style: routing_facts_sql(style, self._postgres, self._orders),
+            [customer_id],
+            "routing_facts",
+        )
+        return routing_facts_from_row(rows[0]) if rows else None
+
+    async def _fetch(
+        self, sql: Callable[[ParamStyle], str], params: list[Any], operation: str = "resolve"
+    ) -> list[Any]:
         try:
             if self._postgres:
                 pool = self._pool or await self._open()
                 return list(await pool.fetch(sql("numeric"), *params))
-            conn = self._sqlite or await self._open()
-            async with conn.execute(sql("qmark"), params) as cursor:
-                return list(await cursor.fetchall())
+            thread = self._sqlite or await self._open()
+            return await thread.fetch(sql("qmark"), params)
         except CrmUnavailable:
             raise
         except _FAILURES as exc:
             await self.close(graceful=False)  # reopen on the next call: it may be back
             raise CrmUnavailable(
-                f"CRM database unavailable during resolve: {type(exc).__name__}: {exc}"
+                f"CRM database unavailable during {operation}: {type(exc).__name__}: {exc}"
             ) from exc
 
     async def _open(self) -> Any:
@@ -146,21 +254,12 @@ class NumberLookup:
                     )
                 return self._pool
             if self._sqlite is None:
-                import aiosqlite
-
-                path = quote(str(self._url.database), safe="/")
-                conn = await aiosqlite.connect(f"file:{path}?mode=rw", uri=True, timeout=5)
-                try:
-                    await conn.execute("PRAGMA query_only=ON")
-                except BaseException:
-                    await conn.close()
-                    raise
-                self._sqlite = conn
+                self._sqlite = _SqliteThread(self._url)
             return self._sqlite
 
     async def close(self, graceful: bool = True) -> None:
         pool, self._pool = self._pool, None
-        conn, self._sqlite = self._sqlite, None
+        thread, self._sqlite = self._sqlite, None
         if pool is not None:
             if graceful:
                 try:
@@ -169,17 +268,17 @@ class NumberLookup:
                     pool.terminate()
             else:
                 pool.terminate()
-        if conn is not None:
-            with contextlib.suppress(sqlite3.Error):
-                await conn.close()
+        if thread is not None:
+            await thread.close()
 
 
 class EngineLookup:
     """The same queries through the store's engine (for in-memory SQLite)."""
 
-    def __init__(self, engine: AsyncEngine, limit: int) -> None:
+    def __init__(self, engine: AsyncEngine, limit: int, orders: int = 5) -> None:
         self._engine = engine
         self._limit = limit
+        self._orders = orders
 
     async def holders(self, e164: str) -> list[Holder]:
         async with self._engine.connect() as conn:
@@ -191,6 +290,12 @@ class EngineLookup:
         async with self._engine.connect() as conn:
             rows = await conn.execute(text(facts_sql("named", len(customer_ids))), params)
             return [Facts(r) for r in rows]
+
+    async def routing_facts(self, customer_id: int) -> RoutingFacts | None:
+        sql = routing_facts_sql("named", False, self._orders)
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(text(sql), {"p0": customer_id})).first()
+            return routing_facts_from_row(row) if row is not None else None
 
     async def close(self, graceful: bool = True) -> None:
         return None

@@ -52,6 +52,7 @@ from crm_core.types import (
     OrderView,
     PhoneView,
     Resolution,
+    RoutingFacts,
 )
 
 if TYPE_CHECKING:
@@ -154,9 +155,9 @@ class CrmStore:
         self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
         in_memory = self._dialect == "sqlite" and sqlite_path(str(engine.url)) is None
         self._lookup: NumberLookup | EngineLookup = (
-            EngineLookup(engine, MAX_CANDIDATES)
+            EngineLookup(engine, MAX_CANDIDATES, orders=view_orders)
             if in_memory
-            else NumberLookup(engine.url, MAX_CANDIDATES)
+            else NumberLookup(engine.url, MAX_CANDIDATES, orders=view_orders)
         )
 
     # -- lifetime ---------------------------------------------------------------------------
@@ -295,6 +296,14 @@ class CrmStore:
     async def _holders(self, e164: str) -> list[Holder]:
         async with self._guard("resolve"):
             return await self._lookup.holders(e164)
+
+    # -- routing --------------------------------------------------------------------------
+
+    async def routing_facts(self, customer_id: int) -> RoutingFacts | None:
+        """What routing rules need of one customer (flags, open cases' tiers, products, latest
+        orders, language), as ``view`` has them, in one round trip; None if there is none."""
+        async with self._guard("routing_facts"):
+            return await self._lookup.routing_facts(customer_id)
 
     # -- the 360° view ----------------------------------------------------------------------
 

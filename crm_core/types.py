@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 ResolutionStatus = Literal["match", "ambiguous", "unknown", "anonymous", "internal"]
 
@@ -152,9 +152,48 @@ class InteractionRecord(_Plain):
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class OrderFact(_Plain):
+    reference: str
+    status: str
+    delivery_state: str | None
+
+
+@dataclass(frozen=True)
+class RoutingFacts(_Plain):
+    """What routing rules look at for one customer: a slice of its 360° view, in the view's order
+    (open cases most urgent SLA first, the view's latest orders newest first)."""
+
+    customer_id: int
+    language: str | None
+    flags: tuple[str, ...]
+    open_case_tiers: tuple[str | None, ...]
+    products: tuple[str, ...]
+    orders: tuple[OrderFact, ...]
+
+    @classmethod
+    def from_view(cls, view: CustomerView) -> RoutingFacts:
+        return cls(
+            customer_id=view.customer_id,
+            language=view.language,
+            flags=view.flags,
+            open_case_tiers=tuple(case.tier for case in view.open_cases),
+            products=view.products,
+            orders=tuple(OrderFact(o.reference, o.status, o.delivery_state) for o in view.orders),
+        )
+
+
 class CustomerDirectory(Protocol):
     """What the router, the pop hub and the API need from a CRM (crm_core or a connector)."""
 
     async def resolve(self, caller_id: str | None) -> Resolution: ...
 
     async def view(self, customer_id: int) -> CustomerView | None: ...
+
+
+@runtime_checkable
+class RoutingFactsDirectory(CustomerDirectory, Protocol):
+    """A directory that can also answer just what routing needs, cheaper than ``view``
+    (optional: the router derives the facts from ``view`` for directories without it)."""
+
+    async def routing_facts(self, customer_id: int) -> RoutingFacts | None: ...

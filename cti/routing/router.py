@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from crm_core.types import RoutingFacts, RoutingFactsDirectory
 from cti.routing.rules import CrmFacts, Outcome, RuleSet
 
 if TYPE_CHECKING:
@@ -97,6 +98,7 @@ class Router:
         clock: Callable[[], datetime] = _utc_now,
     ) -> None:
         self._directory = directory
+        self._facts_source = directory if isinstance(directory, RoutingFactsDirectory) else None
         self._rules = rules
         self._deadline_s = deadline_s
         # ``deadline_s`` is for the whole answer: keep a little of it for sending the variables.
@@ -174,7 +176,7 @@ class Router:
         customer_id = None
         if crm is not None and crm.resolution.status == "match":
             customer_id = crm.resolution.customer_id
-            if self._rules.needs_view and crm.view is None:
+            if self._rules.needs_view and crm.facts is None:
                 customer_id = None  # resolved, but gone by the time of the view
 
         return RouteDecision(
@@ -205,11 +207,18 @@ class Router:
 
     async def _lookup(self, caller: str | None) -> CrmFacts:
         resolution = await self._directory.resolve(caller)
-        view = None
+        facts = None
         customer_id = resolution.customer_id if resolution.status == "match" else None
         if customer_id is not None and self._rules.needs_view:
-            view = await self._directory.view(customer_id)
-        return CrmFacts(resolution, view)
+            facts = await self._facts(customer_id)
+        return CrmFacts(resolution, facts)
+
+    async def _facts(self, customer_id: int) -> RoutingFacts | None:
+        """What the rules look at: one cheap query where the CRM offers it, else the view."""
+        if self._facts_source is not None:
+            return await self._facts_source.routing_facts(customer_id)
+        view = await self._directory.view(customer_id)
+        return RoutingFacts.from_view(view) if view is not None else None
 
     async def aclose(self) -> None:
         """Wait for lookups abandoned at their deadline to finish cancelling."""

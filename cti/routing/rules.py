@@ -48,7 +48,7 @@ from cti.config import ConfigError, TierConfig
 from cti.routing.hours import BusinessHours, TimeRange, minute_of_day, parse_days
 
 if TYPE_CHECKING:
-    from crm_core.types import CustomerView, Resolution
+    from crm_core.types import Resolution, RoutingFacts
     from cti.config import Config
 
 CONDITIONS = frozenset(
@@ -79,10 +79,10 @@ class CallFacts:
 
 @dataclass(frozen=True)
 class CrmFacts:
-    """What the CRM said about the caller (``view`` only for a single match)."""
+    """What the CRM said about the caller (``facts`` only for a single match)."""
 
     resolution: Resolution
-    view: CustomerView | None
+    facts: RoutingFacts | None
 
 
 def _strings(rule: str, key: str, value: Any) -> frozenset[str]:
@@ -126,7 +126,7 @@ class Condition:
     def test_crm(self, crm: CrmFacts) -> Captures | None:
         if self.key == "caller":
             return {} if crm.resolution.status in self.values else None
-        view = crm.view
+        view = crm.facts
         if view is None:
             return None
         if self.key == "flag":
@@ -140,9 +140,9 @@ class Condition:
                 return {"language": view.language or ""}
             return None
         if self.key == "open_case_tier":
-            for case in view.open_cases:
-                if case.tier and ("any" in self.values or case.tier in self.values):
-                    return {"case_tier": case.tier}
+            for tier in view.open_case_tiers:
+                if tier and ("any" in self.values or tier in self.values):
+                    return {"case_tier": tier}
             return None
         if self.key == "order_status":
             for order in view.orders:

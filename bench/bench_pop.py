@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
 import multiprocessing
 import os
@@ -454,9 +455,15 @@ async def measure(name: str, build: Any, args: argparse.Namespace) -> dict[str, 
         while target.connected() < args.desktops and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         ready = target.connected()
+        profiler = cProfile.Profile() if args.profile else None
         cpu = time.process_time()
+        if profiler is not None:
+            profiler.enable()
         due, worst = await target.run(args.rate, args.seconds, args.desktops)
         await asyncio.sleep(0.5)
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(f"{args.profile}.{name.strip('*')}")
         cpu = time.process_time() - cpu
         parent.send("stop")
         received: list[tuple[str, float]] = await asyncio.to_thread(parent.recv)
@@ -516,5 +523,8 @@ if __name__ == "__main__":
     parser.add_argument("--desktops", type=int, default=500)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--only", nargs="+", choices=list(IMPLS), help="run only these")
+    parser.add_argument(
+        "--profile", metavar="PREFIX", help="cProfile the server process: PREFIX.<impl> stats"
+    )
     configure_logging("warning")
     asyncio.run(main(parser.parse_args()))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -26,6 +26,7 @@ import structlog
 from aiohttp import web
 
 from crm_core.types import CustomerDirectory
+from cti.ami.stream import Connected, Disconnected, Resynced
 from cti.calls import LiveCalls
 from cti.config import Config
 from cti.hub import PopHub
@@ -33,6 +34,8 @@ from cti.interactions import InteractionRecorder, InteractionStore
 from cti.tracker.events import CallEvent
 
 log = structlog.get_logger(__name__)
+
+_MARKERS = (Resynced, Connected, Disconnected)  # the AMI stream's items that are not events
 
 
 class AmiSource(Protocol):
@@ -161,28 +164,38 @@ class Daemon:
     # ---- the event flow --------------------------------------------------------------------
 
     async def _pump_events(self, ami: AmiSource) -> None:
-        from cti.ami.stream import Connected, Disconnected, Resynced
+        batches = getattr(ami, "event_batches", None)
+        if callable(batches):
+            async for batch in batches():
+                await self._pump_batch(batch)
+        else:
+            async for item in ami.events():
+                await self._pump_batch((item,))
 
-        async for item in ami.events():
-            if isinstance(item, Resynced):
-                for event in await self._resync(item.items):
-                    await self.handle(event)
-                self.resyncs += 1
-                log.info("ami.resynced", calls=len(self.parts.calls.active()))
-            elif isinstance(item, Connected):
-                log.info("ami.connected")
-            elif isinstance(item, Disconnected):
-                log.warning("ami.disconnected")
-            else:
+    async def _pump_batch(self, items: Iterable[Any]) -> None:
+        """Items in order; raw events (nearly all of them) take the short path."""
+        feed = self.parts.tracker.feed
+        handle = self.handle
+        for item in items:
+            if not isinstance(item, _MARKERS):
                 self.events_in += 1
                 try:
-                    events = self.parts.tracker.feed(item)
+                    events = feed(item)
                 except Exception as exc:  # the tracker tolerates bad input; never stop the flow
                     self.errors += 1
                     log.error("tracker.failed", error=repr(exc), event=item.get("Event"))
                     continue
                 for event in events:
-                    await self.handle(event)
+                    await handle(event)
+            elif isinstance(item, Resynced):
+                for event in await self._resync(item.items):
+                    await handle(event)
+                self.resyncs += 1
+                log.info("ami.resynced", calls=len(self.parts.calls.active()))
+            elif isinstance(item, Connected):
+                log.info("ami.connected")
+            else:
+                log.warning("ami.disconnected")
 
     async def _resync(self, items: Any) -> list[CallEvent]:
         result = self.parts.tracker.resync(items)

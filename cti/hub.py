@@ -52,6 +52,26 @@ _CONTEXT_KINDS = frozenset({"pop", "transferred", "call", "update"})
 DEFAULT_QUEUE_LIMIT = 256
 
 
+def _make_encode() -> Callable[[Any], str]:
+    """Compact JSON (``default=str``) with one encoder for every message: ``json.dumps`` with
+    options builds a new encoder per call, a cost paid for each of the many small messages."""
+    encoder = json.JSONEncoder(default=str, separators=(",", ":"), check_circular=False)
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return encoder.encode
+    c_encode = make(
+        None, str, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True
+    )
+
+    def encode(obj: Any) -> str:
+        return "".join(c_encode(obj, 0))
+
+    return encode
+
+
+_encode = _make_encode()
+
+
 class CallContextLike(Protocol):
     """What the hub reads from the live call context (``cti.calls.CallContext``)."""
 
@@ -187,7 +207,7 @@ class _Context:
     @property
     def json(self) -> str:
         if self._json is None:
-            self._json = json.dumps(self.data, default=str, separators=(",", ":"))
+            self._json = _encode(self.data)
         return self._json
 
 
@@ -438,16 +458,17 @@ class PopHub:
             "at": now,
             **extra,
         }
-        text = json.dumps(head, default=str, separators=(",", ":"))
+        text = _encode(head)
         if context is not None:
             text = f'{text[:-1]},"call":{context.json}}}'  # the context, serialised once
         return HubMessage(message_id, kind, call, agent, text)
 
     def _targets(self, agent: str | None) -> Iterable[Subscription]:
-        targets = set(self._supervisors)
-        if agent is not None:
-            targets |= self._subs.get(agent, set())
-        return targets
+        """A snapshot (delivering may unsubscribe); a supervisor's own calls reach it once."""
+        subs = self._subs.get(agent) if agent is not None else None
+        if self._supervisors:
+            return self._supervisors | subs if subs else set(self._supervisors)
+        return tuple(subs) if subs else ()
 
     def _deliver(self, message: HubMessage) -> None:
         self.stats.messages += 1

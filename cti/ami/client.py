@@ -111,6 +111,25 @@ class _Stream:
             self._items.appendleft(item)  # the end stays the end for every later reader
         return item
 
+    async def get_batch(self, limit: int) -> list[StreamItem]:
+        """Up to ``limit`` items, at least one, in order; empty once the stream has ended."""
+        items = self._items
+        while not items:
+            self._ready.clear()
+            await self._ready.wait()
+        if len(items) <= limit and not isinstance(items[-1], _Stop):
+            batch: list[StreamItem] = list(items)  # type: ignore[arg-type]
+            items.clear()
+            return batch
+        batch = []
+        while items and len(batch) < limit:
+            item = items.popleft()
+            if isinstance(item, _Stop):
+                items.appendleft(item)  # the end stays the end for every later reader
+                break
+            batch.append(item)
+        return batch
+
     def __len__(self) -> int:
         return len(self._items)
 
@@ -201,6 +220,15 @@ class AmiClient:
         """Events and stream markers, in order, until ``stop()``."""
         while (item := await self.get_event()) is not None:
             yield item
+
+    async def event_batches(self, limit: int = 512) -> AsyncIterator[list[StreamItem]]:
+        """The same items as ``events()``, in order, as lists of what has arrived (at most
+        ``limit`` each): one wake-up per read from Asterisk rather than one per event."""
+        if self._queue is None:
+            raise AmiNotConnected("AmiClient not started")
+        queue = self._queue
+        while batch := await queue.get_batch(limit):
+            yield batch
 
     async def get_event(self) -> StreamItem | None:
         """The next event or marker; ``None`` once the client is stopped."""

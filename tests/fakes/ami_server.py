@@ -86,7 +86,8 @@ ALL_CLASSES = frozenset(
     ]
 )
 
-# Write classes an action needs (Asterisk: all of them must be in the user's write).
+# Write classes of an action. Asterisk's process_message grants it when the user's write
+# has any of them (writeperm & authority), and always when it names none.
 REQUIRED_WRITE: dict[str, frozenset[str]] = {
     "originate": frozenset({"originate"}),
     "redirect": frozenset({"call"}),
@@ -733,7 +734,8 @@ class FakeAmiServer:
             return True
         if s.user is not None:
             write = _classes(self.users[s.user].write)
-            if not REQUIRED_WRITE.get(lower, frozenset()) <= write:
+            required = REQUIRED_WRITE.get(lower, frozenset())
+            if required and not required & write:
                 reply("Error", ("Message", "Permission denied"))
                 return True
         result: bool | None = await handler(s, h, reply)

@@ -526,5 +526,15 @@ if __name__ == "__main__":
     parser.add_argument(
         "--profile", metavar="PREFIX", help="cProfile the server process: PREFIX.<impl> stats"
     )
+    parser.add_argument(
+        "--uvloop", action="store_true", help="run the servers on uvloop (pip install uvloop)"
+    )
     configure_logging("warning")
-    asyncio.run(main(parser.parse_args()))
+    options = parser.parse_args()
+    factory = None
+    if options.uvloop:
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main(options))

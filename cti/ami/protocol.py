@@ -20,6 +20,7 @@ import asyncio
 import itertools
 import secrets
 from collections.abc import Callable, Mapping
+from typing import cast
 
 import structlog
 
@@ -131,8 +132,8 @@ class AmiProtocol(asyncio.Protocol):
 
     # --- asyncio.Protocol ---
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # A stream transport; not isinstance-checked: uvloop's are not asyncio.Transport subclasses.
+        self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.last_received = self._loop.time()

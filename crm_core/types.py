@@ -197,3 +197,13 @@ class RoutingFactsDirectory(CustomerDirectory, Protocol):
     (optional: the router derives the facts from ``view`` for directories without it)."""
 
     async def routing_facts(self, customer_id: int) -> RoutingFacts | None: ...
+
+
+@runtime_checkable
+class RoutingResolver(Protocol):
+    """A directory that answers who is calling and, for a single match, what routing needs of
+    them, in one hop (optional: the router calls ``resolve`` then ``routing_facts``/``view``)."""
+
+    async def resolve_for_routing(
+        self, caller_id: str | None, *, facts: bool = True
+    ) -> tuple[Resolution, RoutingFacts | None]: ...

@@ -99,8 +99,9 @@ class AgiChannel:
         self.dead = False  # a command got 511
 
     async def command(self, line: bytes) -> Reply:
+        # No drain: one short line at a time, each answered before the next, never fills the
+        # transport's buffer (the reply read is the flow control).
         self._writer.write(line)
-        await self._writer.drain()
         return await self.read_reply()
 
     async def read_reply(self) -> Reply:

@@ -107,9 +107,9 @@ class FastAgiServer:
         except Exception:
             log.exception("fastagi session failed")
         finally:
+            # Closed, not awaited: the peer's EOF has been read (or the session is being given
+            # up), and the transport finishes closing on its own without a task per session.
             writer.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
             if task is not None:
                 self._sessions.discard(task)
 
@@ -123,36 +123,37 @@ class FastAgiServer:
             return
         uniqueid = env.get("agi_uniqueid", "")
         channel = env.get("agi_channel") or None
-        with structlog.contextvars.bound_contextvars(uniqueid=uniqueid, channel=channel):
-            script = env.get("agi_network_script", "").split("?", 1)[0].strip("/")
-            if script not in SCRIPTS:
-                log.warning("fastagi request for an unknown script, nothing set", script=script)
-                return
-            caller = caller_id(env)
-            dnid = dialled_number(env)
-            decision = await self._router.route(caller, dnid)
-            if uniqueid:
-                self._decisions.record(uniqueid, channel, decision, self._clock())
-            agi = AgiChannel(reader, writer)
-            for name, value in decision.dialplan_variables().items():
-                reply = await agi.command(set_variable(name, value))
-                if reply.code == 511:
-                    break  # cannot happen for SET VARIABLE, but a dead channel takes nothing more
-                if not reply.ok:
-                    log.warning("fastagi command refused", variable=name, code=reply.code)
-            log.info(
-                "call routed",
-                caller=caller,
-                dnid=dnid,
-                queue=decision.queue,
-                priority=decision.priority,
-                rule=decision.rule,
-                reason=decision.reason,
-                fallback=decision.fallback,
-                hung_up=agi.hung_up,
-                ms=round((time.perf_counter() - started) * 1000, 1),
-            )
-            await self._close(reader, writer)
+        # This task's own context: bound for the rest of the session, gone with the task.
+        structlog.contextvars.bind_contextvars(uniqueid=uniqueid, channel=channel)
+        script = env.get("agi_network_script", "").split("?", 1)[0].strip("/")
+        if script not in SCRIPTS:
+            log.warning("fastagi request for an unknown script, nothing set", script=script)
+            return
+        caller = caller_id(env)
+        dnid = dialled_number(env)
+        decision = await self._router.route(caller, dnid)
+        if uniqueid:
+            self._decisions.record(uniqueid, channel, decision, self._clock())
+        agi = AgiChannel(reader, writer)
+        for name, value in decision.dialplan_variables().items():
+            reply = await agi.command(set_variable(name, value))
+            if reply.code == 511:
+                break  # cannot happen for SET VARIABLE, but a dead channel takes nothing more
+            if reply.code != 200:
+                log.warning("fastagi command refused", variable=name, code=reply.code)
+        log.debug(  # the decision log keeps the why of every call; this is for tracing
+            "call routed",
+            caller=caller,
+            dnid=dnid,
+            queue=decision.queue,
+            priority=decision.priority,
+            rule=decision.rule,
+            reason=decision.reason,
+            fallback=decision.fallback,
+            hung_up=agi.hung_up,
+            ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+        await self._close(reader, writer)
 
     @staticmethod
     async def _close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

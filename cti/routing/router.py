@@ -1,9 +1,10 @@
 """The router: caller -> queue, priority and tier, within a deadline whatever the CRM does.
 
-Rules are tried in order. Conditions that need no CRM (dialled number, business hours) are
-checked first, so a closed centre answers without waiting for the CRM; the CRM lookup starts at
-once and is awaited only as long as the deadline allows. A slow or failing CRM gives the default
-route with reason ``fallback``.
+Rules are tried in order, first match wins. The CRM lookup (who is calling and, when a rule needs
+it, what the CRM knows of them, in one hop where the directory offers ``resolve_for_routing``)
+is awaited only as long as the deadline allows; a rule that needs no CRM (dialled number,
+business hours) still routes when the CRM is down. A slow or failing CRM gives the default route
+with reason ``fallback`` as soon as a rule needs what it would have said.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from crm_core.types import RoutingFacts, RoutingFactsDirectory
-from cti.routing.rules import CrmFacts, Outcome, RuleSet
+from crm_core.types import RoutingFacts, RoutingFactsDirectory, RoutingResolver
+from cti.routing.rules import CallFacts, CrmFacts, Outcome, RuleSet
 
 if TYPE_CHECKING:
     from crm_core.types import CustomerDirectory
@@ -99,11 +100,15 @@ class Router:
     ) -> None:
         self._directory = directory
         self._facts_source = directory if isinstance(directory, RoutingFactsDirectory) else None
+        self._resolver = directory if isinstance(directory, RoutingResolver) else None
         self._rules = rules
+        self._needs_view = rules.needs_view
         self._deadline_s = deadline_s
         # ``deadline_s`` is for the whole answer: keep a little of it for sending the variables.
         self._send_margin_s = min(0.02, deadline_s * 0.1)
         self._clock = clock
+        # Lookups run in the caller's task and are cancelled there at the deadline: none is
+        # ever left running, so this stays empty (kept for ``aclose``'s contract).
         self._abandoned: set[asyncio.Task[CrmFacts]] = set()
 
     @property
@@ -119,64 +124,48 @@ class Router:
     ) -> RouteDecision:
         """The decision for one call; never raises, answers within ``deadline_s`` less a margin
         (2 to 20 ms) left for sending it to Asterisk."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._deadline_s - self._send_margin_s
-        lookup = asyncio.create_task(self._lookup(caller))
+        deadline = asyncio.get_running_loop().time() + self._deadline_s - self._send_margin_s
         try:
-            return await self._decide(lookup, deadline, dnid, at or self._clock())
+            call = self._rules.call_facts(at or self._clock(), dnid)
+            crm, why = await self._lookup_until(caller, deadline)
+            return self._decide(call, crm, why)
         except Exception:
             log.exception("routing failed, default route", caller=caller)
             return fallback_decision(self._rules)
-        finally:
-            if not lookup.done():
-                lookup.cancel()
-                self._abandoned.add(lookup)
-                lookup.add_done_callback(self._abandoned.discard)
-            elif not lookup.cancelled():
-                lookup.exception()  # retrieved: a failure was already handled as a fallback
 
-    async def _decide(
-        self, lookup: asyncio.Task[CrmFacts], deadline: float, dnid: str | None, at: datetime
-    ) -> RouteDecision:
-        call = self._rules.call_facts(at, dnid)
-        crm: CrmFacts | None = None
+    async def _lookup_until(
+        self, caller: str | None, deadline: float
+    ) -> tuple[CrmFacts | None, str]:
+        """The CRM's answer, or None and why not (too slow, failed). Awaited in this task under
+        one deadline: no task, future or callback per call beyond the lookup's own."""
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await self._lookup(caller), ""
+        except TimeoutError:
+            return None, f"no answer within {self._deadline_s * 1000:.0f} ms"
+        except Exception as exc:
+            return None, f"{type(exc).__name__}: {exc}"
+
+    def _decide(self, call: CallFacts, crm: CrmFacts | None, why: str) -> RouteDecision:
         for rule in self._rules.rules:
             if not rule.matches_locally(call):
                 continue
             captures: dict[str, str] | None = {}
             if rule.needs_crm:
-                try:
-                    crm = await self._wait(lookup, deadline)
-                except _Unavailable as exc:
-                    log.warning("crm unavailable, fallback route", why=str(exc), rule=rule.name)
+                if crm is None:
+                    log.warning("crm unavailable, fallback route", why=why, rule=rule.name)
                     return fallback_decision(self._rules)
                 captures = rule.match_crm(crm)
                 if captures is None:
                     continue
-            return await self._decision(
-                self._rules.apply(rule.action, captures), rule.name, lookup, deadline, crm
-            )
-        return await self._decision(
-            self._rules.apply(self._rules.default), "default", lookup, deadline, crm
-        )
+            return self._decision(self._rules.apply(rule.action, captures), rule.name, crm)
+        return self._decision(self._rules.apply(self._rules.default), "default", crm)
 
-    async def _decision(
-        self,
-        outcome: Outcome,
-        rule: str,
-        lookup: asyncio.Task[CrmFacts],
-        deadline: float,
-        crm: CrmFacts | None,
-    ) -> RouteDecision:
-        if crm is None:  # a rule without CRM conditions: the customer id is still worth having
-            try:
-                crm = await self._wait(lookup, deadline)
-            except _Unavailable:
-                crm = None
+    def _decision(self, outcome: Outcome, rule: str, crm: CrmFacts | None) -> RouteDecision:
         customer_id = None
         if crm is not None and crm.resolution.status == "match":
             customer_id = crm.resolution.customer_id
-            if self._rules.needs_view and crm.facts is None:
+            if self._needs_view and crm.facts is None:
                 customer_id = None  # resolved, but gone by the time of the view
 
         return RouteDecision(
@@ -191,25 +180,16 @@ class Router:
             status=crm.resolution.status if crm is not None else "unavailable",
         )
 
-    async def _wait(self, lookup: asyncio.Task[CrmFacts], deadline: float) -> CrmFacts:
-        if not lookup.done():
-            remaining = deadline - asyncio.get_running_loop().time()
-            if remaining > 0:
-                await asyncio.wait({lookup}, timeout=remaining)
-        if not lookup.done():
-            raise _Unavailable(f"no answer within {self._deadline_s * 1000:.0f} ms")
-        if lookup.cancelled():
-            raise _Unavailable("lookup cancelled")
-        exc = lookup.exception()
-        if exc is not None:
-            raise _Unavailable(f"{type(exc).__name__}: {exc}")
-        return lookup.result()
-
     async def _lookup(self, caller: str | None) -> CrmFacts:
+        if self._resolver is not None:  # who is calling and what the rules need: one hop
+            resolution, facts = await self._resolver.resolve_for_routing(
+                caller, facts=self._needs_view
+            )
+            return CrmFacts(resolution, facts)
         resolution = await self._directory.resolve(caller)
         facts = None
         customer_id = resolution.customer_id if resolution.status == "match" else None
-        if customer_id is not None and self._rules.needs_view:
+        if customer_id is not None and self._needs_view:
             facts = await self._facts(customer_id)
         return CrmFacts(resolution, facts)
 
@@ -221,7 +201,7 @@ class Router:
         return RoutingFacts.from_view(view) if view is not None else None
 
     async def aclose(self) -> None:
-        """Wait for lookups abandoned at their deadline to finish cancelling."""
+        """Wait for any lookup still cancelling (none: each is cancelled in its own call)."""
         pending = list(self._abandoned)
         for task in pending:
             task.cancel()

@@ -41,6 +41,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -218,7 +219,7 @@ class Rule:
     conditions: tuple[Condition, ...]
     action: Action
 
-    @property
+    @cached_property
     def needs_crm(self) -> bool:
         return any(c.needs_crm for c in self.conditions)
 
@@ -246,7 +247,7 @@ class RuleSet:
     source: str = "<config>"
     queues: frozenset[str] = field(default=frozenset())
 
-    @property
+    @cached_property
     def needs_view(self) -> bool:
         return any(c.needs_view for r in self.rules for c in r.conditions)
 

@@ -19,7 +19,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
 import asyncpg
@@ -33,6 +33,7 @@ from crm_core.models import CASE_OPEN_STATUSES, FLAGS
 from crm_core.types import OrderFact, RoutingFacts
 
 Holder = tuple[int, str | None, str]  # customer id, external id, name
+T = TypeVar("T")
 
 
 class Facts:
@@ -49,6 +50,8 @@ class Facts:
 
 
 ParamStyle = Literal["qmark", "numeric", "named"]
+# A number's holders; what ranks them when several; the one holder's routing facts (if asked).
+RoutingRows = tuple[list[Holder], list[Facts], RoutingFacts | None]
 
 
 def _param(style: ParamStyle, index: int) -> str:
@@ -164,7 +167,18 @@ class _SqliteThread:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._fetch, statement, params)
 
+    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """``work(connection)`` on the thread: several statements for one hop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._run, work)
+
+    def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        return work(self._connection())
+
     def _fetch(self, statement: str, params: list[Any]) -> list[Any]:
+        return self._connection().execute(statement, params).fetchall()
+
+    def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             conn = sqlite3.connect(self._uri, uri=True, timeout=5, check_same_thread=False)
             try:
@@ -173,7 +187,7 @@ class _SqliteThread:
                 conn.close()
                 raise
             self._conn = conn
-        return self._conn.execute(statement, params).fetchall()
+        return self._conn
 
     def _close(self) -> None:
         conn, self._conn = self._conn, None
@@ -200,6 +214,8 @@ class NumberLookup:
         self._pool: Any = None  # asyncpg.Pool
         self._sqlite: _SqliteThread | None = None
         self._opening: asyncio.Lock | None = None
+        self._holders_sql = holders_sql("qmark", limit)
+        self._routing_sql = routing_facts_sql("qmark", False, orders)
 
     async def holders(self, e164: str) -> list[Holder]:
         rows = await self._fetch(lambda style: holders_sql(style, self._limit), [e164])
@@ -217,6 +233,41 @@ class NumberLookup:
             "routing_facts",
         )
         return routing_facts_from_row(rows[0]) if rows else None
+
+    async def for_routing(self, e164: str, with_facts: bool) -> RoutingRows:
+        """Who holds ``e164`` and, in the same hop, what ranks them (several) or what routing
+        needs of the one holder (``with_facts``): one thread hop on SQLite; on PostgreSQL the
+        statements depend on the first one's answer, so two round trips for a match."""
+        if self._postgres:
+            holders = await self.holders(e164)
+            if len(holders) > 1:
+                return holders, await self.facts([h[0] for h in holders]), None
+            if holders and with_facts:
+                return holders, [], await self.routing_facts(holders[0][0])
+            return holders, [], None
+        holders_sql_ = self._holders_sql
+        routing_sql = self._routing_sql
+
+        def work(conn: sqlite3.Connection) -> RoutingRows:
+            rows = conn.execute(holders_sql_, (e164,)).fetchall()
+            holders: list[Holder] = [(r[0], r[1], r[2]) for r in rows]
+            if len(holders) > 1:
+                ids = [h[0] for h in holders]
+                ranked = conn.execute(facts_sql("qmark", len(ids)), ids).fetchall()
+                return holders, [Facts(r) for r in ranked], None
+            if holders and with_facts:
+                row = conn.execute(routing_sql, (holders[0][0],)).fetchone()
+                return holders, [], routing_facts_from_row(row) if row is not None else None
+            return holders, [], None
+
+        try:
+            thread = self._sqlite or await self._open()
+            return await thread.run(work)
+        except _FAILURES as exc:
+            await self.close(graceful=False)  # reopen on the next call: it may be back
+            raise CrmUnavailable(
+                f"CRM database unavailable during resolve: {type(exc).__name__}: {exc}"
+            ) from exc
 
     async def _fetch(
         self, sql: Callable[[ParamStyle], str], params: list[Any], operation: str = "resolve"
@@ -296,6 +347,14 @@ class EngineLookup:
         async with self._engine.connect() as conn:
             row = (await conn.execute(text(sql), {"p0": customer_id})).first()
             return routing_facts_from_row(row) if row is not None else None
+
+    async def for_routing(self, e164: str, with_facts: bool) -> RoutingRows:
+        holders = await self.holders(e164)
+        if len(holders) > 1:
+            return holders, await self.facts([h[0] for h in holders]), None
+        if holders and with_facts:
+            return holders, [], await self.routing_facts(holders[0][0])
+        return holders, [], None
 
     async def close(self, graceful: bool = True) -> None:
         return None

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from fakes.crm_directory import DeadDirectory, MemoryDirectory, SlowDirectory, customer
 from fakes.routing import CLOSED, OPEN, routing_config, routing_rules
 
-from crm_core.types import CustomerView
+from crm_core.types import CustomerView, Resolution, RoutingFacts
 from cti.routing.decisions import DecisionLog
 from cti.routing.router import RouteDecision, Router
 from cti.routing.rules import parse_rules
@@ -125,3 +125,45 @@ async def test_rules_that_only_ask_who_is_calling_never_load_the_360_view() -> N
     directory = Counting({VIP: customer(1, flags=("vip",))})
     decision = await Router(directory, rules, deadline_s=0.5).route(VIP)
     assert (decision.rule, decision.customer_id, Counting.views) == ("default", 1, 0)
+
+
+class OneHopDirectory(MemoryDirectory):
+    """Answers the router only through ``resolve_for_routing`` (``resolve`` would fail)."""
+
+    def __init__(self, *args: object, delay_s: float = 0.0, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.delay_s = delay_s
+        self.hops: list[tuple[str | None, bool]] = []
+
+    async def resolve_for_routing(
+        self, caller_id: str | None, *, facts: bool = True
+    ) -> tuple[Resolution, RoutingFacts | None]:
+        self.hops.append((caller_id, facts))
+        await asyncio.sleep(self.delay_s)
+        resolution = await super().resolve(caller_id)
+        view = await self.view(resolution.customer_id) if resolution.customer_id else None
+        return resolution, RoutingFacts.from_view(view) if view and facts else None
+
+    async def resolve(self, caller_id: str | None) -> Resolution:
+        raise AssertionError("the router should ask in one hop")
+
+
+async def test_a_directory_with_a_one_hop_lookup_is_asked_once_per_call() -> None:
+    directory = OneHopDirectory({VIP: customer(7, flags=("vip",))})
+    router = Router(directory, routing_rules(), deadline_s=0.5, clock=lambda: OPEN)
+    decision = await router.route(VIP)
+    assert (decision.queue, decision.customer_id, decision.status) == ("vip", 7, "match")
+    assert directory.hops == [(VIP, True)]
+
+
+async def test_a_slow_one_hop_lookup_gives_the_fallback_in_time_and_leaves_nothing_running() -> (
+    None
+):
+    directory = OneHopDirectory({VIP: customer(7, flags=("vip",))}, delay_s=5.0)
+    router = Router(directory, routing_rules(), deadline_s=0.2, clock=lambda: OPEN)
+    started = time.perf_counter()
+    decision = await router.route(VIP)
+    assert time.perf_counter() - started < 0.3
+    assert (decision.reason, decision.fallback) == ("fallback", True)
+    assert decision.status == "unavailable"
+    assert not [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]

@@ -16,7 +16,7 @@ everything is up the daemon logs ``daemon.ready`` (with the ports) and sets ``re
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import signal
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -25,13 +25,17 @@ from typing import Any, Protocol
 import structlog
 from aiohttp import web
 
+from crm_core.phone import to_e164
 from crm_core.types import CustomerDirectory
+from cti.ami.errors import AmiError
 from cti.ami.stream import Connected, Disconnected, Resynced
 from cti.calls import LiveCalls
 from cti.config import Config
 from cti.hub import PopHub
 from cti.interactions import InteractionRecorder, InteractionStore
+from cti.routing.http import route_handler
 from cti.tracker.events import CallEvent
+from cti.tracker.tracker import CallTracker
 
 log = structlog.get_logger(__name__)
 
@@ -305,10 +309,10 @@ async def build_daemon(
             calls=calls,
             crm=crm,
             ami=actions,
-            ami_errors=_ami_errors(),
+            ami_errors=(AmiError, ConnectionError, TimeoutError),
             ami_connected=lambda: bool(getattr(actions, "connected", False)),
             db_ok=_db_ok(store),
-            route_handler=_route_handler(router, decisions),
+            route_handler=route_handler(router, decisions),
         )
         app = create_app(deps)
     except BaseException:
@@ -351,39 +355,15 @@ def _as_interaction_store(store: Any) -> InteractionStore:
     return result
 
 
-def tracker_class() -> Any | None:
-    """The call tracker's class (``cti.tracker``), or None while it is not installed."""
-    import importlib
+def _new_tracker(config: Config) -> CallTracker:
+    region = config.phone.default_region
 
-    for module_name in ("cti.tracker", "cti.tracker.tracker", "cti.tracker.core"):
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        found = getattr(module, "CallTracker", None)
-        if found is not None:
-            return found
-    return None
+    # Callers ring again and again: normalise each caller ID once, not on every call.
+    @functools.lru_cache(maxsize=8192)
+    def normalise(raw: str) -> str | None:
+        return to_e164(raw, region)
 
-
-def _new_tracker(config: Config) -> Tracker:
-    cls = tracker_class()
-    if cls is None:
-        raise RuntimeError("the call tracker (cti.tracker.CallTracker) is not available")
-    try:
-        tracker: Tracker = cls(region=config.phone.default_region)
-    except TypeError:
-        tracker = cls()
-    return tracker
-
-
-def _ami_errors() -> tuple[type[BaseException], ...]:
-    """The exceptions of AMI actions that the API turns into 502 Bad Gateway."""
-    try:
-        from cti.ami.errors import AmiError
-    except ImportError:
-        return (ConnectionError, TimeoutError)
-    return (AmiError, ConnectionError, TimeoutError)
+    return CallTracker(normalise=normalise)
 
 
 def _db_ok(store: Any) -> Any:
@@ -400,13 +380,3 @@ def _db_ok(store: Any) -> Any:
         return True
 
     return db_ok
-
-
-def _route_handler(router: Any, decisions: Any) -> Any:
-    with contextlib.suppress(ImportError):
-        from cti.routing import http as routing_http  # type: ignore[attr-defined,unused-ignore]
-
-        make = getattr(routing_http, "route_handler", None)
-        if callable(make):
-            return make(router, decisions)
-    return None

@@ -14,7 +14,7 @@ from test_e2e_calls import (
     wait_until,
 )
 
-from cti.daemon import tracker_class
+from cti.tracker.tracker import CallTracker
 
 __all__ = ["harness"]  # the fixture, shared with test_e2e_calls
 
@@ -22,7 +22,7 @@ __all__ = ["harness"]  # the fixture, shared with test_e2e_calls
 def answered_half(traces_dir: Path) -> tuple[str, list[dict[str, str]], list[dict[str, str]]]:
     """answered_tier1 cut right after the agent is bridged with the caller."""
     events = trace(traces_dir, "answered_tier1")
-    tracker = tracker_class()()  # where the tracker reports the answer, offline
+    tracker = CallTracker()  # where the tracker reports the answer, offline
     cut = 1 + next(
         i for i, e in enumerate(events) if any(c.event == "answered" for c in tracker.feed(e))
     )

@@ -5,7 +5,8 @@
 Prints, on the same events in the same run:
   * parse alone: our AmiParser vs panoramisk 1.4's AMIProtocol.data_received on the same bytes;
   * raw AMI bytes -> parse + track (target >= 100,000 events/s on one core);
-  * tracker alone (target >= 2x cacofonisk), and cacofonisk's EventHandler on the same events;
+  * tracker alone (target >= 2x cacofonisk), and cacofonisk's EventHandler on the very same
+    events: the whole stream as recorded, and both pre-filtered identically;
   * memory (RSS and tracker state) after the first repetition and at the end: it must stay flat.
 Each repetition rewrites every *Uniqueid/*Linkedid value so the calls are distinct.
 """
@@ -22,6 +23,7 @@ import time
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -158,6 +160,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--events", type=int, default=1_000_000, help="at least this many events")
     ap.add_argument("--skip-cacofonisk", action="store_true")
+    ap.add_argument("--tracker-only", action="store_true", help="only the tracker-alone part")
     args = ap.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
     logging.disable(logging.WARNING)  # cacofonisk warns on every event it cannot place
@@ -170,6 +173,13 @@ def main() -> int:
     print(f"shared traces: {len(traces)} traces, {len(base):,} events; x{reps} = {total:,} events")
     print(f"  ({kept:,} after dropping VarSet/Newexten, {100 - 100 * kept / total:.0f}% dropped)")
 
+    if not args.tracker_only:
+        raw_bytes(base, reps, total, args.events)
+    tracker_alone(args, traces, base)
+    return 0
+
+
+def raw_bytes(base: list[dict[str, str]], reps: int, total: int, at_least: int) -> None:
     # --- raw bytes: parse alone, parse + track, panoramisk's parser -----------------------
     t_parse = t_both = t_pano = 0.0
     n_parse = n_pano = 0
@@ -210,67 +220,85 @@ def main() -> int:
         f"  process RSS {rss0:.1f} MiB after 1 repetition, {rss_mib():.1f} MiB after {reps}"
         f" (includes the test data); tracker state {sizes1} -> {tracker.sizes}"
     )
-    recorded_wire(args.events)
+    recorded_wire(at_least)
     memory(base, reps)
 
+
+Trace = list[dict[str, str]]
+
+
+def tracker_alone(args: argparse.Namespace, traces: list[tuple[str, Trace]], base: Trace) -> None:
     # --- tracker alone, and cacofonisk on the same events ---------------------------------
-    wanted_caco: set[str] = set()
-    caco_cls = None
+    caco_cls: Any = None
+    reporter_cls: Any = None
     if not args.skip_cacofonisk:
         try:
             from cacofonisk.handlers import EventHandler
             from cacofonisk.reporters import BaseReporter
 
-            caco_cls = EventHandler
-            wanted_caco = set(EventHandler.event_handlers())
+            caco_cls, reporter_cls = EventHandler, BaseReporter
         except ImportError as exc:
             print(f"\ncacofonisk: skipped ({exc}); `.venv/bin/pip install cacofonisk` to compare")
-    print("\ntracker alone (events already parsed; CPU seconds of this process):")
+    ours_wanted = CallTracker().wanted_events
+    caco_wanted = frozenset(caco_cls.event_handlers()) if caco_cls is not None else frozenset()
+    union = ours_wanted | caco_wanted
+    print("\ntracker alone (events already parsed; CPU seconds of this process).")
+    print("  Both trackers get the SAME events, in the same repetition, alternately:")
+    print("  'whole stream' = every event as recorded (ours drops VarSet/Newexten itself, in")
+    print("  feed(), and that is timed); 'same pre-filter' = both get only the event types either")
+    print("  tracker uses, filtered before timing, identically for both.")
     families = {
         "all shared traces": base,
         "cacofonisk's own fixtures": [e for path, t in traces if "cacofonisk" in path for e in t],
         "asterisk22 recordings": [e for path, t in traces if "asterisk22" in path for e in t],
     }
+    summary: list[str] = []
     for label, events_base in families.items():
         f_reps = -(-args.events // len(events_base))
         f_total = f_reps * len(events_base)
-        tracker = CallTracker()
-        wanted = tracker.wanted_events
-        caco = caco_cls(BaseReporter()) if caco_cls is not None else None
-        t_all = t_filtered = t_caco = 0.0
+        kept = sum(1 for e in events_base if e["Event"] in union) * f_reps
+        results: dict[str, list[float]] = {"ours": [0.0, 0.0], "caco": [0.0, 0.0]}
         raised = 0
+        trackers = [CallTracker(), CallTracker()]
+        cacos = [caco_cls(reporter_cls()) for _ in range(2)] if caco_cls is not None else []
         for rep in range(f_reps):
-            events = rewrite(events_base, rep)
-            gc.collect()
-            feed = tracker.feed
-            t0 = time.process_time()
-            for event in events:  # every event through feed (it drops what it does not use)
-                feed(event)
-            t_all += time.process_time() - t0
-            events = rewrite(events_base, rep + f_reps)
-            t0 = time.process_time()
-            for event in events:  # what an AMI Filter on wanted_events lets through
-                if event["Event"] in wanted:
-                    feed(event)
-            t_filtered += time.process_time() - t0
-            if caco is not None:
-                on_event = caco.on_event
+            for way in (0, 1):  # 0: whole stream, 1: same pre-filter for both
+                # a fresh copy per side (with the same ids): neither sees the other's dicts
+                mine = rewrite(events_base, rep)
+                theirs = rewrite(events_base, rep)
+                if way:
+                    mine = [e for e in mine if e["Event"] in union]
+                    theirs = [e for e in theirs if e["Event"] in union]
+                gc.collect()
+                feed = trackers[way].feed
                 t0 = time.process_time()
-                for event in events:
-                    if event["Event"] in wanted_caco:  # as its FileRunner filters
+                for event in mine:
+                    feed(event)
+                results["ours"][way] += time.process_time() - t0
+                if cacos:
+                    on_event = cacos[way].on_event
+                    gc.collect()
+                    t0 = time.process_time()
+                    for event in theirs:
                         try:
                             on_event(event)
                         except Exception:
                             raised += 1
-                t_caco += time.process_time() - t0
-        print(f"  {label} (x{f_reps} = {f_total:,} events each way):")
-        print(f"    ours, every event to feed()    {rate(f_total, t_all)}")
-        print(f"    ours, filtered as at the AMI   {rate(f_total, t_filtered)}")
-        if caco is not None:
-            print(f"    cacofonisk, filtered likewise  {rate(f_total, t_caco)}  ({raised} raised)")
-            print(f"    ratio ours / cacofonisk        {t_caco / t_filtered:.2f}x   target >= 2x")
-        print(f"    tracker state at the end: {tracker.sizes}")
-    return 0
+                    results["caco"][way] += time.process_time() - t0
+        print(f"  {label} (x{f_reps}):")
+        for way, (what, n) in enumerate((("whole stream", f_total), ("same pre-filter", kept))):
+            print(f"    ours,       {what:<16} {rate(n, results['ours'][way])}")
+            if cacos:
+                print(f"    cacofonisk, {what:<16} {rate(n, results['caco'][way])}")
+                ratio = results["caco"][way] / results["ours"][way]
+                print(f"    ratio ours / cacofonisk, {what:<16} {ratio:.2f}x   target >= 2x")
+                summary.append(f"  {label:<26} {what:<16} {ratio:5.2f}x")
+        if raised:
+            print(f"    cacofonisk raised {raised:,} times (caught, timed)")
+        print(f"    tracker state at the end: {trackers[0].sizes}")
+    if summary:
+        print("\nours / cacofonisk, same events, same run (target >= 2x):")
+        print("\n".join(summary))
 
 
 if __name__ == "__main__":

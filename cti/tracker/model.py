@@ -58,13 +58,21 @@ class Channel:
         self.answered_dial = False  # a Dial from this channel was answered since its queue join
         self.cause = ""
         self.hangup_requested = False
-        self.renamed(name)
+        # as renamed() does, inline: channels are created on every call
+        self.name = name
+        self.is_local = is_local = name.startswith("Local/")
+        # the other end of a Local channel pipe (;1 <-> ;2)
+        self.partner_name: str | None = (
+            name[:-1] + ("2" if name[-1] == "1" else "1")
+            if is_local and name[-2:-1] == ";"
+            else None
+        )
 
     def renamed(self, name: str) -> None:
         self.name = name
         self.is_local = name.startswith("Local/")
         # the other end of a Local channel pipe (;1 <-> ;2)
-        self.partner_name: str | None = (
+        self.partner_name = (
             name[:-1] + ("2" if name[-1] == "1" else "1")
             if self.is_local and name[-2:-1] == ";"
             else None

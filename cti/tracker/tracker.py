@@ -54,13 +54,6 @@ SUMMARY_KEYS = (
 )
 
 
-def _ts(raw: str) -> float | None:
-    try:
-        return float(raw)
-    except ValueError:
-        return None
-
-
 def _secs(start: float | None, end: float | None) -> float | None:
     if start is None or end is None:
         return None
@@ -140,9 +133,14 @@ class CallTracker:
             return []
         out: list[CallEvent] = []
         raw = event.get("Timestamp")
-        ts = _ts(raw) if raw else None
-        if ts is not None:
-            self.last_ts = ts
+        ts: float | None = None
+        if raw:
+            try:
+                ts = float(raw)
+            except ValueError:
+                pass
+            else:
+                self.last_ts = ts
         try:
             handler(event, ts, out)
         except Exception as exc:  # a bug here must not stop the flow of events
@@ -219,8 +217,7 @@ class CallTracker:
         self, event: Event, keys: tuple[str, str, str] = ("Uniqueid", "Channel", "Linkedid")
     ) -> Channel | None:
         """The channel an event names (by ``keys``: its Uniqueid, Channel, Linkedid headers)."""
-        uid = event.get(keys[0])
-        chan = self._channels.get(uid) if uid is not None else None
+        chan = self._channels.get(event.get(keys[0], ""))
         if chan is None:
             name = event.get(keys[1])
             if name:
@@ -291,23 +288,47 @@ class CallTracker:
         """Breadth-first from ``start`` through Local pipes and bridges, stopping at parties.
 
         Returns (parties reached, Local channels passed through)."""
+        channels, by_name, bridges = self._channels, self._by_name, self._bridges
         seen = {start.uniqueid}
         if avoid:
             seen |= avoid
-        queue = deque([start])
         parties: list[Channel] = []
         passed: list[Channel] = []
-        while queue:
-            chan = queue.popleft()
-            for other in self._neighbours(chan, skip_bridge if chan is start else None):
-                if other.uniqueid in seen:
-                    continue
-                seen.add(other.uniqueid)
-                if other.member or not other.is_local:
-                    parties.append(other)
-                else:
-                    passed.append(other)
-                    queue.append(other)
+        chan: Channel | None = start
+        skip = skip_bridge
+        i = 0
+        # ``passed`` doubles as the queue: every Local channel passed is visited in turn
+        while chan is not None:
+            # the neighbours, in order: the Local pipe's other end, then the bridge's members
+            pname = chan.partner_name
+            if pname is not None:
+                other = channels.get(by_name.get(pname, ""))
+                if other is not None:
+                    uid = other.uniqueid
+                    if uid not in seen:
+                        seen.add(uid)
+                        if other.member or not other.is_local:
+                            parties.append(other)
+                        else:
+                            passed.append(other)
+            bridge_id = chan.bridge
+            if bridge_id and bridge_id != skip:
+                bridge = bridges.get(bridge_id)
+                if bridge is not None:
+                    for uid in bridge.members:
+                        if uid in seen:
+                            continue
+                        other = channels.get(uid)
+                        if other is None or other is chan:
+                            continue
+                        seen.add(uid)
+                        if other.member or not other.is_local:
+                            parties.append(other)
+                        else:
+                            passed.append(other)
+            skip = None
+            chan = passed[i] if i < len(passed) else None
+            i += 1
         return parties, passed
 
     def _component_calls(self, chan: Channel) -> list[Call]:

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+# The events that say a member is logged in.
+LOGGED_IN_KINDS = frozenset({"added", "status", "pause", "penalty", "list"})
 # Asterisk's AST_DEVICE_* numbers, as QueueMember* events report them in `Status`.
 DEVICE_STATUS = {
     "0": "unknown",
@@ -92,42 +94,60 @@ class MemberBook:
     def update(self, event: Mapping[str, str], kind: str) -> list[MemberState]:
         """Apply a QueueMember* / Agent* / QueueMember (list item) event; return the states it
         changed (a removed member is returned logged out and forgotten)."""
-        interface = event.get("Interface") or event.get("Location") or ""
+        get = event.get
+        interface = get("Interface") or get("Location") or ""
         if not interface:
             return []
-        member = event.get("MemberName") or event.get("Name") or ""
-        queue = event.get("Queue") or ""
+        member = get("MemberName") or get("Name") or ""
+        queue = get("Queue") or ""
+        members = self._members
         fresh = False
+        targets: list[MemberState]
         if queue:
-            fresh = (queue, interface) not in self._members
-            targets = [self._state(queue, interface, member)]
+            key = (queue, interface)
+            state = members.get(key)
+            if state is None:
+                fresh = True
+                state = members[key] = MemberState(queue, interface, member or interface)
+            elif member:
+                state.member = member  # a new name alone is not a change
+            targets = [state]
         else:  # e.g. a pause in every queue at once
-            targets = [s for (q, i), s in self._members.items() if i == interface]
-        paused = event.get("Paused")
-        status = event.get("Status")
-        in_call = event.get("InCall")
-        penalty = event.get("Penalty")
+            targets = [s for (q, i), s in members.items() if i == interface]
+        paused = get("Paused")
+        status = get("Status")
+        in_call = get("InCall")
+        penalty = get("Penalty")
         changed = []
         for state in targets:
-            before = state.as_tuple()
             if kind == "removed":
                 state.logged_in = False
-                self._members.pop((state.queue, state.interface), None)
+                members.pop((state.queue, state.interface), None)
                 changed.append(state)
                 continue
-            if kind in ("added", "status", "pause", "penalty", "list"):
-                state.logged_in = True
+            diff = fresh  # field by field: no snapshot tuples on this hot path
+            if not state.logged_in and kind in LOGGED_IN_KINDS:
+                state.logged_in = diff = True
             if kind == "ring_no_answer":
                 state.ring_no_answer += 1
+                diff = True
             if paused is not None:
-                state.paused = paused == "1"
-                state.reason = event.get("PausedReason", "") if state.paused else ""
+                now_paused = paused == "1"
+                reason = get("PausedReason", "") if now_paused else ""
+                if now_paused != state.paused or reason != state.reason:
+                    state.paused, state.reason, diff = now_paused, reason, True
             if status is not None:
-                state.status = DEVICE_STATUS.get(status, status)
+                text = DEVICE_STATUS.get(status, status)
+                if text != state.status:
+                    state.status, diff = text, True
             if in_call is not None:
-                state.in_call = in_call == "1"
+                busy = in_call == "1"
+                if busy != state.in_call:
+                    state.in_call, diff = busy, True
             if penalty and penalty.lstrip("-").isdigit():
-                state.penalty = int(penalty)
-            if fresh or state.as_tuple() != before:
+                value = int(penalty)
+                if value != state.penalty:
+                    state.penalty, diff = value, True
+            if diff:
                 changed.append(state)
         return changed

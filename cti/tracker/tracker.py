@@ -536,7 +536,7 @@ class CallTracker:
                     bridge.calls[call.call_id] = None
             call.via = via
         for party in parties:
-            name = self._party_name(party)
+            name = party.member or device_name(party.name)  # _party_name, inline
             if name in call.agents:
                 continue
             first = not call.agents
@@ -610,12 +610,14 @@ class CallTracker:
         chan.cause = cause
         if chan.bridge:  # a missing BridgeLeave: leave now so the picture stays right
             self.leave_bridge(chan, chan.bridge, ts, out)
-        self._channels.pop(chan.uniqueid, None)
+        uid = chan.uniqueid
+        self._channels.pop(uid, None)
         if self._blind_pending:
-            self._blind_pending.pop(chan.uniqueid, None)
-        if self._by_name.get(chan.name) == chan.uniqueid:
-            del self._by_name[chan.name]
-        caller_call = self._callers.pop(chan.uniqueid, None)
+            self._blind_pending.pop(uid, None)
+        by_name = self._by_name
+        if by_name.get(chan.name) == uid:
+            del by_name[chan.name]
+        caller_call = self._callers.pop(uid, None)
         if caller_call is not None:
             caller_call.cause = chan.cause
             partner = self._partner(chan)
@@ -623,14 +625,16 @@ class CallTracker:
                 # the caller was a Local pipe: its other end now stands for the caller
                 caller_call.caller_uid = partner.uniqueid
                 self._callers[partner.uniqueid] = caller_call
-        entry = self._ringing.pop(chan.uniqueid, None)
-        if entry is not None and entry[0].call_id in self._calls:
-            self.emit(out, entry[0], "ring_stopped", ts, reason="hangup", **entry[1])
+        calls = self._calls
+        if self._ringing:
+            entry = self._ringing.pop(uid, None)
+            if entry is not None and entry[0].call_id in calls:
+                self.emit(out, entry[0], "ring_stopped", ts, reason="hangup", **entry[1])
         for call_id in chan.calls:
-            call = self._calls.get(call_id)
+            call = calls.get(call_id)
             if call is None:
                 continue
-            call.live.discard(chan.uniqueid)
+            call.live.discard(uid)
             if not call.live:
                 self._end_call(call, ts, out)
 

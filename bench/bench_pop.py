@@ -259,6 +259,7 @@ class MemStore(Crm):
 async def daemon_server(desktops: int) -> Target:
     from cti.config import AmiConfig, HttpConfig
     from cti.daemon import build_daemon
+    from cti.gctune import tune_for_service
 
     parent, child = multiprocessing.Pipe()
     pbx = multiprocessing.get_context("spawn").Process(
@@ -273,6 +274,7 @@ async def daemon_server(desktops: int) -> Target:
     )
     daemon = await build_daemon(config, store=MemStore(), http_port=0, agi_port=0, grace_s=1.0)
     await daemon.start()
+    tune_for_service()  # as `cti run` does once started
 
     async def run(rate: float, seconds: float, desktops: int) -> tuple[dict[str, float], float]:
         parent.send((rate, seconds, desktops))

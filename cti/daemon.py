@@ -31,6 +31,7 @@ from cti.ami.errors import AmiError
 from cti.ami.stream import Connected, Disconnected, Resynced
 from cti.calls import LiveCalls
 from cti.config import Config
+from cti.gctune import tune_for_service
 from cti.hub import PopHub
 from cti.interactions import InteractionRecorder, InteractionStore
 from cti.routing.http import route_handler
@@ -228,6 +229,7 @@ class Daemon:
         status = 0
         try:
             await self.start()
+            tune_for_service()
             waiter = asyncio.create_task(stop_requested.wait(), name="wait-signal")
             watched: set[asyncio.Task[Any]] = {waiter}
             if self._pump is not None:

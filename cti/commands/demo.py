@@ -100,6 +100,7 @@ async def _open_store(url: str, config: Config) -> tuple[object, str]:
 async def _demo(args: argparse.Namespace, config: Config) -> int:
     from crm_core.seed import DEMO_NUMBERS, DEMO_UNKNOWN_NUMBER
     from cti.daemon import build_daemon
+    from cti.gctune import tune_for_service
     from cti.sim.scenarios import demo_mix, random_numbers
     from cti.sim.simulator import Simulator, settings_from_config
 
@@ -130,6 +131,7 @@ async def _demo(args: argparse.Namespace, config: Config) -> int:
             settings.dialplan, agi_host="127.0.0.1", agi_port=daemon.agi_port or 4573
         )
         await _wait_for_ami(daemon)
+        tune_for_service()
         _print_banner(daemon.http_port, config, store_note, sim.ami_port, daemon.agi_port)
         sim.place_call()  # the first call at once, then the configured rate
         generator = asyncio.create_task(sim.generate(args.calls_per_minute / 60.0))

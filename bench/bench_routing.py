@@ -42,6 +42,7 @@ from crm_core import CrmStore  # noqa: E402
 from crm_core.types import CustomerView, Resolution  # noqa: E402
 from cti.agi.server import FastAgiServer  # noqa: E402
 from cti.config import load_config  # noqa: E402
+from cti.gctune import tune_for_service  # noqa: E402
 from cti.logsetup import configure_logging  # noqa: E402
 from cti.routing.decisions import DecisionLog  # noqa: E402
 from cti.routing.router import Router  # noqa: E402
@@ -181,6 +182,7 @@ async def main() -> None:
     )
     server = FastAgiServer(router, DecisionLog(), "127.0.0.1", 0)
     await server.start()
+    tune_for_service()  # as `cti run` does once started
     echo, echo_port = await start_echo()
     try:
         print(f"CRM: {customers:,} customers in {db} (cache off); rules: config/cti.example.toml")

@@ -6,7 +6,6 @@ import argparse
 import sys
 
 from cti.config import Config
-from cti.http.auth import hash_token, new_token
 
 HELP = "Create a desktop login token for an agent from the config"
 
@@ -16,6 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
+    from cti.http.auth import hash_token, new_token
+
     token = new_token()
     known = any(agent.name == args.name for agent in config.agents)
     print(f"Token for {args.name} (give it to the agent; it is not stored anywhere):")

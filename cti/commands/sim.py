@@ -14,10 +14,12 @@ import signal
 import time
 from collections.abc import Awaitable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cti.config import Config
-from cti.sim.simulator import LADDER, Simulator, generated_agents, settings_from_config
+
+if TYPE_CHECKING:
+    from cti.sim.simulator import Simulator
 
 HELP = "Run the PBX simulator (AMI server + FastAGI client) as a load generator"
 
@@ -59,6 +61,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
 
 
 async def _sim(args: argparse.Namespace, config: Config) -> int:
+    from cti.sim.simulator import LADDER, Simulator, generated_agents, settings_from_config
+
     settings = settings_from_config(
         config,
         ami_port=config.ami.port if args.ami_port is None else args.ami_port,

@@ -21,6 +21,7 @@ from cti.sim.agi import AgiRequest, AgiResult
 from cti.sim.channels import RINGING, UP, Bridge, Channel, local_pair
 from cti.sim.pbx import Entry, Member, Pbx, SimQueue
 from cti.sim.scenarios import AgentBehaviour, CallerProfile, Dialplan, TalkEnd
+from cti.sim.wire import Headers
 
 log = structlog.get_logger(__name__)
 
@@ -544,14 +545,25 @@ class SimCall:
                     return None
 
     def _agent_complete(self, leg: Leg, answered_at: float, reason: str) -> None:
-        talk = int(self.pbx.clock() - answered_at)
+        talk = self._emit_agent_complete(
+            leg, answered_at, reason, [*leg.waiting.headers(), *leg.one.headers("Dest")]
+        )
         leg.queue.talktime_total += talk
+
+    def _emit_agent_complete(
+        self,
+        leg: Leg,
+        answered_at: float,
+        reason: str,
+        channels: Headers,
+    ) -> int:
+        """Emit AgentComplete for ``leg`` after ``channels``' headers; returns the talk time."""
+        talk = int(self.pbx.clock() - answered_at)
         self.pbx.emit(
             "AgentComplete",
             "agent",
             [
-                *leg.waiting.headers(),
-                *leg.one.headers("Dest"),
+                *channels,
                 ("Queue", leg.queue.name),
                 ("Interface", leg.member.interface),
                 ("MemberName", leg.member.name),
@@ -560,6 +572,7 @@ class SimCall:
                 ("Reason", reason),
             ],
         )
+        return talk
 
     def _agent_done(self, leg: Leg) -> None:
         member = leg.member
@@ -809,20 +822,7 @@ class SimCall:
         )
         pbx.destroy_bridge(consult_bridge)
         pbx.hangup(leg.one, 16, soft=False)
-        talk = int(pbx.clock() - answered_at)
-        pbx.emit(
-            "AgentComplete",
-            "agent",
-            [
-                *trunk.headers(),
-                ("Queue", leg.queue.name),
-                ("Interface", leg.member.interface),
-                ("MemberName", leg.member.name),
-                ("HoldTime", str(int(answered_at - self._started))),
-                ("TalkTime", str(talk)),
-                ("Reason", "transfer"),
-            ],
-        )
+        self._emit_agent_complete(leg, answered_at, "transfer", trunk.headers())
         leg.two.exten, leg.two.priority = "h", 2
         pbx.hangup(leg.two, 16, soft=False)
         self._agent_done(leg)

@@ -1,8 +1,9 @@
 """``cti-agi``: the classic AGI entry point, for PBXes that cannot reach the daemon over FastAGI.
 
 Asterisk runs it as ``AGI(cti-agi,route)`` with the AGI environment on stdin. It asks the daemon
-(``POST [agi] http_url``) for the routing decision and sets the same variables as the FastAGI
-server (CTI_QUEUE, CTI_PRIORITY, CTI_TIER, CTI_CUSTOMER_ID, CTI_REASON and any extra ones). When
+(``POST [agi] http_url``, with the ``[agi] http_token`` secret as a bearer token) for the routing
+decision and sets the same variables as the FastAGI server (CTI_QUEUE, CTI_PRIORITY, CTI_TIER,
+CTI_CUSTOMER_ID, CTI_REASON and any extra ones). When
 the daemon is unreachable, slow or answers nonsense, it sets the default route from the config
 with ``CTI_REASON=fallback``, within the same deadline (``[agi] deadline_ms``).
 
@@ -54,16 +55,19 @@ def _read_config(path: str | None) -> dict[str, Any]:
         return {}
 
 
-def _agi_settings(config: dict[str, Any]) -> tuple[str, float]:
-    """``[agi] http_url`` and ``deadline_ms`` (in seconds)."""
+def _agi_settings(config: dict[str, Any]) -> tuple[str, float, str]:
+    """``[agi] http_url``, ``deadline_ms`` (in seconds) and ``http_token``."""
     section = config.get("agi", {})
     url = section.get("http_url", DEFAULT_HTTP_URL)
     deadline_ms = section.get("deadline_ms", DEFAULT_DEADLINE_MS)
+    token = section.get("http_token", "")
     if not isinstance(url, str):
         url = DEFAULT_HTTP_URL
     if not isinstance(deadline_ms, int | float) or deadline_ms <= 0:
         deadline_ms = DEFAULT_DEADLINE_MS
-    return url, deadline_ms / 1000
+    if not isinstance(token, str):
+        token = ""
+    return url, deadline_ms / 1000, token
 
 
 # cti.config's default tier table, for a config without [tiers] (a test keeps them equal).
@@ -97,13 +101,13 @@ def fallback_variables(config: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def ask_daemon(url: str, body: dict[str, Any], timeout_s: float) -> dict[str, str]:
+def ask_daemon(url: str, body: dict[str, Any], timeout_s: float, token: str = "") -> dict[str, str]:
     """The dialplan variables from ``POST /api/route``; raises on anything but a good answer."""
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     request = urllib.request.Request(
-        url,
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
+        url, data=json.dumps(body).encode(), headers=headers, method="POST"
     )
     with urllib.request.urlopen(request, timeout=timeout_s) as response:
         answer = json.loads(response.read())
@@ -126,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with open(os.devnull, "w") as quiet:
         agi = AGI(stdin=sys.stdin, stdout=sys.stdout, stderr=quiet)
         config = _read_config(path)
-        url, deadline_s = _agi_settings(config)
+        url, deadline_s, token = _agi_settings(config)
         env = agi.env
         body = {
             "caller": caller_id(env),
@@ -138,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             remaining = deadline_s - (time.monotonic() - started)
             if remaining <= 0:
                 raise TimeoutError("no time left for the daemon")
-            variables = ask_daemon(url, body, remaining)
+            variables = ask_daemon(url, body, remaining, token)
         except Exception:  # unreachable, slow, HTTP error, bad JSON: the fallback route
             try:
                 variables = fallback_variables(config)

@@ -56,6 +56,8 @@ class AgiConfig(_Section):
     deadline_ms: int = Field(300, gt=0)
     # Where the classic AGI script (cti-agi) asks the daemon over HTTP.
     http_url: str = "http://127.0.0.1:8080/api/route"
+    # The shared secret cti-agi sends to POST /api/route; empty: /api/route answers nobody.
+    http_token: str = ""
 
 
 class HttpConfig(_Section):

@@ -23,7 +23,7 @@ from crm_core.types import (
 )
 from cti.ami.errors import AmiActionError, AmiError
 from cti.calls import LiveCalls
-from cti.config import AgentConfig, Config, HttpConfig
+from cti.config import AgentConfig, AgiConfig, Config, HttpConfig
 from cti.http import ApiDeps, create_app
 from cti.http.auth import hash_token
 from cti.hub import PopHub
@@ -253,22 +253,45 @@ class World:
         )
 
 
-@asynccontextmanager
-async def running_api(
-    *, cors_origins: list[str] | None = None, ami: Any = None
-) -> AsyncIterator[World]:
-    """The API on a real socket; ``ami`` replaces the recording double (e.g. an AmiClient)."""
-    config = Config(
-        agents=agents(),
-        http=HttpConfig(cors_origins=cors_origins or [], originate_context="dial-out"),
-    )
-    crm = MemoryCrm(
+AGI_TOKEN = "agi-secret-for-tests"
+
+
+def memory_crm() -> MemoryCrm:
+    return MemoryCrm(
         by_number={CALLER: 1, DNC_NUMBER: 2},
         views={
             1: customer_view(1, "Ada Lovelace", ("vip", "hearing_impaired")),
             2: customer_view(2, "Charles Babbage", ("do_not_call",)),
         },
     )
+
+
+def route_handler_for(crm: Any) -> Any:
+    """POST /api/route as the daemon mounts it, routing by the default rules over ``crm``."""
+    from cti.routing.decisions import DecisionLog
+    from cti.routing.http import route_handler
+    from cti.routing.router import Router
+    from cti.routing.rules import load_rules
+
+    return route_handler(Router(crm, load_rules(Config())), DecisionLog())
+
+
+@asynccontextmanager
+async def running_api(
+    *,
+    cors_origins: list[str] | None = None,
+    ami: Any = None,
+    crm: Any = None,
+    agi_token: str = AGI_TOKEN,
+) -> AsyncIterator[World]:
+    """The API on a real socket; ``ami`` replaces the recording double (e.g. an AmiClient),
+    ``crm`` the in-memory CRM (e.g. a real ``CrmStore``)."""
+    config = Config(
+        agents=agents(),
+        http=HttpConfig(cors_origins=cors_origins or [], originate_context="dial-out"),
+        agi=AgiConfig(http_token=agi_token),
+    )
+    crm = crm or memory_crm()
     hub = PopHub(config.agents)
     calls = LiveCalls(directory=crm, tiers_by_queue={t.queue: n for n, t in config.tiers.items()})
     recording = RecordingAmi()
@@ -285,6 +308,7 @@ async def running_api(
         ami_errors=(AmiError,),
         ami_connected=lambda: bool((ami or recording).connected),
         db_ok=db_ok,
+        route_handler=route_handler_for(crm),
     )
     client = TestClient(TestServer(create_app(deps)))
     await client.start_server()
@@ -293,3 +317,36 @@ async def running_api(
     finally:
         await client.close()
         await calls.close()
+
+
+@asynccontextmanager
+async def ami_world(**kwargs: Any) -> AsyncIterator[tuple[World, Any]]:
+    """``running_api`` over a real AMI connection (``AmiClient``) to the fake Asterisk; yields
+    the world and the ``FakeAmiServer`` (``pbx.actions`` is every action it received)."""
+    from fakes.ami_server import FakeAmiServer
+
+    from cti.ami.client import AmiClient
+    from cti.config import AmiConfig
+
+    server_kwargs = {k: kwargs.pop(k) for k in ("delays", "queues") if k in kwargs}
+    async with FakeAmiServer(**server_kwargs) as pbx:
+        client = AmiClient(
+            AmiConfig(host=pbx.host, port=pbx.port, username="cti", secret="cti-secret")
+        )
+        await client.start()
+        try:
+            await client.wait_connected(5)
+            async with running_api(ami=client, **kwargs) as world:
+                yield world, pbx
+        finally:
+            await client.stop()
+
+
+# What the API may send to Asterisk (the client's own Login, Events, Ping... are not counted).
+CALL_ACTIONS = frozenset(
+    {"setvar", "redirect", "blindtransfer", "originate", "queueadd", "queueremove", "queuepause"}
+)
+
+
+def call_actions(pbx: Any) -> list[str]:
+    return [a.name for a in pbx.actions if a.name.lower() in CALL_ACTIONS]

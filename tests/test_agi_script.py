@@ -21,6 +21,8 @@ from fakes.routing import OPEN, ROUTING_TOML, routing_rules
 
 from cti.agi_script import DEFAULT_DEADLINE_MS, DEFAULT_HTTP_URL, fallback_variables
 from cti.config import AgiConfig, parse_config
+from cti.http.app import error_middleware
+from cti.http.auth import AgentDirectory, auth_middleware
 from cti.routing.decisions import DecisionLog
 from cti.routing.http import route_handler
 from cti.routing.router import Router, fallback_decision
@@ -29,6 +31,7 @@ from cti.routing.rules import load_rules
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = Path(sys.executable).with_name("cti-agi")
 CRM = MemoryDirectory({"+442071234567": customer(42, case_tiers=("tier2",))})
+TOKEN = "s3cret-agi-token"
 
 
 def classic_env(callerid: str = "+442071234567") -> bytes:
@@ -104,7 +107,10 @@ async def daemon(delay_s: float = 0.0) -> AsyncIterator[tuple[str, DecisionLog]]
         await asyncio.sleep(delay_s)
         return await handler(request)
 
-    app = web.Application()
+    # The API's own middlewares: errors as JSON, and the [agi] http_token check.
+    app = web.Application(
+        middlewares=[error_middleware, auth_middleware(AgentDirectory([]), TOKEN)]
+    )
     app.router.add_post("/api/route", slow if delay_s else handler)
     runner = web.AppRunner(app)
     await runner.setup()
@@ -117,9 +123,12 @@ async def daemon(delay_s: float = 0.0) -> AsyncIterator[tuple[str, DecisionLog]]
         await runner.cleanup()
 
 
-def write_config(tmp_path: Path, url: str, deadline_ms: int = 300) -> Path:
+def write_config(tmp_path: Path, url: str, deadline_ms: int = 300, token: str = TOKEN) -> Path:
     path = tmp_path / "cti.toml"
-    path.write_text(f'[agi]\nhttp_url = "{url}"\ndeadline_ms = {deadline_ms}\n' + ROUTING_TOML)
+    path.write_text(
+        f'[agi]\nhttp_url = "{url}"\ndeadline_ms = {deadline_ms}\nhttp_token = "{token}"\n'
+        + ROUTING_TOML
+    )
     return path
 
 
@@ -214,8 +223,23 @@ def test_cti_agi_falls_back_to_the_same_route_as_the_router(text: str) -> None:
     assert fallback_variables(tomllib.loads(text)) == expected.dialplan_variables()
 
 
+async def test_cti_agi_without_the_right_token_is_refused_and_takes_the_fallback(
+    tmp_path: Path,
+) -> None:
+    async with daemon() as (url, decisions):
+        run = await run_script(write_config(tmp_path, url, token="guessed"))
+        assert run.variables == FALLBACK_TIER1
+        assert decisions.get("1795396343.35") is None  # the daemon told it nothing
+        async with aiohttp.ClientSession() as http:
+            for auth in ({}, {"Authorization": "Bearer guessed"}, {"Authorization": TOKEN}):
+                async with http.post(url, json={"caller": "+442071234567"}, headers=auth) as r:
+                    assert r.status == 401, auth
+                    assert (await r.json())["error"].startswith("token:")
+
+
 async def test_post_api_route_answers_the_decision_and_refuses_bad_bodies() -> None:
-    async with daemon() as (url, _), aiohttp.ClientSession() as http:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    async with daemon() as (url, _), aiohttp.ClientSession(headers=auth) as http:
         async with http.post(url, json={"caller": "+442071234567", "dnid": "unknown"}) as ok:
             assert ok.status == 200
             body = await ok.json()

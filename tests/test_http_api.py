@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from http_world import CALLER, DNC_NUMBER, TOKENS, World, headers, running_api
+from http_world import AGI_TOKEN, CALLER, DNC_NUMBER, TOKENS, World, headers, running_api
 
 A1, A2, T2, SUP = "Agent 1001", "Agent 1002", "Agent 2001", "Supervisor"
 
@@ -77,6 +77,50 @@ async def test_health_metrics_openapi_and_the_page_need_no_token(world: World) -
     resp = await world.client.get("/")
     assert resp.status == 200
     assert "<html" in (await resp.text()).lower()
+
+
+async def test_api_route_needs_its_own_token_even_from_loopback(world: World) -> None:
+    ask = {"caller": CALLER, "dnid": "08005550100"}
+    for auth in ({}, headers(SUP), {"Authorization": "Bearer not-the-agi-token"}):
+        resp = await world.client.post("/api/route", json=ask, headers=auth)
+        assert resp.status == 401, auth
+        assert set(await resp.json()) == {"error"}
+    resp = await world.client.post(
+        "/api/route", json=ask, headers={"Authorization": f"Bearer {AGI_TOKEN}"}
+    )
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["dialplan"]["CTI_QUEUE"] == "tier1"
+
+
+async def test_api_route_answers_nobody_when_no_agi_token_is_configured() -> None:
+    async with running_api(agi_token="") as w:
+        for auth in ({}, {"Authorization": "Bearer "}, {"Authorization": "Bearer x"}):
+            resp = await w.client.post("/api/route", json={"caller": CALLER}, headers=auth)
+            assert resp.status == 401
+            assert "http_token" in (await resp.json())["error"]
+
+
+async def test_api_route_is_in_the_openapi_document_with_its_own_credential(
+    world: World,
+) -> None:
+    doc = await (await world.client.get("/api/openapi.json")).json()
+    route = doc["paths"]["/api/route"]["post"]
+    assert route["security"] == [{"agiToken": []}]
+    assert doc["components"]["securitySchemes"]["agiToken"]["scheme"] == "bearer"
+    body = route["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    assert body.endswith("/RouteBody") and "RouteBody" in doc["components"]["schemas"]
+    app_routes = {
+        (r.method, r.resource.canonical)
+        for r in world.client.app.router.routes()
+        if r.resource is not None and r.method != "HEAD"
+    }
+    documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
+    assert app_routes - documented == {("GET", "/"), ("GET", "/desktop")}
+
+
+async def test_the_favicon_request_is_not_refused(world: World) -> None:
+    resp = await world.client.get("/favicon.ico")
+    assert resp.status in (200, 204)
 
 
 async def test_cors_is_off_by_default(world: World) -> None:

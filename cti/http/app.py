@@ -65,7 +65,7 @@ async def login(request: web.Request) -> web.Response:
     if agent is None:
         raise ApiError(401, "token: unknown token")
     tiers = [
-        {"name": name, "label": tier.label or name, "queue": tier.queue}
+        {"name": name, "label": tier.label or name, "queue": tier.queue, "exten": tier.exten}
         for name, tier in request.app[DEPS].config.tiers.items()
     ]
     return web.json_response({"agent": agent_info(agent), "ws": "/ws", "tiers": tiers})
@@ -73,6 +73,11 @@ async def login(request: web.Request) -> web.Response:
 
 async def index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(DESKTOP_DIR / "index.html")
+
+
+async def favicon(request: web.Request) -> web.Response:
+    """No icon, and no 401 for the request every browser makes (a console error each load)."""
+    return web.Response(status=204, headers={"Cache-Control": "max-age=86400"})
 
 
 async def _close_sockets(app: web.Application) -> None:
@@ -89,7 +94,7 @@ def create_app(deps: ApiDeps) -> web.Application:
             health.metrics_middleware,
             cors_middleware(list(deps.config.http.cors_origins)),
             error_middleware,
-            auth_middleware(directory),
+            auth_middleware(directory, deps.config.agi.http_token),
         ],
         client_max_size=256 * 1024,
     )
@@ -102,6 +107,7 @@ def create_app(deps: ApiDeps) -> web.Application:
     app.on_shutdown.append(_close_sockets)
     r = app.router
     r.add_get("/", index)
+    r.add_get("/favicon.ico", favicon)
     r.add_static("/desktop/", DESKTOP_DIR, append_version=False)
     r.add_get("/healthz", health.healthz)
     r.add_get("/metrics", health.metrics)

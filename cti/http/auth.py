@@ -2,8 +2,9 @@
 
 A token is a random secret the agent keeps; the config holds only its SHA-256
 (``cti agent-token NAME`` makes both). Every API path needs a token except the health,
-metrics, OpenAPI and static desktop paths; ``/api/route`` (the dialplan's AGI script) is
-also open to loopback callers.
+metrics, OpenAPI, favicon and static desktop paths. ``/api/route`` (it tells who owns a number)
+has its own credential, not an agent's: the ``[agi] http_token`` secret that the ``cti-agi``
+script sends; without one configured it answers nobody.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ from cti.http.errors import ApiError
 
 AGENT = web.RequestKey("agent", AgentConfig)
 
-PUBLIC_PATHS = frozenset({"/", "/healthz", "/metrics", "/api/openapi.json", "/api/login", "/ws"})
+PUBLIC_PATHS = frozenset(
+    {"/", "/favicon.ico", "/healthz", "/metrics", "/api/openapi.json", "/api/login", "/ws"}
+)
 PUBLIC_PREFIXES = ("/desktop/",)
-LOOPBACK_PATHS = frozenset({"/api/route"})
-LOOPBACK = frozenset({"127.0.0.1", "::1"})
+ROUTE_PATH = "/api/route"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -35,7 +37,15 @@ def new_token() -> str:
 
 
 def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+    # A header with bytes that are not UTF-8 reaches us with surrogate escapes: hash them too.
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def same_secret(given: str | None, expected: str) -> bool:
+    """``given`` is the configured secret ``expected`` (constant time; never an empty one)."""
+    if not given or not expected:
+        return False
+    return hmac.compare_digest(hash_token(given), hash_token(expected))
 
 
 class AgentDirectory:
@@ -81,13 +91,19 @@ def agent_info(agent: AgentConfig) -> dict[str, Any]:
     }
 
 
-def auth_middleware(directory: AgentDirectory) -> Middleware:
+def auth_middleware(directory: AgentDirectory, route_token: str = "") -> Middleware:
+    """Agents' bearer tokens on the API; ``route_token`` (``[agi] http_token``) on /api/route."""
+
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         path = request.path
         if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES) or request.method == "OPTIONS":
             return await handler(request)
-        if path in LOOPBACK_PATHS and request.remote in LOOPBACK:
+        if path == ROUTE_PATH:
+            if not route_token:
+                raise ApiError(401, "token: /api/route is off until [agi] http_token is set")
+            if not same_secret(bearer_token(request), route_token):
+                raise ApiError(401, "token: missing or wrong [agi] http_token (Bearer)")
             return await handler(request)
         agent = directory.authenticate(bearer_token(request))
         if agent is None:

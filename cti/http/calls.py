@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from crm_core.phone import normalise
 from cti.calls import CallContext, UnknownCall
 from cti.config import AgentConfig
 from cti.http.access import acting_agent, is_on_call, require_sees, sees_call
@@ -22,7 +22,6 @@ from cti.http.state import DEPS
 log = structlog.get_logger(__name__)
 
 DO_NOT_CALL = "do_not_call"
-_DIAL_JUNK = re.compile(r"[ ()\-.]")
 
 
 @asynccontextmanager
@@ -148,6 +147,22 @@ async def _refuse_do_not_call(deps: ApiDeps, number: str, customer_id: int | Non
     return customer_id if customer_id is not None else (ids[0] if ids else None)
 
 
+def _dialable(deps: ApiDeps, typed: str) -> str:
+    """What to dial for a number as a person typed it: its E.164 form, or an extension's digits;
+    400 with a human message when it is neither."""
+    phone = deps.config.phone
+    found = normalise(typed, phone.default_region, phone.internal_max_digits)
+    if found.kind == "e164" and found.e164:
+        return found.e164
+    if found.kind == "internal" and found.internal:
+        return found.internal
+    raise ApiError(
+        400,
+        f"number: {typed!r} is not a phone number that can be dialled: give a national number "
+        f"of {phone.default_region}, an international one starting with + or 00, or an extension",
+    )
+
+
 async def originate(request: web.Request) -> web.Response:
     """Click-to-dial: ring the agent's own phone, then the number (never a do-not-call one)."""
     deps = request.app[DEPS]
@@ -155,7 +170,7 @@ async def originate(request: web.Request) -> web.Response:
     who = _acting(request, body.agent)
     if not who.interface:
         raise ApiError(409, f"agent {who.name} has no phone interface in the config")
-    number = _DIAL_JUNK.sub("", body.number)
+    number = _dialable(deps, body.number)
     customer_id = await _refuse_do_not_call(deps, number, body.customer_id)
     variables = {"CTI_CUSTOMER_ID": str(customer_id)} if customer_id is not None else {}
     async with ami_action(deps, "Originate"):

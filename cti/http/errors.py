@@ -39,6 +39,9 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
     raw = await request.read()
     try:
         data = json.loads(raw or b"null")
+    except RecursionError:
+        # json gives up on deep nesting (``[[[[...``) with RecursionError, not ValueError.
+        raise ApiError(400, "body: nested too deeply to be a request") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"body: not valid JSON ({exc})") from exc
     if not isinstance(data, dict):

@@ -1,52 +1,113 @@
-"""Request bodies of the REST API (validated with pydantic; they also feed the OpenAPI doc)."""
+"""Request bodies of the REST API (validated with pydantic; they also feed the OpenAPI doc).
+
+Every body is strict (a JSON ``true`` is not the integer 1, ``"12"`` is not a number) and every
+text is bounded. One-line texts (reasons, queue and tier names, dispositions: values that reach
+Asterisk as AMI header values or a dialplan variable) refuse any control character, a line
+break included; free texts (notes) may span lines (``\\n``, tab) but refuse every other control
+character (NUL, a bare carriage return...). Lone UTF-16 surrogates, which no database or wire
+can store, are refused everywhere. The check runs on the text as sent, before whitespace is
+stripped, so a trailing carriage return is refused too.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
+
+# The largest id a customer can have (a signed 64-bit database key).
+MAX_ID = 2**63 - 1
+
+_NOT_IN_A_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_NOT_IN_A_TEXT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def _describe(char: str) -> str:
+    names = {"\x00": "NUL", "\r": "a carriage return", "\n": "a line break", "\t": "a tab"}
+    return names.get(char, f"U+{ord(char):04X}")
+
+
+def _refuse(pattern: re.Pattern[str], kind: str) -> BeforeValidator:
+    def check(value: Any) -> Any:
+        if isinstance(value, str):
+            bad = pattern.search(value)
+            if bad is not None:
+                raise PydanticCustomError(
+                    "control_character",
+                    "{what} is not allowed in {kind} (at character {at})",
+                    {"what": _describe(bad.group()), "kind": kind, "at": bad.start() + 1},
+                )
+        return value
+
+    return BeforeValidator(check)
+
+
+Line = Annotated[str, _refuse(_NOT_IN_A_LINE, "a one-line value")]
+"""One line of text: no control character at all (it may reach Asterisk as a header value)."""
+
+Text = Annotated[str, _refuse(_NOT_IN_A_TEXT, "a text")]
+"""Free text over several lines: line breaks and tabs, no other control character."""
+
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
 
 
 class LoginBody(_Body):
-    token: str = Field(min_length=1, max_length=512)
+    token: Line = Field(min_length=1, max_length=512)
 
 
 class NoteBody(_Body):
-    text: str = Field(min_length=1, max_length=4000)
+    text: Text = Field(min_length=1, max_length=4000)
 
 
 class DispositionBody(_Body):
-    code: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\- ]+$")
+    code: Line = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\- ]+$")
 
 
 class EscalateBody(_Body):
-    tier: str = Field(min_length=1, max_length=64)
-    reason: str = Field(min_length=1, max_length=200)
-    note: str = Field("", max_length=4000)
+    tier: Line = Field(min_length=1, max_length=64)
+    reason: Line = Field(min_length=1, max_length=200)
+    note: Text = Field("", max_length=4000)
 
 
 class OriginateBody(_Body):
-    number: str = Field(min_length=2, max_length=32, pattern=r"^\+?[0-9][0-9 ()\-.]*$")
-    customer_id: int | None = Field(None, ge=1)
+    # Any way a person writes a number ("(020) 3991-7908", "+44 20 ..."); the handler checks it
+    # with phonenumbers in the configured region.
+    number: Line = Field(min_length=1, max_length=40)
+    customer_id: Id | None = None
     # Supervisors may dial from another agent's phone; agents always dial from their own.
-    agent: str | None = None
+    agent: Line | None = Field(None, min_length=1, max_length=80)
 
 
 class QueueBody(_Body):
-    queue: str = Field(min_length=1, max_length=80)
+    queue: Line = Field(min_length=1, max_length=80)
     action: Literal["login", "logout"]
-    agent: str | None = None
+    agent: Line | None = Field(None, min_length=1, max_length=80)
 
 
 class PauseBody(_Body):
     paused: bool
-    reason: str = Field("", max_length=80)
-    queue: str | None = Field(None, max_length=80)
-    agent: str | None = None
+    reason: Line = Field("", max_length=80)
+    queue: Line | None = Field(None, min_length=1, max_length=80)
+    agent: Line | None = Field(None, min_length=1, max_length=80)
+
+
+class RouteBody(_Body):
+    """``POST /api/route`` (the ``cti-agi`` script): the channel asking where the call goes.
+
+    ``caller`` and ``dnid`` as Asterisk presents them (``unknown`` or empty for none)."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, strict=True)
+
+    caller: Line | None = Field(None, max_length=80)
+    dnid: Line | None = Field(None, max_length=80)
+    uniqueid: Line | None = Field(None, max_length=150)
+    channel: Line | None = Field(None, max_length=200)
 
 
 BODIES: tuple[type[BaseModel], ...] = (
@@ -57,4 +118,5 @@ BODIES: tuple[type[BaseModel], ...] = (
     OriginateBody,
     QueueBody,
     PauseBody,
+    RouteBody,
 )

@@ -17,6 +17,7 @@ from cti.http.models import (
     OriginateBody,
     PauseBody,
     QueueBody,
+    RouteBody,
 )
 
 _REF = "#/components/schemas/{model}"
@@ -40,6 +41,7 @@ def _op(
     errors: tuple[str, ...] = ("401",),
     params: list[dict[str, Any]] | None = None,
     public: bool = False,
+    security: list[dict[str, list[str]]] | None = None,
 ) -> dict[str, Any]:
     responses: dict[str, Any] = {ok: {"description": "OK", "content": {"application/json": {}}}}
     for code in errors:
@@ -57,6 +59,8 @@ def _op(
         op["parameters"] = params
     if public:
         op["security"] = []
+    if security is not None:
+        op["security"] = security
     return op
 
 
@@ -85,7 +89,11 @@ def build_openapi() -> dict[str, Any]:
         "info": {"title": "cti desktop API", "version": __version__},
         "components": {
             "schemas": schemas,
-            "securitySchemes": {"token": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "token": {"type": "http", "scheme": "bearer"},
+                # [agi] http_token, sent by the cti-agi script; no agent token opens /api/route.
+                "agiToken": {"type": "http", "scheme": "bearer"},
+            },
         },
         "security": [{"token": []}],
         "paths": {
@@ -147,7 +155,17 @@ def build_openapi() -> dict[str, Any]:
             "/api/agent/pause": {
                 "post": _op("Pause or unpause with a reason", PauseBody, errors=act)
             },
+            "/api/route": {
+                "post": _op(
+                    "The routing decision for a call (the cti-agi script; [agi] http_token)",
+                    RouteBody,
+                    errors=("400", "401"),
+                    security=[{"agiToken": []}],
+                )
+            },
+            "/api/openapi.json": {"get": _op("This document", errors=(), public=True)},
             "/healthz": {"get": _op("AMI and database health", errors=(), public=True)},
+            "/favicon.ico": {"get": _op("No icon (204)", ok="204", errors=(), public=True)},
             "/metrics": {"get": _op("Prometheus metrics", errors=(), public=True)},
             "/ws": {
                 "get": _op(

@@ -429,7 +429,9 @@ class LiveCalls:
     def mark_escalation(
         self, call_id: str, from_agent: str | None, tier: str, reason: str, note: str = ""
     ) -> CallContext:
-        """Record an escalation (before the AMI action moves the caller) so it is carried on."""
+        """Record an escalation (before the AMI action moves the caller) so it is carried on:
+        Asterisk may ring the next agent before it answers the action, and that pop must carry
+        the reason and note. ``withdraw_escalation`` undoes it when the action fails."""
         ctx = self._known(call_id)
         at = self._clock()
         ctx.escalations.append(
@@ -438,6 +440,23 @@ class LiveCalls:
         if note:
             ctx.notes.append({"author": from_agent or "system", "text": note, "at": at})
         return ctx
+
+    def withdraw_escalation(self, call_id: str, escalation: Mapping[str, Any]) -> None:
+        """Forget an escalation ``mark_escalation`` recorded (and its note): it did not happen."""
+        ctx = self._calls.get(call_id)
+        if ctx is None:
+            return
+        ctx.escalations = [e for e in ctx.escalations if e is not escalation]
+        note = escalation.get("note")
+        if note:
+            author = escalation.get("from_agent") or "system"
+            for i in range(len(ctx.notes) - 1, -1, -1):
+                n = ctx.notes[i]
+                if (n["author"], n["text"], n["at"]) == (author, note, escalation["at"]):
+                    del ctx.notes[i]
+                    break
+        if ctx.state == "ended":
+            self._record(ctx)
 
     # ---- CRM and routing -----------------------------------------------------------------
 

@@ -80,8 +80,11 @@ async def escalate(request: web.Request) -> web.Response:
 
     Sets CTI_PRIORITY (tier priority + escalation boost) and CTI_ESCALATION_REASON on the
     caller's channel, then Redirects it to the tier's dialplan entry, or BlindTransfers it from
-    the agent's channel when the caller is bridged with an agent whose channel is known. The
-    escalation is recorded only once Asterisk accepted the move.
+    the agent's channel when the caller is bridged with an agent whose channel is known.
+
+    The whole request is checked before the first action reaches Asterisk. The escalation is
+    recorded before the first action, since Asterisk may ring the next tier's agent before it
+    answers (that pop must carry the reason and note), and withdrawn if an action fails.
     """
     deps = request.app[DEPS]
     agent = request[AGENT]
@@ -102,19 +105,22 @@ async def escalate(request: web.Request) -> web.Response:
     exten = tier.exten or tier.queue
     agent_channel = ctx.agent_channel
     bridged = ctx.state == "answered" and bool(agent_channel)
-    async with ami_action(deps, "Setvar"):
-        await deps.ami.setvar("CTI_PRIORITY", str(priority), channel=channel)
-        await deps.ami.setvar("CTI_ESCALATION_REASON", body.reason, channel=channel)
-    if bridged and agent_channel:
-        action = "BlindTransfer"
-        async with ami_action(deps, action):
-            await deps.ami.blind_transfer(agent_channel, exten=exten, context=tier.context)
-    else:
-        action = "Redirect"
-        async with ami_action(deps, action):
-            await deps.ami.redirect(channel, context=tier.context, exten=exten, priority=1)
     from_agent = (ctx.agent if is_supervisor(agent) else agent.member) or agent.name
+    action = "BlindTransfer" if bridged and agent_channel else "Redirect"
     ctx = deps.calls.mark_escalation(ctx.call_id, from_agent, body.tier, body.reason, body.note)
+    escalation = ctx.escalations[-1]
+    try:
+        async with ami_action(deps, "Setvar"):
+            await deps.ami.setvar("CTI_PRIORITY", str(priority), channel=channel)
+            await deps.ami.setvar("CTI_ESCALATION_REASON", body.reason, channel=channel)
+        async with ami_action(deps, action):
+            if action == "BlindTransfer" and agent_channel:
+                await deps.ami.blind_transfer(agent_channel, exten=exten, context=tier.context)
+            else:
+                await deps.ami.redirect(channel, context=tier.context, exten=exten, priority=1)
+    except BaseException:  # refused, lost link, or the client went away mid-request
+        deps.calls.withdraw_escalation(ctx.call_id, escalation)
+        raise
     log.info("call escalated", call_id=ctx.call_id, tier=body.tier, by=agent.name, action=action)
     return web.json_response(
         {"call": ctx.to_dict(), "action": action, "tier": body.tier, "priority": priority}

@@ -23,7 +23,7 @@ from crm_core.types import (
 )
 from cti.ami.errors import AmiActionError, AmiError
 from cti.calls import LiveCalls
-from cti.config import AgentConfig, AgiConfig, Config, HttpConfig
+from cti.config import AgentConfig, AgiConfig, Config, HttpConfig, TierConfig
 from cti.http import ApiDeps, create_app
 from cti.http.auth import hash_token
 from cti.hub import PopHub
@@ -37,6 +37,8 @@ TOKENS = {
 }
 CALLER = "+442071234567"
 DNC_NUMBER = "+441632960999"
+# A switchboard number two customers share: the caller is one of them, nobody knows which.
+SHARED_NUMBER = "+442079460000"
 
 
 def agents() -> list[AgentConfig]:
@@ -93,10 +95,18 @@ def customer_view(customer_id: int, name: str, flags: tuple[str, ...] = ()) -> C
 class MemoryCrm:
     by_number: dict[str, int] = field(default_factory=dict)
     views: dict[int, CustomerView] = field(default_factory=dict)
+    # number -> (customer id, rank reason), best ranked first
+    shared: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
 
     async def resolve(self, caller_id: str | None) -> Resolution:
         from crm_core.types import Candidate
 
+        owners = self.shared.get(caller_id or "")
+        if owners:
+            candidates = tuple(
+                Candidate(cid, f"C{cid}", self.views[cid].name, reason) for cid, reason in owners
+            )
+            return Resolution("ambiguous", caller_id, caller_id or "", candidates)
         cid = self.by_number.get(caller_id or "")
         if cid is None:
             return Resolution("unknown", caller_id, caller_id or "")
@@ -262,6 +272,11 @@ def memory_crm() -> MemoryCrm:
         views={
             1: customer_view(1, "Ada Lovelace", ("vip", "hearing_impaired")),
             2: customer_view(2, "Charles Babbage", ("do_not_call",)),
+            3: customer_view(3, "Acme Ltd", ("vip",)),
+            4: customer_view(4, "Acme Holdings"),
+        },
+        shared={
+            SHARED_NUMBER: [(3, "open case #12 (tier1)"), (4, "latest call 3 days ago")],
         },
     )
 
@@ -290,6 +305,10 @@ async def running_api(
         agents=agents(),
         http=HttpConfig(cors_origins=cors_origins or [], originate_context="dial-out"),
         agi=AgiConfig(http_token=agi_token),
+        tiers={
+            f"tier{n}": TierConfig(queue=f"tier{n}", exten=f"800{n}", label=f"Tier {n} {name}")
+            for n, name in ((1, "front desk"), (2, "technical"), (3, "engineering"))
+        },
     )
     crm = crm or memory_crm()
     hub = PopHub(config.agents)

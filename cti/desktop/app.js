@@ -16,6 +16,9 @@ const STATE_LABELS = {
   transferred: "Transferred",
   ended: "Ended",
 };
+// A call that left the agent stays on the desk for its wrap-up.
+const WRAP_UP = new Set(["ended", "transferred"]);
+const GRACE_CHECK_MS = 15000;
 
 const $ = (id) => document.getElementById(id);
 const desk = {
@@ -23,7 +26,8 @@ const desk = {
   agent: null,
   tiers: [],
   seen: new Set(),
-  callId: null,
+  calls: new Map(),  // call id -> { id, info, state, notes, drafts }
+  callId: null,  // the call on screen
   ws: null,
   retry: 500,
   stopped: false,
@@ -36,10 +40,10 @@ function el(tag, text, cls) {
   return node;
 }
 
-function fill(list, items, render) {
+function fill(list, items, render, emptyText = "none") {
   list.replaceChildren(...items.map(render));
   if (!items.length) {
-    const empty = list.tagName === "TBODY" ? row("none") : el("li", "none", "muted empty");
+    const empty = list.tagName === "TBODY" ? row(emptyText) : el("li", emptyText, "muted empty");
     list.replaceChildren(empty);
   }
 }
@@ -96,6 +100,10 @@ async function signIn(token) {
     o.value = t.name;
     return o;
   }));
+  // Queue log-in and pause act on the user's phone: none configured (a supervisor), no buttons.
+  const phone = Boolean(desk.agent.interface);
+  for (const id of ["pause-form", "queue-form", "pause-line"]) $(id).hidden = !phone;
+  $("no-phone").hidden = phone;
   const mine = desk.agent.tiers.length ? desk.tiers.filter((t) => desk.agent.tiers.includes(t.name)) : desk.tiers;
   $("queue-name").replaceChildren(...mine.map((t) => {
     const o = el("option", t.queue);
@@ -138,6 +146,8 @@ function signOut(message) {
   sessionStorage.removeItem("cti-token");
   if (desk.ws) desk.ws.close();
   desk.ws = null;
+  desk.calls.clear();
+  desk.callId = null;
   $("desk").hidden = true;
   $("login").hidden = false;
   $("logout").hidden = true;
@@ -147,6 +157,11 @@ function signOut(message) {
 }
 
 // ---- messages ---------------------------------------------------------------------------------
+//
+// Every call the agent has on the desk is kept in desk.calls: the one ringing or talking, and the
+// ended (or transferred-away) ones until their wrap-up is saved or the daemon forgets them (its
+// grace period). Each call keeps its own message, notes and form drafts; the forms always show
+// the drafts of the call on screen and carry its id, so Save writes to the call it was typed for.
 
 function handle(message) {
   if (message.type === "hello") { setLink("connected", "up"); desk.retry = 500; return; }
@@ -157,19 +172,20 @@ function handle(message) {
   }
   switch (message.type) {
     case "pop":
-      show(message);
+      remember(message);
+      select(message.call_id);
       break;
     case "update":
-      if (message.call_id === desk.callId) show(message);
+      if (desk.calls.has(message.call_id)) remember(message);
       break;
     case "answered":
-      if (message.call) show(message);
-      else if (message.call_id === desk.callId) setState(message);
+      remember(message);
+      select(message.call_id);
       break;
     case "withdrawn":
     case "transferred":
     case "ended":
-      if (message.call_id === desk.callId) setState(message);
+      if (desk.calls.has(message.call_id)) remember(message);
       break;
     case "agent_state":
       if (message.paused !== undefined) showPaused(Boolean(message.paused), message.reason);
@@ -177,31 +193,120 @@ function handle(message) {
     default:
       break;
   }
+  render();
 }
 
-function setState(message) {
-  const pop = $("pop");
+function remember(message) {
+  let entry = desk.calls.get(message.call_id);
+  if (!entry) {
+    entry = { id: message.call_id, info: null, state: null, notes: null, drafts: {} };
+    desk.calls.set(message.call_id, entry);
+  }
+  if (message.call || !entry.info) entry.info = message;
+  if (message.call && message.call.notes) entry.notes = message.call.notes;
+  else if (message.notes) entry.notes = message.notes;
+  if (message.type !== "update") entry.state = message;
+}
+
+function stage(entry) {
+  return entry.state ? entry.state.type : "pop";
+}
+
+function inWrapUp(entry) {
+  return WRAP_UP.has(stage(entry));
+}
+
+function select(callId) {
+  desk.callId = callId;
+}
+
+function forget(callId) {
+  desk.calls.delete(callId);
+  if (desk.callId !== callId) return;
+  // The latest call still on the desk, if any.
+  const rest = [...desk.calls.keys()];
+  desk.callId = rest.length ? rest[rest.length - 1] : null;
+}
+
+function tierLabel(target) {
+  const tier = desk.tiers.find((t) => target && (t.name === target || t.queue === target || t.exten === target));
+  return tier ? tier.label : target;
+}
+
+function stateText(message) {
   let text = STATE_LABELS[message.type] || message.type;
   if (message.type === "withdrawn") {
     text += message.reason === "answered_elsewhere" ? ` – answered by ${message.answered_by || "a colleague"}` : ` – ${message.reason}`;
   }
-  if (message.type === "transferred") text += ` to ${message.to_queue || message.to || "another agent"}`;
-  pop.className = "pop " + (message.type === "pop" ? "ringing" : message.type);
-  $("call-state").textContent = text;
+  if (message.type === "transferred") text += ` to ${tierLabel(message.to_queue || message.to) || "another agent"}`;
+  return text;
 }
 
-function show(message) {
-  const call = message.call || {};
-  const view = call.view || null;
-  desk.callId = message.call_id;
-  if (message.type !== "update") setState(message);
-  const name = view ? view.name : (call.candidates && call.candidates.length > 1 ? "Several possible customers" : "Unknown caller");
-  $("customer-name").textContent = name;
-  const highlights = view ? (view.highlights && view.highlights.length ? view.highlights : view.flags) : [];
-  fill($("flags"), highlights || [], (flag) => {
-    const li = el("li", FLAG_LABELS[flag] || flag.replaceAll("_", " "), "flag " + (FLAG_LABELS[flag] ? flag : "other"));
+function candidatesOf(call) {
+  return call && call.status === "ambiguous" && call.candidates && call.candidates.length > 1 ? call.candidates : null;
+}
+
+function callerName(entry) {
+  const call = (entry.info && entry.info.call) || {};
+  const several = candidatesOf(call);
+  if (several) return `One of ${several.length} possible customers`;
+  if (call.view) return call.view.name;
+  return call.caller ? "Unknown caller" : "Withheld number";
+}
+
+function render() {
+  renderCalls();
+  const entry = desk.calls.get(desk.callId);
+  if (entry) show(entry);
+  else idle();
+}
+
+function renderCalls() {
+  const nav = $("calls");
+  // Withdrawn pops leave the list once another call is on screen: nothing is left to do on them.
+  for (const [id, entry] of desk.calls) {
+    if (stage(entry) === "withdrawn" && id !== desk.callId) desk.calls.delete(id);
+  }
+  nav.hidden = desk.calls.size === 0;
+  $("call-list").replaceChildren(...[...desk.calls.values()].map((entry) => {
+    const label = inWrapUp(entry) ? `${stateText(entry.state)} – wrap-up` : stateText(entry.state || { type: "pop" });
+    const button = el("button", `${callerName(entry)} · ${label}`, "call-tab" + (inWrapUp(entry) ? " wrapup" : ""));
+    button.type = "button";
+    button.dataset.call = entry.id;
+    button.setAttribute("aria-current", entry.id === desk.callId ? "true" : "false");
+    button.addEventListener("click", () => { select(entry.id); render(); });
+    const li = el("li");
+    li.append(button);
     return li;
-  });
+  }));
+}
+
+function idle() {
+  const pop = $("pop");
+  pop.className = "pop idle";
+  $("call-state").textContent = "No call";
+  $("customer-name").textContent = "Waiting for calls…";
+  $("flags").replaceChildren();
+  $("caller-line").textContent = "";
+  $("candidates-box").hidden = true;
+  $("reason-box").hidden = true;
+  for (const id of ["cases", "orders"]) $(id).tBodies[0].replaceChildren();
+  for (const id of ["products", "history", "notes"]) $(id).replaceChildren();
+  bindForms(null);
+}
+
+function show(entry) {
+  const message = entry.info || {};
+  const call = message.call || {};
+  const several = candidatesOf(call);
+  // A number shared by several customers is not a match: no one's record is shown as the caller's.
+  const view = several ? null : call.view || null;
+  const state = entry.state || { type: "pop" };
+  $("pop").className = "pop " + (state.type === "pop" ? "ringing" : state.type);
+  $("call-state").textContent = stateText(state);
+  $("customer-name").textContent = callerName(entry);
+  const highlights = view ? (view.highlights && view.highlights.length ? view.highlights : view.flags) : [];
+  fill($("flags"), highlights || [], (flag) => el("li", FLAG_LABELS[flag] || flag.replaceAll("_", " "), "flag " + (FLAG_LABELS[flag] ? flag : "other")));
   if (!highlights || !highlights.length) $("flags").replaceChildren();
   const parts = [call.caller || "withheld number"];
   if (message.queue) parts.push(`queue ${message.queue}`);
@@ -209,6 +314,15 @@ function show(message) {
   if (message.wait_s !== null && message.wait_s !== undefined) parts.push(`waited ${Math.round(message.wait_s)} s`);
   if (view && view.language) parts.push(`speaks ${view.language}`);
   $("caller-line").textContent = parts.join(" · ");
+
+  $("candidates-box").hidden = !several;
+  fill($("candidates"), several || [], (c) => {
+    const li = el("li");
+    li.append(el("strong", c.name));
+    if (c.external_id) li.append(` (${c.external_id})`);
+    li.append(" – " + (c.rank_reason || "no reason to rank it first"));
+    return li;
+  });
 
   const reasonBox = $("reason-box");
   reasonBox.hidden = !message.reason && !message.previous_agent;
@@ -219,7 +333,7 @@ function show(message) {
   if (message.previous_agent) {
     handover.hidden = false;
     handover.textContent = esc
-      ? `Escalated to ${esc.tier} by ${message.previous_agent}` + (message.routing_reason ? ` (first routed: ${message.routing_reason})` : "")
+      ? `Escalated to ${tierLabel(esc.tier)} by ${message.previous_agent}` + (message.routing_reason ? ` (first routed: ${message.routing_reason})` : "")
       : `Transferred from ${message.previous_agent}`;
   } else {
     handover.hidden = true;
@@ -228,17 +342,19 @@ function show(message) {
   handoverNote.hidden = !note;
   handoverNote.textContent = note || "";
 
+  const unknown = several ? "not known until the caller says who they are" : "no customer identified";
   fill($("cases").tBodies[0], view ? view.open_cases : [], (c) => {
     const sla = el("td", c.sla_deadline ? when(c.sla_deadline) : "—");
     if (c.sla_deadline && new Date(c.sla_deadline) < new Date()) sla.className = "overdue";
     return row(`#${c.case_id} ${c.subject}`, c.tier, sla, c.status);
-  });
-  fill($("orders").tBodies[0], view ? view.orders : [], (o) => row(o.reference, o.status, o.delivery_state, o.tracking_ref));
-  fill($("products"), view ? view.products : [], (p) => el("li", p));
+  }, view ? "none" : unknown);
+  fill($("orders").tBodies[0], view ? view.orders : [], (o) => row(o.reference, o.status, o.delivery_state, o.tracking_ref), view ? "none" : unknown);
+  fill($("products"), view ? view.products : [], (p) => el("li", p), view ? "none" : unknown);
   fill($("history"), view ? view.interactions : [], (i) => el("li",
     `${when(i.started_at) || "earlier"} – ${i.queue || i.direction}, ${i.agent || "no agent"}: ${i.outcome}` +
-    (i.disposition ? ` (${i.disposition})` : "") + (i.notes ? ` – ${i.notes}` : "")));
-  renderNotes(message.notes || call.notes || []);
+    (i.disposition ? ` (${i.disposition})` : "") + (i.notes ? ` – ${i.notes}` : "")), view ? "none" : unknown);
+  renderNotes(entry.notes || []);
+  bindForms(entry);
 }
 
 function lastNote(notes, author) {
@@ -252,17 +368,59 @@ function renderNotes(notes) {
   fill($("notes"), notes, (n) => el("li", `${n.author}: ${n.text}`));
 }
 
+// The call forms show the drafts of the call on screen and carry its id; a field's default is
+// what it shows for a call nothing was typed for.
+const DRAFTS = { "wrapup-form": ["note-text", "disposition"], "escalate-form": ["esc-tier", "esc-reason", "esc-note"] };
+
+function bindForms(entry) {
+  for (const [formId, fields] of Object.entries(DRAFTS)) {
+    const form = $(formId);
+    form.dataset.call = entry ? entry.id : "";
+    for (const id of fields) {
+      const field = $(id);
+      const draft = entry ? entry.drafts[id] : undefined;
+      field.value = draft !== undefined ? draft : (field.tagName === "SELECT" && id === "esc-tier" && field.options.length ? field.options[0].value : "");
+    }
+  }
+  // Escalation moves a caller who is still there; the wrap-up works on ended calls too.
+  $("esc-fields").disabled = !entry || inWrapUp(entry) || stage(entry) === "withdrawn";
+}
+
+function keepDraft(event) {
+  const form = event.target.form;
+  const entry = form && desk.calls.get(form.dataset.call);
+  if (entry) entry.drafts[event.target.id] = event.target.value;
+}
+
+function clearDrafts(entry, formId) {
+  for (const id of DRAFTS[formId]) delete entry.drafts[id];
+  if (desk.callId === entry.id) bindForms(entry);
+}
+
 function showPaused(paused, reason) {
   desk.paused = paused;
   $("pause-state").textContent = paused ? `paused (${reason || "no reason"})` : "available";
   $("pause-button").textContent = paused ? "Unpause" : "Pause";
 }
 
+// The daemon keeps an ended call for a grace period: once it is gone, so is its wrap-up.
+async function dropExpired() {
+  for (const entry of [...desk.calls.values()]) {
+    if (!inWrapUp(entry)) continue;
+    const resp = await fetch(`/api/calls/${encodeURIComponent(entry.id)}`, {
+      headers: { "Authorization": "Bearer " + desk.token },
+    }).catch(() => null);
+    if (resp && resp.status === 404) forget(entry.id);
+  }
+  render();
+}
+
 // ---- actions ----------------------------------------------------------------------------------
 
-function needCall() {
-  if (!desk.callId) throw new Error("No call on screen.");
-  return encodeURIComponent(desk.callId);
+function boundCall(form) {
+  const entry = desk.calls.get(form.dataset.call);
+  if (!entry) throw new Error("No call on screen.");
+  return entry;
 }
 
 function on(id, handler) {
@@ -277,6 +435,19 @@ function on(id, handler) {
   });
 }
 
+async function callApi(entry, action, body) {
+  try {
+    return await api("POST", `/api/calls/${encodeURIComponent(entry.id)}/${action}`, body);
+  } catch (err) {
+    if (/^no live call/.test(err.message)) {
+      forget(entry.id);
+      render();
+      throw new Error(`The call from ${callerName(entry)} is over and its wrap-up time has passed.`);
+    }
+    throw err;
+  }
+}
+
 function wire() {
   $("login-form").addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -289,21 +460,39 @@ function wire() {
     }
   });
   $("logout").addEventListener("click", () => signOut(""));
-  on("note-form", async () => {
-    const data = await api("POST", `/api/calls/${needCall()}/notes`, { text: $("note-text").value });
-    $("note-text").value = "";
-    renderNotes(data.notes);
-    return "Note saved.";
+  for (const formId of Object.keys(DRAFTS)) {
+    $(formId).addEventListener("input", keepDraft);
+    $(formId).addEventListener("change", keepDraft);
+  }
+  on("wrapup-form", async (event) => {
+    const entry = boundCall(event.target);
+    // Read the form now: another call may pop while the requests are under way.
+    const text = $("note-text").value.trim();
+    const code = $("disposition").value;
+    if (!text && !code) throw new Error("Write a note or choose a disposition.");
+    const saved = [];
+    if (text) {
+      const data = await callApi(entry, "notes", { text });
+      entry.notes = data.notes;
+      saved.push("note");
+    }
+    if (code) {
+      await callApi(entry, "disposition", { code });
+      saved.push("disposition");
+    }
+    clearDrafts(entry, "wrapup-form");
+    const who = callerName(entry);
+    if (code && inWrapUp(entry)) forget(entry.id);  // wrapped up: off the desk
+    render();
+    return `Saved ${saved.join(" and ")} for ${who}.`;
   });
-  on("disposition-form", async () => {
-    await api("POST", `/api/calls/${needCall()}/disposition`, { code: $("disposition").value });
-    return "Disposition saved.";
-  });
-  on("escalate-form", async () => {
+  on("escalate-form", async (event) => {
+    const entry = boundCall(event.target);
     const body = { tier: $("esc-tier").value, reason: $("esc-reason").value, note: $("esc-note").value };
-    await api("POST", `/api/calls/${needCall()}/escalate`, body);
-    $("esc-reason").value = "";
-    $("esc-note").value = "";
+    const data = await callApi(entry, "escalate", body);
+    if (data.call && data.call.notes) entry.notes = data.call.notes;
+    clearDrafts(entry, "escalate-form");
+    render();
     return `Escalated to ${body.tier}.`;
   });
   on("pause-form", async () => {
@@ -319,6 +508,7 @@ function wire() {
     await api("POST", "/api/agent/queues", { queue, action });
     return action === "login" ? `Logged in to ${queue}.` : `Logged out of ${queue}.`;
   });
+  setInterval(() => { if (desk.token && !desk.stopped) dropExpired(); }, GRACE_CHECK_MS);
 }
 
 document.addEventListener("DOMContentLoaded", () => {

@@ -161,3 +161,17 @@ async def test_server_shutdown_closes_desktops(world: World) -> None:
     msg = await ws.receive(timeout=5)
     assert msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED)
     assert json.dumps(ws.close_code) == "1001"
+
+
+async def test_a_first_frame_nested_too_deeply_is_refused_without_a_traceback(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    ws = await world.client.ws_connect("/ws")
+    await ws.send_str("[" * 60_000)
+    error = await ws.receive_json(timeout=5)
+    assert error["type"] == "error"
+    closing = await ws.receive(timeout=5)
+    assert closing.type in (WSMsgType.CLOSE, WSMsgType.CLOSED)
+    assert ws.close_code == 4401
+    assert [r.getMessage() for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")] == []
+    await connect(world, A1, first_frame=True)  # and the server still serves

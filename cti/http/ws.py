@@ -38,7 +38,7 @@ async def _first_message_token(ws: web.WebSocketResponse) -> str | None:
         return None
     try:
         data = json.loads(msg.data)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deeply for the parser
         return None
     if isinstance(data, dict) and data.get("type") == "auth" and isinstance(data.get("token"), str):
         token: str = data["token"]

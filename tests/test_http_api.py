@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 
 import pytest
@@ -488,3 +489,30 @@ async def test_escalation_over_a_real_ami_connection_sets_the_variables_then_red
                 assert world.calls.get("gone").escalations == []  # type: ignore[union-attr]
         finally:
             await client.stop()
+
+
+async def test_every_error_names_what_is_wrong(world: World) -> None:
+    """``{"error": "what: why"}`` for every refusal, aiohttp's own included."""
+    await world.queued_call("c1")
+    await world.ring("c1", "1001")
+    world.ami.refuse["QueuePause"] = "Interface not found"
+    requests = [
+        ("GET", "/api/calls", None, {}, 401),
+        ("GET", "/api/calls/nope", None, headers(A1), 404),
+        ("GET", "/api/calls/c1", None, headers(A2), 403),
+        ("GET", "/api/customers/99", None, headers(A1), 404),
+        ("GET", "/api/nothing-here", None, headers(A1), 404),
+        ("PUT", "/api/calls/originate", None, headers(A1), 405),
+        ("POST", "/api/calls/c1/notes", b"x" * 300_000, headers(A1), 413),
+        ("POST", "/api/agent/pause", {"paused": True}, headers(SUP), 409),
+        ("POST", "/api/agent/pause", {"paused": True}, headers(A1), 502),
+        ("POST", "/api/calls/originate", {"number": DNC_NUMBER}, headers(A1), 409),
+        ("POST", "/api/calls/c1/escalate", {"tier": "tier2", "reason": "x"}, headers(A2), 403),
+    ]
+    for method, path, body, auth, status in requests:
+        kwargs = {"json": body} if isinstance(body, dict) else {"data": body}
+        resp = await world.client.request(method, path, headers=auth, **kwargs)
+        assert resp.status == status, (path, await resp.text())
+        error = await resp.json()
+        assert set(error) == {"error"}, error
+        assert re.match(r"^[a-z_]+: \S", error["error"]), (path, error)

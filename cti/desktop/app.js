@@ -439,7 +439,7 @@ async function callApi(entry, action, body) {
   try {
     return await api("POST", `/api/calls/${encodeURIComponent(entry.id)}/${action}`, body);
   } catch (err) {
-    if (/^no live call/.test(err.message)) {
+    if (/^call_id: no live call/.test(err.message)) {
       forget(entry.id);
       render();
       throw new Error(`The call from ${callerName(entry)} is over and its wrap-up time has passed.`);

@@ -34,7 +34,7 @@ def sees_call(agent: AgentConfig, ctx: CallContext) -> bool:
 
 def require_sees(agent: AgentConfig, ctx: CallContext) -> None:
     if not sees_call(agent, ctx):
-        raise ApiError(403, f"call {ctx.call_id} is not one of yours ({agent.name})")
+        raise ApiError(403, f"call_id: call {ctx.call_id} is not one of yours ({agent.name})")
 
 
 def acting_agent(

@@ -17,7 +17,7 @@ def _who(request: web.Request, requested: str | None) -> AgentConfig:
     agents = {a.name: a for a in request.app[DEPS].config.agents}
     who = acting_agent(request[AGENT], requested, agents)
     if not who.interface:
-        raise ApiError(409, f"agent {who.name} has no phone interface in the config")
+        raise ApiError(409, f"agent: {who.name} has no phone interface in the config")
     return who
 
 

@@ -20,6 +20,18 @@ from cti.http.state import DEPS, DIRECTORY, SOCKETS
 log = structlog.get_logger(__name__)
 
 DESKTOP_DIR = Path(__file__).resolve().parent.parent / "desktop"
+MAX_BODY = 256 * 1024
+
+
+def _http_error(request: web.Request, exc: web.HTTPException) -> str:
+    """aiohttp's own refusals, worded like ours (``what: why``)."""
+    if exc.status == 404:
+        return f"path: no such endpoint {request.path}"
+    if exc.status == 405:
+        return f"method: {request.method} is not allowed on {request.path}"
+    if exc.status == 413:
+        return f"body: larger than the {MAX_BODY // 1024} KiB allowed"
+    return f"request: {exc.reason}"
 
 
 @web.middleware
@@ -31,7 +43,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_response(exc.status, exc.reason)
+        return error_response(exc.status, _http_error(request, exc))
     except Exception:
         log.exception("request failed", path=request.path, method=request.method)
         return error_response(500, "internal error (see the daemon's log)")
@@ -96,7 +108,7 @@ def create_app(deps: ApiDeps) -> web.Application:
             error_middleware,
             auth_middleware(directory, deps.config.agi.http_token),
         ],
-        client_max_size=256 * 1024,
+        client_max_size=MAX_BODY,
     )
     app[DEPS] = deps
     app[DIRECTORY] = directory

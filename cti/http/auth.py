@@ -107,7 +107,7 @@ def auth_middleware(directory: AgentDirectory, route_token: str = "") -> Middlew
             return await handler(request)
         agent = directory.authenticate(bearer_token(request))
         if agent is None:
-            raise ApiError(401, "missing or unknown token (Authorization: Bearer <token>)")
+            raise ApiError(401, "token: missing or unknown (Authorization: Bearer <token>)")
         request[AGENT] = agent
         return await handler(request)
 

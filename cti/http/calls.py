@@ -31,14 +31,14 @@ async def ami_action(deps: ApiDeps, what: str) -> AsyncIterator[None]:
         yield
     except deps.ami_errors as exc:
         log.warning("ami action failed", action=what, error=str(exc))
-        raise ApiError(502, f"AMI {what} failed: {exc}") from exc
+        raise ApiError(502, f"ami: {what} failed: {exc}") from exc
 
 
 def _call(request: web.Request) -> CallContext:
     call_id = request.match_info["call_id"]
     ctx = request.app[DEPS].calls.get(call_id)
     if ctx is None:
-        raise ApiError(404, f"no live call {call_id}")
+        raise ApiError(404, f"call_id: no live call {call_id}")
     require_sees(request[AGENT], ctx)
     return ctx
 
@@ -60,7 +60,7 @@ async def add_note(request: web.Request) -> web.Response:
     try:
         ctx = await request.app[DEPS].calls.add_note(ctx.call_id, request[AGENT].name, body.text)
     except UnknownCall:
-        raise ApiError(404, f"no live call {ctx.call_id}") from None
+        raise ApiError(404, f"call_id: no live call {ctx.call_id}") from None
     return web.json_response({"call_id": ctx.call_id, "notes": ctx.notes}, status=201)
 
 
@@ -71,7 +71,7 @@ async def set_disposition(request: web.Request) -> web.Response:
     try:
         ctx = await calls.set_disposition(ctx.call_id, body.code, request[AGENT].name)
     except UnknownCall:
-        raise ApiError(404, f"no live call {ctx.call_id}") from None
+        raise ApiError(404, f"call_id: no live call {ctx.call_id}") from None
     return web.json_response({"call_id": ctx.call_id, "disposition": ctx.disposition})
 
 
@@ -95,12 +95,14 @@ async def escalate(request: web.Request) -> web.Response:
         raise ApiError(400, f"tier: unknown tier {body.tier!r} (known: {known})")
     ctx = _call(request)
     if not (is_supervisor(agent) or is_on_call(agent, ctx)):
-        raise ApiError(403, f"only the agent on call {ctx.call_id} or a supervisor may escalate")
+        raise ApiError(
+            403, f"call_id: only the agent on call {ctx.call_id} or a supervisor may escalate"
+        )
     if ctx.state == "ended":
-        raise ApiError(409, f"call {ctx.call_id} has ended")
+        raise ApiError(409, f"call_id: call {ctx.call_id} has ended")
     channel = ctx.caller_channel
     if not channel:
-        raise ApiError(409, f"the caller's channel of call {ctx.call_id} is not known yet")
+        raise ApiError(409, f"call_id: the caller's channel of call {ctx.call_id} is not known yet")
     priority = tier.priority + tier.escalation_boost
     exten = tier.exten or tier.queue
     agent_channel = ctx.agent_channel
@@ -142,14 +144,16 @@ async def _refuse_do_not_call(deps: ApiDeps, number: str, customer_id: int | Non
                     raise ApiError(404, f"customer_id: no customer {cid}")
                 continue
             if DO_NOT_CALL in view.flags:
-                raise ApiError(
-                    409, f"customer {cid} ({view.name}) is flagged do-not-call: not dialling"
-                )
+                field = "customer_id" if cid == customer_id else "number"
+                why = f"customer {cid} ({view.name}) is flagged do-not-call: not dialling"
+                raise ApiError(409, f"{field}: {why}")
     except ApiError:
         raise
     except Exception as exc:
         log.warning("do-not-call check failed", error=repr(exc))
-        raise ApiError(503, "cannot check the do-not-call flag (CRM unavailable)") from exc
+        raise ApiError(
+            503, "crm: cannot check the do-not-call flag (CRM unavailable): nothing dialled"
+        ) from exc
     return customer_id if customer_id is not None else (ids[0] if ids else None)
 
 
@@ -175,7 +179,7 @@ async def originate(request: web.Request) -> web.Response:
     body = await parse_body(request, OriginateBody)
     who = _acting(request, body.agent)
     if not who.interface:
-        raise ApiError(409, f"agent {who.name} has no phone interface in the config")
+        raise ApiError(409, f"agent: {who.name} has no phone interface in the config")
     number = _dialable(deps, body.number)
     customer_id = await _refuse_do_not_call(deps, number, body.customer_id)
     variables = {"CTI_CUSTOMER_ID": str(customer_id)} if customer_id is not None else {}

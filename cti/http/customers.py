@@ -46,5 +46,5 @@ async def get_customer(request: web.Request) -> web.Response:
     customer_id = int_param(request.match_info["customer_id"], "id")
     view = await request.app[DEPS].crm.view(customer_id)
     if view is None:
-        raise ApiError(404, f"no customer {customer_id}")
+        raise ApiError(404, f"id: no customer {customer_id}")
     return web.json_response(view.to_dict())

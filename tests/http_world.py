@@ -298,6 +298,7 @@ async def running_api(
     ami: Any = None,
     crm: Any = None,
     agi_token: str = AGI_TOKEN,
+    grace_s: float = 120.0,
 ) -> AsyncIterator[World]:
     """The API on a real socket; ``ami`` replaces the recording double (e.g. an AmiClient),
     ``crm`` the in-memory CRM (e.g. a real ``CrmStore``)."""
@@ -312,7 +313,11 @@ async def running_api(
     )
     crm = crm or memory_crm()
     hub = PopHub(config.agents)
-    calls = LiveCalls(directory=crm, tiers_by_queue={t.queue: n for n, t in config.tiers.items()})
+    calls = LiveCalls(
+        directory=crm,
+        tiers_by_queue={t.queue: n for n, t in config.tiers.items()},
+        grace_s=grace_s,
+    )
     recording = RecordingAmi()
 
     async def db_ok() -> bool:

@@ -225,3 +225,24 @@ async def test_a_user_without_a_phone_gets_no_pause_or_queue_buttons_and_no_cons
                 await expect(page.locator("#no-phone")).to_be_visible()
             assert errors == [], (who, errors)
             await page.close()
+
+
+async def test_an_ended_call_leaves_the_desk_when_the_daemon_forgets_it(browser: object) -> None:
+    from playwright.async_api import Page, expect
+
+    async with running_api(grace_s=0.5) as world:
+        page = await signed_in(browser, world, "Agent 1001")
+        assert isinstance(page, Page)
+        await world.queued_call("c1")
+        await world.ring("c1", "1001")
+        await world.answer("c1", "1001")
+        await world.event("ended", "c1", hangup_by="caller")
+        tab = page.get_by_role("button", name="Ended – wrap-up")
+        await expect(tab).to_have_count(1)
+        await page.get_by_label("Disposition").select_option("resolved")
+        await page.wait_for_timeout(1500)  # the daemon's grace period is over
+        assert world.calls.get("c1") is None
+        await page.get_by_role("button", name="Save", exact=True).click()
+        await expect(page.locator("#feedback")).to_contain_text("wrap-up time has passed")
+        await expect(tab).to_have_count(0)
+        await expect(page.locator("#customer-name")).to_have_text("Waiting for calls…")

@@ -249,6 +249,10 @@ async def test_post_api_route_answers_the_decision_and_refuses_bad_bodies() -> N
         async with http.post(url, json={"caller": 44}) as wrong:
             assert wrong.status == 400
             assert (await wrong.json())["error"].startswith("caller:")
+        async with http.post(url, json={"caller": "sip:" + "9" * 120}) as spoofed:
+            assert spoofed.status == 200  # routed (to no customer), not refused
+        async with http.post(url, json={"caller": "+44\r\n"}) as injected:
+            assert injected.status == 400
     assert {k: body[k] for k in ("queue", "priority", "tier", "customer_id", "rule")} == {
         "queue": "tier2",
         "priority": 5,

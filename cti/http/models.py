@@ -104,8 +104,9 @@ class RouteBody(_Body):
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, strict=True)
 
-    caller: Line | None = Field(None, max_length=80)
-    dnid: Line | None = Field(None, max_length=80)
+    # Generous: a long (spoofed) caller ID is still routed (to no customer), not refused.
+    caller: Line | None = Field(None, max_length=256)
+    dnid: Line | None = Field(None, max_length=256)
     uniqueid: Line | None = Field(None, max_length=150)
     channel: Line | None = Field(None, max_length=200)
 

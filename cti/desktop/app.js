@@ -111,6 +111,7 @@ async function signIn(token) {
     return o;
   }));
   desk.stopped = false;
+  render();
   connect();
 }
 

@@ -120,7 +120,8 @@ async def escalate(request: web.Request) -> web.Response:
                 await deps.ami.blind_transfer(agent_channel, exten=exten, context=tier.context)
             else:
                 await deps.ami.redirect(channel, context=tier.context, exten=exten, priority=1)
-    except BaseException:  # refused, lost link, or the client went away mid-request
+    except Exception:  # refused or failed: the caller was not moved
+        # (A cancelled request keeps the record: Asterisk may have moved the caller already.)
         deps.calls.withdraw_escalation(ctx.call_id, escalation)
         raise
     log.info("call escalated", call_id=ctx.call_id, tier=body.tier, by=agent.name, action=action)

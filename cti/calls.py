@@ -59,6 +59,7 @@ class CallContext:
     status: str | None = None  # resolution status: match/ambiguous/unknown/anonymous/internal
     customer_id: int | None = None
     candidates: list[dict[str, Any]] = field(default_factory=list)
+    confirmed_by: str | None = None  # the agent who said which candidate is calling
     view: dict[str, Any] | None = None  # CustomerView.to_dict()
     routing: dict[str, Any] | None = None  # queue/tier/priority/reason/rule/customer_id
     queue: str | None = None
@@ -439,6 +440,23 @@ class LiveCalls:
         )
         if note:
             ctx.notes.append({"author": from_agent or "system", "text": note, "at": at})
+        return ctx
+
+    async def confirm_customer(self, call_id: str, customer_id: int, author: str) -> CallContext:
+        """An agent says which of the candidates is calling: the call is now that customer's
+        (its view loaded, its record attributed, even after the call ended)."""
+        ctx = self._known(call_id)
+        ctx.customer_id = customer_id
+        ctx.confirmed_by = author
+        if self._directory is not None:
+            try:
+                view = await self._directory.view(customer_id)
+            except Exception as exc:  # the confirmation stands; the view comes without it
+                log.warning("crm view failed", call_id=call_id, error=repr(exc))
+            else:
+                ctx.view = view.to_dict() if view is not None else None
+        if ctx.state == "ended":
+            self._record(ctx)
         return ctx
 
     def withdraw_escalation(self, call_id: str, escalation: Mapping[str, Any]) -> None:

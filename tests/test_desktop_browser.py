@@ -174,6 +174,15 @@ async def test_an_ambiguous_caller_is_shown_as_one_of_several_not_as_the_first(
         await expect(page.locator("#history")).not_to_contain_text("Agent 1002")
         await expect(page.locator("#cases")).to_contain_text("not known until the caller says")
 
+        # The caller says who they are: the agent confirms, and only then sees their record.
+        await page.get_by_role("button", name="Acme Holdings is the caller").click()
+        await expect(page.locator("#customer-name")).to_have_text("Acme Holdings")
+        await expect(page.locator("#candidates-box")).to_be_hidden()
+        await expect(page.locator("#caller-line")).to_contain_text("confirmed by Agent 1001")
+        await expect(page.locator("#cases")).to_contain_text("Broadband drops hourly")
+        ctx = world.calls.get("c1")
+        assert ctx is not None and ctx.customer_id == 4 and ctx.confirmed_by == "Agent 1001"
+
 
 async def test_escalating_shows_my_note_and_the_tier_name_of_the_transfer(
     browser: object,

@@ -6,7 +6,16 @@ import re
 from collections.abc import AsyncIterator
 
 import pytest
-from http_world import AGI_TOKEN, CALLER, DNC_NUMBER, TOKENS, World, headers, running_api
+from http_world import (
+    AGI_TOKEN,
+    CALLER,
+    DNC_NUMBER,
+    SHARED_NUMBER,
+    TOKENS,
+    World,
+    headers,
+    running_api,
+)
 
 A1, A2, T2, SUP = "Agent 1001", "Agent 1002", "Agent 2001", "Supervisor"
 
@@ -516,3 +525,31 @@ async def test_every_error_names_what_is_wrong(world: World) -> None:
         error = await resp.json()
         assert set(error) == {"error"}, error
         assert re.match(r"^[a-z_]+: \S", error["error"]), (path, error)
+
+
+async def test_the_agent_confirms_which_customer_sharing_the_number_is_calling(
+    world: World,
+) -> None:
+    await world.queued_call("c1", caller=SHARED_NUMBER)
+    await world.ring("c1", "1001")
+    await world.calls.lookup_settled("c1")
+    ctx = world.calls.get("c1")
+    assert ctx is not None and ctx.status == "ambiguous"
+    assert [c["customer_id"] for c in ctx.candidates] == [3, 4]
+    for body, status in (({"customer_id": 1}, 400), ({"customer_id": "4"}, 400)):
+        resp = await world.client.post("/api/calls/c1/customer", json=body, headers=headers(A1))
+        assert resp.status == status
+        assert (await resp.json())["error"].startswith("customer_id:")
+    resp = await world.client.post(
+        "/api/calls/c1/customer", json={"customer_id": 4}, headers=headers(A2)
+    )
+    assert resp.status == 403  # not their call
+    resp = await world.client.post(
+        "/api/calls/c1/customer", json={"customer_id": 4}, headers=headers(A1)
+    )
+    assert resp.status == 200, await resp.text()
+    call = (await resp.json())["call"]
+    assert (call["customer_id"], call["confirmed_by"]) == (4, A1)
+    assert call["view"]["name"] == "Acme Holdings"
+    await world.event("ended", "c1", hangup_by="caller")
+    assert world.calls.record_of(ctx).customer_id == 4

@@ -243,8 +243,9 @@ function stateText(message) {
   return text;
 }
 
+// Several customers share the number and no one has said yet which one is calling.
 function candidatesOf(call) {
-  return call && call.status === "ambiguous" && call.candidates && call.candidates.length > 1 ? call.candidates : null;
+  return call && call.status === "ambiguous" && !call.confirmed_by && call.candidates && call.candidates.length > 1 ? call.candidates : null;
 }
 
 function callerName(entry) {
@@ -314,6 +315,7 @@ function show(entry) {
   if (message.tier && message.tier !== message.queue) parts.push(message.tier);
   if (message.wait_s !== null && message.wait_s !== undefined) parts.push(`waited ${Math.round(message.wait_s)} s`);
   if (view && view.language) parts.push(`speaks ${view.language}`);
+  if (call.confirmed_by) parts.push(`confirmed by ${call.confirmed_by} among ${(call.candidates || []).length} customers on this number`);
   $("caller-line").textContent = parts.join(" · ");
 
   $("candidates-box").hidden = !several;
@@ -321,7 +323,12 @@ function show(entry) {
     const li = el("li");
     li.append(el("strong", c.name));
     if (c.external_id) li.append(` (${c.external_id})`);
-    li.append(" – " + (c.rank_reason || "no reason to rank it first"));
+    li.append(" – " + (c.rank_reason || "no reason to rank it first") + " ");
+    const confirm = el("button", "This is the caller", "confirm");
+    confirm.type = "button";
+    confirm.setAttribute("aria-label", `${c.name} is the caller`);
+    confirm.addEventListener("click", () => confirmCaller(entry, c));
+    li.append(confirm);
     return li;
   });
 
@@ -417,6 +424,17 @@ async function dropExpired() {
 }
 
 // ---- actions ----------------------------------------------------------------------------------
+
+async function confirmCaller(entry, candidate) {
+  try {
+    const data = await callApi(entry, "customer", { customer_id: candidate.customer_id });
+    entry.info = { ...entry.info, call: data.call };
+    render();
+    feedback(`${candidate.name} confirmed as the caller.`, true);
+  } catch (err) {
+    feedback(err.message, false);
+  }
+}
 
 function boundCall(form) {
   const entry = desk.calls.get(form.dataset.call);

@@ -135,6 +135,7 @@ def create_app(deps: ApiDeps) -> web.Application:
     r.add_post("/api/calls/{call_id}/notes", calls.add_note)
     r.add_post("/api/calls/{call_id}/disposition", calls.set_disposition)
     r.add_post("/api/calls/{call_id}/escalate", calls.escalate)
+    r.add_post("/api/calls/{call_id}/customer", calls.confirm_customer)
     r.add_post("/api/agent/queues", agent_state.queues)
     r.add_post("/api/agent/pause", agent_state.pause)
     if deps.route_handler is not None:

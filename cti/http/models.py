@@ -75,6 +75,12 @@ class EscalateBody(_Body):
     note: Text = Field("", max_length=4000)
 
 
+class ConfirmBody(_Body):
+    """Which of the customers sharing the caller's number is calling."""
+
+    customer_id: Id
+
+
 class OriginateBody(_Body):
     # Any way a person writes a number ("(020) 3991-7908", "+44 20 ..."); the handler checks it
     # with phonenumbers in the configured region.
@@ -116,6 +122,7 @@ BODIES: tuple[type[BaseModel], ...] = (
     NoteBody,
     DispositionBody,
     EscalateBody,
+    ConfirmBody,
     OriginateBody,
     QueueBody,
     PauseBody,

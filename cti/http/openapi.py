@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from cti import __version__
 from cti.http.models import (
     BODIES,
+    ConfirmBody,
     DispositionBody,
     EscalateBody,
     LoginBody,
@@ -138,6 +139,14 @@ def build_openapi() -> dict[str, Any]:
                     "Move the caller to a tier's queue with the escalation priority",
                     EscalateBody,
                     errors=act,
+                    params=CALL,
+                )
+            },
+            "/api/calls/{call_id}/customer": {
+                "post": _op(
+                    "Say which of the customers sharing the caller's number is calling",
+                    ConfirmBody,
+                    errors=act[:4],
                     params=CALL,
                 )
             },

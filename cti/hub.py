@@ -13,8 +13,9 @@ Messages (JSON objects), each with a unique ``id`` the desktop de-duplicates on:
   ``escalation`` (the latest one, with its note) and ``notes``;
 - ``answered``: this agent answered (with the pop's fields; the ``call`` context too when the
   agent had no pop for it, e.g. a call that was put straight through);
-- ``withdrawn``: the pop no longer applies (``reason``: answered_elsewhere, abandoned,
-  left_queue, ring_no_answer...);
+- ``withdrawn``: the pop no longer applies (``reason``: answered_elsewhere with
+  ``answered_by``, the agent who took the call; abandoned, left_queue, ring_no_answer, cancel
+  when the caller went while the phone rang...);
 - ``transferred``: the call left this agent (``to``, ``to_queue``, ``kind``) with its context;
 - ``ended``: the call is over;
 - ``update``: the call's context changed after the pop (the CRM answered late): same fields;
@@ -319,7 +320,12 @@ class PopHub:
             agent = self.agent_key(data.get("member"), data.get("interface"))
             if agent is not None and agent in self._ringing.get(call, set()):
                 self._ringing[call].discard(agent)
-                emit("withdrawn", agent, reason=data.get("reason") or "ring_no_answer")
+                reason = data.get("reason") or "ring_no_answer"
+                if reason == "answered_elsewhere":
+                    by = self.agent_key(data.get("answered_by"))
+                    emit("withdrawn", agent, reason=reason, answered_by=by)
+                else:
+                    emit("withdrawn", agent, reason=reason)
                 self._forget(agent, call)
         elif name == "answered":
             agent = self.agent_key(data.get("member"), data.get("agent"), data.get("interface"))

@@ -183,7 +183,9 @@ function setState(message) {
   const pop = $("pop");
   let text = STATE_LABELS[message.type] || message.type;
   if (message.type === "withdrawn") {
-    text += message.reason === "answered_elsewhere" ? ` – answered by ${message.answered_by || "a colleague"}` : ` – ${message.reason}`;
+    text = message.reason === "answered_elsewhere"
+      ? `Answered by ${message.answered_by || "a colleague"}`
+      : `${text} – ${message.reason}`;
   }
   if (message.type === "transferred") text += ` to ${message.to_queue || message.to || "another agent"}`;
   pop.className = "pop " + (message.type === "pop" ? "ringing" : message.type);

@@ -9,7 +9,10 @@ CallEventName = Literal[
     "offered",  # a call arrived: caller, caller_name, channel, uniqueid, dnid
     "queued",  # QueueCallerJoin: queue, position, priority
     "ringing",  # an agent's phone rings: queue, member, interface, agent_channel
-    "ring_stopped",  # that phone stopped ringing without answering: member, interface, reason
+    # that phone stopped ringing without answering: member, interface, queue, agent_channel,
+    # reason (ring_no_answer, cancel, busy, hangup..., or answered_elsewhere + answered_by: the
+    # member or device whose phone of the same ring-all Dial answered)
+    "ring_stopped",
     "answered",  # agent (member name or device), interface, queue, wait_s
     "transferred",  # kind (blind/attended), from_agent, to, to_queue
     "abandoned",  # caller gave up while queued or ringing: queue, wait_s, position

@@ -30,6 +30,7 @@ class Channel:
         "caller_num",
         "calls",
         "cause",
+        "dial_answered",
         "dialed",
         "hangup_requested",
         "interface",
@@ -56,6 +57,8 @@ class Channel:
         self.dialed: list[str] = []  # uniqueids it dialled, in order
         self.queues_pending: list[str] = []  # queues joined, not yet credited to a call
         self.answered_dial = False  # a Dial from this channel was answered since its queue join
+        # who answered this channel's current Dial (ring-all: the others are cancelled after it)
+        self.dial_answered: str | None = None
         self.cause = ""
         self.hangup_requested = False
         # as renamed() does, inline: channels are created on every call

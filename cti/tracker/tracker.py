@@ -646,6 +646,7 @@ class CallTracker:
         if src is not None:
             if dest is not None:
                 src.dialed.append(dest.uniqueid)
+            src.dial_answered = None  # a new round of ringing
             call = self._call_for_caller_side(src)
             if call is not None and not call.offered:
                 self.offer(call, ts, out, event)
@@ -695,19 +696,41 @@ class CallTracker:
         dest = self._chan(event, DEST)
         src = self._chan(event)
         status = event.get("DialStatus", "")
+        # Ring-all: the phone that answers gets DialEnd ANSWER, then every other phone of the
+        # same Dial gets DialEnd CANCEL, before AgentConnect. That CANCEL is no hang-up.
+        elsewhere = src.dial_answered if src is not None and status == "CANCEL" else None
         if src is not None:
             call = self._call_for_caller_side(src)
-            if call is not None and status and status != "ANSWER" and not call.connected:
+            if (
+                call is not None
+                and status
+                and status != "ANSWER"
+                and elsewhere is None
+                and not call.connected
+            ):
                 call.hangup_by = "caller" if status == "CANCEL" else "system"
             if status == "ANSWER":
                 src.answered_dial = True
+                if dest is not None:
+                    src.dial_answered = self._party_name(dest)
         if dest is None:
             return
         entry = self._ringing.pop(dest.uniqueid, None)
         if status == "ANSWER":
             return  # not "stopped": it is reported as answered once bridged with the caller
         if entry is not None and entry[0].call_id in self._calls:
-            self.emit(out, entry[0], "ring_stopped", ts, reason=status.lower(), **entry[1])
+            if elsewhere is not None:
+                self.emit(
+                    out,
+                    entry[0],
+                    "ring_stopped",
+                    ts,
+                    reason="answered_elsewhere",
+                    answered_by=elsewhere,
+                    **entry[1],
+                )
+            else:
+                self.emit(out, entry[0], "ring_stopped", ts, reason=status.lower(), **entry[1])
 
     # ---------------------------------------------------------------- bridges
 

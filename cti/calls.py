@@ -81,8 +81,10 @@ class CallContext:
     disposition_by: str | None = None
     outcome: str | None = None  # answered / abandoned / unanswered, once ended
     hangup_by: str | None = None
-    wait_s: float | None = None
-    talk_s: float | None = None
+    wait_s: float | None = None  # time in queues, all legs (until answered while live)
+    talk_s: float | None = None  # time bridged with agents, all legs
+    queue_legs: list[dict[str, Any]] = field(default_factory=list)  # {queue, tier, wait_s, result}
+    talk_legs: list[dict[str, Any]] = field(default_factory=list)  # {agent, queue, talk_s}
     offered_at: float | None = None  # epoch seconds
     answered_at: float | None = None
     ended_at: float | None = None
@@ -333,6 +335,7 @@ class LiveCalls:
             ctx.talk_s = d["talk_s"]
         elif ctx.answered_at is not None:
             ctx.talk_s = round(ctx.ended_at - ctx.answered_at, 3)
+        self._take_legs(ctx, d)
         for name in summary.get("agents") or ():
             if name not in ctx.agents:
                 ctx.agents.append(name)
@@ -355,6 +358,15 @@ class LiveCalls:
         self._record(ctx)
         loop = asyncio.get_running_loop()
         self._releases[ctx.call_id] = loop.call_later(self._grace_s, self._release, ctx.call_id)
+
+    def _take_legs(self, ctx: CallContext, d: Mapping[str, Any]) -> None:
+        """Per-leg figures from the tracker's ``ended``: wait is the time spent in queues."""
+        ctx.talk_legs = [dict(leg) for leg in d.get("talk_legs") or ()]
+        ctx.queue_legs = [
+            {**leg, "tier": self.tier_of(leg.get("queue"))} for leg in d.get("queue_legs") or ()
+        ]
+        if d.get("wait_s") is not None:
+            ctx.wait_s = d["wait_s"]
 
     def record_of(self, ctx: CallContext) -> InteractionRecord:
         """The interaction record for a call as it stands now."""
@@ -385,6 +397,8 @@ class LiveCalls:
                 "routing": ctx.routing,
                 "disposition_by": ctx.disposition_by,
                 "resolution": ctx.status,
+                "queue_legs": list(ctx.queue_legs),
+                "talk_legs": list(ctx.talk_legs),
             },
         )
 

@@ -117,3 +117,9 @@ class Call:
     resynced: bool = False
     via: set[str] = field(default_factory=set)  # bridges its caller's connection runs through
     hangup_forced: str | None = None  # e.g. "system" when a resync found the channels gone
+    # Figures from the events' Timestamps: time bridged with agents, time waited in queues.
+    talk_total: float = 0.0
+    talk_since: float | None = None  # connected to some agent since
+    talking: dict[str, float | None] = field(default_factory=dict)  # agent -> bridged since
+    talk_legs: list[dict[str, Any]] = field(default_factory=list)  # {agent, queue, talk_s}
+    queue_legs: list[dict[str, Any]] = field(default_factory=list)  # {queue, wait_s, result}

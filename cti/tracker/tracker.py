@@ -454,6 +454,16 @@ class CallTracker:
         call.end_ts = ts
         self.offer(call, ts, out)
         summary = self._summary(call)
+        for name in list(call.talking):
+            self._close_talk(call, name, ts)
+        if call.talk_since is not None and ts is not None:
+            call.talk_total += max(0.0, ts - call.talk_since)
+        call.talk_since = None
+        for leg in call.queue_legs:
+            if leg["result"] is None:
+                self._close_queue_leg(call, leg["queue"], ts, "hangup")
+        waits = [leg["wait_s"] for leg in call.queue_legs if leg["wait_s"] is not None]
+        wait_s = round(sum(waits), 3) if waits else None
         if summary["abandoned"]:
             self.emit(
                 out,
@@ -461,9 +471,9 @@ class CallTracker:
                 "abandoned",
                 ts,
                 queue=call.queues[-1] if call.queues else call.abandon_queue,
-                wait_s=_secs(call.offered_ts, ts),
+                wait_s=wait_s if wait_s is not None else _secs(call.offered_ts, ts),
             )
-        talk_s = _secs(call.answered_ts, ts) if call.answered_ts is not None else None
+        answered = call.answered_ts is not None and ts is not None
         self.emit(
             out,
             call,
@@ -472,8 +482,10 @@ class CallTracker:
             hangup_by=summary["hangup_by"],
             cause=call.cause,
             duration_s=summary["duration_s"],
-            wait_s=summary["wait_s"],
-            talk_s=talk_s,
+            wait_s=wait_s,
+            talk_s=round(call.talk_total, 3) if answered else None,
+            queue_legs=call.queue_legs,
+            talk_legs=call.talk_legs,
             summary=summary,
             **({"resynced": True} if call.resynced else {}),
         )
@@ -535,6 +547,8 @@ class CallTracker:
                 if bridge is not None:
                     bridge.calls[call.call_id] = None
             call.via = via
+        if parties or call.talking:
+            self._track_talk(call, parties, ts)
         for party in parties:
             name = party.member or device_name(party.name)  # _party_name, inline
             if name in call.agents:
@@ -564,6 +578,47 @@ class CallTracker:
                 if transfer.get("to") is None:
                     transfer["to"] = name
         call.connected = bool(parties)
+
+    def _track_talk(self, call: Call, parties: list[Channel], ts: float | None) -> None:
+        """Open and close the talk legs: time bridged with each agent, and with any at all."""
+        talking = call.talking
+        now = {party.member or device_name(party.name): party for party in parties}
+        for name in [n for n in talking if n not in now]:
+            self._close_talk(call, name, ts)
+        if now and call.talk_since is None:
+            call.talk_since = ts
+        for name, party in now.items():
+            if name not in talking:
+                talking[name] = ts
+                call.talk_legs.append({"agent": name, "queue": party.queue, "talk_s": None})
+        if not now and call.talk_since is not None:
+            if ts is not None:
+                call.talk_total += max(0.0, ts - call.talk_since)
+            call.talk_since = None
+
+    def _close_talk(self, call: Call, name: str, ts: float | None) -> None:
+        since = call.talking.pop(name)
+        for leg in reversed(call.talk_legs):
+            if leg["agent"] == name and leg["talk_s"] is None:
+                leg["talk_s"] = _secs(since, ts)
+                break
+
+    def _open_queue_leg(self, call: Call, queue: str) -> dict[str, Any] | None:
+        for leg in reversed(call.queue_legs):
+            if leg["queue"] == queue and leg["result"] is None:
+                return leg
+        return None
+
+    def _close_queue_leg(
+        self, call: Call, queue: str | None, ts: float | None, result: str
+    ) -> None:
+        leg = self._open_queue_leg(call, queue) if queue else None
+        if leg is None:
+            return
+        if leg["wait_s"] is None:
+            leg["wait_s"] = _secs(leg.pop("_joined"), ts)
+        leg.pop("_joined", None)
+        leg["result"] = result
 
     # ------------------------------------------------------------ channel events
 
@@ -820,6 +875,7 @@ class CallTracker:
         call = self._call_for_caller_side(chan)
         if call is not None:
             call.queues.append(queue)
+            call.queue_legs.append({"queue": queue, "wait_s": None, "result": None, "_joined": ts})
             call.abandon_queue = None
             for transfer in call.transfers:
                 if transfer["kind"] == "blind" and transfer.get("to_queue") is None:
@@ -853,7 +909,11 @@ class CallTracker:
             return
         caller_call = self._call_for_caller_side(chan)
         call = caller_call or self._call_of(chan)
-        if call is None or chan.answered_dial:
+        if call is None:
+            return
+        if chan.answered_dial:
+            if caller_call is not None:
+                self._close_queue_leg(caller_call, event.get("Queue"), ts, "answered")
             return
         if call.abandon_queue is not None:
             reason = "abandon" if self._hangup_requested(call) else "redirect"
@@ -861,6 +921,8 @@ class CallTracker:
             reason = "hangup" if self._hangup_requested(call) else "exit"
             if caller_call is call and not call.connected:
                 call.hangup_by = "caller" if reason == "hangup" else "system"
+        if caller_call is not None:
+            self._close_queue_leg(caller_call, event.get("Queue"), ts, reason)
         self.emit(out, call, "left_queue", ts, queue=event.get("Queue"), reason=reason)
 
     def _on_queue_abandon(self, event: Event, ts: float | None, out: list[CallEvent]) -> None:
@@ -876,6 +938,9 @@ class CallTracker:
         if queue and queue not in call.queues:
             call.queues.append(queue)
         call.abandon_queue = queue or ""
+        leg = self._open_queue_leg(call, queue) if queue else None
+        if leg is not None and leg["wait_s"] is None:
+            leg["wait_s"] = _secs(leg.pop("_joined"), ts)  # its result comes with the leave
         if not call.connected and self._hangup_requested(call):
             call.hangup_by = "caller"
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from cti.tracker.outbound import Outbound
+
 
 def device_name(channel: str) -> str:
     """A channel's device: the name without its unique suffix (``SIP/150010002-00000005`` ->
@@ -123,3 +125,5 @@ class Call:
     talking: dict[str, float | None] = field(default_factory=dict)  # agent -> bridged since
     talk_legs: list[dict[str, Any]] = field(default_factory=list)  # {agent, queue, talk_s}
     queue_legs: list[dict[str, Any]] = field(default_factory=list)  # {queue, wait_s, result}
+    originated: bool = False  # its first channel was rung by an Originate (no calling channel)
+    outbound: Outbound | None = None  # set once that channel dials out: click-to-dial

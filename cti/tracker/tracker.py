@@ -18,6 +18,7 @@ import structlog
 from cti.tracker.events import CallEvent, CallEventName
 from cti.tracker.members import MemberBook, MemberState
 from cti.tracker.model import Bridge, Call, Channel, device_name
+from cti.tracker.outbound import CAUSE_OUTCOMES, Outbound, dial_outcome, dialled_number
 
 log = structlog.get_logger(__name__)
 
@@ -486,6 +487,8 @@ class CallTracker:
             talk_s=round(call.talk_total, 3) if answered else None,
             queue_legs=call.queue_legs,
             talk_legs=call.talk_legs,
+            direction="outbound" if call.outbound is not None else "inbound",
+            **({"outbound": self._outbound_result(call.outbound)} if call.outbound else {}),
             summary=summary,
             **({"resynced": True} if call.resynced else {}),
         )
@@ -500,10 +503,37 @@ class CallTracker:
         if len(self._ended) > self._remember_ended:
             self._ended.popitem(last=False)
 
+    def _outbound_result(self, ob: Outbound) -> dict[str, Any]:
+        return {
+            **ob.as_data(self._e164(ob.number)),
+            "outcome": ob.outcome(),
+            "ring_s": ob.ring_s,
+        }
+
     def _summary(self, call: Call) -> dict[str, Any]:
         answered = bool(call.agents)
         hangup_by = call.hangup_forced or call.hangup_by or ("caller" if not answered else "system")
         wait_from = call.offered_ts if call.offered_ts is not None else call.start_ts
+        if call.originated and not call.queues:
+            # Placed by an Originate and never queued: nobody waited for an agent, so nobody
+            # abandoned. For an outbound call the side that dialled is the agent's.
+            if call.outbound is not None and not call.hangup_forced:
+                hangup_by = {"caller": "agent", "agent": "customer"}.get(hangup_by, hangup_by)
+            return {
+                "call_id": call.call_id,
+                "caller": call.caller,
+                "caller_e164": self._e164(call.caller),
+                "queues": [],
+                "agents": list(call.agents),
+                "answered_by": call.agents[0] if call.agents else None,
+                "wait_s": None,
+                "abandoned": False,
+                "transfers": [
+                    {"kind": t["kind"], "from": t["from"], "to": t["to"]} for t in call.transfers
+                ],
+                "hangup_by": hangup_by,
+                "duration_s": _secs(call.start_ts, call.end_ts),
+            }
         return {
             "call_id": call.call_id,
             "caller": call.caller,
@@ -547,10 +577,15 @@ class CallTracker:
                 if bridge is not None:
                     bridge.calls[call.call_id] = None
             call.via = via
+        ob = call.outbound
+        if ob is not None:
+            parties = self._outbound_parties(call, ob, parties, ts, out)
         if parties or call.talking:
             self._track_talk(call, parties, ts)
         for party in parties:
             name = party.member or device_name(party.name)  # _party_name, inline
+            if ob is not None and party.uniqueid in ob.chain:
+                continue
             if name in call.agents:
                 continue
             first = not call.agents
@@ -579,10 +614,49 @@ class CallTracker:
                     transfer["to"] = name
         call.connected = bool(parties)
 
+    def _outbound_parties(
+        self,
+        call: Call,
+        ob: Outbound,
+        parties: list[Channel],
+        ts: float | None,
+        out: list[CallEvent],
+    ) -> list[Channel]:
+        """An outbound call's parties without the agent's own phone; the number answering is
+        reported as ``answered`` by the agent who dialled."""
+        parties = [p for p in parties if p.uniqueid != ob.agent_uid]
+        customer = next((p for p in parties if p.uniqueid in ob.chain), None)
+        if customer is not None and not ob.answered:
+            ob.answered = True
+            call.answered_ts = ts
+            if ob.agent not in call.agents:
+                call.agents.append(ob.agent)
+            self.emit(
+                out,
+                call,
+                "answered",
+                ts,
+                agent=ob.agent,
+                member=ob.member,
+                interface=ob.interface,
+                agent_channel=ob.agent_channel,
+                customer_channel=customer.name,
+                queue=None,
+                direction="outbound",
+                ring_s=_secs(ob.dial_ts, ts),
+                wait_s=None,
+                first=True,
+            )
+        return parties
+
     def _track_talk(self, call: Call, parties: list[Channel], ts: float | None) -> None:
         """Open and close the talk legs: time bridged with each agent, and with any at all."""
         talking = call.talking
-        now = {party.member or device_name(party.name): party for party in parties}
+        ob = call.outbound
+        now = {
+            (ob.agent if ob is not None and p.uniqueid in ob.chain else self._party_name(p)): p
+            for p in parties
+        }
         for name in [n for n in talking if n not in now]:
             self._close_talk(call, name, ts)
         if now and call.talk_since is None:
@@ -689,6 +763,9 @@ class CallTracker:
             call = calls.get(call_id)
             if call is None:
                 continue
+            ob = call.outbound
+            if ob is not None and ob.status is None and uid in ob.chain:
+                ob.status = CAUSE_OUTCOMES.get(cause, "failed")
             call.live.discard(uid)
             if not call.live:
                 self._end_call(call, ts, out)
@@ -698,9 +775,17 @@ class CallTracker:
     def _on_dial_begin(self, event: Event, ts: float | None, out: list[CallEvent]) -> None:
         dest = self._chan(event, DEST)
         src = self._chan(event)
+        if src is None and dest is not None and "Channel" not in event:
+            # An Originate rings its first channel: a Dial with no calling channel.
+            originated = self._callers.get(dest.uniqueid)
+            if originated is not None and not originated.queues:
+                originated.originated = True
+                return  # the agent's own phone, for its own call: not an offer to pop
         if src is not None:
             if dest is not None:
                 src.dialed.append(dest.uniqueid)
+                if self._dial_outbound(src, dest, event, ts, out):
+                    return
             src.dial_answered = None  # a new round of ringing
             call = self._call_for_caller_side(src)
             if call is not None and not call.offered:
@@ -728,6 +813,65 @@ class CallTracker:
         self._ringing[dest.uniqueid] = (owner, ring)
         self.emit(out, owner, "ringing", ts, **ring)
 
+    def _dial_outbound(
+        self, src: Channel, dest: Channel, event: Event, ts: float | None, out: list[CallEvent]
+    ) -> bool:
+        """A dial towards the number of an outbound call (True: nothing else to report)."""
+        call = self._callers.get(src.uniqueid)
+        if call is not None and call.originated and call.outbound is None and not call.queues:
+            self._go_outbound(call, src, dest, event, ts, out)
+            return True
+        call = self._call_of(src)
+        ob = call.outbound if call is not None else None
+        if ob is None:
+            return False
+        partner = self._partner(src)
+        if src.uniqueid in ob.chain or (partner is not None and partner.uniqueid in ob.chain):
+            ob.chain.add(dest.uniqueid)  # one more hop (Local channels) towards the number
+            return True
+        return False
+
+    def _go_outbound(
+        self,
+        call: Call,
+        src: Channel,
+        dest: Channel,
+        event: Event,
+        ts: float | None,
+        out: list[CallEvent],
+    ) -> None:
+        """The channel an Originate rang dials out: an outbound call by the agent it rang."""
+        agent_chan, agent_uid = src, None
+        if src.is_local and not src.member:
+            parties, _ = self._walk(src)  # the phone behind the Local pipe, if it is bridged
+            if parties:
+                agent_chan, agent_uid = parties[0], parties[0].uniqueid
+        device = device_name(agent_chan.name)
+        state = self.members.member_for_device(device)
+        member = agent_chan.member or (state.member if state is not None else None)
+        ob = Outbound(
+            agent=member or device,
+            member=member,
+            interface=agent_chan.interface or (state.interface if state is not None else device),
+            agent_channel=agent_chan.name,
+            number=dialled_number(event),
+            dial_ts=ts,
+            first_dest=dest.uniqueid,
+            agent_uid=agent_uid,
+            chain={dest.uniqueid},
+        )
+        call.outbound = ob
+        call.offered = call.caller_frozen = True
+        call.offered_ts = ts if ts is not None else call.start_ts
+        self.emit(
+            out,
+            call,
+            "outbound",
+            ts,
+            **ob.as_data(self._e164(ob.number)),
+            customer_channel=dest.name,
+        )
+
     def _follow_blind(self, src: Channel, dest: Channel | None) -> None:
         """After a blind transfer the transferee dials the target: name it, through Locals."""
         transfer = self._blind_pending.pop(src.uniqueid, None)
@@ -754,6 +898,13 @@ class CallTracker:
         # Ring-all: the phone that answers gets DialEnd ANSWER, then every other phone of the
         # same Dial gets DialEnd CANCEL, before AgentConnect. That CANCEL is no hang-up.
         elsewhere = src.dial_answered if src is not None and status == "CANCEL" else None
+        if src is not None and dest is not None:
+            call = self._call_of(src)
+            ob = call.outbound if call is not None else None
+            if ob is not None and dest.uniqueid == ob.first_dest:
+                ob.status = dial_outcome(status)
+                ob.ring_s = _secs(ob.dial_ts, ts)
+                return
         if src is not None:
             call = self._call_for_caller_side(src)
             if (

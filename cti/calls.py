@@ -30,7 +30,7 @@ from cti.tracker.events import CallEvent
 
 log = structlog.get_logger(__name__)
 
-CallState = str  # offered / queued / ringing / answered / ended
+CallState = str  # offered / queued / ringing / answered / ended; dialling (outbound)
 
 
 class UnknownCall(KeyError):
@@ -85,6 +85,11 @@ class CallContext:
     talk_s: float | None = None  # time bridged with agents, all legs
     queue_legs: list[dict[str, Any]] = field(default_factory=list)  # {queue, tier, wait_s, result}
     talk_legs: list[dict[str, Any]] = field(default_factory=list)  # {agent, queue, talk_s}
+    # Click-to-dial: "outbound", ``number`` dialled (then also ``caller``: the customer's
+    # number, looked up in the CRM), ``agent`` who dialled, ring_s until the number answered.
+    direction: str = "inbound"
+    number: str | None = None
+    ring_s: float | None = None
     offered_at: float | None = None  # epoch seconds
     answered_at: float | None = None
     ended_at: float | None = None
@@ -202,7 +207,7 @@ class LiveCalls:
             self._start_lookup(ctx)
         if ctx.routing is None:
             self._attach_routing(ctx)
-        if event.event in ("ringing", "answered", "transferred"):
+        if event.event in ("ringing", "answered", "transferred", "outbound"):
             await self._await_lookup(ctx)
             self._published.add(ctx.call_id)
         if event.event == "ended":
@@ -277,11 +282,35 @@ class LiveCalls:
         if ctx.answered_at is None:
             ctx.answered_at = ev.ts if ev.ts is not None else self._clock()
             wait = d.get("wait_s")
-            if wait is None and ctx.offered_at is not None:
+            if d.get("direction") == "outbound":
+                ctx.ring_s = d.get("ring_s")
+            elif wait is None and ctx.offered_at is not None:
                 wait = round(ctx.answered_at - ctx.offered_at, 3)
             ctx.wait_s = wait
         ctx.ringing_agents = []
         ctx.state = "answered"
+
+    def _on_outbound(self, ctx: CallContext, ev: CallEvent) -> None:
+        d = ev.data
+        ctx.direction = "outbound"
+        ctx.number = d.get("number")
+        ctx.caller = ctx.number  # the customer is whoever has the number dialled
+        ctx.agent = d.get("agent")
+        ctx.agent_interface = d.get("interface")
+        ctx.agent_channel = d.get("agent_channel")
+        if ctx.agent and ctx.agent not in ctx.agents:
+            ctx.agents.append(ctx.agent)
+        ctx.offered_at = ev.ts if ev.ts is not None else ctx.offered_at or self._clock()
+        ctx.state = "dialling"
+
+    def _finish_outbound(self, ctx: CallContext, d: Mapping[str, Any]) -> None:
+        """An outbound call's outcome is the number's answer; it is never abandoned."""
+        result = d.get("outbound") or {}
+        ctx.outcome = result.get("outcome") or ("answered" if ctx.answered_at else "failed")
+        ctx.ring_s = result.get("ring_s")
+        ctx.wait_s = None
+        if ctx.hangup_by is None:
+            ctx.hangup_by = (d.get("summary") or {}).get("hangup_by")
 
     def _on_transferred(self, ctx: CallContext, ev: CallEvent) -> None:
         d = ev.data
@@ -355,6 +384,8 @@ class LiveCalls:
             ctx.outcome = "abandoned"
         else:
             ctx.outcome = "unanswered"
+        if ctx.direction == "outbound":
+            self._finish_outbound(ctx, d)
         self._record(ctx)
         loop = asyncio.get_running_loop()
         self._releases[ctx.call_id] = loop.call_later(self._grace_s, self._release, ctx.call_id)
@@ -376,7 +407,7 @@ class LiveCalls:
             call_id=ctx.call_id,
             customer_id=ctx.customer_id,
             caller=ctx.caller,
-            direction="inbound",
+            direction="outbound" if ctx.direction == "outbound" else "inbound",
             started_at=_dt(ctx.offered_at),
             answered_at=_dt(ctx.answered_at),
             ended_at=_dt(ctx.ended_at),
@@ -399,6 +430,7 @@ class LiveCalls:
                 "resolution": ctx.status,
                 "queue_legs": list(ctx.queue_legs),
                 "talk_legs": list(ctx.talk_legs),
+                **({"number": ctx.number, "ring_s": ctx.ring_s} if ctx.number else {}),
             },
         )
 
@@ -571,6 +603,7 @@ _HANDLERS: dict[str, Callable[[LiveCalls, CallContext, CallEvent], None]] = {
     "ring_stopped": LiveCalls._on_ring_stopped,
     "answered": LiveCalls._on_answered,
     "transferred": LiveCalls._on_transferred,
+    "outbound": LiveCalls._on_outbound,
     "abandoned": LiveCalls._on_abandoned,
     "left_queue": LiveCalls._on_left_queue,
 }

@@ -10,7 +10,11 @@ Messages (JSON objects), each with a unique ``id`` the desktop de-duplicates on:
 
 - ``pop``: the call rings this agent: ``call`` (the live call context with the 360° view),
   ``reason`` (routing reason, or the escalation reason), ``wait_s``, ``previous_agent``,
-  ``escalation`` (the latest one, with its note) and ``notes``;
+  ``escalation`` (the latest one, with its note) and ``notes``. For a call the agent dialled
+  (click-to-dial) the pop comes when the number is dialled, with ``direction: "outbound"``,
+  ``number`` and the context of the customer being called (``call.view``, resolved from the
+  number; ``update`` follows when the CRM answers late), then ``answered`` when the number
+  answers and ``ended``;
 - ``answered``: this agent answered (with the pop's fields; the ``call`` context too when the
   agent had no pop for it, e.g. a call that was put straight through);
 - ``withdrawn``: the pop no longer applies (``reason``: answered_elsewhere with
@@ -316,6 +320,15 @@ class PopHub:
                 ringing.add(agent)
                 pop = emit("pop", agent, **self._pop_fields(context.data, now))
                 self._remember(agent, call, [pop])
+        elif name == "outbound":
+            agent = self.agent_key(data.get("member"), data.get("agent"), data.get("interface"))
+            if agent is not None:
+                fields = self._pop_fields(context.data, now)
+                fields["wait_s"] = None
+                pop = emit("pop", agent, direction="outbound", number=data.get("number"), **fields)
+                self._talking.setdefault(call, set()).add(agent)
+                self._remember(agent, call, [pop])
+            to_supervisors("call", event=name, detail=data)
         elif name == "ring_stopped":
             agent = self.agent_key(data.get("member"), data.get("interface"))
             if agent is not None and agent in self._ringing.get(call, set()):

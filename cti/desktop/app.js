@@ -188,6 +188,7 @@ function setState(message) {
       : `${text} – ${message.reason}`;
   }
   if (message.type === "transferred") text += ` to ${message.to_queue || message.to || "another agent"}`;
+  if (message.type === "pop" && message.direction === "outbound") text = `Calling ${message.number || ""}`;
   pop.className = "pop " + (message.type === "pop" ? "ringing" : message.type);
   $("call-state").textContent = text;
 }

@@ -861,6 +861,15 @@ class CallTracker:
             chain={dest.uniqueid},
         )
         call.outbound = ob
+        if ob.agent in call.agents:
+            # A dialplan that rings the agent's phone from a Local pipe (cacofonisk's
+            # recordings) reported that phone as answering: it is the side that dials.
+            call.agents.remove(ob.agent)
+            call.answered_ts = None
+            call.talking.pop(ob.agent, None)
+            call.talk_legs = [leg for leg in call.talk_legs if leg["agent"] != ob.agent]
+            if not call.talking:
+                call.talk_since = None
         call.offered = call.caller_frozen = True
         call.offered_ts = ts if ts is not None else call.start_ts
         self.emit(

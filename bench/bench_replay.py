@@ -7,7 +7,8 @@ Builds a JSON trace of at least N events by repeating the shared traces (every *
   * end to end: read and decode the file, feed the tracker, build the summaries (what
     `cti replay --summary` does, without the printing);
   * reading alone (`cti.replay.read_events`);
-  * the tracker alone on the events already in memory.
+  * the tracker alone on the events already in memory;
+  * cacofonisk's FileRunner on the same file, when cacofonisk is installed.
 The end-to-end time is what a user waits for; the difference to the tracker alone is the reader.
 Times are CPU seconds of this process (best of --runs): on a shared machine wall time mostly
 measures the neighbours.
@@ -64,6 +65,7 @@ def main() -> int:
     parser.add_argument("--keep", type=Path, help="write the built trace here (and keep it)")
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    logging.disable(logging.WARNING)  # cacofonisk warns on every event it cannot place
     with tempfile.TemporaryDirectory() as tmp:
         path = args.keep or Path(tmp) / "big.json"
         n = build(path, args.events)
@@ -85,11 +87,22 @@ def main() -> int:
                 feed(event)
             tracker.open_summaries()
 
-        for label, fn in (
+        runs = [
             ("end to end (cti replay --summary)", end_to_end),
             ("reading the JSON alone", reading),
             ("tracker alone (events in memory)", tracker_alone),
-        ):
+        ]
+        try:
+            from cacofonisk.reporters import BaseReporter
+            from cacofonisk.runners.file_runner import FileRunner
+
+            def cacofonisk() -> None:
+                FileRunner(str(path), BaseReporter()).run()
+
+            runs.append(("cacofonisk FileRunner, same file", cacofonisk))
+        except ImportError:
+            print("cacofonisk: skipped (`.venv/bin/pip install cacofonisk` to compare)")
+        for label, fn in runs:
             seconds = best(args.runs, fn)
             print(f"{label:36s} {seconds:6.2f} s CPU  {n / seconds:>10,.0f} events/s")
     return 0

@@ -306,6 +306,12 @@ class LiveCalls:
     def _finish_outbound(self, ctx: CallContext, d: Mapping[str, Any]) -> None:
         """An outbound call's outcome is the number's answer; it is never abandoned."""
         result = d.get("outbound") or {}
+        if ctx.direction != "outbound":  # the agent's phone never answered: no number dialled
+            ctx.direction = "outbound"
+            ctx.agent = ctx.agent or result.get("agent")
+            ctx.agent_interface = ctx.agent_interface or result.get("interface")
+            if ctx.agent and ctx.agent not in ctx.agents:
+                ctx.agents.append(ctx.agent)
         ctx.outcome = result.get("outcome") or ("answered" if ctx.answered_at else "failed")
         ctx.ring_s = result.get("ring_s")
         ctx.wait_s = None
@@ -384,7 +390,7 @@ class LiveCalls:
             ctx.outcome = "abandoned"
         else:
             ctx.outcome = "unanswered"
-        if ctx.direction == "outbound":
+        if ctx.direction == "outbound" or d.get("direction") == "outbound":
             self._finish_outbound(ctx, d)
         self._record(ctx)
         loop = asyncio.get_running_loop()

@@ -245,3 +245,24 @@ async def test_the_agent_sees_the_customer_being_called_and_the_record_is_outbou
     assert record.outcome == "answered"
     assert record.talk_s is not None and record.talk_s > 0 and record.wait_s is None
     assert record.extra["ring_s"] is not None and record.extra["number"] == NUMBER
+
+
+async def test_a_click_to_dial_the_agent_does_not_pick_up_is_outbound_and_not_abandoned(
+    sim: Simulator,
+) -> None:
+    sim.actions.unanswered_phones.add("Local/2001@agents/n")
+    events = await click_to_dial(sim)
+    out = track(events)
+    assert [e.event for e in out] == ["ended"]  # no offer, no pop, no abandon
+    ended = out[0].data
+    assert ended["direction"] == "outbound"
+    assert ended["outbound"]["outcome"] == "agent_no_answer"
+    assert ended["outbound"]["agent"] == "Local/2001@agents" and ended["outbound"]["number"] is None
+    sink = Sink()
+    calls = LiveCalls(recorder=sink)
+    for event in out:
+        await calls.apply(event)
+    await calls.close()
+    (record,) = sink.records
+    assert record.direction == "outbound" and record.outcome == "agent_no_answer"
+    assert record.agents == ("Local/2001@agents",)

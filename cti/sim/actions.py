@@ -104,6 +104,8 @@ class Actions:
     number_ring_s: float = 0.05  # the dialled number rings this long before it answers
     # Dialled numbers that do not answer: "busy" or "noanswer" (the others answer).
     number_outcomes: dict[str, str] = field(default_factory=dict)
+    # Originate Channels (agents' phones) that ring out without being answered.
+    unanswered_phones: set[str] = field(default_factory=set)
     _handlers: dict[str, Callable[[Action], list[Headers]]] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -289,9 +291,19 @@ class Actions:
         for channel in both:
             pbx.new_state(channel, RINGING)
         await self._wait(owner, self.originate_ring_s)
-        if owner.hung_up.is_set():  # refused or hung up while ringing
-            pbx.emit("DialEnd", "call", [*one.headers("Dest"), ("DialStatus", "CANCEL")])
+        if owner.hung_up.is_set() or target in self.unanswered_phones:
+            # refused, hung up, or rang out: the Originate fails and nothing is dialled
+            status = "CANCEL" if owner.hung_up.is_set() else "NOANSWER"
+            pbx.emit("DialEnd", "call", [*one.headers("Dest"), ("DialStatus", status)])
             self._hang_up_all(phone, one)
+            if not sync:
+                pbx.emit(
+                    "OriginateResponse",
+                    "call",
+                    _originate_response(
+                        action, target, context, exten, "Failure", "3", "", UNKNOWN
+                    ),
+                )
             return
         pbx.new_state(phone, UP)
         if not sync:  # as recorded: between the phone's answer and its Local half's

@@ -40,7 +40,9 @@ class Outbound:
     first_dest: str  # uniqueid of the channel the agent's channel dialled
     agent_uid: str | None = None  # the agent's phone behind a Local pipe, when there is one
     chain: set[str] = field(default_factory=set)  # uniqueids on the way to the number
-    status: str | None = None  # answered / no_answer / busy / cancelled / failed
+    # answered / no_answer / busy / cancelled / failed; agent_no_answer, agent_busy...: the
+    # agent's own phone did not answer the Originate, nothing was dialled
+    status: str | None = None
     ring_s: float | None = None
     answered: bool = False
 

@@ -831,6 +831,30 @@ class CallTracker:
             return True
         return False
 
+    def _outbound_of(
+        self, chan: Channel, number: str | None, ts: float | None, dest_uid: str
+    ) -> Outbound:
+        """The agent whose phone ``chan`` is (an Originate rang it), dialling ``number``."""
+        agent_chan, agent_uid = chan, None
+        if chan.is_local and not chan.member:
+            parties, _ = self._walk(chan)  # the phone behind the Local pipe, if it is bridged
+            if parties:
+                agent_chan, agent_uid = parties[0], parties[0].uniqueid
+        device = device_name(agent_chan.name)
+        state = self.members.member_for_device(device)
+        member = agent_chan.member or (state.member if state is not None else None)
+        return Outbound(
+            agent=member or device,
+            member=member,
+            interface=agent_chan.interface or (state.interface if state is not None else device),
+            agent_channel=agent_chan.name,
+            number=number,
+            dial_ts=ts,
+            first_dest=dest_uid,
+            agent_uid=agent_uid,
+            chain={dest_uid} if dest_uid else set(),
+        )
+
     def _go_outbound(
         self,
         call: Call,
@@ -841,25 +865,7 @@ class CallTracker:
         out: list[CallEvent],
     ) -> None:
         """The channel an Originate rang dials out: an outbound call by the agent it rang."""
-        agent_chan, agent_uid = src, None
-        if src.is_local and not src.member:
-            parties, _ = self._walk(src)  # the phone behind the Local pipe, if it is bridged
-            if parties:
-                agent_chan, agent_uid = parties[0], parties[0].uniqueid
-        device = device_name(agent_chan.name)
-        state = self.members.member_for_device(device)
-        member = agent_chan.member or (state.member if state is not None else None)
-        ob = Outbound(
-            agent=member or device,
-            member=member,
-            interface=agent_chan.interface or (state.interface if state is not None else device),
-            agent_channel=agent_chan.name,
-            number=dialled_number(event),
-            dial_ts=ts,
-            first_dest=dest.uniqueid,
-            agent_uid=agent_uid,
-            chain={dest.uniqueid},
-        )
+        ob = self._outbound_of(src, dialled_number(event), ts, dest.uniqueid)
         call.outbound = ob
         if ob.agent in call.agents:
             # A dialplan that rings the agent's phone from a Local pipe (cacofonisk's
@@ -907,6 +913,14 @@ class CallTracker:
         # Ring-all: the phone that answers gets DialEnd ANSWER, then every other phone of the
         # same Dial gets DialEnd CANCEL, before AgentConnect. That CANCEL is no hang-up.
         elsewhere = src.dial_answered if src is not None and status == "CANCEL" else None
+        if src is None and dest is not None and status != "ANSWER" and "Channel" not in event:
+            # The phone an Originate rang did not answer: a click-to-dial that never dialled.
+            call = self._callers.get(dest.uniqueid)
+            if call is not None and call.originated and call.outbound is None:
+                call.outbound = self._outbound_of(dest, None, ts, "")
+                call.outbound.status = "agent_" + dial_outcome(status)
+                call.offered = call.caller_frozen = True  # nobody to offer it to
+                return
         if src is not None and dest is not None:
             call = self._call_of(src)
             ob = call.outbound if call is not None else None

@@ -163,15 +163,19 @@ async def test_our_click_to_dial_is_an_outbound_call_answered_by_the_number(
     assert ended["summary"]["abandoned"] is False
 
 
-@pytest.mark.parametrize(("answer", "outcome"), [("busy", "busy"), ("noanswer", "no_answer")])
+@pytest.mark.parametrize(
+    ("answer", "outcome", "hangup_by"),
+    [("busy", "busy", "customer"), ("noanswer", "no_answer", "system")],
+)
 async def test_a_number_that_does_not_answer_ends_the_outbound_call_with_why(
-    sim: Simulator, answer: str, outcome: str
+    sim: Simulator, answer: str, outcome: str, hangup_by: str
 ) -> None:
     sim.actions.number_outcomes[NUMBER] = answer
     out = track(await click_to_dial(sim))
     assert "abandoned" not in [e.event for e in out]
     ended = out[-1].data
     assert ended["outbound"]["outcome"] == outcome
+    assert ended["hangup_by"] == hangup_by
     assert ended["talk_s"] is None and ended["summary"]["agents"] == []
 
 

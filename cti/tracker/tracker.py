@@ -927,6 +927,10 @@ class CallTracker:
             if ob is not None and dest.uniqueid == ob.first_dest:
                 ob.status = dial_outcome(status)
                 ob.ring_s = _secs(ob.dial_ts, ts)
+                if call is not None and status != "ANSWER":
+                    # sides as for an inbound call: the dialling side is the "caller" one
+                    far = "agent" if status == "BUSY" else "system"
+                    call.hangup_by = "caller" if status == "CANCEL" else far
                 return
         if src is not None:
             call = self._call_for_caller_side(src)

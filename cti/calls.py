@@ -30,7 +30,7 @@ from cti.tracker.events import CallEvent
 
 log = structlog.get_logger(__name__)
 
-CallState = str  # offered / queued / ringing / answered / ended
+CallState = str  # offered / queued / ringing / answered / ended; dialling (outbound)
 
 
 class UnknownCall(KeyError):
@@ -82,8 +82,15 @@ class CallContext:
     disposition_by: str | None = None
     outcome: str | None = None  # answered / abandoned / unanswered, once ended
     hangup_by: str | None = None
-    wait_s: float | None = None
-    talk_s: float | None = None
+    wait_s: float | None = None  # time in queues, all legs (until answered while live)
+    talk_s: float | None = None  # time bridged with agents, all legs
+    queue_legs: list[dict[str, Any]] = field(default_factory=list)  # {queue, tier, wait_s, result}
+    talk_legs: list[dict[str, Any]] = field(default_factory=list)  # {agent, queue, talk_s}
+    # Click-to-dial: "outbound", ``number`` dialled (then also ``caller``: the customer's
+    # number, looked up in the CRM), ``agent`` who dialled, ring_s until the number answered.
+    direction: str = "inbound"
+    number: str | None = None
+    ring_s: float | None = None
     offered_at: float | None = None  # epoch seconds
     answered_at: float | None = None
     ended_at: float | None = None
@@ -201,7 +208,7 @@ class LiveCalls:
             self._start_lookup(ctx)
         if ctx.routing is None:
             self._attach_routing(ctx)
-        if event.event in ("ringing", "answered", "transferred"):
+        if event.event in ("ringing", "answered", "transferred", "outbound"):
             await self._await_lookup(ctx)
             self._published.add(ctx.call_id)
         if event.event == "ended":
@@ -276,11 +283,41 @@ class LiveCalls:
         if ctx.answered_at is None:
             ctx.answered_at = ev.ts if ev.ts is not None else self._clock()
             wait = d.get("wait_s")
-            if wait is None and ctx.offered_at is not None:
+            if d.get("direction") == "outbound":
+                ctx.ring_s = d.get("ring_s")
+            elif wait is None and ctx.offered_at is not None:
                 wait = round(ctx.answered_at - ctx.offered_at, 3)
             ctx.wait_s = wait
         ctx.ringing_agents = []
         ctx.state = "answered"
+
+    def _on_outbound(self, ctx: CallContext, ev: CallEvent) -> None:
+        d = ev.data
+        ctx.direction = "outbound"
+        ctx.number = d.get("number")
+        ctx.caller = ctx.number  # the customer is whoever has the number dialled
+        ctx.agent = d.get("agent")
+        ctx.agent_interface = d.get("interface")
+        ctx.agent_channel = d.get("agent_channel")
+        if ctx.agent and ctx.agent not in ctx.agents:
+            ctx.agents.append(ctx.agent)
+        ctx.offered_at = ev.ts if ev.ts is not None else ctx.offered_at or self._clock()
+        ctx.state = "dialling"
+
+    def _finish_outbound(self, ctx: CallContext, d: Mapping[str, Any]) -> None:
+        """An outbound call's outcome is the number's answer; it is never abandoned."""
+        result = d.get("outbound") or {}
+        if ctx.direction != "outbound":  # the agent's phone never answered: no number dialled
+            ctx.direction = "outbound"
+            ctx.agent = ctx.agent or result.get("agent")
+            ctx.agent_interface = ctx.agent_interface or result.get("interface")
+            if ctx.agent and ctx.agent not in ctx.agents:
+                ctx.agents.append(ctx.agent)
+        ctx.outcome = result.get("outcome") or ("answered" if ctx.answered_at else "failed")
+        ctx.ring_s = result.get("ring_s")
+        ctx.wait_s = None
+        if ctx.hangup_by is None:
+            ctx.hangup_by = (d.get("summary") or {}).get("hangup_by")
 
     def _on_transferred(self, ctx: CallContext, ev: CallEvent) -> None:
         d = ev.data
@@ -334,6 +371,7 @@ class LiveCalls:
             ctx.talk_s = d["talk_s"]
         elif ctx.answered_at is not None:
             ctx.talk_s = round(ctx.ended_at - ctx.answered_at, 3)
+        self._take_legs(ctx, d)
         for name in summary.get("agents") or ():
             if name not in ctx.agents:
                 ctx.agents.append(name)
@@ -353,9 +391,20 @@ class LiveCalls:
             ctx.outcome = "abandoned"
         else:
             ctx.outcome = "unanswered"
+        if ctx.direction == "outbound" or d.get("direction") == "outbound":
+            self._finish_outbound(ctx, d)
         self._record(ctx)
         loop = asyncio.get_running_loop()
         self._releases[ctx.call_id] = loop.call_later(self._grace_s, self._release, ctx.call_id)
+
+    def _take_legs(self, ctx: CallContext, d: Mapping[str, Any]) -> None:
+        """Per-leg figures from the tracker's ``ended``: wait is the time spent in queues."""
+        ctx.talk_legs = [dict(leg) for leg in d.get("talk_legs") or ()]
+        ctx.queue_legs = [
+            {**leg, "tier": self.tier_of(leg.get("queue"))} for leg in d.get("queue_legs") or ()
+        ]
+        if d.get("wait_s") is not None:
+            ctx.wait_s = d["wait_s"]
 
     def record_of(self, ctx: CallContext) -> InteractionRecord:
         """The interaction record for a call as it stands now."""
@@ -365,7 +414,7 @@ class LiveCalls:
             call_id=ctx.call_id,
             customer_id=ctx.customer_id,
             caller=ctx.caller,
-            direction="inbound",
+            direction="outbound" if ctx.direction == "outbound" else "inbound",
             started_at=_dt(ctx.offered_at),
             answered_at=_dt(ctx.answered_at),
             ended_at=_dt(ctx.ended_at),
@@ -386,6 +435,9 @@ class LiveCalls:
                 "routing": ctx.routing,
                 "disposition_by": ctx.disposition_by,
                 "resolution": ctx.status,
+                "queue_legs": list(ctx.queue_legs),
+                "talk_legs": list(ctx.talk_legs),
+                **({"number": ctx.number, "ring_s": ctx.ring_s} if ctx.number else {}),
             },
         )
 
@@ -594,6 +646,7 @@ _HANDLERS: dict[str, Callable[[LiveCalls, CallContext, CallEvent], None]] = {
     "ring_stopped": LiveCalls._on_ring_stopped,
     "answered": LiveCalls._on_answered,
     "transferred": LiveCalls._on_transferred,
+    "outbound": LiveCalls._on_outbound,
     "abandoned": LiveCalls._on_abandoned,
     "left_queue": LiveCalls._on_left_queue,
 }

@@ -10,11 +10,16 @@ Messages (JSON objects), each with a unique ``id`` the desktop de-duplicates on:
 
 - ``pop``: the call rings this agent: ``call`` (the live call context with the 360° view),
   ``reason`` (routing reason, or the escalation reason), ``wait_s``, ``previous_agent``,
-  ``escalation`` (the latest one, with its note) and ``notes``;
+  ``escalation`` (the latest one, with its note) and ``notes``. For a call the agent dialled
+  (click-to-dial) the pop comes when the number is dialled, with ``direction: "outbound"``,
+  ``number`` and the context of the customer being called (``call.view``, resolved from the
+  number; ``update`` follows when the CRM answers late), then ``answered`` when the number
+  answers and ``ended``;
 - ``answered``: this agent answered (with the pop's fields; the ``call`` context too when the
   agent had no pop for it, e.g. a call that was put straight through);
-- ``withdrawn``: the pop no longer applies (``reason``: answered_elsewhere, abandoned,
-  left_queue, ring_no_answer...);
+- ``withdrawn``: the pop no longer applies (``reason``: answered_elsewhere with
+  ``answered_by``, the agent who took the call; abandoned, left_queue, ring_no_answer, cancel
+  when the caller went while the phone rang...);
 - ``transferred``: the call left this agent (``to``, ``to_queue``, ``kind``) with its context;
 - ``ended``: the call is over;
 - ``update``: the call's context changed after the pop (the CRM answered late): same fields;
@@ -315,11 +320,25 @@ class PopHub:
                 ringing.add(agent)
                 pop = emit("pop", agent, **self._pop_fields(context.data, now))
                 self._remember(agent, call, [pop])
+        elif name == "outbound":
+            agent = self.agent_key(data.get("member"), data.get("agent"), data.get("interface"))
+            if agent is not None:
+                fields = self._pop_fields(context.data, now)
+                fields["wait_s"] = None
+                pop = emit("pop", agent, direction="outbound", number=data.get("number"), **fields)
+                self._talking.setdefault(call, set()).add(agent)
+                self._remember(agent, call, [pop])
+            to_supervisors("call", event=name, detail=data)
         elif name == "ring_stopped":
             agent = self.agent_key(data.get("member"), data.get("interface"))
             if agent is not None and agent in self._ringing.get(call, set()):
                 self._ringing[call].discard(agent)
-                emit("withdrawn", agent, reason=data.get("reason") or "ring_no_answer")
+                reason = data.get("reason") or "ring_no_answer"
+                if reason == "answered_elsewhere":
+                    by = self.agent_key(data.get("answered_by"))
+                    emit("withdrawn", agent, reason=reason, answered_by=by)
+                else:
+                    emit("withdrawn", agent, reason=reason)
                 self._forget(agent, call)
         elif name == "answered":
             agent = self.agent_key(data.get("member"), data.get("agent"), data.get("interface"))

@@ -149,3 +149,37 @@ def test_cli_on_a_missing_trace_exits_non_zero_with_a_message(tmp_path: Path) ->
     )
     assert proc.returncode == 2
     assert "cannot read" in proc.stderr
+
+
+def test_json_events_reach_the_tracker_as_decoded_without_a_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import cti.replay
+
+    trace = tmp_path / "t.json"
+    trace.write_text(
+        json.dumps(
+            [
+                {"Event": "Newchannel", "Channel": "SIP/a-1", "Uniqueid": "1.1", "Linkedid": "1.1"},
+                {"Event": "VarSet", "Channel": "SIP/a-1", "Variable": "X", "Value": "1"},
+                {"Event": "Hangup", "Channel": "SIP/a-1", "Uniqueid": "1.1", "Linkedid": "1.1"},
+            ]
+        )
+    )
+    decoded: list[Any] = []
+    real_loads = json.loads
+
+    def loads(text: str) -> Any:
+        decoded.extend(real_loads(text))
+        return decoded
+
+    monkeypatch.setattr(cti.replay.json, "loads", loads)
+    events = list(read_events(trace, CallTracker().wanted_events))
+    assert [e["Event"] for e in events] == ["Newchannel", "Hangup"]  # VarSet: not wanted
+    assert events[0] is decoded[0] and events[1] is decoded[2]
+
+
+def test_a_json_trace_with_non_string_values_still_gives_strings(tmp_path: Path) -> None:
+    trace = tmp_path / "t.json"
+    trace.write_text(json.dumps([{"Event": "Hangup", "Cause": 16, "Uniqueid": "1.1"}]))
+    assert list(read_events(trace)) == [{"Event": "Hangup", "Cause": "16", "Uniqueid": "1.1"}]

@@ -101,7 +101,9 @@ def test_a_phone_left_ringing_stops_with_ring_no_answer_in_seconds(traces_dir: P
 def test_phones_still_ringing_when_another_answers_stop_once(traces_dir: Path) -> None:
     out = run(CallTracker(), load(traces_dir, "blind_transfer_tier1_to_tier2"))
     stopped = [e for e in out if e.event == "ring_stopped"]
-    assert [(e.data["member"], e.data["reason"]) for e in stopped] == [("Agent 2002", "cancel")]
+    assert [(e.data["member"], e.data["reason"], e.data["answered_by"]) for e in stopped] == [
+        ("Agent 2002", "answered_elsewhere", "Agent 2001")
+    ]
 
 
 def test_blind_transfer_names_the_agent_and_the_call_keeps_its_identity(

@@ -237,9 +237,12 @@ function tierLabel(target) {
 function stateText(message) {
   let text = STATE_LABELS[message.type] || message.type;
   if (message.type === "withdrawn") {
-    text += message.reason === "answered_elsewhere" ? ` – answered by ${message.answered_by || "a colleague"}` : ` – ${message.reason}`;
+    text = message.reason === "answered_elsewhere"
+      ? `Answered by ${message.answered_by || "a colleague"}`
+      : `${text} – ${message.reason}`;
   }
   if (message.type === "transferred") text += ` to ${tierLabel(message.to_queue || message.to) || "another agent"}`;
+  if (message.type === "pop" && message.direction === "outbound") text = `Calling ${message.number || ""}`;
   return text;
 }
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from cti.sim.channels import UNKNOWN, UP, local_pair
+from cti.sim.channels import RINGING, UNKNOWN, UP, Channel, local_pair
 from cti.sim.pbx import Member, Pbx
 from cti.sim.wire import Action, Headers
 
@@ -99,7 +99,13 @@ class Actions:
     pbx: Pbx
     spawn: Spawn
     rng: random.Random = field(default_factory=random.Random)
-    originate_hold_s: float = 5.0
+    originate_hold_s: float = 5.0  # how long an answered click-to-dial call talks
+    originate_ring_s: float = 0.05  # the agent's phone rings this long before it answers
+    number_ring_s: float = 0.05  # the dialled number rings this long before it answers
+    # Dialled numbers that do not answer: "busy" or "noanswer" (the others answer).
+    number_outcomes: dict[str, str] = field(default_factory=dict)
+    # Originate Channels (agents' phones) that ring out without being answered.
+    unanswered_phones: set[str] = field(default_factory=set)
     _handlers: dict[str, Callable[[Action], list[Headers]]] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -240,7 +246,10 @@ class Actions:
     async def _originated(
         self, action: Action, target: str, context: str, exten: str, *, success: bool, sync: bool
     ) -> None:
-        """A click-to-dial call: the agent's phone answers, talks a while, hangs up."""
+        """A click-to-dial call as Asterisk 22 places it: the Originate rings the agent's phone
+        with a Dial that has no calling channel (DialBegin/DialEnd carry only ``Dest*``, as in
+        ``actions_call_control.events.ami``); once it answers, the channel runs
+        ``Context``/``Exten``, whose ``Dial(PJSIP/${EXTEN}@trunk)`` calls the number."""
         pbx = self.pbx
         await asyncio.sleep(0.002)
         if not success:
@@ -253,17 +262,51 @@ class Actions:
                     ),
                 )
             return
-        device = target.split("/", 1)[1]
-        dial_exten, _, dial_context = device.partition("@")
-        dial_context = dial_context.split("/", 1)[0]  # Local/1001@agents/n: "/n" is an option
-        one, two = local_pair(pbx.ids, dial_exten, dial_context or "agents")
         owner = _Originated()
-        pbx.add_channel(one, owner)
-        pbx.add_channel(two, owner)
-        pbx.new_state(two, UP)
-        pbx.new_state(one, UP)
-        one.context, one.exten = context or one.context, exten or one.exten
-        if not sync:
+        tech, _, device = target.partition("/")
+        if tech.lower() == "local":
+            dial_exten, _, dial_context = device.partition("@")
+            dial_context = dial_context.split("/", 1)[0]  # Local/1001@agents/n: "/n" is an option
+            one, phone = local_pair(pbx.ids, dial_exten, dial_context or "agents")
+            pbx.add_channel(one, owner)
+            pbx.add_channel(phone, owner)
+            pbx.emit(
+                "LocalBridge",
+                "call",
+                [
+                    *one.headers("LocalOne"),
+                    *phone.headers("LocalTwo"),
+                    ("Context", phone.context),
+                    ("Exten", phone.exten),
+                    ("LocalOptimization", "No" if device.endswith("/n") else "Yes"),
+                ],
+            )
+        else:
+            uid = pbx.ids.uniqueid()
+            one = Channel(f"{target}-{pbx.ids.local_suffix()}", uid, uid, "from-internal", "s")
+            phone = one
+            pbx.add_channel(one, owner)
+        pbx.emit("DialBegin", "call", [*one.headers("Dest"), ("DialString", device)])
+        both = [phone] if phone is one else [phone, one]  # the phone's side first, as recorded
+        for channel in both:
+            pbx.new_state(channel, RINGING)
+        await self._wait(owner, self.originate_ring_s)
+        if owner.hung_up.is_set() or target in self.unanswered_phones:
+            # refused, hung up, or rang out: the Originate fails and nothing is dialled
+            status = "CANCEL" if owner.hung_up.is_set() else "NOANSWER"
+            pbx.emit("DialEnd", "call", [*one.headers("Dest"), ("DialStatus", status)])
+            self._hang_up_all(phone, one)
+            if not sync:
+                pbx.emit(
+                    "OriginateResponse",
+                    "call",
+                    _originate_response(
+                        action, target, context, exten, "Failure", "3", "", UNKNOWN
+                    ),
+                )
+            return
+        pbx.new_state(phone, UP)
+        if not sync:  # as recorded: between the phone's answer and its Local half's
             pbx.emit(
                 "OriginateResponse",
                 "call",
@@ -271,10 +314,67 @@ class Actions:
                     action, one.name, context, exten, "Success", "4", one.uniqueid, one.caller_num
                 ),
             )
+        if phone is not one:
+            pbx.new_state(one, UP)
+        pbx.emit("DialEnd", "call", [*one.headers("Dest"), ("DialStatus", "ANSWER")])
+        one.context, one.exten, one.priority = context or one.context, exten or one.exten, 1
+        await self._dial_number(one, phone, owner, exten)
+
+    async def _dial_number(
+        self, one: Channel, phone: Channel, owner: _Originated, number: str
+    ) -> None:
+        pbx = self.pbx
+        far = Channel(
+            f"PJSIP/trunk-{pbx.ids.local_suffix()}",
+            pbx.ids.uniqueid(),
+            one.linkedid,
+            "from-pstn",
+            number,
+            caller_num=number,
+            connected_num=one.caller_num,
+        )
+        pbx.add_channel(far, owner)
+        pbx.emit(
+            "DialBegin",
+            "call",
+            [*one.headers(), *far.headers("Dest"), ("DialString", f"{number}@trunk")],
+        )
+        pbx.new_state(far, RINGING)
+        pbx.emit(
+            "DialState", "call", [*one.headers(), *far.headers("Dest"), ("DialStatus", "RINGING")]
+        )
+        await self._wait(owner, self.number_ring_s)
+        outcome = self.number_outcomes.get(number, "answer")
+        if owner.hung_up.is_set() or outcome != "answer":
+            status, cause = "CANCEL", 16
+            if not owner.hung_up.is_set():
+                status, cause = ("BUSY", 17) if outcome == "busy" else ("NOANSWER", 19)
+            pbx.emit(
+                "DialEnd", "call", [*one.headers(), *far.headers("Dest"), ("DialStatus", status)]
+            )
+            pbx.hangup(far, cause, soft=False)
+            self._hang_up_all(phone, one)
+            return
+        pbx.new_state(far, UP)
+        pbx.emit(
+            "DialEnd", "call", [*one.headers(), *far.headers("Dest"), ("DialStatus", "ANSWER")]
+        )
+        bridge = pbx.bridge(far, one)
+        await self._wait(owner, self.originate_hold_s)
+        pbx.leave_bridge(one, destroy=False)
+        pbx.leave_bridge(far, destroy=False)
+        pbx.destroy_bridge(bridge)
+        pbx.hangup(far, 16)
+        self._hang_up_all(phone, one)
+
+    async def _wait(self, owner: _Originated, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(owner.hung_up.wait(), self.originate_hold_s)
-        pbx.hangup(one, 16)
-        pbx.hangup(two, 16)
+            await asyncio.wait_for(owner.hung_up.wait(), seconds)
+
+    def _hang_up_all(self, phone: Channel, one: Channel) -> None:
+        self.pbx.hangup(one, 16)
+        if phone is not one:
+            self.pbx.hangup(phone, 16)
 
     # -- queues -----------------------------------------------------------------------------
     def _member(self, queue: str, interface: str) -> Member | None:

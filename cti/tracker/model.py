@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from cti.tracker.outbound import Outbound
+
 
 def device_name(channel: str) -> str:
     """A channel's device: the name without its unique suffix (``SIP/150010002-00000005`` ->
@@ -30,6 +32,7 @@ class Channel:
         "caller_num",
         "calls",
         "cause",
+        "dial_answered",
         "dialed",
         "hangup_requested",
         "interface",
@@ -56,6 +59,8 @@ class Channel:
         self.dialed: list[str] = []  # uniqueids it dialled, in order
         self.queues_pending: list[str] = []  # queues joined, not yet credited to a call
         self.answered_dial = False  # a Dial from this channel was answered since its queue join
+        # who answered this channel's current Dial (ring-all: the others are cancelled after it)
+        self.dial_answered: str | None = None
         self.cause = ""
         self.hangup_requested = False
         # as renamed() does, inline: channels are created on every call
@@ -114,3 +119,11 @@ class Call:
     resynced: bool = False
     via: set[str] = field(default_factory=set)  # bridges its caller's connection runs through
     hangup_forced: str | None = None  # e.g. "system" when a resync found the channels gone
+    # Figures from the events' Timestamps: time bridged with agents, time waited in queues.
+    talk_total: float = 0.0
+    talk_since: float | None = None  # connected to some agent since
+    talking: dict[str, float | None] = field(default_factory=dict)  # agent -> bridged since
+    talk_legs: list[dict[str, Any]] = field(default_factory=list)  # {agent, queue, talk_s}
+    queue_legs: list[dict[str, Any]] = field(default_factory=list)  # {queue, wait_s, result}
+    originated: bool = False  # its first channel was rung by an Originate (no calling channel)
+    outbound: Outbound | None = None  # set once that channel dials out: click-to-dial

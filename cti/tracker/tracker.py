@@ -18,6 +18,7 @@ import structlog
 from cti.tracker.events import CallEvent, CallEventName
 from cti.tracker.members import MemberBook, MemberState
 from cti.tracker.model import Bridge, Call, Channel, device_name
+from cti.tracker.outbound import CAUSE_OUTCOMES, Outbound, dial_outcome, dialled_number
 
 log = structlog.get_logger(__name__)
 
@@ -454,6 +455,16 @@ class CallTracker:
         call.end_ts = ts
         self.offer(call, ts, out)
         summary = self._summary(call)
+        for name in list(call.talking):
+            self._close_talk(call, name, ts)
+        if call.talk_since is not None and ts is not None:
+            call.talk_total += max(0.0, ts - call.talk_since)
+        call.talk_since = None
+        for leg in call.queue_legs:
+            if leg["result"] is None:
+                self._close_queue_leg(call, leg["queue"], ts, "hangup")
+        waits = [leg["wait_s"] for leg in call.queue_legs if leg["wait_s"] is not None]
+        wait_s = round(sum(waits), 3) if waits else None
         if summary["abandoned"]:
             self.emit(
                 out,
@@ -461,9 +472,9 @@ class CallTracker:
                 "abandoned",
                 ts,
                 queue=call.queues[-1] if call.queues else call.abandon_queue,
-                wait_s=_secs(call.offered_ts, ts),
+                wait_s=wait_s if wait_s is not None else _secs(call.offered_ts, ts),
             )
-        talk_s = _secs(call.answered_ts, ts) if call.answered_ts is not None else None
+        answered = call.answered_ts is not None and ts is not None
         self.emit(
             out,
             call,
@@ -472,8 +483,12 @@ class CallTracker:
             hangup_by=summary["hangup_by"],
             cause=call.cause,
             duration_s=summary["duration_s"],
-            wait_s=summary["wait_s"],
-            talk_s=talk_s,
+            wait_s=wait_s,
+            talk_s=round(call.talk_total, 3) if answered else None,
+            queue_legs=call.queue_legs,
+            talk_legs=call.talk_legs,
+            direction="outbound" if call.outbound is not None else "inbound",
+            **({"outbound": self._outbound_result(call.outbound)} if call.outbound else {}),
             summary=summary,
             **({"resynced": True} if call.resynced else {}),
         )
@@ -488,10 +503,37 @@ class CallTracker:
         if len(self._ended) > self._remember_ended:
             self._ended.popitem(last=False)
 
+    def _outbound_result(self, ob: Outbound) -> dict[str, Any]:
+        return {
+            **ob.as_data(self._e164(ob.number)),
+            "outcome": ob.outcome(),
+            "ring_s": ob.ring_s,
+        }
+
     def _summary(self, call: Call) -> dict[str, Any]:
         answered = bool(call.agents)
         hangup_by = call.hangup_forced or call.hangup_by or ("caller" if not answered else "system")
         wait_from = call.offered_ts if call.offered_ts is not None else call.start_ts
+        if call.originated and not call.queues:
+            # Placed by an Originate and never queued: nobody waited for an agent, so nobody
+            # abandoned. For an outbound call the side that dialled is the agent's.
+            if call.outbound is not None and not call.hangup_forced:
+                hangup_by = {"caller": "agent", "agent": "customer"}.get(hangup_by, hangup_by)
+            return {
+                "call_id": call.call_id,
+                "caller": call.caller,
+                "caller_e164": self._e164(call.caller),
+                "queues": [],
+                "agents": list(call.agents),
+                "answered_by": call.agents[0] if call.agents else None,
+                "wait_s": None,
+                "abandoned": False,
+                "transfers": [
+                    {"kind": t["kind"], "from": t["from"], "to": t["to"]} for t in call.transfers
+                ],
+                "hangup_by": hangup_by,
+                "duration_s": _secs(call.start_ts, call.end_ts),
+            }
         return {
             "call_id": call.call_id,
             "caller": call.caller,
@@ -535,8 +577,15 @@ class CallTracker:
                 if bridge is not None:
                     bridge.calls[call.call_id] = None
             call.via = via
+        ob = call.outbound
+        if ob is not None:
+            parties = self._outbound_parties(call, ob, parties, ts, out)
+        if parties or call.talking:
+            self._track_talk(call, parties, ts)
         for party in parties:
             name = party.member or device_name(party.name)  # _party_name, inline
+            if ob is not None and party.uniqueid in ob.chain:
+                continue
             if name in call.agents:
                 continue
             first = not call.agents
@@ -564,6 +613,86 @@ class CallTracker:
                 if transfer.get("to") is None:
                     transfer["to"] = name
         call.connected = bool(parties)
+
+    def _outbound_parties(
+        self,
+        call: Call,
+        ob: Outbound,
+        parties: list[Channel],
+        ts: float | None,
+        out: list[CallEvent],
+    ) -> list[Channel]:
+        """An outbound call's parties without the agent's own phone; the number answering is
+        reported as ``answered`` by the agent who dialled."""
+        parties = [p for p in parties if p.uniqueid != ob.agent_uid]
+        customer = next((p for p in parties if p.uniqueid in ob.chain), None)
+        if customer is not None and not ob.answered:
+            ob.answered = True
+            call.answered_ts = ts
+            if ob.agent not in call.agents:
+                call.agents.append(ob.agent)
+            self.emit(
+                out,
+                call,
+                "answered",
+                ts,
+                agent=ob.agent,
+                member=ob.member,
+                interface=ob.interface,
+                agent_channel=ob.agent_channel,
+                customer_channel=customer.name,
+                queue=None,
+                direction="outbound",
+                ring_s=_secs(ob.dial_ts, ts),
+                wait_s=None,
+                first=True,
+            )
+        return parties
+
+    def _track_talk(self, call: Call, parties: list[Channel], ts: float | None) -> None:
+        """Open and close the talk legs: time bridged with each agent, and with any at all."""
+        talking = call.talking
+        ob = call.outbound
+        now = {
+            (ob.agent if ob is not None and p.uniqueid in ob.chain else self._party_name(p)): p
+            for p in parties
+        }
+        for name in [n for n in talking if n not in now]:
+            self._close_talk(call, name, ts)
+        if now and call.talk_since is None:
+            call.talk_since = ts
+        for name, party in now.items():
+            if name not in talking:
+                talking[name] = ts
+                call.talk_legs.append({"agent": name, "queue": party.queue, "talk_s": None})
+        if not now and call.talk_since is not None:
+            if ts is not None:
+                call.talk_total += max(0.0, ts - call.talk_since)
+            call.talk_since = None
+
+    def _close_talk(self, call: Call, name: str, ts: float | None) -> None:
+        since = call.talking.pop(name)
+        for leg in reversed(call.talk_legs):
+            if leg["agent"] == name and leg["talk_s"] is None:
+                leg["talk_s"] = _secs(since, ts)
+                break
+
+    def _open_queue_leg(self, call: Call, queue: str) -> dict[str, Any] | None:
+        for leg in reversed(call.queue_legs):
+            if leg["queue"] == queue and leg["result"] is None:
+                return leg
+        return None
+
+    def _close_queue_leg(
+        self, call: Call, queue: str | None, ts: float | None, result: str
+    ) -> None:
+        leg = self._open_queue_leg(call, queue) if queue else None
+        if leg is None:
+            return
+        if leg["wait_s"] is None:
+            leg["wait_s"] = _secs(leg.pop("_joined"), ts)
+        leg.pop("_joined", None)
+        leg["result"] = result
 
     # ------------------------------------------------------------ channel events
 
@@ -634,6 +763,9 @@ class CallTracker:
             call = calls.get(call_id)
             if call is None:
                 continue
+            ob = call.outbound
+            if ob is not None and ob.status is None and uid in ob.chain:
+                ob.status = CAUSE_OUTCOMES.get(cause, "failed")
             call.live.discard(uid)
             if not call.live:
                 self._end_call(call, ts, out)
@@ -643,9 +775,18 @@ class CallTracker:
     def _on_dial_begin(self, event: Event, ts: float | None, out: list[CallEvent]) -> None:
         dest = self._chan(event, DEST)
         src = self._chan(event)
+        if src is None and dest is not None and "Channel" not in event:
+            # An Originate rings its first channel: a Dial with no calling channel.
+            originated = self._callers.get(dest.uniqueid)
+            if originated is not None and not originated.queues:
+                originated.originated = True
+                return  # the agent's own phone, for its own call: not an offer to pop
         if src is not None:
             if dest is not None:
                 src.dialed.append(dest.uniqueid)
+                if self._dial_outbound(src, dest, event, ts, out):
+                    return
+            src.dial_answered = None  # a new round of ringing
             call = self._call_for_caller_side(src)
             if call is not None and not call.offered:
                 self.offer(call, ts, out, event)
@@ -672,6 +813,80 @@ class CallTracker:
         self._ringing[dest.uniqueid] = (owner, ring)
         self.emit(out, owner, "ringing", ts, **ring)
 
+    def _dial_outbound(
+        self, src: Channel, dest: Channel, event: Event, ts: float | None, out: list[CallEvent]
+    ) -> bool:
+        """A dial towards the number of an outbound call (True: nothing else to report)."""
+        call = self._callers.get(src.uniqueid)
+        if call is not None and call.originated and call.outbound is None and not call.queues:
+            self._go_outbound(call, src, dest, event, ts, out)
+            return True
+        call = self._call_of(src)
+        ob = call.outbound if call is not None else None
+        if ob is None:
+            return False
+        partner = self._partner(src)
+        if src.uniqueid in ob.chain or (partner is not None and partner.uniqueid in ob.chain):
+            ob.chain.add(dest.uniqueid)  # one more hop (Local channels) towards the number
+            return True
+        return False
+
+    def _outbound_of(
+        self, chan: Channel, number: str | None, ts: float | None, dest_uid: str
+    ) -> Outbound:
+        """The agent whose phone ``chan`` is (an Originate rang it), dialling ``number``."""
+        agent_chan, agent_uid = chan, None
+        if chan.is_local and not chan.member:
+            parties, _ = self._walk(chan)  # the phone behind the Local pipe, if it is bridged
+            if parties:
+                agent_chan, agent_uid = parties[0], parties[0].uniqueid
+        device = device_name(agent_chan.name)
+        state = self.members.member_for_device(device)
+        member = agent_chan.member or (state.member if state is not None else None)
+        return Outbound(
+            agent=member or device,
+            member=member,
+            interface=agent_chan.interface or (state.interface if state is not None else device),
+            agent_channel=agent_chan.name,
+            number=number,
+            dial_ts=ts,
+            first_dest=dest_uid,
+            agent_uid=agent_uid,
+            chain={dest_uid} if dest_uid else set(),
+        )
+
+    def _go_outbound(
+        self,
+        call: Call,
+        src: Channel,
+        dest: Channel,
+        event: Event,
+        ts: float | None,
+        out: list[CallEvent],
+    ) -> None:
+        """The channel an Originate rang dials out: an outbound call by the agent it rang."""
+        ob = self._outbound_of(src, dialled_number(event), ts, dest.uniqueid)
+        call.outbound = ob
+        if ob.agent in call.agents:
+            # A dialplan that rings the agent's phone from a Local pipe (cacofonisk's
+            # recordings) reported that phone as answering: it is the side that dials.
+            call.agents.remove(ob.agent)
+            call.answered_ts = None
+            call.talking.pop(ob.agent, None)
+            call.talk_legs = [leg for leg in call.talk_legs if leg["agent"] != ob.agent]
+            if not call.talking:
+                call.talk_since = None
+        call.offered = call.caller_frozen = True
+        call.offered_ts = ts if ts is not None else call.start_ts
+        self.emit(
+            out,
+            call,
+            "outbound",
+            ts,
+            **ob.as_data(self._e164(ob.number)),
+            customer_channel=dest.name,
+        )
+
     def _follow_blind(self, src: Channel, dest: Channel | None) -> None:
         """After a blind transfer the transferee dials the target: name it, through Locals."""
         transfer = self._blind_pending.pop(src.uniqueid, None)
@@ -695,19 +910,60 @@ class CallTracker:
         dest = self._chan(event, DEST)
         src = self._chan(event)
         status = event.get("DialStatus", "")
+        # Ring-all: the phone that answers gets DialEnd ANSWER, then every other phone of the
+        # same Dial gets DialEnd CANCEL, before AgentConnect. That CANCEL is no hang-up.
+        elsewhere = src.dial_answered if src is not None and status == "CANCEL" else None
+        if src is None and dest is not None and status != "ANSWER" and "Channel" not in event:
+            # The phone an Originate rang did not answer: a click-to-dial that never dialled.
+            call = self._callers.get(dest.uniqueid)
+            if call is not None and call.originated and call.outbound is None:
+                call.outbound = self._outbound_of(dest, None, ts, "")
+                call.outbound.status = "agent_" + dial_outcome(status)
+                call.offered = call.caller_frozen = True  # nobody to offer it to
+                return
+        if src is not None and dest is not None:
+            call = self._call_of(src)
+            ob = call.outbound if call is not None else None
+            if ob is not None and dest.uniqueid == ob.first_dest:
+                ob.status = dial_outcome(status)
+                ob.ring_s = _secs(ob.dial_ts, ts)
+                if call is not None and status != "ANSWER":
+                    # sides as for an inbound call: the dialling side is the "caller" one
+                    far = "agent" if status == "BUSY" else "system"
+                    call.hangup_by = "caller" if status == "CANCEL" else far
+                return
         if src is not None:
             call = self._call_for_caller_side(src)
-            if call is not None and status and status != "ANSWER" and not call.connected:
+            if (
+                call is not None
+                and status
+                and status != "ANSWER"
+                and elsewhere is None
+                and not call.connected
+            ):
                 call.hangup_by = "caller" if status == "CANCEL" else "system"
             if status == "ANSWER":
                 src.answered_dial = True
+                if dest is not None:
+                    src.dial_answered = self._party_name(dest)
         if dest is None:
             return
         entry = self._ringing.pop(dest.uniqueid, None)
         if status == "ANSWER":
             return  # not "stopped": it is reported as answered once bridged with the caller
         if entry is not None and entry[0].call_id in self._calls:
-            self.emit(out, entry[0], "ring_stopped", ts, reason=status.lower(), **entry[1])
+            if elsewhere is not None:
+                self.emit(
+                    out,
+                    entry[0],
+                    "ring_stopped",
+                    ts,
+                    reason="answered_elsewhere",
+                    answered_by=elsewhere,
+                    **entry[1],
+                )
+            else:
+                self.emit(out, entry[0], "ring_stopped", ts, reason=status.lower(), **entry[1])
 
     # ---------------------------------------------------------------- bridges
 
@@ -797,6 +1053,7 @@ class CallTracker:
         call = self._call_for_caller_side(chan)
         if call is not None:
             call.queues.append(queue)
+            call.queue_legs.append({"queue": queue, "wait_s": None, "result": None, "_joined": ts})
             call.abandon_queue = None
             for transfer in call.transfers:
                 if transfer["kind"] == "blind" and transfer.get("to_queue") is None:
@@ -830,7 +1087,11 @@ class CallTracker:
             return
         caller_call = self._call_for_caller_side(chan)
         call = caller_call or self._call_of(chan)
-        if call is None or chan.answered_dial:
+        if call is None:
+            return
+        if chan.answered_dial:
+            if caller_call is not None:
+                self._close_queue_leg(caller_call, event.get("Queue"), ts, "answered")
             return
         if call.abandon_queue is not None:
             reason = "abandon" if self._hangup_requested(call) else "redirect"
@@ -838,6 +1099,8 @@ class CallTracker:
             reason = "hangup" if self._hangup_requested(call) else "exit"
             if caller_call is call and not call.connected:
                 call.hangup_by = "caller" if reason == "hangup" else "system"
+        if caller_call is not None:
+            self._close_queue_leg(caller_call, event.get("Queue"), ts, reason)
         self.emit(out, call, "left_queue", ts, queue=event.get("Queue"), reason=reason)
 
     def _on_queue_abandon(self, event: Event, ts: float | None, out: list[CallEvent]) -> None:
@@ -853,6 +1116,9 @@ class CallTracker:
         if queue and queue not in call.queues:
             call.queues.append(queue)
         call.abandon_queue = queue or ""
+        leg = self._open_queue_leg(call, queue) if queue else None
+        if leg is not None and leg["wait_s"] is None:
+            leg["wait_s"] = _secs(leg.pop("_joined"), ts)  # its result comes with the leave
         if not call.connected and self._hangup_requested(call):
             call.hangup_by = "caller"
 

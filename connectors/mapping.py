@@ -15,7 +15,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from crm_core.phone import normalise
 from crm_core.types import CaseView, ContactView, InteractionView, OrderView, PhoneView
@@ -69,11 +69,20 @@ class FieldSpec(_Model):
     # unless ``map_default`` is set.
     map: dict[str, Any] | None = None
     map_default: Any = None
+    # A regular expression: the value becomes its first group (``^([a-z]{2})`` of ``fr_FR``).
+    pattern: str | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _shorthand(cls, data: Any) -> Any:
         return {"path": data} if isinstance(data, str) else data
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            re.compile(value)
+        return value
 
     def get(self, record: Any) -> Any:
         if self.template is not None:
@@ -85,6 +94,11 @@ class FieldSpec(_Model):
         # JSON-RPC CRMs (Odoo) answer ``false`` for an empty field; a many2one is [id, "name"].
         if found is MISSING or found is None or found is False or found == "":
             return self.default
+        if self.pattern is not None:
+            match = re.search(self.pattern, str(found))
+            if match is None:
+                return self.default
+            found = match.group(1) if match.groups() else match.group(0)
         if self.map is not None:
             key = str(found).strip().lower()
             lowered = {str(k).lower(): v for k, v in self.map.items()}

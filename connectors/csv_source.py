@@ -11,28 +11,15 @@ from __future__ import annotations
 import csv
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field
 
-from connectors.mapping import ViewMapping, map_record
+from connectors.mapping import map_record
+from connectors.settings import CsvSourceConfig
 from connectors.source import SourceError, SourceRecord
 
 log = structlog.get_logger(__name__)
-
-
-class CsvSourceConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str
-    type: Literal["csv"] = "csv"
-    path: str
-    timeout_ms: int = Field(100, gt=0)
-    region: str | None = None
-    delimiter: str = Field(",", min_length=1, max_length=1)
-    encoding: str = "utf-8-sig"
-    mapping: ViewMapping
 
 
 class CsvSource:

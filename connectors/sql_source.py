@@ -12,77 +12,17 @@ read-only.
 
 from __future__ import annotations
 
-import re
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from connectors.http_source import number_forms
-from connectors.mapping import LIST_FIELDS, ViewMapping, map_record
+from connectors.mapping import map_record
+from connectors.settings import SqlSourceConfig
 from connectors.source import SourceError, SourceRecord
-
-_DRIVERS = {
-    "postgresql": "postgresql+asyncpg",
-    "postgres": "postgresql+asyncpg",
-    "postgresql+asyncpg": "postgresql+asyncpg",
-    "mysql": "mysql+aiomysql",
-    "mariadb": "mysql+aiomysql",
-    "mysql+aiomysql": "mysql+aiomysql",
-    "mariadb+aiomysql": "mysql+aiomysql",
-}
-_READ = re.compile(r"^\s*(select|with)\b", re.IGNORECASE)
-
-
-def _read_only(query: str) -> str:
-    if not _READ.match(query) or ";" in query.strip().rstrip(";"):
-        raise ValueError("only one SELECT (or WITH ... SELECT) statement is accepted")
-    return query
-
-
-class SqlSourceConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str
-    type: Literal["sql"] = "sql"
-    url: str
-    timeout_ms: int = Field(200, gt=0)
-    region: str | None = None
-    lookup: str
-    get: str | None = None
-    search: str | None = None
-    # Queries for the list fields (orders, open_cases...) by ``:id``; mapped by the mapping's
-    # ``fields`` for that list.
-    lists: dict[str, str] = {}
-    mapping: ViewMapping
-    pool_size: int = Field(5, ge=1)
-    # How ``:id`` is sent: PostgreSQL compares an integer key only with an integer.
-    key_type: Literal["text", "integer"] = "text"
-
-    @field_validator("url")
-    @classmethod
-    def _driver(cls, value: str) -> str:
-        scheme, sep, rest = value.partition("://")
-        if not sep or scheme not in _DRIVERS:
-            raise ValueError("url must be postgresql://… or mysql://… (mariadb://…)")
-        return f"{_DRIVERS[scheme]}://{rest}"
-
-    @field_validator("lookup", "get", "search")
-    @classmethod
-    def _select(cls, value: str | None) -> str | None:
-        return None if value is None else _read_only(value)
-
-    @field_validator("lists")
-    @classmethod
-    def _list_selects(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, query in value.items():
-            if name not in LIST_FIELDS:
-                raise ValueError(f"lists.{name}: one of {', '.join(LIST_FIELDS)}")
-            _read_only(query)
-        return value
 
 
 def _make_read_only(engine: AsyncEngine) -> None:

@@ -199,3 +199,31 @@ async def test_events_are_published_to_the_rabbitmq_topic_exchange_by_event_and_
         ("answered.tier1", "answered-tier1", "answered"),
         ("transferred.tier2", "transferred-tier2", "transferred"),
     ]
+
+
+async def test_cti_webhooks_lists_what_is_waiting_and_retry_puts_failed_items_back(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cti.cli import main
+
+    config = tmp_path / "cti.toml"
+    config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "crm.db"}"\n')
+    store = await CrmStore.open(f"sqlite+aiosqlite:///{tmp_path / 'crm.db'}")
+    try:
+        box = outbox(store, free_port(), give_up_after_s=0.0)
+        box.submit("ended", "E-1", {"id": "k9", "event": "ended"}, idempotency_key="k9")
+        box.submit("answered", "E-2", {"id": "k8", "event": "answered"}, idempotency_key="k8")
+        await box.flush()
+        await box.deliver_due()  # the receiver is down: given up at once (give_up_after_s=0)
+    finally:
+        await store.close()
+
+    assert await asyncio.to_thread(main, ["webhooks", "-c", str(config)]) == 0
+    listing = capsys.readouterr().out
+    assert "failed   hook" in listing and "E-1" in listing and "0 pending, 2 failed" in listing
+
+    assert await asyncio.to_thread(main, ["webhooks", "-c", str(config), "--retry"]) == 0
+    assert "2 item(s)" in capsys.readouterr().out
+    assert await asyncio.to_thread(main, ["webhooks", "-c", str(config), "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {(r["call_id"], r["status"]) for r in rows} == {("E-1", "pending"), ("E-2", "pending")}

@@ -99,6 +99,9 @@ class ChainDirectory:
         self._region = region
         self._internal_max_digits = internal_max_digits
         self._links: OrderedDict[int, tuple[Link, ...]] = OrderedDict()
+        # The sources that did not answer when a customer was last resolved: the view says so
+        # too, since they may hold more of that customer.
+        self._missed: dict[int, tuple[str, ...]] = {}
         self._max_links = max_links
 
     @property
@@ -166,18 +169,21 @@ class ChainDirectory:
         if len(unavailable) == len(self._sources):
             raise CrmUnavailable("no directory source answered: " + ", ".join(unavailable))
         candidates = self._candidates(
+            unavailable,
             [
                 (s.name, records or [])
                 for s, (records, ok) in zip(self._sources, answers, strict=True)
                 if ok
-            ]
+            ],
         )
         status: ResolutionStatus = (
             "unknown" if not candidates else "match" if len(candidates) == 1 else "ambiguous"
         )
         return ChainResolution(status, e164, caller, candidates, unavailable=unavailable)
 
-    def _candidates(self, answered: list[tuple[str, list[SourceRecord]]]) -> tuple[Candidate, ...]:
+    def _candidates(
+        self, unavailable: tuple[str, ...], answered: list[tuple[str, list[SourceRecord]]]
+    ) -> tuple[Candidate, ...]:
         groups: list[list[tuple[str, SourceRecord]]] = []
         for source, records in answered:
             for record in records:
@@ -189,13 +195,15 @@ class ChainDirectory:
                         break
                 else:
                     groups.append([(source, record)])
-        return tuple(self._candidate(group) for group in groups)
+        return tuple(self._candidate(group, unavailable) for group in groups)
 
-    def _candidate(self, group: list[tuple[str, SourceRecord]]) -> SourcedCandidate:
+    def _candidate(
+        self, group: list[tuple[str, SourceRecord]], unavailable: tuple[str, ...]
+    ) -> SourcedCandidate:
         customer_id = next((r.customer_id for _, r in group if r.customer_id is not None), None)
         if customer_id is None:
             customer_id = remote_customer_id(group[0][0], group[0][1].key)
-        self._remember(customer_id, tuple((s, r.key) for s, r in group))
+        self._remember(customer_id, tuple((s, r.key) for s, r in group), unavailable)
         first = group[0][1]
         external_id = next((r.external_id for _, r in group if r.external_id), None)
         reasons = "; ".join(r.rank_reason for _, r in group if r.rank_reason)
@@ -203,12 +211,19 @@ class ChainDirectory:
             customer_id, external_id, first.name, reasons, tuple(s for s, _ in group)
         )
 
-    def _remember(self, customer_id: int, links: tuple[Link, ...]) -> None:
+    def _remember(
+        self, customer_id: int, links: tuple[Link, ...], unavailable: tuple[str, ...] = ()
+    ) -> None:
         known = self._links.pop(customer_id, ())
         merged = known + tuple(link for link in links if link not in known)
         self._links[customer_id] = merged
+        if unavailable:
+            self._missed[customer_id] = unavailable
+        else:
+            self._missed.pop(customer_id, None)
         while len(self._links) > self._max_links:
-            self._links.popitem(last=False)
+            forgotten, _ = self._links.popitem(last=False)
+            self._missed.pop(forgotten, None)
 
     async def view(self, customer_id: int) -> CustomerView | None:
         links = [
@@ -229,7 +244,8 @@ class ChainDirectory:
         ]
         if not records:
             return None
-        return merge_view(customer_id, records, unavailable)
+        missed = self._missed.get(customer_id, ())
+        return merge_view(customer_id, records, tuple(dict.fromkeys(unavailable + missed)))
 
     async def routing_facts(self, customer_id: int) -> RoutingFacts | None:
         links = self.links(customer_id)
@@ -266,7 +282,10 @@ class ChainDirectory:
             for s, (records, ok) in zip(self._sources, answers, strict=True)
             if ok
         ]
-        return list(self._candidates(answered))[:limit]
+        unavailable = tuple(
+            s.name for s, (_, ok) in zip(self._sources, answers, strict=True) if not ok
+        )
+        return list(self._candidates(unavailable, answered))[:limit]
 
     async def close(self) -> None:
         for source in self._sources:

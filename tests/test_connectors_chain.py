@@ -153,6 +153,8 @@ async def test_a_slow_source_is_reported_unavailable_and_holds_nothing_past_its_
     assert resolution.status == "match"
     assert resolution.unavailable == ("slow",)  # type: ignore[attr-defined]
     assert view is not None and view.name == "Ada"
+    # The pop says who did not answer: the slow CRM may know more of Ada.
+    assert view.unavailable == ("slow",)  # type: ignore[attr-defined]
     assert elapsed < 1.5  # two lookups, each bounded by the slow source's 200 ms
 
 

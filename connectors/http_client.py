@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,14 @@ from connectors.source import SourceError
 log = structlog.get_logger(__name__)
 
 _RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+_LONG_DIGITS = re.compile(r"\+?\d{6,}")
+
+
+def redact(url: str) -> str:
+    """A URL for a log line: a phone number in its path keeps only its last 3 digits."""
+    return _LONG_DIGITS.sub(lambda m: "…" + m.group()[-3:], url)
 
 
 class _Transient(SourceError):
@@ -226,14 +235,14 @@ class HttpClient:
             if status in _RETRY_STATUSES:
                 self.breaker.failure()
                 if attempt >= self._config.retries:
-                    raise SourceError(f"HTTP {status} from {request.method} {request.url}")
+                    raise SourceError(f"HTTP {status} from {request.method} {redact(request.url)}")
                 attempt += 1
                 if status != 429:
                     await self._backoff(attempt, deadline, SourceError(f"HTTP {status}"))
                 continue
             if status >= 500:
                 self.breaker.failure()
-                raise SourceError(f"HTTP {status} from {request.method} {request.url}")
+                raise SourceError(f"HTTP {status} from {request.method} {redact(request.url)}")
             if status < 400 or status == 404:
                 self.breaker.success()
             else:

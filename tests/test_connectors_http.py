@@ -308,3 +308,19 @@ async def test_a_bad_answer_is_a_source_error_and_the_next_good_one_is_used(
         assert [r.name for r in await source.by_number(ADA)] == ["Ada Lovelace"]
     finally:
         await source.close()
+
+
+async def test_a_failure_message_never_carries_the_callers_full_number(
+    hubspot: FakeHubSpot,
+) -> None:
+    by_phone = {"method": "GET", "path": "/crm/v3/objects/contacts/by-phone/{e164}"}
+    config = example("hubspot", hubspot.base_url, retries=0, lookup=by_phone)
+    source = HttpSource(config, region="GB")
+    hubspot.always = "500"
+    try:
+        with pytest.raises(SourceError) as failure:
+            await source.by_number(ADA)
+    finally:
+        await source.close()
+    assert "HTTP 500" in str(failure.value)
+    assert "2071234567" not in str(failure.value) and "…567" in str(failure.value)

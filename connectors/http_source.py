@@ -137,7 +137,11 @@ class HttpSource:
         self._numbers: TtlCache[str, list[SourceRecord]] = TtlCache(
             config.cache_size, config.cache_ttl_s
         )
-        self._records: TtlCache[str, SourceRecord] = TtlCache(config.cache_size, config.cache_ttl_s)
+        # Records seen in answers: the view of a CRM without a ``get`` template, so kept at
+        # least as long as a call lasts whatever the cache setting.
+        self._records: TtlCache[str, SourceRecord] = TtlCache(
+            max(config.cache_size, 1000), max(config.cache_ttl_s, 3600.0)
+        )
         self._full: TtlCache[str, SourceRecord] = TtlCache(config.cache_size, config.cache_ttl_s)
 
     @property

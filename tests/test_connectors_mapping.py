@@ -145,3 +145,18 @@ def test_the_readme_snippet_verifies_our_webhook_signature() -> None:
     assert namespace["verify"]("s3", headers, body)
     assert not namespace["verify"]("s3", headers, body + b" ")
     assert not namespace["verify"]("other", headers, body)
+
+
+async def test_a_crm_without_a_get_template_pops_the_record_its_lookup_answered(
+    helpdesk: str,
+) -> None:
+    data = {k: v for k, v in CONFIG.items() if k != "get"}
+    config = HttpSourceConfig.model_validate({**data, "base_url": helpdesk, "cache_ttl_s": 0})
+    chain = ChainDirectory([HttpSource(config, region="GB")], region="GB")
+    try:
+        resolution = await chain.resolve("+442071234567")
+        assert resolution.customer_id is not None
+        view = await chain.view(resolution.customer_id)
+    finally:
+        await chain.close()
+    assert view is not None and view.name == "Lin Wei" and view.products == ("ROUTER-X", "MESH-2")

@@ -10,6 +10,7 @@ returns is mapped to our view fields and kept only when one of its numbers, norm
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import time
 from datetime import UTC, datetime
@@ -142,6 +143,7 @@ class HttpSource:
         self._records: TtlCache[str, SourceRecord] = TtlCache(
             max(config.cache_size, 1000), max(config.cache_ttl_s, 3600.0)
         )
+        self._inflight: dict[str, asyncio.Task[list[SourceRecord]]] = {}
         self._full: TtlCache[str, SourceRecord] = TtlCache(config.cache_size, config.cache_ttl_s)
 
     @property
@@ -217,9 +219,26 @@ class HttpSource:
         return SourceRecord(key=key, name=name, fields=fields)
 
     async def by_number(self, e164: str) -> list[SourceRecord]:
+        """The router and the pop ask for the same caller at nearly the same moment: one
+        request answers both (a rate-limited CRM counts every one)."""
         cached = self._numbers.get(e164)
         if cached is not None:
             return cached
+        task = self._inflight.get(e164)
+        if task is None:
+            task = asyncio.create_task(self._lookup(e164), name=f"{self.name}-lookup")
+            self._inflight[e164] = task
+            task.add_done_callback(functools.partial(self._landed, e164))
+        # A caller that gives up (its deadline) leaves the request to the others.
+        return await asyncio.shield(task)
+
+    def _landed(self, e164: str, task: asyncio.Task[list[SourceRecord]]) -> None:
+        if self._inflight.get(e164) is task:
+            del self._inflight[e164]
+        if not task.cancelled():
+            task.exception()  # retrieved: nobody may be waiting any more
+
+    async def _lookup(self, e164: str) -> list[SourceRecord]:
         generation = self._numbers.generation
         template = self.config.lookup
         answer = await self._call(template, self._context(**number_forms(e164)), self.timeout_s)
@@ -299,6 +318,10 @@ class HttpSource:
             raise SourceError(f"write-back refused: HTTP {answer.status}")
 
     async def close(self) -> None:
+        pending = list(self._inflight.values())
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
         await self._client.close()
 
 

@@ -324,3 +324,15 @@ async def test_a_failure_message_never_carries_the_callers_full_number(
         await source.close()
     assert "HTTP 500" in str(failure.value)
     assert "2071234567" not in str(failure.value) and "…567" in str(failure.value)
+
+
+async def test_the_router_and_the_pop_asking_at_once_make_one_request(
+    hubspot: FakeHubSpot,
+) -> None:
+    source = HttpSource(example("hubspot", hubspot.base_url, cache_ttl_s=0), region="GB")
+    try:
+        first, second = await asyncio.gather(source.by_number(ADA), source.by_number(ADA))
+    finally:
+        await source.close()
+    assert first == second and [r.name for r in first] == ["Ada Lovelace"]
+    assert hubspot.requests == [("POST", "/crm/v3/objects/contacts/search")]

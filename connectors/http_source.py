@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
-import time
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -262,14 +261,16 @@ class HttpSource:
         if template is None:
             return self._records.get(key)
         generation = self._full.generation
-        started = time.monotonic()
-        answer = await self._call(template, self._context(id=key), self.timeout_s)
+        # The record and its lists (cases, orders...) are asked together: one round trip.
+        answer, extra = await asyncio.gather(
+            self._call(template, self._context(id=key), self.timeout_s),
+            self._list_items(key, self.timeout_s),
+        )
         if answer.status in template.not_found:
             return None
         items = self._items(template, answer)
         if not items:
             return None
-        extra = await self._list_items(key, self.timeout_s - (time.monotonic() - started))
         record = self._map(items[0], extra)
         if record is not None:
             self._full.put(key, record, generation)

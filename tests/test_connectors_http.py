@@ -336,3 +336,13 @@ async def test_the_router_and_the_pop_asking_at_once_make_one_request(
         await source.close()
     assert first == second and [r.name for r in first] == ["Ada Lovelace"]
     assert hubspot.requests == [("POST", "/crm/v3/objects/contacts/search")]
+
+
+async def test_the_view_asks_for_the_record_and_its_lists_together(hubspot: FakeHubSpot) -> None:
+    source = HttpSource(example("hubspot", hubspot.base_url, timeout_ms=1000), region="GB")
+    hubspot.delay_s = 0.6  # one round trip fits the timeout, two in a row would not
+    try:
+        record = await source.by_key("101")
+    finally:
+        await source.close()
+    assert record is not None and [c.case_id for c in record.fields["open_cases"]] == [9001]

@@ -72,6 +72,7 @@ class FakeCrm:
         self.written: list[dict[str, Any]] = []
         self._misbehaviour: list[str] = []
         self.always: str | None = None
+        self.delay_s = 0.0  # every answer this late
         self.port = 0
 
     def misbehave(self, *how: str) -> None:
@@ -88,6 +89,8 @@ class FakeCrm:
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         self.requests.append((request.method, request.path))
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         how = self._misbehaviour.pop(0) if self._misbehaviour else self.always
         if how == "429":
             return web.json_response({"status": "error", "category": "RATE_LIMITS"},

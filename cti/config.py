@@ -17,6 +17,8 @@ from typing import Any, Literal
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from connectors.settings import BusConfig, DirectoryConfig, WebhooksConfig
+
 ENV_CONFIG = "CTI_CONFIG"
 ENV_DATABASE_URL = "CTI_DATABASE_URL"
 ENV_AMI_SECRET = "CTI_AMI_SECRET"
@@ -140,6 +142,10 @@ class Config(_Section):
     # Routing rules and business hours are validated by cti.routing (it names the failing rule).
     routing: dict[str, Any] = {}
     agents: list[AgentConfig] = []
+    # Customer directories asked in order (connectors); none: the built-in store alone.
+    directories: list[DirectoryConfig] = []
+    webhooks: WebhooksConfig = WebhooksConfig()
+    bus: BusConfig = BusConfig()
     # Where this config came from, for messages; not a TOML key.
     source: str = Field("<defaults>", exclude=True)
 

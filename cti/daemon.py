@@ -1,12 +1,14 @@
 """The composition root: the one place that builds the daemon from its config and runs it.
 
-``build_daemon(config)`` wires CRM store → router + decision log → FastAGI server, and
+``build_daemon(config)`` wires CRM store (or the ``[[directories]]`` chain around it) → router +
+decision log → FastAGI server, and
 AMI client → call tracker → live calls (+ interaction recorder) → pop hub → HTTP app. Nothing
 else constructs collaborators. ``Daemon.start()`` brings the parts up in dependency order and
 ``stop()`` unwinds them in reverse; every task the daemon starts is owned and cancelled on stop.
 
 The event flow is one loop: each raw AMI event → ``tracker.feed`` → each call event →
-``live_calls.apply`` → ``hub.publish``; after every (re)connect the AMI client reports
+``live_calls.apply`` → ``hub.publish`` (→ ``events_out.publish`` into the outbox of webhooks,
+bus and CRM write-back, when configured); after every (re)connect the AMI client reports
 ``Resynced(items)`` and the tracker adopts or closes calls from Asterisk's own state.
 
 Ports 0 are allowed; the bound ports are ``http_port`` and ``agi_port`` once started. When
@@ -75,6 +77,11 @@ class Parts:
     ami: AmiSource | None
     app: web.Application
     owns_store: bool = True
+    # Connectors: the chain of [[directories]] (None: the store alone), the outbox of events
+    # out and write-backs (None: nothing configured), and what feeds call events into it.
+    directory: Any = None
+    outbox: Any = None
+    events_out: Any = None
 
 
 class Daemon:
@@ -97,6 +104,9 @@ class Daemon:
         """Bring everything up; on failure, what was started is stopped again and it raises."""
         p = self.parts
         try:
+            if p.outbox is not None:  # before the recorder: it stops after, taking its drain
+                await p.outbox.start()
+                self._started.append("outbox")
             await p.recorder.start()
             self._started.append("recorder")
             await p.agi.start()
@@ -136,11 +146,16 @@ class Daemon:
                 elif part == "recorder":
                     await p.calls.close()
                     await p.recorder.stop()
+                elif part == "outbox":
+                    await p.outbox.stop()
             except Exception as exc:
                 log.error("daemon.stop_failed", part=part, error=repr(exc))
         aclose = getattr(p.router, "aclose", None)
         if callable(aclose):
             await aclose()
+        if p.directory is not None:
+            await p.directory.close()
+            p.directory = None
         if p.owns_store and hasattr(p.store, "close"):
             await p.store.close()
             p.owns_store = False
@@ -214,6 +229,10 @@ class Daemon:
         try:
             ctx = await self.parts.calls.apply(event)
             self.parts.hub.publish(event, ctx)
+            if self.parts.events_out is not None and ctx is not None:
+                ended = event.event == "ended"
+                record = self.parts.calls.record_of(ctx) if ended else None
+                self.parts.events_out.publish(event, ctx, record)
         except Exception as exc:
             self.errors += 1
             log.error("call_event.failed", call_id=event.call, event=event.event, error=repr(exc))
@@ -266,6 +285,8 @@ async def build_daemon(
 ) -> Daemon:
     """Build (not start) the daemon. ``store``/``ami``/``tracker`` replace the ones built here;
     ``http_port``/``agi_port`` override the config (0 picks a free port)."""
+    from connectors.wiring import EventsOut, build_directory, build_outbox
+    from connectors.writeback import WriteBackRecorder
     from crm_core.store import CrmStore
     from cti.agi.server import FastAgiServer
     from cti.http import ApiDeps, create_app
@@ -284,13 +305,19 @@ async def build_daemon(
     owns_store = store is None
     if store is None:
         store = await CrmStore.from_config(config)
+    chain = None
     try:
-        crm: Any = directory or store
+        chain = build_directory(config, store) if directory is None else None
+        crm: Any = directory or chain or store
+        outbox = build_outbox(config, getattr(store, "engine", None), chain)
+        interactions = _as_interaction_store(store)
+        if outbox is not None and chain is not None:
+            interactions = WriteBackRecorder(interactions, chain, outbox)
         rules = load_rules(config)
         decisions = DecisionLog()
         router = Router(crm, rules, deadline_s=config.agi.deadline_ms / 1000)
         agi = FastAgiServer(router, decisions, config.agi.host, config.agi.port)
-        recorder = InteractionRecorder(_as_interaction_store(store))
+        recorder = InteractionRecorder(interactions)
         calls = LiveCalls(
             directory=crm,
             decisions=decisions,
@@ -318,6 +345,8 @@ async def build_daemon(
         )
         app = create_app(deps)
     except BaseException:
+        if chain is not None:
+            await chain.close()
         if owns_store:
             await store.close()
         raise
@@ -334,6 +363,9 @@ async def build_daemon(
         ami=ami,
         app=app,
         owns_store=owns_store,
+        directory=chain,
+        outbox=outbox,
+        events_out=EventsOut(outbox) if outbox is not None else None,
     )
     return Daemon(parts)
 

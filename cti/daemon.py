@@ -20,10 +20,13 @@ import functools
 import signal
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
+import platformdirs
 import structlog
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from crm_core.phone import to_e164
 from crm_core.types import CustomerDirectory
@@ -31,14 +34,20 @@ from cti.ami.errors import AmiError
 from cti.ami.stream import Connected, Disconnected, Resynced
 from cti.calls import LiveCalls
 from cti.config import Config
+from cti.dead_letters import DeadLetterFile
 from cti.gctune import tune_for_service
 from cti.hub import PopHub
 from cti.interactions import InteractionRecorder, InteractionStore
+from cti.logsetup import suppressed_warnings
+from cti.metrics import AmiLinkCounts, DaemonCollector, MetricSources
 from cti.routing.http import route_handler
 from cti.tracker.events import CallEvent
 from cti.tracker.tracker import CallTracker
 
 log = structlog.get_logger(__name__)
+
+# The exit status when interaction records were lost (not written, not in the dead-letter file).
+EXIT_RECORDS_LOST = 3
 
 _MARKERS = (Resynced, Connected, Disconnected)  # the AMI stream's items that are not events
 
@@ -221,7 +230,8 @@ class Daemon:
     # ---- running as a process ----------------------------------------------------------------
 
     async def run_until_signal(self) -> int:
-        """Start, run until SIGINT/SIGTERM, then stop cleanly: 0, or 1 if the AMI flow failed."""
+        """Start, run until SIGINT/SIGTERM, then stop cleanly: 0, 1 if the AMI flow failed, 3
+        (``EXIT_RECORDS_LOST``) if interaction records could be neither written nor saved."""
         loop = asyncio.get_running_loop()
         stop_requested = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -246,6 +256,8 @@ class Daemon:
                 loop.remove_signal_handler(sig)
             await self.stop()
             log.info("daemon.stopped")
+        if self.parts.recorder.lost:
+            status = status or EXIT_RECORDS_LOST
         return status
 
 
@@ -290,7 +302,9 @@ async def build_daemon(
         decisions = DecisionLog()
         router = Router(crm, rules, deadline_s=config.agi.deadline_ms / 1000)
         agi = FastAgiServer(router, decisions, config.agi.host, config.agi.port)
-        recorder = InteractionRecorder(_as_interaction_store(store))
+        recorder = InteractionRecorder(
+            _as_interaction_store(store), dead_letters=DeadLetterFile(dead_letter_path(config))
+        )
         calls = LiveCalls(
             directory=crm,
             decisions=decisions,
@@ -305,6 +319,17 @@ async def build_daemon(
             ami = AmiClient(config.ami)
         tracker = tracker or _new_tracker(config)
         actions: Any = ami if ami is not None else _NoAmi()
+        registry = CollectorRegistry()
+        registry.register(
+            DaemonCollector(
+                MetricSources(
+                    recorder=recorder,
+                    router=router,
+                    ami=ami if isinstance(ami, AmiLinkCounts) else None,
+                    log_suppressed=suppressed_warnings,
+                )
+            )
+        )
         deps = ApiDeps(
             config=config,
             hub=hub,
@@ -314,6 +339,8 @@ async def build_daemon(
             ami_errors=(AmiError, ConnectionError, TimeoutError),
             ami_connected=lambda: bool(getattr(actions, "connected", False)),
             db_ok=_db_ok(store),
+            interactions=recorder.status,
+            registry=registry,
             route_handler=route_handler(router, decisions),
         )
         app = create_app(deps)
@@ -355,6 +382,18 @@ def _as_interaction_store(store: Any) -> InteractionStore:
         raise TypeError(f"{type(store).__name__} cannot record interactions")
     result: InteractionStore = store
     return result
+
+
+def dead_letter_path(config: Config) -> Path:
+    """``[crm] dead_letter_path``, else beside the SQLite file, else in the user data dir."""
+    if config.crm.dead_letter_path:
+        return Path(config.crm.dead_letter_path).expanduser()
+    from crm_core.db import sqlite_path
+
+    db_file = sqlite_path(config.database_url)
+    if db_file is not None:
+        return db_file.with_name(db_file.name + ".dead-letters.jsonl")
+    return Path(platformdirs.user_data_dir("cti")) / "interactions.dead-letters.jsonl"
 
 
 def _new_tracker(config: Config) -> CallTracker:

@@ -33,6 +33,7 @@ from crm_core.types import CustomerDirectory
 from cti.ami.errors import AmiError
 from cti.ami.stream import Connected, Disconnected, Resynced
 from cti.calls import LiveCalls
+from cti.channel_sweep import ChannelLister, ChannelSweep, ChannelTracker
 from cti.config import Config
 from cti.dead_letters import DeadLetterFile
 from cti.gctune import tune_for_service
@@ -84,6 +85,7 @@ class Parts:
     ami: AmiSource | None
     app: web.Application
     owns_store: bool = True
+    sweep: ChannelSweep | None = None  # expires channels Asterisk no longer reports
 
 
 class Daemon:
@@ -94,6 +96,7 @@ class Daemon:
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._pump: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         self._started: list[str] = []
         self.events_in = 0
         self.call_events = 0
@@ -119,6 +122,7 @@ class Daemon:
                 await p.ami.start()
                 self._started.append("ami")
                 self._pump = asyncio.create_task(self._pump_events(p.ami), name="ami-events")
+                self._start_sweep(p.ami)
         except BaseException:
             await self.stop()
             raise
@@ -128,6 +132,10 @@ class Daemon:
     async def stop(self) -> None:
         """Stop in reverse order of start; safe to call twice."""
         p = self.parts
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+            self._sweeper = None
         if self._pump is not None:
             self._pump.cancel()
             await asyncio.gather(self._pump, return_exceptions=True)
@@ -155,6 +163,20 @@ class Daemon:
             p.owns_store = False
         self.ready.clear()
         self.stopped.set()
+
+    def _start_sweep(self, ami: AmiSource) -> None:
+        sweep, tracker = self.parts.sweep, self.parts.tracker
+        if (
+            sweep is None
+            or sweep.interval_s <= 0
+            or not isinstance(ami, ChannelLister)
+            or not isinstance(tracker, ChannelTracker)
+        ):
+            return
+        self._sweeper = asyncio.create_task(
+            sweep.run(ami, tracker, self.handle, lambda: bool(getattr(ami, "connected", False))),
+            name="ami-channel-check",
+        )
 
     async def __aenter__(self) -> Daemon:
         await self.start()
@@ -275,9 +297,11 @@ async def build_daemon(
     http_port: int | None = None,
     agi_port: int | None = None,
     grace_s: float = 120.0,
+    channel_check_s: float = 180.0,
 ) -> Daemon:
     """Build (not start) the daemon. ``store``/``ami``/``tracker`` replace the ones built here;
-    ``http_port``/``agi_port`` override the config (0 picks a free port)."""
+    ``http_port``/``agi_port`` override the config (0 picks a free port); every
+    ``channel_check_s`` (0: never) channels Asterisk no longer reports are expired."""
     from crm_core.store import CrmStore
     from cti.agi.server import FastAgiServer
     from cti.http import ApiDeps, create_app
@@ -319,6 +343,7 @@ async def build_daemon(
             ami = AmiClient(config.ami)
         tracker = tracker or _new_tracker(config)
         actions: Any = ami if ami is not None else _NoAmi()
+        sweep = ChannelSweep(channel_check_s)
         registry = CollectorRegistry()
         registry.register(
             DaemonCollector(
@@ -326,6 +351,7 @@ async def build_daemon(
                     recorder=recorder,
                     router=router,
                     ami=ami if isinstance(ami, AmiLinkCounts) else None,
+                    channels_expired=lambda: sweep.expired,
                     log_suppressed=suppressed_warnings,
                 )
             )
@@ -361,6 +387,7 @@ async def build_daemon(
         ami=ami,
         app=app,
         owns_store=owns_store,
+        sweep=sweep,
     )
     return Daemon(parts)
 

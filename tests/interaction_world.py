@@ -92,8 +92,8 @@ class World:
         assert self.daemon is not None
         return self.daemon
 
-    async def start(self) -> Daemon:
-        self.daemon = await build_daemon(self.config, store=self.store)
+    async def start(self, **options: Any) -> Daemon:
+        self.daemon = await build_daemon(self.config, store=self.store, **options)
         await self.daemon.start()
         await wait_until(lambda: self.running.resyncs >= 1)
         return self.daemon

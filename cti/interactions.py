@@ -21,6 +21,7 @@ Two failures, two answers:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -50,7 +51,7 @@ class InteractionRecorder:
         store: InteractionStore,
         *,
         dead_letters: DeadLetterFile | None = None,
-        write_timeout_s: float = 5.0,
+        write_timeout_s: float = 10.0,
         retry_initial_s: float = 0.2,
         retry_max_s: float = 10.0,
     ) -> None:
@@ -67,6 +68,7 @@ class InteractionRecorder:
         self._wake: asyncio.Event | None = None
         self._idle: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
+        self._stopping: asyncio.Event | None = None
         self.written = 0
         self.failures = 0  # write attempts that failed with the CRM down or slow
         self.refused = 0  # records the CRM refused, set aside
@@ -103,8 +105,13 @@ class InteractionRecorder:
     async def start(self) -> None:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
+        self._stopping = asyncio.Event()
         if self._file is not None:
-            letters = await asyncio.to_thread(self._file.load)
+            try:
+                letters = await asyncio.to_thread(self._file.load)
+            except OSError as exc:  # unreadable: nothing to retry, and saving will say so
+                log.error("dead_letters.load_failed", path=str(self._file.path), error=repr(exc))
+                letters = []
             if letters:
                 log.warning(
                     "interactions.retrying_dead_letters",
@@ -153,7 +160,15 @@ class InteractionRecorder:
         if self._worker is None:
             return self.lost
         await self.flush(drain_timeout_s)
-        self._worker.cancel()
+        # The worker ends between writes: a database call cancelled half-way can leave its
+        # connection impossible to close (aiosqlite), and the process unable to exit.
+        assert self._stopping is not None
+        self._stopping.set()
+        if self._wake is not None:
+            self._wake.set()
+        done, _ = await asyncio.wait([self._worker], timeout=self._write_timeout_s + 1.0)
+        if not done:
+            self._worker.cancel()
         await asyncio.gather(self._worker, return_exceptions=True)
         self._worker = None
         unwritten = len(self._pending)
@@ -175,12 +190,13 @@ class InteractionRecorder:
     # ---- the worker ----------------------------------------------------------------------
 
     async def _run(self) -> None:
-        assert self._wake is not None and self._idle is not None
+        assert self._wake is not None and self._idle is not None and self._stopping is not None
+        stopping = self._stopping
         delay = self._retry_initial_s
-        while True:
+        while not stopping.is_set():
             await self._wake.wait()
             self._wake.clear()
-            while self._pending:
+            while self._pending and not stopping.is_set():
                 call_id, record = next(iter(self._pending.items()))
                 try:
                     async with asyncio.timeout(self._write_timeout_s):
@@ -197,7 +213,9 @@ class InteractionRecorder:
                         retry_in_s=delay,
                         pending=len(self._pending),
                     )
-                    await asyncio.sleep(delay)
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(delay):
+                            await stopping.wait()
                     delay = min(delay * 2, self._retry_max_s)
                     continue
                 except Exception as exc:

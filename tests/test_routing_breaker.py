@@ -5,26 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
 
-from fakes.crm_directory import MemoryDirectory, customer
+from fakes.crm_directory import HangingDirectory, customer
 from fakes.routing import OPEN, routing_rules
 
-from crm_core.types import Resolution
 from cti.routing.router import CircuitBreaker, Router
 
 VIP = "+447700900456"
-
-
-@dataclass
-class HangingDirectory(MemoryDirectory):
-    """A CRM whose tables are locked: a lookup never returns until ``healed``."""
-
-    healed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def resolve(self, caller_id: str | None) -> Resolution:
-        await self.healed.wait()
-        return await super().resolve(caller_id)
 
 
 async def timed_route(router: Router) -> tuple[float, bool]:

@@ -106,3 +106,27 @@ async def test_records_that_cannot_be_saved_either_are_counted_as_lost(tmp_path:
         recorder.submit(record(f"c{n}"))
     assert await recorder.stop(drain_timeout_s=0.1) == 5
     assert recorder.lost == 5
+
+
+async def test_records_set_aside_can_be_retried_once_the_cause_is_fixed(tmp_path: Path) -> None:
+    class Strict(Store):
+        strict = True
+
+        async def record_interaction(self, record: InteractionRecord) -> None:
+            if self.strict and record.call_id == "c1":
+                raise InvalidInteraction(record.call_id, "caller", "too long for this CRM")
+            await super().record_interaction(record)
+
+    store = Strict()
+    recorder = InteractionRecorder(store, dead_letters=DeadLetterFile(tmp_path / "dead.jsonl"))
+    await recorder.start()
+    for n in range(3):
+        recorder.submit(record(f"c{n}"))
+    assert await recorder.flush(5.0)
+    assert sorted(store.rows) == ["c0", "c2"] and recorder.dead_letters == 1
+    store.strict = False  # e.g. the connector's field was widened
+    assert recorder.retry_dead_letters() == 1
+    assert await recorder.flush(5.0)
+    assert sorted(store.rows) == ["c0", "c1", "c2"] and recorder.dead_letters == 0
+    assert not (tmp_path / "dead.jsonl").exists()
+    await recorder.stop()

@@ -387,13 +387,13 @@ class LiveCalls:
             disposition=ctx.disposition,
             notes=notes,
             extra={
+                **_candidates(ctx),
                 "hangup_by": ctx.hangup_by,
                 "escalations": list(ctx.escalations),
                 "notes": list(ctx.notes),
                 "routing": ctx.routing,
                 "disposition_by": ctx.disposition_by,
                 "resolution": ctx.status,
-                **_candidates(ctx),
             },
         )
 

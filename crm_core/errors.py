@@ -16,3 +16,14 @@ class CrmUnavailable(CrmError):
 
 class InvalidCustomer(CrmError, ValueError):
     """Customer data that cannot be stored as given (missing name, unknown flag...)."""
+
+
+class InvalidInteraction(CrmError, ValueError):
+    """An interaction record the database would refuse (a NUL in a note, a value too long for
+    its column): writing it again cannot succeed, unlike after ``CrmUnavailable``."""
+
+    def __init__(self, call_id: str, field: str, problem: str) -> None:
+        super().__init__(f"interaction {call_id!r}: {field}: {problem}")
+        self.call_id = call_id
+        self.field = field
+        self.problem = problem

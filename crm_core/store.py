@@ -42,6 +42,7 @@ from crm_core.models import (
     name_words,
 )
 from crm_core.phone import normalise
+from crm_core.records import storable
 from crm_core.types import (
     Candidate,
     CaseView,
@@ -104,6 +105,12 @@ def _describe_db_error(exc: BaseException) -> str:
     original = getattr(exc, "orig", None) or exc
     text = str(original).strip().splitlines()[0] if str(original).strip() else ""
     return f"{type(original).__name__}: {text}" if text else type(original).__name__
+
+
+def _refused_data(exc: sa_exc.DBAPIError) -> bool:
+    """PostgreSQL's data exceptions (SQLSTATE class 22) and integrity violations (23)."""
+    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return isinstance(sqlstate, str) and sqlstate[:2] in ("22", "23")
 
 
 def rank(holders: Sequence[Holder], facts: Sequence[Facts]) -> tuple[Candidate, ...]:
@@ -244,6 +251,9 @@ class CrmStore:
         except (sa_exc.IntegrityError, sa_exc.DataError) as exc:
             raise CrmError(f"CRM {operation} rejected: {_describe_db_error(exc)}") from exc
         except (sa_exc.DBAPIError, sa_exc.TimeoutError, OSError, TimeoutError) as exc:
+            if isinstance(exc, sa_exc.DBAPIError) and _refused_data(exc):
+                # asyncpg's data errors come as a plain DBAPIError: the database is up, said no.
+                raise CrmError(f"CRM {operation} rejected: {_describe_db_error(exc)}") from exc
             _log().warning("crm.unavailable", operation=operation, error=_describe_db_error(exc))
             raise CrmUnavailable(
                 f"CRM database unavailable during {operation}: {_describe_db_error(exc)}"
@@ -672,7 +682,10 @@ class CrmStore:
         return sqlite.insert(Interaction)
 
     async def record_interaction(self, rec: InteractionRecord) -> int:
-        """Write the call into the history once (keyed on ``call_id``); later calls update it."""
+        """Write the call into the history once (keyed on ``call_id``); later calls update it.
+
+        ``InvalidInteraction`` when the record cannot be stored (see ``crm_core.records``)."""
+        rec = storable(rec)
         values: dict[str, Any] = {
             "call_id": rec.call_id,
             "customer_id": rec.customer_id,

@@ -129,6 +129,14 @@ def _other_half(channel: str) -> str | None:
     return None
 
 
+def _candidates(ctx: CallContext) -> dict[str, Any]:
+    """For a caller not identified as one customer: who it may be, as the record's extra."""
+    if ctx.status != "ambiguous" or not ctx.candidates:
+        return {}
+    keep = ("customer_id", "external_id", "name", "rank_reason")
+    return {"candidates": [{k: c.get(k) for k in keep} for c in ctx.candidates]}
+
+
 def _dt(ts: float | None) -> datetime | None:
     return datetime.fromtimestamp(ts, UTC) if ts is not None else None
 
@@ -429,6 +437,7 @@ class LiveCalls:
             disposition=ctx.disposition,
             notes=notes,
             extra={
+                **_candidates(ctx),
                 "hangup_by": ctx.hangup_by,
                 "escalations": list(ctx.escalations),
                 "notes": list(ctx.notes),
@@ -588,7 +597,10 @@ class LiveCalls:
                     ctx.status = resolution.status
                     ctx.caller_e164 = resolution.e164
                     ctx.candidates = [c.to_dict() for c in resolution.candidates]
-                    if resolution.customer_id is not None:
+                    # Only a single match says who is calling. Of several customers sharing the
+                    # number none is the caller until an agent confirms one: the call stays
+                    # unattributed, its candidates kept (ranked, with why).
+                    if resolution.status == "match" and resolution.customer_id is not None:
                         ctx.customer_id = resolution.customer_id
                 if ctx.customer_id is not None:
                     view = await self._directory.view(ctx.customer_id)

@@ -96,6 +96,9 @@ class CrmConfig(_Section):
     cache_size: int = Field(10_000, ge=0)
     view_interactions: int = Field(10, ge=0)
     view_orders: int = Field(5, ge=0)
+    # Interaction records the CRM refused, or could not take before shutdown (cti.dead_letters);
+    # empty: beside the SQLite file, else in the user data directory.
+    dead_letter_path: str = ""
 
 
 class TierConfig(_Section):

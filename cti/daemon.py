@@ -22,25 +22,35 @@ import functools
 import signal
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
+import platformdirs
 import structlog
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from crm_core.phone import to_e164
 from crm_core.types import CustomerDirectory
 from cti.ami.errors import AmiError
 from cti.ami.stream import Connected, Disconnected, Resynced
 from cti.calls import LiveCalls
+from cti.channel_sweep import ChannelLister, ChannelSweep, ChannelTracker
 from cti.config import Config
+from cti.dead_letters import DeadLetterFile
 from cti.gctune import tune_for_service
 from cti.hub import PopHub
 from cti.interactions import InteractionRecorder, InteractionStore
+from cti.logsetup import suppressed_warnings
+from cti.metrics import AmiLinkCounts, DaemonCollector, MetricSources
 from cti.routing.http import route_handler
 from cti.tracker.events import CallEvent
 from cti.tracker.tracker import CallTracker
 
 log = structlog.get_logger(__name__)
+
+# The exit status when interaction records were lost (not written, not in the dead-letter file).
+EXIT_RECORDS_LOST = 3
 
 _MARKERS = (Resynced, Connected, Disconnected)  # the AMI stream's items that are not events
 
@@ -82,6 +92,7 @@ class Parts:
     directory: Any = None
     outbox: Any = None
     events_out: Any = None
+    sweep: ChannelSweep | None = None  # expires channels Asterisk no longer reports
 
 
 class Daemon:
@@ -92,6 +103,7 @@ class Daemon:
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._pump: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         self._started: list[str] = []
         self.events_in = 0
         self.call_events = 0
@@ -120,6 +132,7 @@ class Daemon:
                 await p.ami.start()
                 self._started.append("ami")
                 self._pump = asyncio.create_task(self._pump_events(p.ami), name="ami-events")
+                self._start_sweep(p.ami)
         except BaseException:
             await self.stop()
             raise
@@ -129,6 +142,10 @@ class Daemon:
     async def stop(self) -> None:
         """Stop in reverse order of start; safe to call twice."""
         p = self.parts
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+            self._sweeper = None
         if self._pump is not None:
             self._pump.cancel()
             await asyncio.gather(self._pump, return_exceptions=True)
@@ -161,6 +178,20 @@ class Daemon:
             p.owns_store = False
         self.ready.clear()
         self.stopped.set()
+
+    def _start_sweep(self, ami: AmiSource) -> None:
+        sweep, tracker = self.parts.sweep, self.parts.tracker
+        if (
+            sweep is None
+            or sweep.interval_s <= 0
+            or not isinstance(ami, ChannelLister)
+            or not isinstance(tracker, ChannelTracker)
+        ):
+            return
+        self._sweeper = asyncio.create_task(
+            sweep.run(ami, tracker, self.handle, lambda: bool(getattr(ami, "connected", False))),
+            name="ami-channel-check",
+        )
 
     async def __aenter__(self) -> Daemon:
         await self.start()
@@ -240,7 +271,8 @@ class Daemon:
     # ---- running as a process ----------------------------------------------------------------
 
     async def run_until_signal(self) -> int:
-        """Start, run until SIGINT/SIGTERM, then stop cleanly: 0, or 1 if the AMI flow failed."""
+        """Start, run until SIGINT/SIGTERM, then stop cleanly: 0, 1 if the AMI flow failed, 3
+        (``EXIT_RECORDS_LOST``) if interaction records could be neither written nor saved."""
         loop = asyncio.get_running_loop()
         stop_requested = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -265,6 +297,8 @@ class Daemon:
                 loop.remove_signal_handler(sig)
             await self.stop()
             log.info("daemon.stopped")
+        if self.parts.recorder.lost:
+            status = status or EXIT_RECORDS_LOST
         return status
 
 
@@ -282,9 +316,11 @@ async def build_daemon(
     http_port: int | None = None,
     agi_port: int | None = None,
     grace_s: float = 120.0,
+    channel_check_s: float = 180.0,
 ) -> Daemon:
     """Build (not start) the daemon. ``store``/``ami``/``tracker`` replace the ones built here;
-    ``http_port``/``agi_port`` override the config (0 picks a free port)."""
+    ``http_port``/``agi_port`` override the config (0 picks a free port); every
+    ``channel_check_s`` (0: never) channels Asterisk no longer reports are expired."""
     from connectors.wiring import EventsOut, build_directory, build_outbox
     from connectors.writeback import WriteBackRecorder
     from crm_core.store import CrmStore
@@ -317,7 +353,9 @@ async def build_daemon(
         decisions = DecisionLog()
         router = Router(crm, rules, deadline_s=config.agi.deadline_ms / 1000)
         agi = FastAgiServer(router, decisions, config.agi.host, config.agi.port)
-        recorder = InteractionRecorder(interactions)
+        recorder = InteractionRecorder(
+            interactions, dead_letters=DeadLetterFile(dead_letter_path(config))
+        )
         calls = LiveCalls(
             directory=crm,
             decisions=decisions,
@@ -332,6 +370,19 @@ async def build_daemon(
             ami = AmiClient(config.ami)
         tracker = tracker or _new_tracker(config)
         actions: Any = ami if ami is not None else _NoAmi()
+        sweep = ChannelSweep(channel_check_s)
+        registry = CollectorRegistry()
+        registry.register(
+            DaemonCollector(
+                MetricSources(
+                    recorder=recorder,
+                    router=router,
+                    ami=ami if isinstance(ami, AmiLinkCounts) else None,
+                    channels_expired=lambda: sweep.expired,
+                    log_suppressed=suppressed_warnings,
+                )
+            )
+        )
         deps = ApiDeps(
             config=config,
             hub=hub,
@@ -341,6 +392,8 @@ async def build_daemon(
             ami_errors=(AmiError, ConnectionError, TimeoutError),
             ami_connected=lambda: bool(getattr(actions, "connected", False)),
             db_ok=_db_ok(store),
+            interactions=recorder.status,
+            registry=registry,
             route_handler=route_handler(router, decisions),
         )
         app = create_app(deps)
@@ -366,6 +419,7 @@ async def build_daemon(
         directory=chain,
         outbox=outbox,
         events_out=EventsOut(outbox) if outbox is not None else None,
+        sweep=sweep,
     )
     return Daemon(parts)
 
@@ -387,6 +441,18 @@ def _as_interaction_store(store: Any) -> InteractionStore:
         raise TypeError(f"{type(store).__name__} cannot record interactions")
     result: InteractionStore = store
     return result
+
+
+def dead_letter_path(config: Config) -> Path:
+    """``[crm] dead_letter_path``, else beside the SQLite file, else in the user data dir."""
+    if config.crm.dead_letter_path:
+        return Path(config.crm.dead_letter_path).expanduser()
+    from crm_core.db import sqlite_path
+
+    db_file = sqlite_path(config.database_url)
+    if db_file is not None:
+        return db_file.with_name(db_file.name + ".dead-letters.jsonl")
+    return Path(platformdirs.user_data_dir("cti")) / "interactions.dead-letters.jsonl"
 
 
 def _new_tracker(config: Config) -> CallTracker:

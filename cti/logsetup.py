@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import MutableMapping
+import time
+from collections.abc import Callable, MutableMapping
 from typing import Any, TextIO, cast
 
 import structlog
@@ -57,6 +58,61 @@ def mask_phone_numbers(
     return event_dict
 
 
+class WarningLimiter:
+    """structlog processor: the same warning or error (same level and event name) written more
+    than ``burst`` times within ``window_s`` is dropped; the first one written after the window
+    carries ``suppressed=N`` and says "N similar warnings suppressed". A two-minute database
+    outage then writes a few lines per kind of failure, not one per call."""
+
+    LEVELS = frozenset({"warning", "warn", "error", "exception"})
+    MAX_KEYS = 1000
+
+    def __init__(
+        self,
+        *,
+        burst: int = 5,
+        window_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._burst = burst
+        self._window_s = window_s
+        self._clock = clock
+        self._windows: dict[tuple[str, str], list[float]] = {}  # [start, written, dropped]
+        self.suppressed = 0
+
+    def __call__(
+        self, _logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        if method_name not in self.LEVELS:
+            return event_dict
+        key = (method_name, str(event_dict.get("event")))
+        now = self._clock()
+        window = self._windows.get(key)
+        if window is None or now - window[0] >= self._window_s:
+            if len(self._windows) >= self.MAX_KEYS:
+                self._windows.clear()
+            dropped = int(window[2]) if window is not None else 0
+            self._windows[key] = [now, 1, 0]
+            if dropped:
+                event_dict["suppressed"] = dropped
+                event_dict["note"] = f"{dropped} similar warnings suppressed"
+            return event_dict
+        window[1] += 1
+        if window[1] <= self._burst:
+            return event_dict
+        window[2] += 1
+        self.suppressed += 1
+        raise structlog.DropEvent
+
+
+_limiter: WarningLimiter | None = None
+
+
+def suppressed_warnings() -> int:
+    """Warnings dropped as repeats since logging was configured (``/metrics``)."""
+    return _limiter.suppressed if _limiter is not None else 0
+
+
 class _CurrentStderr:
     """Writes to whatever ``sys.stderr`` is at the time of the write, not at configure time
     (pytest swaps and closes it per test; a cached logger must not keep a closed file)."""
@@ -68,8 +124,12 @@ class _CurrentStderr:
         sys.stderr.flush()
 
 
-def configure_logging(level: str = "info", fmt: str = "console") -> None:
+def configure_logging(
+    level: str = "info", fmt: str = "console", *, limiter: WarningLimiter | None = None
+) -> None:
     """Configure structlog once for a process (the CLI calls this)."""
+    global _limiter
+    _limiter = limiter or WarningLimiter()
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
@@ -79,6 +139,7 @@ def configure_logging(level: str = "info", fmt: str = "console") -> None:
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
+            _limiter,
             mask_phone_numbers,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.StackInfoRenderer(),

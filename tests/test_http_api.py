@@ -69,6 +69,7 @@ async def test_health_metrics_openapi_and_the_page_need_no_token(world: World) -
     assert resp.status == 503
     assert (await resp.json()) | {"time": 0} == {
         "ok": False,
+        "status": "down",
         "ami": False,
         "db": True,
         "desktops": 0,

@@ -74,6 +74,7 @@ from cti.ami.manager import CtiManager
 from cti.ami.messages import AmiResponse, OriginateResult
 from cti.ami.protocol import AmiProtocol
 from cti.ami.stream import Connected, Disconnected, Resynced, StreamItem
+from cti.ami.wire import WireStats
 from cti.config import AmiConfig
 
 log = structlog.get_logger(__name__)
@@ -156,6 +157,7 @@ class AmiClient:
         self._task: asyncio.Task[None] | None = None
         self._connected: asyncio.Event | None = None
         self.connects = 0  # successful logins so far
+        self._wire_past = WireStats()  # of the links that ended
 
     # --- lifetime ---
     async def start(self) -> None:
@@ -200,6 +202,11 @@ class AmiClient:
     @property
     def connected(self) -> bool:
         return self._protocol is not None and self._protocol.is_open
+
+    def wire_stats(self) -> WireStats:
+        """Malformed, cut and unroutable AMI input since start (for ``/metrics``)."""
+        current = self._protocol
+        return self._wire_past + current.wire_stats() if current is not None else self._wire_past
 
     @property
     def manager(self) -> CtiManager:
@@ -308,6 +315,7 @@ class AmiClient:
                     continue
             started = self._clock()
             reason = await self._serve(protocol)
+            self._wire_past += protocol.wire_stats()
             protocol = None
             self._protocol = None
             assert self._connected is not None

@@ -26,7 +26,7 @@ import structlog
 
 from cti.ami.errors import AmiConnectionLost, AmiNotConnected
 from cti.ami.messages import AmiResponse
-from cti.ami.wire import AmiParser, serialise_action
+from cti.ami.wire import AmiParser, WireStats, serialise_action
 
 log = structlog.get_logger(__name__)
 
@@ -129,6 +129,7 @@ class AmiProtocol(asyncio.Protocol):
         self.closed: asyncio.Future[str] = loop.create_future()
         self.close_reason: str | None = None
         self.last_received = loop.time()
+        self.unroutable = 0  # messages neither an event nor an awaited answer
 
     # --- asyncio.Protocol ---
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -204,7 +205,14 @@ class AmiProtocol(asyncio.Protocol):
                 )
             self._on_event(msg)
         else:
+            self.unroutable += 1
             log.debug("ami.unmatched_message", message=msg)
+
+    def wire_stats(self) -> WireStats:
+        """What this connection's input had that was refused or repaired."""
+        stats = self._parser.stats()
+        stats.unroutable = self.unroutable
+        return stats
 
     # --- sending ---
     @property

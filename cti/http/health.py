@@ -83,7 +83,27 @@ async def healthz(request: web.Request) -> web.Response:
         except Exception:
             db = False
     ok = ami and db is not False
-    body = {"ok": ok, "ami": ami, "db": db, "desktops": deps.hub.connected(), "time": time.time()}
+    body: dict[str, Any] = {
+        "ok": ok,
+        "status": "ok" if ok else "down",
+        "ami": ami,
+        "db": db,
+        "desktops": deps.hub.connected(),
+        "time": time.time(),
+    }
+    if deps.interactions is not None:
+        log_state = dict(deps.interactions())
+        body["interactions"] = log_state
+        # Serving, but something the CRM refused waits for a person: degraded, not down (a
+        # restart would not fix it, so the orchestrator must not be told to do one).
+        dead = int(log_state.get("dead_letters") or 0)
+        if dead:
+            body["problems"] = [
+                f"{dead} interaction record(s) refused by the CRM, set aside in "
+                f"{log_state.get('dead_letter_path') or 'memory (no dead-letter file)'}"
+            ]
+            if ok:
+                body["status"] = "degraded"
     return web.json_response(body, status=200 if ok else 503)
 
 

@@ -10,6 +10,7 @@ with reason ``fallback`` as soon as a rule needs what it would have said.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 FALLBACK_REASON = "fallback"
+_CIRCUIT_OPEN = "the CRM keeps failing: not asked until its cool-down ends"
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,78 @@ class _Unavailable(Exception):
     """The CRM did not answer in time or failed."""
 
 
+@dataclass
+class RouterStats:
+    """What ``/metrics`` shows of the router (``cti.metrics``)."""
+
+    decisions: int = 0
+    # Calls given the default route because the CRM could not be asked, by why: "timeout",
+    # "error", "circuit_open".
+    fallbacks: dict[str, int] = field(default_factory=dict)
+    deadline_overruns: int = 0  # decisions that took longer than the deadline
+
+
+class CircuitBreaker:
+    """Stops asking a CRM that keeps failing, so that every call does not wait the deadline.
+
+    Closed: every lookup is tried; ``failures_to_open`` consecutive failures or timeouts open
+    it. Open: no lookup for ``cooldown_s`` (calls fall back at once). Then half-open: one call
+    tries; its success closes the breaker, its failure opens it for another cool-down.
+    """
+
+    def __init__(
+        self,
+        *,
+        failures_to_open: int = 5,
+        cooldown_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._threshold = max(1, failures_to_open)
+        self._cooldown_s = cooldown_s
+        self._clock = clock
+        self.state = "closed"
+        self._failures = 0
+        self._opened_at = 0.0
+        self._trial = False  # a half-open trial is running
+        self.opened = 0  # times it opened
+
+    def allow(self) -> bool:
+        if self.state == "closed":
+            return True
+        if self.state == "open" and self._clock() - self._opened_at >= self._cooldown_s:
+            self.state = "half_open"
+            self._trial = False
+        if self.state == "half_open" and not self._trial:
+            self._trial = True
+            return True
+        return False
+
+    def success(self) -> None:
+        if self.state != "closed":
+            log.info("crm circuit closed: the CRM answers again")
+        self.state = "closed"
+        self._failures = 0
+        self._trial = False
+
+    def failure(self) -> None:
+        self._failures += 1
+        self._trial = False
+        if self.state == "half_open" or self._failures >= self._threshold:
+            if self.state != "open":
+                self.opened += 1
+                log.warning(
+                    "crm circuit open: routing without the CRM",
+                    failures=self._failures,
+                    cooldown_s=self._cooldown_s,
+                )
+            self.state = "open"
+            self._opened_at = self._clock()
+
+    def abandon(self) -> None:
+        """A trial lookup was cancelled without an answer: let the next call try."""
+        self._trial = False
+
+
 class Router:
     def __init__(
         self,
@@ -97,8 +171,11 @@ class Router:
         *,
         deadline_s: float = 0.25,
         clock: Callable[[], datetime] = _utc_now,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self._directory = directory
+        self.breaker = breaker or CircuitBreaker()
+        self.stats = RouterStats()
         self._facts_source = directory if isinstance(directory, RoutingFactsDirectory) else None
         self._resolver = directory if isinstance(directory, RoutingResolver) else None
         self._rules = rules
@@ -124,27 +201,53 @@ class Router:
     ) -> RouteDecision:
         """The decision for one call; never raises, answers within ``deadline_s`` less a margin
         (2 to 20 ms) left for sending it to Asterisk."""
-        deadline = asyncio.get_running_loop().time() + self._deadline_s - self._send_margin_s
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + self._deadline_s - self._send_margin_s
         try:
             call = self._rules.call_facts(at or self._clock(), dnid)
             crm, why = await self._lookup_until(caller, deadline)
-            return self._decide(call, crm, why)
+            decision = self._decide(call, crm, why)
         except Exception:
             log.exception("routing failed, default route", caller=caller)
-            return fallback_decision(self._rules)
+            self._count_fallback("error")
+            decision = fallback_decision(self._rules)
+        self.stats.decisions += 1
+        if loop.time() - started > self._deadline_s:
+            self.stats.deadline_overruns += 1
+            log.warning(
+                "routing decision past its deadline",
+                ms=round((loop.time() - started) * 1000, 1),
+                deadline_ms=round(self._deadline_s * 1000),
+            )
+        return decision
+
+    def _count_fallback(self, kind: str) -> None:
+        self.stats.fallbacks[kind] = self.stats.fallbacks.get(kind, 0) + 1
 
     async def _lookup_until(
         self, caller: str | None, deadline: float
     ) -> tuple[CrmFacts | None, str]:
         """The CRM's answer, or None and why not (too slow, failed). Awaited in this task under
-        one deadline: no task, future or callback per call beyond the lookup's own."""
+        one deadline: no task, future or callback per call beyond the lookup's own. While the
+        circuit breaker is open the CRM is not asked at all."""
+        breaker = self.breaker
+        if not breaker.allow():
+            return None, _CIRCUIT_OPEN
         try:
             async with asyncio.timeout_at(deadline):
-                return await self._lookup(caller), ""
+                found = await self._lookup(caller)
         except TimeoutError:
+            breaker.failure()
             return None, f"no answer within {self._deadline_s * 1000:.0f} ms"
+        except asyncio.CancelledError:
+            breaker.abandon()
+            raise
         except Exception as exc:
+            breaker.failure()
             return None, f"{type(exc).__name__}: {exc}"
+        breaker.success()
+        return found, ""
 
     def _decide(self, call: CallFacts, crm: CrmFacts | None, why: str) -> RouteDecision:
         for rule in self._rules.rules:
@@ -153,6 +256,14 @@ class Router:
             captures: dict[str, str] | None = {}
             if rule.needs_crm:
                 if crm is None:
+                    kind = (
+                        "circuit_open"
+                        if why == _CIRCUIT_OPEN
+                        else "timeout"
+                        if why.startswith("no answer")
+                        else "error"
+                    )
+                    self._count_fallback(kind)
                     log.warning("crm unavailable, fallback route", why=why, rule=rule.name)
                     return fallback_decision(self._rules)
                 captures = rule.match_crm(crm)

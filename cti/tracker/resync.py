@@ -11,7 +11,7 @@ times are estimated from the last event seen and the channels' ``Duration``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING
 
 import structlog
@@ -81,6 +81,18 @@ def reconcile(tracker: CallTracker, items: Sequence[Event]) -> list[CallEvent]:
         _rebridge(tracker, bridged, now, out)
     for call in adopted:
         tracker.refresh(call, now, out)
+    for event in out:
+        if event.event != "agent_state":
+            event.data.setdefault("resynced", True)
+    return out
+
+
+def expire(tracker: CallTracker, uniqueids: Collection[str]) -> list[CallEvent]:
+    """Hang up these channels as a resync finding them gone would (``hangup_by: "system"``,
+    ``resynced: True``): Asterisk no longer has them and their Hangup never came."""
+    out: list[CallEvent] = []
+    gone = set(uniqueids)
+    _hang_up_vanished(tracker, set(tracker.channels) - gone, tracker.last_ts, out)
     for event in out:
         if event.event != "agent_state":
             event.data.setdefault("resynced", True)

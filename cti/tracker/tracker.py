@@ -10,7 +10,7 @@ Local channel pipes (``;1`` <-> ``;2``). ``hangup_by`` follows ``BridgeLeave`` o
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -1330,6 +1330,12 @@ class CallTracker:
         from cti.tracker.resync import reconcile
 
         return reconcile(self, items)
+
+    def expire(self, uniqueids: Collection[str]) -> list[CallEvent]:
+        """End these channels, which Asterisk no longer reports (their Hangup was lost)."""
+        from cti.tracker.resync import expire
+
+        return expire(self, uniqueids)
 
 
 def _int(value: str | None) -> int | None:

@@ -97,3 +97,14 @@ class DeadDirectory:
 
     async def view(self, customer_id: int) -> CustomerView | None:
         raise ConnectionRefusedError("database is down")
+
+
+@dataclass
+class HangingDirectory(MemoryDirectory):
+    """A CRM whose tables are locked: a lookup never returns until ``healed`` is set."""
+
+    healed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def resolve(self, caller_id: str | None) -> Resolution:
+        await self.healed.wait()
+        return await super().resolve(caller_id)

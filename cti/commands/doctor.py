@@ -10,7 +10,8 @@ migrations at head, a query works.
 Every check is harmless on a live PBX: actions name a channel, bridge or queue that does not
 exist (``CTIDoctor/...`` is no channel technology), so Asterisk checks the user's rights and
 answers without placing, moving or ending a call; the test Originate fails before any channel
-exists, so no call is created and nothing reaches the dialplan. (Read ``agent``, the queue
+exists, so no call is created and nothing reaches the dialplan (Asterisk logs one WARNING
+"No channel type registered for 'CTIDoctor'" for it). (Read ``agent``, the queue
 events, cannot be proved without touching a queue: it is not checked.)
 """
 

@@ -232,6 +232,16 @@ async def first_pop(desk: Desktop, within_s: float = CALL_S) -> dict[str, Any]:
 # ---- the scenarios -----------------------------------------------------------------------
 
 
+def test_the_shipped_config_loads_without_a_warning(asterisk: AsteriskLab) -> None:
+    warnings = [
+        line
+        for line in asterisk.messages().splitlines()
+        if ("WARNING" in line or "ERROR" in line)
+        and "No channel type registered for 'CTIDoctor'" not in line  # cti doctor's probe
+    ]
+    assert warnings == []
+
+
 async def test_doctor_prints_only_ok_lines_on_the_shipped_config(live: Live) -> None:
     report = await diagnose(live.config, step_s=10.0)
     assert report.failures == 0, report.lines

@@ -86,27 +86,73 @@ ALL_CLASSES = frozenset(
     ]
 )
 
-# Write classes of an action. Asterisk's process_message grants it when the user's write
-# has any of them (writeperm & authority), and always when it names none.
+# Write classes of an action, as Asterisk 22.10.1 registers it (ast_manager_register_xml*
+# in main/manager.c, main/manager_bridges.c, main/db.c, main/pbx.c, apps/app_queue.c,
+# res/res_manager_devicestate.c). Asterisk's process_message runs it when the user's write
+# shares a class with these (writeperm & authority), and always when it names none (an
+# action absent here, e.g. QueueStatus, QueueSummary, BridgeList, BridgeInfo, Ping, Events).
+# The user's read classes play no part: they only filter events.
 REQUIRED_WRITE: dict[str, frozenset[str]] = {
     "originate": frozenset({"originate"}),
     "redirect": frozenset({"call"}),
     "blindtransfer": frozenset({"call"}),
     "atxfer": frozenset({"call"}),
+    "bridge": frozenset({"call"}),
     "hangup": frozenset({"system", "call"}),
     "setvar": frozenset({"call"}),
     "getvar": frozenset({"call", "reporting"}),
+    "extensionstate": frozenset({"call", "reporting"}),
+    "devicestatelist": frozenset({"call", "reporting"}),
     "command": frozenset({"command"}),
     "coreshowchannels": frozenset({"system", "reporting"}),
     "corestatus": frozenset({"system", "reporting"}),
+    "coresettings": frozenset({"system", "reporting"}),
     "status": frozenset({"system", "call", "reporting"}),
+    "showdialplan": frozenset({"config", "reporting"}),
     "queuepause": frozenset({"agent"}),
     "queueadd": frozenset({"agent"}),
     "queueremove": frozenset({"agent"}),
+    "queuelog": frozenset({"agent"}),
+    "queuepenalty": frozenset({"agent"}),
+    "queuememberringinuse": frozenset({"agent"}),
+    "modulecheck": frozenset({"system"}),
     "filter": frozenset({"system"}),
     "dbget": frozenset({"system", "reporting"}),
     "dbput": frozenset({"system"}),
 }
+
+# Originate of these applications (a case-insensitive substring of Application) or with
+# these functions in Data (case-sensitive) also needs a write class: originate_app_permissions
+# in main/manager.c ("Originate Access Forbidden: app or data blacklisted"). ChanSpy, Wait,
+# Dial... need only originate.
+ORIGINATE_APP_WRITE = {
+    "agi": frozenset({"system"}),
+    "dbdeltree": frozenset({"system"}),
+    "exec": frozenset({"system"}),
+    "externalivr": frozenset({"system"}),
+    "mixmonitor": frozenset({"system"}),
+    "originate": frozenset({"system"}),
+    "reload": frozenset({"system"}),
+    "system": frozenset({"system"}),
+}
+ORIGINATE_DATA_WRITE = {
+    name: frozenset({"system"})
+    for name in ("CURL", "DB", "EVAL", "FILE", "ODBC", "REALTIME", "SHELL")
+}
+
+
+def originate_forbidden(application: str, data: str, write: frozenset[str]) -> bool:
+    """Whether Asterisk refuses an Originate of ``application(data)`` to this write set (the
+    first matching entry decides, as in is_originate_app_permitted)."""
+    app = application.lower()
+    for needle, classes in ORIGINATE_APP_WRITE.items():
+        if needle in app:
+            return not classes & write
+    for needle, classes in ORIGINATE_DATA_WRITE.items():
+        if needle in data:
+            return not classes & write
+    return False
+
 
 SNAPSHOT_KEYS = (
     "Channel",
@@ -1108,6 +1154,12 @@ class FakeAmiServer:
         tech = channel.split("/", 1)[0]
         fails = tech not in KNOWN_TECH or channel in self.unreachable
         is_async = h.get("async", "").lower() in ("true", "yes", "1")
+        user = self.users.get(s.user or "")
+        if h.get("application") and originate_forbidden(
+            h["application"], h.get("data", ""), _classes(user.write if user else "")
+        ):
+            reply("Error", ("Message", "Originate Access Forbidden: app or data blacklisted"))
+            return
         if fails and not is_async:
             reply("Error", ("Message", "Originate failed"))
             return

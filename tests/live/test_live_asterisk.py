@@ -1,0 +1,472 @@
+"""The daemon against a real Asterisk 22, configured from docker/asterisk plus the lab overlay.
+
+Callers are Local channels into the shipped ``[from-pstn]`` (which asks the daemon's FastAGI
+router, then queues), agents' phones the lab's ``[agents]`` Local channels whose behaviour
+(ring delay, no answer, busy, talk time) each test sets in AstDB, and the far end of a
+click-to-dial ``[outside]``. Skipped unless CTI_TEST_ASTERISK names an install prefix.
+
+Some tests need fixes that other branches of issue 12 bring (outbound calls, the
+``answered_elsewhere`` withdrawal, the restart persistence, the end of a call while the link
+was down): they are marked ``xfail(strict=False)`` with the feature they wait for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import re
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from live.lab import AGENTS, LAB_SECRET, AsteriskLab, free_port, lab_config
+from test_e2e_calls import Desktop, wait_until
+
+from crm_core.store import CrmStore
+from cti.ami.protocol import AmiProtocol
+from cti.commands.doctor import diagnose
+from cti.config import Config, parse_config
+from cti.daemon import Daemon, build_daemon
+
+pytestmark = pytest.mark.slow
+
+KNOWN = "+442071234567"  # Grace Hopper, payment arrears -> billing
+VIP = "+447700900456"  # Zoë Ward, VIP -> vip (ring-all 2001 + 2002)
+DID = "08005550100"
+SUPERVISOR = "Supervisor"
+CALL_S = 30.0  # generous: the machine is shared
+LIST_ACTIONS = {"QueueStatus", "CoreShowChannels"}
+
+
+def token_of(name: str) -> str:
+    return "tok-" + name.replace(" ", "-").lower()
+
+
+def live_config(lab: AsteriskLab, db_url: str) -> Config:
+    text = lab_config(
+        ami_port=lab.ami_port, agi_port=lab.agi_port, http_port=free_port(), database_url=db_url
+    )
+
+    def with_token(match: re.Match[str]) -> str:
+        sha = hashlib.sha256(token_of(match.group(1)).encode()).hexdigest()
+        return match.group(0).replace('token_sha256 = ""', f'token_sha256 = "{sha}"')
+
+    text = re.sub(r'name = "([^"]+)"(?:\n(?!\[).*)*?\ntoken_sha256 = ""', with_token, text)
+    # every hour is a business hour, so that the "closed" rule does not depend on the clock
+    text = re.sub(r"^(mon-fri|sat) = .*$", "", text, flags=re.M)
+    text = text.replace(
+        "[routing.business_hours]", '[routing.business_hours]\nmon-sun = "00:00-24:00"'
+    )
+    text = text.replace("[ami]\n", "[ami]\nreconnect_initial_s = 0.2\nreconnect_max_s = 1.0\n", 1)
+    return parse_config(text, "live.toml", env={})
+
+
+class LabAmi:
+    """The test's own AMI connection (user ``lab``, everything allowed, no events)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.events: list[dict[str, str]] = []
+        self.protocol = AmiProtocol(self.events.append, id_prefix="lab")
+        self._ids = itertools.count(1)
+
+    async def connect(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.create_connection(lambda: self.protocol, "127.0.0.1", self.port)
+        await self.protocol.banner
+        await self.action(Action="Login", Username="lab", Secret=LAB_SECRET, Events="off")
+
+    async def action(self, **fields: str) -> dict[str, str]:
+        as_list = fields.get("Action") in LIST_ACTIONS
+        pending = self.protocol.send(fields, as_list=as_list)
+        async with asyncio.timeout(10):
+            response = await pending.future
+        if as_list:
+            return {"_items": response.items}  # type: ignore[dict-item]
+        return response.fields
+
+    async def channels(self) -> list[dict[str, str]]:
+        items: list[dict[str, str]] = (await self.action(Action="CoreShowChannels"))["_items"]  # type: ignore[assignment]
+        return items
+
+    async def db(self, family: str, key: str, value: str) -> None:
+        await self.action(Action="DBPut", Family=family, Key=key, Val=value)
+
+    async def reset(self) -> None:
+        for family in ("agent", "outside"):
+            await self.action(Action="DBDelTree", Family=family)
+        await self.action(Action="Hangup", Channel="/^Local//")
+        for agent in AGENTS:
+            await self.action(
+                Action="Setvar", Variable=f"DEVICE_STATE(Custom:agent{agent})", Value="NOT_INUSE"
+            )
+            await self.action(
+                Action="QueuePause", Interface=f"Local/{agent}@agents/n", Paused="false"
+            )
+
+    async def call_in(self, caller: str, *, hold_s: float = 0) -> None:
+        """A caller dials the DID; they hang up ``hold_s`` after being answered (0: never)."""
+        await self.action(
+            Action="Originate",
+            Channel=f"Local/{DID}@from-pstn",
+            Context="caller-sim",
+            Exten="talk",
+            Priority="1",
+            CallerID=f"<{caller}>",
+            Variable=f"LAB_CALLER_HOLD={int(hold_s)}",
+            Async="true",
+        )
+
+    async def members(self, queue: str) -> dict[str, Mapping[str, str]]:
+        answer = await self.action(Action="QueueStatus", Queue=queue)
+        items: list[dict[str, str]] = answer["_items"]  # type: ignore[assignment]
+        return {i["Name"]: i for i in items if i.get("Event") == "QueueMember"}
+
+    async def reconnect(self) -> None:
+        self.close()
+        self.protocol = AmiProtocol(self.events.append, id_prefix="lab")
+        await self.connect()
+
+    def close(self) -> None:
+        self.protocol.abort("test done")
+
+
+@dataclass
+class Live:
+    lab: AsteriskLab
+    ami: LabAmi
+    store: CrmStore
+    config: Config
+    session: aiohttp.ClientSession
+    daemon: Daemon | None = None
+    desktops: dict[str, Desktop] = field(default_factory=dict)
+
+    @property
+    def base(self) -> str:
+        assert self.daemon is not None
+        return f"http://127.0.0.1:{self.daemon.http_port}"
+
+    async def start_daemon(self) -> Daemon:
+        self.daemon = await build_daemon(self.config, store=self.store)
+        await self.daemon.start()
+        await wait_until(lambda: self.daemon is not None and self.daemon.resyncs >= 1, 20)
+        return self.daemon
+
+    async def stop_daemon(self) -> None:
+        for desk in self.desktops.values():
+            await desk.close()
+        self.desktops.clear()
+        if self.daemon is not None:
+            await self.daemon.stop()
+            self.daemon = None
+
+    async def desktop(self, name: str) -> Desktop:
+        ws = await self.session.ws_connect(f"{self.base}/ws?token={token_of(name)}")
+        desk = self.desktops[name] = Desktop(name, ws)
+        await desk.wait_for("hello", within_s=10)
+        return desk
+
+    async def api(self, method: str, path: str, who: str, **kwargs: Any) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {token_of(who)}"}
+        async with self.session.request(method, self.base + path, headers=headers, **kwargs) as r:
+            return r.status, await r.json()
+
+    async def interaction(self, call_id: str) -> dict[str, Any] | None:
+        assert self.daemon is not None
+        assert await self.daemon.parts.recorder.flush(10.0)
+        return await self.store.interaction(call_id)
+
+
+@pytest.fixture
+async def live(asterisk: AsteriskLab, tmp_path: Path) -> AsyncIterator[Live]:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'crm.db'}"
+    store = await CrmStore.open(url)
+    await store.upsert_customer(
+        name="Grace Hopper", external_id="CUST-000123", phones=[KNOWN], flags=["payment_arrears"]
+    )
+    await store.upsert_customer(
+        name="Zoë Ward", external_id="CUST-000456", phones=[VIP], flags=["vip"]
+    )
+    if asterisk.proc is None or asterisk.proc.poll() is not None:
+        asterisk.start()
+    ami = LabAmi(asterisk.ami_port)
+    await ami.connect()
+    await ami.reset()
+    session = aiohttp.ClientSession()
+    h = Live(asterisk, ami, store, live_config(asterisk, url), session)
+    try:
+        yield h
+    finally:
+        await h.stop_daemon()
+        await session.close()
+        ami.close()
+        if asterisk.proc is None or asterisk.proc.poll() is not None:
+            asterisk.start()
+        ami = LabAmi(asterisk.ami_port)  # the test may have restarted Asterisk
+        await ami.connect()
+        await ami.reset()
+        ami.close()
+        await store.close()
+
+
+async def recorded(live: Live, call_id: str, within_s: float) -> dict[str, Any]:
+    """The call's interaction record, once the daemon has written it."""
+    deadline = time.monotonic() + within_s
+    while True:
+        row = await live.interaction(call_id)
+        if row is not None or time.monotonic() > deadline:
+            assert row is not None, f"no interaction recorded for {call_id} in {within_s} s"
+            return row
+        await asyncio.sleep(0.5)
+
+
+async def first_pop(desk: Desktop, within_s: float = CALL_S) -> dict[str, Any]:
+    return await desk.wait_for("pop", within_s=within_s)
+
+
+# ---- the scenarios -----------------------------------------------------------------------
+
+
+def test_the_shipped_config_loads_without_a_warning(asterisk: AsteriskLab) -> None:
+    warnings = [
+        line
+        for line in asterisk.messages().splitlines()
+        if ("WARNING" in line or "ERROR" in line)
+        and "No channel type registered for 'CTIDoctor'" not in line  # cti doctor's probe
+    ]
+    assert warnings == []
+
+
+async def test_doctor_prints_only_ok_lines_on_the_shipped_config(live: Live) -> None:
+    report = await diagnose(live.config, step_s=10.0)
+    assert report.failures == 0, report.lines
+    assert {verdict for verdict, _, _ in report.lines} == {"OK"}, report.lines
+
+
+async def test_a_vip_caller_is_routed_by_crm_data_and_pops_on_both_ringall_agents(
+    live: Live,
+) -> None:
+    await live.ami.db("agent", "2001/ringdelay", "2")
+    await live.ami.db("agent", "2002/ringdelay", "30")
+    await live.start_daemon()
+    sup, a2001, a2002 = [await live.desktop(n) for n in (SUPERVISOR, "Agent 2001", "Agent 2002")]
+    await live.ami.call_in(VIP, hold_s=3)
+    pop = await first_pop(a2001)
+    call_id = pop["call_id"]
+    assert pop["reason"] == "VIP customer"
+    assert pop["call"]["view"]["name"] == "Zoë Ward"
+    pop2 = await first_pop(a2002)
+    assert pop2["call_id"] == call_id
+    await a2001.wait_for("answered", call_id, within_s=CALL_S)
+    await a2002.wait_for("withdrawn", call_id, within_s=CALL_S)
+    await sup.wait_for("ended", call_id, within_s=CALL_S)
+    row = await live.interaction(call_id)
+    assert row is not None
+    assert row["queues"] == ["vip"] and row["agents"] == ["Agent 2001"]
+    assert row["routing_reason"] == "VIP customer" and row["outcome"] == "answered"
+
+
+@pytest.mark.xfail(strict=False, reason="needs answered_elsewhere withdrawal from the merge")
+async def test_ringall_withdrawal_says_answered_elsewhere_and_by_whom(live: Live) -> None:
+    await live.ami.db("agent", "2001/ringdelay", "2")
+    await live.ami.db("agent", "2002/ringdelay", "30")
+    await live.start_daemon()
+    a2002 = await live.desktop("Agent 2002")
+    await live.ami.call_in(VIP, hold_s=2)
+    call_id = (await first_pop(a2002))["call_id"]
+    withdrawn = await a2002.wait_for("withdrawn", call_id, within_s=CALL_S)
+    assert withdrawn["reason"] == "answered_elsewhere"
+    assert "Agent 2001" in str(withdrawn)
+
+
+async def test_a_caller_in_arrears_goes_to_billing_and_the_agent_sees_who_calls(
+    live: Live,
+) -> None:
+    await live.start_daemon()
+    sup = await live.desktop(SUPERVISOR)
+    a1001, a1003 = await live.desktop("Agent 1001"), await live.desktop("Agent 1003")
+    await live.ami.call_in(KNOWN, hold_s=3)
+    deadline = time.monotonic() + CALL_S
+    while not (pops := a1001.of("pop") + a1003.of("pop")) and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.1)
+    assert pops, "no pop on the billing agents' desktops"
+    pop = pops[0]
+    assert pop["reason"] == "payment arrears"
+    assert pop["call"]["view"]["name"] == "Grace Hopper"
+    await sup.wait_for("ended", pop["call_id"], within_s=CALL_S)
+    row = await live.interaction(pop["call_id"])
+    assert row is not None and row["queues"] == ["billing"] and row["outcome"] == "answered"
+
+
+async def test_escalating_a_waiting_caller_with_a_note_reaches_tier3_and_its_pop(
+    live: Live,
+) -> None:
+    for agent in ("1001", "1002", "1003"):
+        await live.ami.db("agent", f"{agent}/mode", "noanswer")
+    await live.ami.db("agent", "3001/ringdelay", "1")
+    await live.start_daemon()
+    sup, a3001 = await live.desktop(SUPERVISOR), await live.desktop("Agent 3001")
+    await live.ami.call_in("+441134960000")  # unknown caller: tier1, where nobody answers
+    offered = await sup.wait_for("call", within_s=CALL_S)
+    call_id = offered["call_id"]
+    await wait_until(
+        lambda: bool(live.daemon and (c := live.daemon.parts.calls.get(call_id)) and c.queue),
+        CALL_S,
+    )
+    status, body = await live.api(
+        "POST",
+        f"/api/calls/{call_id}/escalate",
+        SUPERVISOR,
+        json={"tier": "tier3", "reason": "line down", "note": "outage since Monday"},
+    )
+    assert status == 200, body
+    pop = await first_pop(a3001)
+    assert pop["call_id"] == call_id
+    assert pop["reason"] == "line down"
+    assert pop["escalation"]["note"] == "outage since Monday"
+    await a3001.wait_for("answered", call_id, within_s=CALL_S)
+    await live.ami.action(Action="Hangup", Channel="/^Local/3001@agents/")
+    await sup.wait_for("ended", call_id, within_s=CALL_S)
+    row = await live.interaction(call_id)
+    assert row is not None and row["queues"] == ["tier1", "tier3"]
+    assert row["agents"] == ["Agent 3001"]
+    assert row["extra"]["escalations"][0]["reason"] == "line down"
+
+
+@pytest.mark.xfail(
+    strict=False, reason="needs the escalation recorded before the action (item 10) from the merge"
+)
+async def test_escalating_an_answered_call_pops_tier3_with_the_reason(live: Live) -> None:
+    for agent in ("1001", "1002", "1003"):
+        await live.ami.db("agent", f"{agent}/ringdelay", "1")
+    await live.ami.db("agent", "3001/ringdelay", "1")
+    await live.start_daemon()
+    sup, a3001 = await live.desktop(SUPERVISOR), await live.desktop("Agent 3001")
+    await live.ami.call_in("+441134960000")
+    call_id = (await sup.wait_for("call", within_s=CALL_S))["call_id"]
+    await wait_until(
+        lambda: bool(live.daemon and (c := live.daemon.parts.calls.get(call_id)) and c.agent),
+        CALL_S,
+    )
+    status, body = await live.api(
+        "POST",
+        f"/api/calls/{call_id}/escalate",
+        SUPERVISOR,
+        json={"tier": "tier3", "reason": "line down", "note": "outage since Monday"},
+    )
+    assert status == 200, body
+    pop = await first_pop(a3001)
+    assert pop["reason"] == "line down"
+    assert pop["escalation"]["note"] == "outage since Monday"
+
+
+async def test_pause_and_queue_login_from_the_desktop_reach_asterisk(live: Live) -> None:
+    await live.start_daemon()
+    desk = await live.desktop("Agent 1002")
+    status, body = await live.api(
+        "POST", "/api/agent/pause", "Agent 1002", json={"paused": True, "reason": "lunch"}
+    )
+    assert status == 200, body
+    member = (await live.ami.members("tier1"))["Agent 1002"]
+    assert member["Paused"] == "1" and member["PausedReason"] == "lunch"
+    await desk.wait_for("agent_state", within_s=CALL_S)
+    status, body = await live.api("POST", "/api/agent/pause", "Agent 1002", json={"paused": False})
+    assert status == 200, body
+    assert (await live.ami.members("tier1"))["Agent 1002"]["Paused"] == "0"
+    # Agent 1002 is no member of tier2 in queues.conf: a supervisor logs them in and out.
+    body_in = {"agent": "Agent 1002", "queue": "tier2", "action": "login"}
+    status, body = await live.api("POST", "/api/agent/queues", SUPERVISOR, json=body_in)
+    assert status == 200, body
+    member = (await live.ami.members("tier2"))["Agent 1002"]
+    assert member["Location"] == "Local/1002@agents/n" and member["Membership"] == "dynamic"
+    body_out = {**body_in, "action": "logout"}
+    status, body = await live.api("POST", "/api/agent/queues", SUPERVISOR, json=body_out)
+    assert status == 200, body
+    assert "Agent 1002" not in await live.ami.members("tier2")
+
+
+@pytest.mark.xfail(strict=False, reason="needs outbound call tracking from the merge")
+async def test_click_to_dial_is_recorded_as_an_outbound_call(live: Live) -> None:
+    await live.ami.db("agent", "1001/ringdelay", "1")
+    await live.ami.db("outside", "02079460000/ringdelay", "1")
+    await live.ami.db("outside", "02079460000/talk", "3")
+    await live.start_daemon()
+    sup = await live.desktop(SUPERVISOR)
+    status, body = await live.api(
+        "POST", "/api/calls/originate", "Agent 1001", json={"number": "02079460000"}
+    )
+    assert status == 202, body
+    ended = await sup.wait_for("ended", within_s=CALL_S)
+    row = await live.interaction(ended["call_id"])
+    assert row is not None
+    assert row["direction"] == "outbound" and row["agents"] == ["Agent 1001"]
+    assert row["outcome"] == "answered"
+
+
+async def test_click_to_dial_rings_the_agent_then_the_number(live: Live) -> None:
+    await live.ami.db("agent", "1001/ringdelay", "1")
+    await live.ami.db("outside", "02079460000/ringdelay", "1")
+    await live.start_daemon()
+    status, body = await live.api(
+        "POST", "/api/calls/originate", "Agent 1001", json={"number": "02079460000"}
+    )
+    assert status == 202, body
+    # the agent's phone answers, then the number: both halves of each leg are Up
+    deadline = time.monotonic() + CALL_S
+    up: set[str] = set()
+    while time.monotonic() < deadline and len(up) < 2:
+        up = {
+            c["Channel"].split("-")[0]
+            for c in await live.ami.channels()
+            if c.get("ChannelStateDesc") == "Up"
+        } & {"Local/1001@agents", "Local/02079460000@outside"}
+        await asyncio.sleep(0.2)
+    assert up == {"Local/1001@agents", "Local/02079460000@outside"}
+
+
+@pytest.mark.xfail(strict=False, reason="needs restart persistence from the merge")
+async def test_a_daemon_restart_mid_call_keeps_wait_talk_and_routing_reason(live: Live) -> None:
+    await live.ami.db("agent", "2001/ringdelay", "2")
+    await live.ami.db("agent", "2002/mode", "noanswer")
+    await live.start_daemon()
+    a2001 = await live.desktop("Agent 2001")
+    await live.ami.call_in(VIP, hold_s=8)
+    pop = await first_pop(a2001)
+    call_id = pop["call_id"]
+    await a2001.wait_for("answered", call_id, within_s=CALL_S)
+    await asyncio.sleep(1.0)
+    await live.stop_daemon()
+    await asyncio.sleep(1.0)
+    await live.start_daemon()
+    row = await recorded(live, call_id, 30)
+    assert row["routing_reason"] == "VIP customer"
+    assert row["wait_s"] is not None and row["wait_s"] >= 1.5
+    assert row["talk_s"] is not None and row["talk_s"] >= 7
+
+
+@pytest.mark.xfail(strict=False, reason="needs the estimated end at link loss from the merge")
+async def test_asterisk_killed_mid_call_ends_the_call_when_the_link_dropped(live: Live) -> None:
+    await live.ami.db("agent", "2001/ringdelay", "1")
+    await live.ami.db("agent", "2002/mode", "noanswer")
+    await live.start_daemon()
+    a2001 = await live.desktop("Agent 2001")
+    await live.ami.call_in(VIP)
+    call_id = (await first_pop(a2001))["call_id"]
+    await a2001.wait_for("answered", call_id, within_s=CALL_S)
+    await asyncio.sleep(2.0)
+    killed_at = time.time()
+    live.lab.kill()
+    await asyncio.sleep(3.0)
+    live.lab.start()
+    await live.ami.reconnect()
+    await live.ami.action(Action="Hangup", Channel="/^Local//")  # nothing left: a fresh PBX
+    row = await recorded(live, call_id, 60)
+    assert row["outcome"] == "answered"
+    assert row["talk_s"] is not None and row["talk_s"] >= 1.5
+    assert abs(row["ended_at"].timestamp() - killed_at) < 1.0
+    assert row["extra"].get("end_estimated") is True

@@ -114,3 +114,4 @@ class Call:
     resynced: bool = False
     via: set[str] = field(default_factory=set)  # bridges its caller's connection runs through
     hangup_forced: str | None = None  # e.g. "system" when a resync found the channels gone
+    midway: bool = False  # first seen after it started (no Newchannel): its start is unknown

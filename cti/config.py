@@ -51,6 +51,9 @@ class AmiConfig(_Section):
     boot_timeout_s: float = Field(10.0, gt=0)
     resync_attempts: int = Field(6, ge=1)
     resync_variables_max: int = Field(500, ge=0)
+    # How often the live call state says the PBX is still in view (the end of a call that
+    # ends while the daemon is killed is estimated to within this).
+    heartbeat_s: float = Field(2.0, gt=0)
     # "md5": Challenge/response login, the secret never crosses the wire.
     auth: Literal["plain", "md5"] = "plain"
     enabled: bool = True

@@ -9,6 +9,14 @@ The event flow is one loop: each raw AMI event → ``tracker.feed`` → each cal
 ``live_calls.apply`` → ``hub.publish``; after every (re)connect the AMI client reports
 ``Resynced(items)`` and the tracker adopts or closes calls from Asterisk's own state.
 
+Restarts (``cti.callstate``): the live call contexts are kept in the database as they change
+(``live_calls``, keyed by ``[ami] pbx_id`` and call id) with a heartbeat of when the PBX was
+last in view. At start the daemon takes them back; the first resync adopts those Asterisk
+still has with their real start, answer, queues, agents and routing, and closes the others
+as ended while the daemon was down (at the last moment they were known up, estimated). A
+link lost while the daemon runs dates the end of the calls that vanish meanwhile. A resync
+list Asterisk refuses makes ``/healthz`` not ok, with the reason and a metric.
+
 Ports 0 are allowed; the bound ports are ``http_port`` and ``agi_port`` once started. When
 everything is up the daemon logs ``daemon.ready`` (with the ports) and sets ``ready``.
 """
@@ -18,8 +26,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import signal
-from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import structlog
@@ -29,7 +37,8 @@ from crm_core.phone import to_e164
 from crm_core.types import CustomerDirectory
 from cti.ami.errors import AmiError
 from cti.ami.stream import Connected, Disconnected, Resynced
-from cti.calls import LiveCalls
+from cti.calls import CallContext, LiveCalls, saved_context
+from cti.callstate import CallStateWriter, PbxClock, SavedCall, SqlCallState
 from cti.config import Config
 from cti.gctune import tune_for_service
 from cti.hub import PopHub
@@ -56,7 +65,14 @@ class AmiSource(Protocol):
 class Tracker(Protocol):
     def feed(self, event: Any) -> list[CallEvent]: ...
 
-    def resync(self, items: Any) -> Any: ...
+    def resync(
+        self,
+        items: Any,
+        *,
+        now: float | None = None,
+        lost_at: float | None = None,
+        known: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> Any: ...
 
 
 @dataclass
@@ -75,6 +91,8 @@ class Parts:
     ami: AmiSource | None
     app: web.Application
     owns_store: bool = True
+    call_state: CallStateWriter | None = None
+    pbx_clock: PbxClock = field(default_factory=PbxClock)
 
 
 class Daemon:
@@ -90,6 +108,8 @@ class Daemon:
         self.call_events = 0
         self.errors = 0
         self.resyncs = 0
+        self.resync_refused: dict[str, str] = {}
+        self._lost_at: float | None = None  # PBX time the calls were last known up, if lost
 
     # ---- lifetime --------------------------------------------------------------------------
 
@@ -99,6 +119,9 @@ class Daemon:
         try:
             await p.recorder.start()
             self._started.append("recorder")
+            if p.call_state is not None:
+                await self._restore(p.call_state)
+                self._started.append("call_state")
             await p.agi.start()
             self._started.append("agi")
             self._runner = web.AppRunner(p.app, handle_signals=False, access_log=None)
@@ -123,10 +146,16 @@ class Daemon:
             self._pump.cancel()
             await asyncio.gather(self._pump, return_exceptions=True)
             self._pump = None
+        if "call_state" in self._started and p.call_state is not None:
+            # Before the AMI link closes: while it is up, now is when the calls were last seen.
+            self._started.remove("call_state")
+            await p.call_state.stop(link_up=bool(getattr(p.ami, "connected", False)))
         while self._started:
             part = self._started.pop()
             try:
-                if part == "ami" and p.ami is not None:
+                if part == "call_state" and p.call_state is not None:
+                    await p.call_state.stop(link_up=bool(getattr(p.ami, "connected", False)))
+                elif part == "ami" and p.ami is not None:
                     await p.ami.stop()
                 elif part == "http" and self._runner is not None:
                     await self._runner.cleanup()
@@ -177,10 +206,44 @@ class Daemon:
             async for item in ami.events():
                 await self._pump_batch((item,))
 
+    async def _restore(self, writer: CallStateWriter) -> None:
+        """Take back the calls a previous run kept (see the module docstring)."""
+        p = self.parts
+        snapshot = await writer.load()
+        live = p.calls.restore({c.call_id: c.context for c in snapshot.calls})
+        self._lost_at = snapshot.last_known_up
+        writer.link_up = lambda: bool(getattr(p.ami, "connected", False))
+        writer.start()
+        if snapshot.calls:
+            log.info(
+                "daemon.calls_restored",
+                pbx=writer.pbx_id,
+                open=len(live),
+                last_known_up=snapshot.last_known_up,
+            )
+
+    def resync_status(self) -> dict[str, Any]:
+        """The last resync, for ``/healthz`` and ``/metrics``."""
+        refused = dict(self.resync_refused)
+        status: dict[str, Any] = {
+            "ok": not refused,
+            "refused": refused,
+            "resyncs": self.resyncs,
+            "retries": getattr(self.parts.ami, "resync_retries", 0),
+        }
+        if refused:
+            names = ", ".join(f"{a} ({m})" for a, m in sorted(refused.items()))
+            status["reason"] = (
+                f"Asterisk refused the resync actions {names}: calls are not adopted after a "
+                "restart; give the AMI user the classes they need (see the README)"
+            )
+        return status
+
     async def _pump_batch(self, items: Iterable[Any]) -> None:
         """Items in order; raw events (nearly all of them) take the short path."""
         feed = self.parts.tracker.feed
         handle = self.handle
+        self.parts.pbx_clock.observe(getattr(self.parts.tracker, "last_ts", None))
         for item in items:
             if not isinstance(item, _MARKERS):
                 self.events_in += 1
@@ -193,20 +256,46 @@ class Daemon:
                 for event in events:
                     await handle(event)
             elif isinstance(item, Resynced):
-                for event in await self._resync(item.items):
-                    await handle(event)
-                self.resyncs += 1
-                log.info("ami.resynced", calls=len(self.parts.calls.active()))
+                await self._resynced(item)
             elif isinstance(item, Connected):
                 log.info("ami.connected")
             else:
-                log.warning("ami.disconnected")
+                clock = self.parts.pbx_clock
+                self._lost_at = clock.at(item.at) if item.at is not None else clock.now()
+                log.warning("ami.disconnected", lost_at=self._lost_at)
+        self.parts.pbx_clock.observe(getattr(self.parts.tracker, "last_ts", None))
 
-    async def _resync(self, items: Any) -> list[CallEvent]:
-        result = self.parts.tracker.resync(items)
+    async def _resynced(self, item: Resynced) -> None:
+        p = self.parts
+        p.pbx_clock.observe(item.pbx_time)
+        now = item.pbx_time if item.pbx_time is not None else p.pbx_clock.now()
+        lost_at = self._lost_at
+        result = p.tracker.resync(
+            item.items, now=now, lost_at=lost_at, known=p.calls.restored_hints()
+        )
         if asyncio.iscoroutine(result):
             result = await result
-        return list(result or ())
+        for event in list(result or ()):
+            await self.handle(event)
+        for status in item.items:
+            if status.get("Event") == "Status" and status.get("Variable"):
+                variables = dict(
+                    v.split("=", 1) for v in status["Variable"].split("\n") if "=" in v
+                )
+                p.calls.adopt_routing(status.get("Linkedid", ""), variables)
+        if item.complete:
+            alive = {
+                i.get("Linkedid", "") for i in item.items if i.get("Event") == "CoreShowChannel"
+            }
+            for event in p.calls.unconfirmed_restored(alive, lost_at if lost_at else now):
+                await self.handle(event)
+            self._lost_at = None
+        if item.refused != self.resync_refused:
+            for action, message in item.refused.items():
+                log.error("daemon.resync_refused", action=action, message=message)
+        self.resync_refused = dict(item.refused)
+        self.resyncs += 1
+        log.info("ami.resynced", calls=len(p.calls.active()), refused=sorted(item.refused))
 
     async def handle(self, event: CallEvent) -> None:
         """One call event: update the live call, then tell the desktops."""
@@ -281,6 +370,7 @@ async def build_daemon(
     if updates:
         config = config.model_copy(update=updates)
 
+    daemon_ref: list[Daemon] = []  # the daemon, once built, for /healthz
     owns_store = store is None
     if store is None:
         store = await CrmStore.from_config(config)
@@ -291,12 +381,15 @@ async def build_daemon(
         router = Router(crm, rules, deadline_s=config.agi.deadline_ms / 1000)
         agi = FastAgiServer(router, decisions, config.agi.host, config.agi.port)
         recorder = InteractionRecorder(_as_interaction_store(store))
+        pbx_clock = PbxClock()
+        call_state = _call_state(config, store, pbx_clock)
         calls = LiveCalls(
             directory=crm,
             decisions=decisions,
             recorder=recorder,
             tiers_by_queue=tiers_by_queue(config),
             grace_s=grace_s,
+            state=call_state,
         )
         hub = PopHub(config.agents)
         if ami is None and config.ami.enabled:
@@ -315,6 +408,7 @@ async def build_daemon(
             ami_connected=lambda: bool(getattr(actions, "connected", False)),
             db_ok=_db_ok(store),
             route_handler=route_handler(router, decisions),
+            resync_status=lambda: daemon_ref[0].resync_status() if daemon_ref else {"ok": True},
         )
         app = create_app(deps)
     except BaseException:
@@ -334,8 +428,37 @@ async def build_daemon(
         ami=ami,
         app=app,
         owns_store=owns_store,
+        call_state=call_state,
+        pbx_clock=pbx_clock,
     )
-    return Daemon(parts)
+    daemon = Daemon(parts)
+    daemon_ref.append(daemon)
+    return daemon
+
+
+def _call_state(config: Config, store: Any, clock: PbxClock) -> CallStateWriter | None:
+    """The live call state on the CRM's own database (a connector without one: none)."""
+    engine = getattr(store, "engine", None)
+    if engine is None or not config.ami.enabled:
+        return None
+
+    def encode(ctx: CallContext) -> SavedCall:
+        return SavedCall(
+            call_id=ctx.call_id,
+            state=ctx.state,
+            started_at=ctx.offered_at,
+            answered_at=ctx.answered_at,
+            ended_at=ctx.ended_at,
+            context=saved_context(ctx),
+        )
+
+    return CallStateWriter(
+        SqlCallState(engine),
+        config.ami.pbx_id,
+        encode=encode,
+        clock=clock,
+        heartbeat_s=config.ami.heartbeat_s,
+    )
 
 
 class _NoAmi:

@@ -75,5 +75,7 @@ class ApiDeps:
     ami_connected: Callable[[], bool] = _never_connected
     db_ok: Callable[[], Awaitable[bool]] | None = None
     registry: CollectorRegistry | None = None
+    # The last AMI resync: {"ok": bool, "refused": {action: message}, ...} (GET /healthz).
+    resync_status: Callable[[], Mapping[str, Any]] | None = None
     # POST /api/route (cti.routing.http.route_handler), mounted when given.
     route_handler: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = None

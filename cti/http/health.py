@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -46,8 +46,38 @@ class HubCollector(Collector):
         yield dropped
 
 
-def setup_metrics(app: web.Application, registry: CollectorRegistry, hub: PopHub) -> None:
+class ResyncCollector(Collector):
+    """``cti_ami_resync_refused{action}``: 1 for each resync list Asterisk refused last time."""
+
+    def __init__(self, status: Callable[[], Mapping[str, Any]]) -> None:
+        self._status = status
+
+    def collect(self) -> Iterator[Any]:
+        status = self._status()
+        refused = GaugeMetricFamily(
+            "cti_ami_resync_refused",
+            "Resync lists Asterisk refused at the last (re)connect (1 = refused)",
+            labels=["action"],
+        )
+        for action in sorted(status.get("refused") or {}):
+            refused.add_metric([action], 1)
+        yield refused
+        retries = CounterMetricFamily(
+            "cti_ami_resync_retries", "Resyncs asked again while Asterisk was starting"
+        )
+        retries.add_metric([], float(status.get("retries") or 0))
+        yield retries
+
+
+def setup_metrics(
+    app: web.Application,
+    registry: CollectorRegistry,
+    hub: PopHub,
+    resync_status: Callable[[], Mapping[str, Any]] | None = None,
+) -> None:
     registry.register(HubCollector(hub))
+    if resync_status is not None:
+        registry.register(ResyncCollector(resync_status))
     app[REGISTRY] = registry
     app[REQUESTS] = Counter(
         "cti_http_requests",
@@ -83,8 +113,21 @@ async def healthz(request: web.Request) -> web.Response:
         except Exception:
             db = False
     ok = ami and db is not False
-    body = {"ok": ok, "ami": ami, "db": db, "desktops": deps.hub.connected(), "time": time.time()}
-    return web.json_response(body, status=200 if ok else 503)
+    body: dict[str, Any] = {
+        "ok": ok,
+        "ami": ami,
+        "db": db,
+        "desktops": deps.hub.connected(),
+        "time": time.time(),
+    }
+    if deps.resync_status is not None:
+        # A refused resync list means calls can be lost at a restart: not healthy, and why.
+        resync = dict(deps.resync_status())
+        body["resync"] = resync
+        if not resync.get("ok", True):
+            body["ok"] = False
+            body["reason"] = resync.get("reason")
+    return web.json_response(body, status=200 if body["ok"] else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -396,12 +396,6 @@ class FakeAsteriskState:
         self.clock.follow(ev)
         name = ev.get("Event", "")
         chan = ev.get("Channel", "")
-        if name == "AgentCalled" and ev.get("DestChannel") in self.channels:
-            # The leg a queue dials to a member runs no dialplan: Asterisk 22 lists it with
-            # the queue's own pseudo-application (resync_mid_call).
-            self.channels[ev["DestChannel"]].update(
-                Application="AppQueue", ApplicationData="(Outgoing Line)"
-            )
         if name == "Newchannel":
             self.add_channel(chan, **{k: ev[k] for k in SNAPSHOT_KEYS if k in ev})
             return

@@ -190,3 +190,32 @@ async def test_asterisk_killed_mid_call_ends_the_call_when_the_link_was_lost(
     assert row["talk_s"] >= 1.4  # not 0: it lasted until the link dropped
     assert "ended_at" in row["extra"]["estimated"]
     assert row["outcome"] == "answered"
+
+
+async def test_a_call_older_than_the_daemon_gets_its_routing_back_from_the_callers_channel(
+    world: Harness, traces_dir: Path
+) -> None:
+    events = trace(traces_dir, "agi_routed_vip_tier2")
+    call_id = call_id_of(events)
+    cut = next(i for i, e in enumerate(events) if e.get("Event") == "AgentConnect") + 1
+    # What this daemon's router sets besides the lab's AGI (README: CTI_TIER, CTI_REASON), in
+    # the shape of the recorded VarSet of CTI_QUEUE.
+    varset = next(e for e in events if e.get("Variable") == "CTI_QUEUE")
+    extra = [
+        {**varset, "Variable": "CTI_REASON", "Value": "VIP customer"},
+        {**varset, "Variable": "CTI_TIER", "Value": "tier2"},
+    ]
+    at = events.index(varset) + 1
+    for event in [*events[:at], *extra, *events[at:cut]]:  # before the daemon was there
+        world.ami.state.apply_event(event)
+
+    daemon = await world.start_daemon()  # nothing saved: it only has what Asterisk says
+    ctx = daemon.parts.calls.get(call_id)
+    assert ctx is not None and ctx.routing is not None
+    assert ctx.routing["queue"] == "tier2" and ctx.routing["reason"] == "VIP customer"
+    assert ctx.routing["priority"] == 10
+    await world.ami.play(events[cut:])
+    await wait_until(lambda: daemon.parts.calls.get(call_id).state == "ended")  # type: ignore[union-attr]
+    row = await world.interaction(call_id)
+    assert row is not None and row["routing_reason"] == "VIP customer"
+    assert "started_at" in row["extra"]["estimated"]  # from Asterisk's Duration, not seen

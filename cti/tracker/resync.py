@@ -104,10 +104,9 @@ def reconcile(
             tracker.emit_agent_state(out, state, now, "resync")
 
     adopted = _adopt(tracker, listed, entries, bridged, now, out)
-    if has_channel_list:  # bridges are only known for sure with the channel list
-        _rebridge(tracker, bridged, now, out)
+    hints = {c.call_id: h for c in adopted if (h := (known or {}).get(c.call_id))}
     for call in adopted:
-        hint = (known or {}).get(call.call_id)
+        hint = hints.get(call.call_id)
         if hint:  # what was known before: its queues and agents are not news
             for queue in hint.get("queues") or ():
                 if queue not in call.queues:
@@ -115,8 +114,11 @@ def reconcile(
             for agent in hint.get("agents") or ():
                 if agent not in call.agents:
                     call.agents.append(agent)
+    if has_channel_list:  # bridges are only known for sure with the channel list
+        _rebridge(tracker, bridged, now, out)
+    for call in adopted:
         tracker.refresh(call, now, out)
-        _timeline(tracker, call, listed, hint, now, out)
+        _timeline(tracker, call, listed, hints.get(call.call_id), now, out)
     for event in out:
         if event.event != "agent_state":
             event.data.setdefault("resynced", True)

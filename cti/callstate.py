@@ -200,7 +200,9 @@ class CallStateWriter:
         clock: PbxClock,
         heartbeat_s: float = 2.0,
         retry_s: float = 1.0,
+        batch_s: float = 0.05,
     ) -> None:
+        self._batch_s = batch_s
         self._store = store
         self.pbx_id = pbx_id
         self._encode = encode
@@ -254,6 +256,8 @@ class CallStateWriter:
                     await self._wake.wait()
             except TimeoutError:
                 pass
+            else:
+                await asyncio.sleep(self._batch_s)  # one transaction for a burst of changes
             self._wake.clear()
             try:
                 await self._write()

@@ -374,7 +374,7 @@ class AmiClient:
         or a mask without ``system``; then a list refused as an unknown command is retried)."""
         if not self._mask_has_system():
             return
-        held = self._held or []
+        held = self._held if self._held is not None else []
         deadline = time.monotonic() + self.config.boot_timeout_s
         while not any(e.get("Event") == "FullyBooted" for e in held):
             if time.monotonic() >= deadline:

@@ -831,21 +831,24 @@ class FakeAmiServer:
             ]
         )
         if booting and "system" in s.mask:
-            await s.writer.drain()
-            await asyncio.sleep(max(0.038, self._booting_until - time.monotonic()))
-            s.write(
-                frame(
-                    [
-                        ("Event", "FullyBooted"),
-                        ("Privilege", "system,all"),
-                        ("Timestamp", self.state.clock.ts()),
-                        ("Status", "Fully Booted"),
-                        ("Uptime", "0"),
-                        ("LastReload", "0"),
-                    ]
-                )
-            )
+            # Sent when the modules are loaded; meanwhile the session answers other actions.
+            self._spawn(lambda: self._fully_booted_later(s))
         return True
+
+    async def _fully_booted_later(self, s: _Session) -> None:
+        await asyncio.sleep(max(0.038, self._booting_until - time.monotonic()))
+        s.write(
+            frame(
+                [
+                    ("Event", "FullyBooted"),
+                    ("Privilege", "system,all"),
+                    ("Timestamp", self.state.clock.ts()),
+                    ("Status", "Fully Booted"),
+                    ("Uptime", "0"),
+                    ("LastReload", "0"),
+                ]
+            )
+        )
 
     async def _act_challenge(self, s: _Session, h: dict[str, str], reply: _Reply) -> None:
         if h.get("authtype", "").lower() != "md5":

@@ -122,6 +122,9 @@ class CallContext:
     estimated: list[str] = field(default_factory=list)
     end_estimated: bool = False
     popped: bool = False  # a pop was sent for it (ringing/answered/transferred published)
+    # Nobody watched the call from ``unseen[0]`` (the daemon stopped) to ``unseen[1]`` (the
+    # resync that found it again; None: it ended meanwhile).
+    unseen: list[float | None] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -261,10 +264,13 @@ class LiveCalls:
         if event.event == "ended" and d.get("end_estimated"):
             ctx.end_estimated = True
 
-    def restore(self, saved: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    def restore(
+        self, saved: Mapping[str, Mapping[str, Any]], last_known_up: float | None = None
+    ) -> list[str]:
         """Take back the contexts a previous run kept (call id -> ``saved_context``): live
         ones wait for the resync to adopt or close them; ended ones (their record maybe
-        not written before the stop) are recorded again, which rewrites the same row."""
+        not written before the stop) are recorded again, which rewrites the same row.
+        ``last_known_up``: until when the previous run saw them."""
         live: list[str] = []
         for call_id, data in saved.items():
             if call_id in self._calls:
@@ -276,6 +282,7 @@ class LiveCalls:
                     self._state.gone(call_id)
                 continue
             self._calls[call_id] = ctx
+            ctx.unseen = [last_known_up, None]
             if ctx.popped:
                 self._published.add(call_id)
             live.append(call_id)
@@ -295,13 +302,23 @@ class LiveCalls:
             if c.restored and c.state != "ended"
         }
 
-    def unconfirmed_restored(self, alive: set[str], at: float | None) -> list[CallEvent]:
-        """``ended`` events for restored calls Asterisk no longer has (they ended while the
-        daemon was down): at the last moment they were known up, estimated, never before
-        what is known of them. The caller feeds them through ``apply`` like any event."""
+    def after_resync(
+        self, alive: set[str], at: float | None, now: float | None = None
+    ) -> list[CallEvent]:
+        """After a resync with the full channel list (``alive``: the call ids Asterisk has,
+        ``now``: its clock then): ``ended`` events for restored calls it no longer has (they
+        ended while the daemon was down) at ``at``, the last moment they were known up,
+        estimated, never before what is known of them; the caller feeds them through
+        ``apply`` like any event. Calls found again, or adopted, note the time nobody saw."""
         out = []
         for ctx in list(self._calls.values()):
-            if not ctx.restored or ctx.state == "ended" or ctx.call_id in alive:
+            if not ctx.restored and ctx.unseen is None and "started_at" in ctx.estimated:
+                ctx.unseen = [None, now]  # adopted by this resync: it began unseen
+            if not ctx.restored or ctx.state == "ended":
+                continue
+            if ctx.call_id in alive:
+                if ctx.unseen is not None and ctx.unseen[1] is None:
+                    ctx.unseen[1] = now
                 continue
             out.append(
                 CallEvent(
@@ -537,6 +554,13 @@ class LiveCalls:
                 estimated.append("talk_s")
         extra.update(estimated=estimated, restored=ctx.restored, midway=ctx.midway)
         changes: dict[str, Any] = {"extra": extra}
+        if ctx.unseen is not None:
+            extra["unseen"] = list(ctx.unseen)
+            if ctx.end_estimated and not ctx.agents:
+                # Last seen waiting, gone when the daemon came back: answered or abandoned
+                # meanwhile, nobody knows.
+                extra["not_known"] = ["outcome", "agents"]
+                changes["outcome"] = "unknown"
         if ctx.midway and not ctx.restored:
             extra["not_known"] = ["started_at", "wait_s", *([] if ctx.agents else ["outcome"])]
             changes["wait_s"] = None

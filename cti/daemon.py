@@ -210,7 +210,9 @@ class Daemon:
         """Take back the calls a previous run kept (see the module docstring)."""
         p = self.parts
         snapshot = await writer.load()
-        live = p.calls.restore({c.call_id: c.context for c in snapshot.calls})
+        live = p.calls.restore(
+            {c.call_id: c.context for c in snapshot.calls}, snapshot.last_known_up
+        )
         self._lost_at = snapshot.last_known_up
         writer.link_up = lambda: bool(getattr(p.ami, "connected", False))
         writer.start()
@@ -287,7 +289,7 @@ class Daemon:
             alive = {
                 i.get("Linkedid", "") for i in item.items if i.get("Event") == "CoreShowChannel"
             }
-            for event in p.calls.unconfirmed_restored(alive, lost_at if lost_at else now):
+            for event in p.calls.after_resync(alive, lost_at if lost_at else now, now):
                 await self.handle(event)
             self._lost_at = None
         if item.refused != self.resync_refused:

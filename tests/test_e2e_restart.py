@@ -219,3 +219,28 @@ async def test_a_call_older_than_the_daemon_gets_its_routing_back_from_the_calle
     row = await world.interaction(call_id)
     assert row is not None and row["routing_reason"] == "VIP customer"
     assert "started_at" in row["extra"]["estimated"]  # from Asterisk's Duration, not seen
+
+
+async def test_a_waiting_call_gone_while_the_daemon_was_down_says_its_outcome_is_unknown(
+    world: Harness, traces_dir: Path
+) -> None:
+    events = trace(traces_dir, "answered_tier1")
+    call_id = call_id_of(events)
+    cut = next(i for i, e in enumerate(events) if e.get("Event") == "AgentCalled")
+    await world.start_daemon()
+    await world.ami.play(events[:cut])  # waiting in tier1
+    assert world.daemon is not None
+    calls = world.daemon.parts.calls
+    await wait_until(lambda: (c := calls.get(call_id)) is not None and c.state == "queued")
+    await world.stop_daemon()
+    for event in events[cut:]:  # answered and over while nobody watched
+        world.ami.state.apply_event(event)
+
+    await world.start_daemon()
+    row = await world.interaction(call_id)
+    assert row is not None and await world.interaction_rows(call_id) == 1
+    assert row["outcome"] == "unknown"  # not "abandoned", not "unanswered": nobody knows
+    assert row["queues"] == ["tier1"]
+    assert {"outcome", "agents"} <= set(row["extra"]["not_known"])
+    seen_until, found_again = row["extra"]["unseen"]
+    assert seen_until is not None and found_again is None

@@ -64,11 +64,18 @@ class CallStateStore(Protocol):
 
     async def load(self, pbx_id: str) -> Snapshot: ...
 
-    async def save(self, pbx_id: str, calls: Iterable[SavedCall]) -> None: ...
-
-    async def forget(self, pbx_id: str, call_ids: Iterable[str]) -> None: ...
-
-    async def seen(self, pbx_id: str, at: float, *, stopped: bool = False) -> None: ...
+    async def write(
+        self,
+        pbx_id: str,
+        calls: Iterable[SavedCall],
+        gone: Iterable[str],
+        *,
+        seen_at: float | None = None,
+        stopped: bool = False,
+    ) -> None:
+        """In one transaction: upsert ``calls``, delete ``gone``, and when ``seen_at`` is
+        given, record that the PBX was in view then (``stopped``: the daemon stopped)."""
+        ...
 
 
 class SqlCallState:
@@ -107,7 +114,15 @@ class SqlCallState:
             return Snapshot(calls)
         return Snapshot(calls, pbx["seen_at"], pbx["stopped_at"])
 
-    async def save(self, pbx_id: str, calls: Iterable[SavedCall]) -> None:
+    async def write(
+        self,
+        pbx_id: str,
+        calls: Iterable[SavedCall],
+        gone: Iterable[str],
+        *,
+        seen_at: float | None = None,
+        stopped: bool = False,
+    ) -> None:
         now = time.time()
         rows = [
             {
@@ -123,44 +138,37 @@ class SqlCallState:
             }
             for c in calls
         ]
-        if not rows:
-            return
-        table = LiveCall.__table__
-        stmt = self._insert(table)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["pbx_id", "call_id"],
-            set_={
-                "state": stmt.excluded.state,
-                "started_at": stmt.excluded.started_at,
-                "answered_at": stmt.excluded.answered_at,
-                "ended_at": stmt.excluded.ended_at,
-                "context": stmt.excluded.context,
-                "version": table.c.version + 1,
-                "updated_at": stmt.excluded.updated_at,
-            },
-        )
+        ids = list(gone)
         async with self._engine.begin() as conn:
-            await conn.execute(stmt, rows)
-
-    async def forget(self, pbx_id: str, call_ids: Iterable[str]) -> None:
-        ids = list(call_ids)
-        if not ids:
-            return
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                delete(LiveCall).where(LiveCall.pbx_id == pbx_id, LiveCall.call_id.in_(ids))
-            )
-
-    async def seen(self, pbx_id: str, at: float, *, stopped: bool = False) -> None:
-        stmt = self._insert(LivePbx.__table__).values(
-            pbx_id=pbx_id, seen_at=at, stopped_at=at if stopped else None
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["pbx_id"],
-            set_={"seen_at": stmt.excluded.seen_at, "stopped_at": stmt.excluded.stopped_at},
-        )
-        async with self._engine.begin() as conn:
-            await conn.execute(stmt)
+            if rows:
+                table = LiveCall.__table__
+                upsert = self._insert(table)
+                upsert = upsert.on_conflict_do_update(
+                    index_elements=["pbx_id", "call_id"],
+                    set_={
+                        "state": upsert.excluded.state,
+                        "started_at": upsert.excluded.started_at,
+                        "answered_at": upsert.excluded.answered_at,
+                        "ended_at": upsert.excluded.ended_at,
+                        "context": upsert.excluded.context,
+                        "version": table.c.version + 1,
+                        "updated_at": upsert.excluded.updated_at,
+                    },
+                )
+                await conn.execute(upsert, rows)
+            if ids:
+                await conn.execute(
+                    delete(LiveCall).where(LiveCall.pbx_id == pbx_id, LiveCall.call_id.in_(ids))
+                )
+            if seen_at is not None:
+                beat = self._insert(LivePbx.__table__).values(
+                    pbx_id=pbx_id, seen_at=seen_at, stopped_at=seen_at if stopped else None
+                )
+                beat = beat.on_conflict_do_update(
+                    index_elements=["pbx_id"],
+                    set_={"seen_at": beat.excluded.seen_at, "stopped_at": beat.excluded.stopped_at},
+                )
+                await conn.execute(beat)
 
 
 class PbxClock:
@@ -189,7 +197,12 @@ class PbxClock:
 
 
 class CallStateWriter:
-    """Writes changed calls in the background (see the module docstring)."""
+    """Writes changed calls in the background (see the module docstring).
+
+    One transaction per write: the changed calls, the ones gone, and, every ``heartbeat_s``
+    while the link is up, the heartbeat. A write is never cancelled half-way (a connection
+    abandoned mid-transaction keeps SQLite locked and the process from exiting): ``stop``
+    lets the one in progress finish, then writes what is left and the shutdown time."""
 
     def __init__(
         self,
@@ -201,18 +214,22 @@ class CallStateWriter:
         heartbeat_s: float = 2.0,
         retry_s: float = 1.0,
         batch_s: float = 0.05,
+        stop_timeout_s: float = 5.0,
     ) -> None:
-        self._batch_s = batch_s
         self._store = store
         self.pbx_id = pbx_id
         self._encode = encode
         self._clock = clock
         self._heartbeat_s = heartbeat_s
         self._retry_s = retry_s
+        self._batch_s = batch_s
+        self._stop_timeout_s = stop_timeout_s
         self._changed: dict[str, Any] = {}
         self._gone: set[str] = set()
         self._wake = asyncio.Event()
+        self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        self._last_beat = float("-inf")
         self.link_up: Callable[[], bool] = lambda: True
         self.writes = 0
         self.failures = 0
@@ -233,24 +250,27 @@ class CallStateWriter:
         return await self._store.load(self.pbx_id)
 
     def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.create_task(self._run(), name="call-state-writer")
 
     async def stop(self, *, link_up: bool) -> None:
         """Write what is pending and, if the PBX was still in view, the shutdown time."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        self._stopping = True
+        self._wake.set()
         try:
-            async with asyncio.timeout(5.0):
-                await self._write()
-                if link_up:
-                    await self._store.seen(self.pbx_id, self._clock.now(), stopped=True)
+            async with asyncio.timeout(self._stop_timeout_s):
+                if task is not None:
+                    await asyncio.gather(task, return_exceptions=True)
+                await self._write(beat=link_up, stopped=link_up)
         except Exception as exc:
+            if task is not None and not task.done():
+                task.cancel()  # the database does not answer: give up, loudly
             log.error("call_state.not_saved_at_stop", error=repr(exc), pending=len(self._changed))
 
     async def _run(self) -> None:
-        while True:
+        loop = asyncio.get_running_loop()
+        while not self._stopping:
             try:
                 async with asyncio.timeout(self._heartbeat_s):
                     await self._wake.wait()
@@ -259,10 +279,11 @@ class CallStateWriter:
             else:
                 await asyncio.sleep(self._batch_s)  # one transaction for a burst of changes
             self._wake.clear()
+            if self._stopping:
+                return
+            beat = self.link_up() and loop.time() - self._last_beat >= self._heartbeat_s
             try:
-                await self._write()
-                if self.link_up():
-                    await self._store.seen(self.pbx_id, self._clock.now())
+                await self._write(beat=beat)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database down: keep the changes, try again
@@ -270,15 +291,24 @@ class CallStateWriter:
                 log.warning("call_state.write_failed", error=repr(exc), retry_in_s=self._retry_s)
                 await asyncio.sleep(self._retry_s)
                 self._wake.set()
+            else:
+                if beat:
+                    self._last_beat = loop.time()
 
-    async def _write(self) -> None:
+    async def _write(self, *, beat: bool, stopped: bool = False) -> None:
         changed, self._changed = self._changed, {}
         gone, self._gone = self._gone, set()
+        if not (changed or gone or beat):
+            return
+        seen_at = self._clock.now() if beat else None
         try:
-            if changed:
-                await self._store.save(self.pbx_id, [self._encode(c) for c in changed.values()])
-            if gone:
-                await self._store.forget(self.pbx_id, gone)
+            await self._store.write(
+                self.pbx_id,
+                [self._encode(c) for c in changed.values()],
+                gone,
+                seen_at=seen_at,
+                stopped=stopped,
+            )
         except BaseException:
             for call_id, ctx in changed.items():  # not written: keep unless newer came
                 self._changed.setdefault(call_id, ctx)

@@ -38,7 +38,7 @@ from crm_core.types import CustomerDirectory
 from cti.ami.errors import AmiError
 from cti.ami.stream import Connected, Disconnected, Resynced
 from cti.calls import CallContext, LiveCalls, saved_context
-from cti.callstate import CallStateWriter, PbxClock, SavedCall, SqlCallState
+from cti.callstate import CallStateWriter, PbxClock, SavedCall, Snapshot, SqlCallState
 from cti.config import Config
 from cti.gctune import tune_for_service
 from cti.hub import PopHub
@@ -110,6 +110,7 @@ class Daemon:
         self.resyncs = 0
         self.resync_refused: dict[str, str] = {}
         self._lost_at: float | None = None  # PBX time the calls were last known up, if lost
+        self._in_batch = False  # the pump is handling a batch (a stop lets it finish)
 
     # ---- lifetime --------------------------------------------------------------------------
 
@@ -143,6 +144,7 @@ class Daemon:
         """Stop in reverse order of start; safe to call twice."""
         p = self.parts
         if self._pump is not None:
+            await self._drain_events(p.ami)
             self._pump.cancel()
             await asyncio.gather(self._pump, return_exceptions=True)
             self._pump = None
@@ -175,6 +177,16 @@ class Daemon:
             p.owns_store = False
         self.ready.clear()
         self.stopped.set()
+
+    async def _drain_events(self, ami: Any, within_s: float = 2.0) -> None:
+        """Let the pump take in what Asterisk already sent (up to ``within_s``), so that the
+        calls that began just before a stop are known, and kept, when it stops."""
+        if self._pump is None or self._pump.done() or not hasattr(ami, "backlog"):
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
+        while (ami.backlog or self._in_batch) and loop.time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)  # the pump empties the backlog
 
     async def __aenter__(self) -> Daemon:
         await self.start()
@@ -209,7 +221,11 @@ class Daemon:
     async def _restore(self, writer: CallStateWriter) -> None:
         """Take back the calls a previous run kept (see the module docstring)."""
         p = self.parts
-        snapshot = await writer.load()
+        try:
+            snapshot = await writer.load()
+        except Exception as exc:  # the database down: calls are adopted from Asterisk alone
+            log.error("daemon.calls_not_restored", error=repr(exc), pbx=writer.pbx_id)
+            snapshot = Snapshot()
         live = p.calls.restore(
             {c.call_id: c.context for c in snapshot.calls}, snapshot.last_known_up
         )
@@ -243,6 +259,13 @@ class Daemon:
 
     async def _pump_batch(self, items: Iterable[Any]) -> None:
         """Items in order; raw events (nearly all of them) take the short path."""
+        self._in_batch = True
+        try:
+            await self._pump_items(items)
+        finally:
+            self._in_batch = False
+
+    async def _pump_items(self, items: Iterable[Any]) -> None:
         feed = self.parts.tracker.feed
         handle = self.handle
         self.parts.pbx_clock.observe(getattr(self.parts.tracker, "last_ts", None))

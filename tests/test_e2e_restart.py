@@ -116,6 +116,9 @@ async def test_a_daemon_restarted_mid_call_records_the_real_wait_talk_and_routin
 ) -> None:
     call_id, rest = await answered_then_down(world, traces_dir)
     expected = truth(trace(traces_dir, "answered_tier1"))
+    assert world.daemon is not None
+    calls = world.daemon.parts.calls
+    calls.mark_escalation(call_id, "Agent 1001", "tier2", "billing dispute", "wants a refund")
     await world.stop_daemon()  # SIGTERM: Daemon.stop()
 
     daemon = await world.start_daemon()
@@ -134,6 +137,9 @@ async def test_a_daemon_restarted_mid_call_records_the_real_wait_talk_and_routin
     assert seconds(row["ended_at"]) == pytest.approx(expected["ts"], abs=0.01)
     assert "ended_at" not in row["extra"].get("estimated", [])
     assert row["customer_id"] is not None
+    # The escalation and its note, made before the restart, are not lost with it.
+    assert row["extra"]["escalations"][0]["reason"] == "billing dispute"
+    assert "wants a refund" in row["notes"]
 
 
 @pytest.mark.parametrize("how", ["stopped", "killed"])

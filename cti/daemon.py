@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import signal
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -76,6 +76,25 @@ class Tracker(Protocol):
 
 
 @dataclass
+class ResyncHealth:
+    """The last AMI resync as ``/healthz`` and ``/metrics`` report it (updated by the daemon)."""
+
+    refused: dict[str, str] = field(default_factory=dict)  # action -> Asterisk's message
+    retries: Callable[[], int] = lambda: 0  # resyncs asked again while Asterisk was starting
+
+    def status(self) -> dict[str, Any]:
+        refused = dict(self.refused)
+        status: dict[str, Any] = {"ok": not refused, "refused": refused, "retries": self.retries()}
+        if refused:
+            names = ", ".join(f"{a} ({m})" for a, m in sorted(refused.items()))
+            status["reason"] = (
+                f"Asterisk refused the resync actions {names}: calls are not adopted after a "
+                "restart; give the AMI user the classes they need (see the README)"
+            )
+        return status
+
+
+@dataclass
 class Parts:
     """Everything the daemon is made of (tests reach in through ``Daemon.parts``)."""
 
@@ -93,6 +112,7 @@ class Parts:
     owns_store: bool = True
     call_state: CallStateWriter | None = None
     pbx_clock: PbxClock = field(default_factory=PbxClock)
+    resync: ResyncHealth = field(default_factory=ResyncHealth)
 
 
 class Daemon:
@@ -108,7 +128,6 @@ class Daemon:
         self.call_events = 0
         self.errors = 0
         self.resyncs = 0
-        self.resync_refused: dict[str, str] = {}
         self._lost_at: float | None = None  # PBX time the calls were last known up, if lost
         self._in_batch = False  # the pump is handling a batch (a stop lets it finish)
 
@@ -155,9 +174,7 @@ class Daemon:
         while self._started:
             part = self._started.pop()
             try:
-                if part == "call_state" and p.call_state is not None:
-                    await p.call_state.stop(link_up=bool(getattr(p.ami, "connected", False)))
-                elif part == "ami" and p.ami is not None:
+                if part == "ami" and p.ami is not None:
                     await p.ami.stop()
                 elif part == "http" and self._runner is not None:
                     await self._runner.cleanup()
@@ -240,22 +257,10 @@ class Daemon:
                 last_known_up=snapshot.last_known_up,
             )
 
-    def resync_status(self) -> dict[str, Any]:
-        """The last resync, for ``/healthz`` and ``/metrics``."""
-        refused = dict(self.resync_refused)
-        status: dict[str, Any] = {
-            "ok": not refused,
-            "refused": refused,
-            "resyncs": self.resyncs,
-            "retries": getattr(self.parts.ami, "resync_retries", 0),
-        }
-        if refused:
-            names = ", ".join(f"{a} ({m})" for a, m in sorted(refused.items()))
-            status["reason"] = (
-                f"Asterisk refused the resync actions {names}: calls are not adopted after a "
-                "restart; give the AMI user the classes they need (see the README)"
-            )
-        return status
+    @property
+    def resync_refused(self) -> dict[str, str]:
+        """The resync lists Asterisk refused at the last (re)connect."""
+        return self.parts.resync.refused
 
     async def _pump_batch(self, items: Iterable[Any]) -> None:
         """Items in order; raw events (nearly all of them) take the short path."""
@@ -315,10 +320,10 @@ class Daemon:
             for event in p.calls.after_resync(alive, lost_at if lost_at else now, now):
                 await self.handle(event)
             self._lost_at = None
-        if item.refused != self.resync_refused:
+        if item.refused != p.resync.refused:
             for action, message in item.refused.items():
                 log.error("daemon.resync_refused", action=action, message=message)
-        self.resync_refused = dict(item.refused)
+        p.resync.refused = dict(item.refused)
         self.resyncs += 1
         log.info("ami.resynced", calls=len(p.calls.active()), refused=sorted(item.refused))
 
@@ -395,7 +400,6 @@ async def build_daemon(
     if updates:
         config = config.model_copy(update=updates)
 
-    daemon_ref: list[Daemon] = []  # the daemon, once built, for /healthz
     owns_store = store is None
     if store is None:
         store = await CrmStore.from_config(config)
@@ -408,6 +412,7 @@ async def build_daemon(
         recorder = InteractionRecorder(_as_interaction_store(store))
         pbx_clock = PbxClock()
         call_state = _call_state(config, store, pbx_clock)
+        resync = ResyncHealth()
         calls = LiveCalls(
             directory=crm,
             decisions=decisions,
@@ -421,6 +426,9 @@ async def build_daemon(
             from cti.ami.client import AmiClient
 
             ami = AmiClient(config.ami)
+        if ami is not None:
+            source = ami
+            resync.retries = lambda: int(getattr(source, "resync_retries", 0))
         tracker = tracker or _new_tracker(config)
         actions: Any = ami if ami is not None else _NoAmi()
         deps = ApiDeps(
@@ -433,7 +441,7 @@ async def build_daemon(
             ami_connected=lambda: bool(getattr(actions, "connected", False)),
             db_ok=_db_ok(store),
             route_handler=route_handler(router, decisions),
-            resync_status=lambda: daemon_ref[0].resync_status() if daemon_ref else {"ok": True},
+            resync_status=resync.status,
         )
         app = create_app(deps)
     except BaseException:
@@ -455,10 +463,9 @@ async def build_daemon(
         owns_store=owns_store,
         call_state=call_state,
         pbx_clock=pbx_clock,
+        resync=resync,
     )
-    daemon = Daemon(parts)
-    daemon_ref.append(daemon)
-    return daemon
+    return Daemon(parts)
 
 
 def _call_state(config: Config, store: Any, clock: PbxClock) -> CallStateWriter | None:

@@ -3,21 +3,26 @@
 Issue 12 item 8 measured on main: at 20 calls/s, a SIGTERM and a restart 3 s later lost the
 calls that ended in between, wrote answered calls as abandoned without queue or agent, and
 some ``ended_at`` before ``started_at``. This runs the same: the simulator places calls
-(Poisson) for ``--duration`` seconds; at ``--stop-at`` the daemon is stopped (``Daemon.stop``,
-the SIGTERM path) or killed (``--kill``: its tasks cancelled, nothing written on the way
-out); ``--down`` seconds later a new daemon starts on the same database. When every call has
+(Poisson) for ``--duration`` seconds; at ``--stop-at`` the daemon is stopped (``cti run``,
+a real process: SIGTERM) or killed (``--kill``: SIGKILL); ``--down`` seconds later a new
+``cti run`` starts on the same database. When every call has
 ended it compares the database with what the simulator knows happened::
 
     .venv/bin/python bench/bench_restart.py [--cps 20] [--duration 20] [--stop-at 8]
-        [--down 3] [--kill] [--db URL] [--time-scale 0.25]
+        [--down 3] [--kill] [--postgresql] [--time-scale 0.25]
+
+SQLite: a file in a temporary directory; ``--postgresql``: the database
+``cti_bench_restart`` on ``$CTI_BENCH_PG`` (default 127.0.0.1:5432), created if missing and
+emptied first.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
+import os
+import signal
 import socket
 import sys
 import tempfile
@@ -25,14 +30,29 @@ import time
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import structlog
 from sqlalchemy import text
 
+from crm_core.store import CrmStore
 from crm_core.testing import empty_store
 from cti.config import Config
-from cti.daemon import Daemon, build_daemon
 from cti.sim.scenarios import AgentBehaviour
 from cti.sim.simulator import Simulator, generated_agents, settings_from_config
+
+PG_ADMIN = os.environ.get("CTI_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
+PG_DB = "cti_bench_restart"
+
+
+async def pg_url() -> str:
+    admin = await asyncpg.connect(PG_ADMIN)
+    try:
+        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", PG_DB):
+            await admin.execute(f'CREATE DATABASE "{PG_DB}"')
+    finally:
+        await admin.close()
+    dsn = PG_ADMIN.rsplit("/", 1)[0] + "/" + PG_DB
+    return dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
 
 
 def free_port() -> int:
@@ -68,30 +88,71 @@ def config_for(db_url: str, ami_port: int, agi_port: int, agents: int) -> Config
     )
 
 
-async def kill(daemon: Daemon) -> None:
-    """As if the process died: tasks stop where they are; only the sockets are freed."""
-    p = daemon.parts
-    tasks = [daemon._pump, getattr(p.call_state, "_task", None), getattr(p.ami, "_task", None)]
-    for task in tasks:
-        if task is not None:
-            task.cancel()
-    await asyncio.gather(*(t for t in tasks if t is not None), return_exceptions=True)
-    protocol = getattr(p.ami, "_protocol", None)
-    if protocol is not None:
-        protocol.abort("killed")
-    with contextlib.suppress(Exception):
-        await p.agi.stop()
-    if daemon._runner is not None:
-        await daemon._runner.cleanup()
-    await p.recorder.stop(0.1)
+async def wait_logins(sim: Simulator, count: int, within_s: float = 30.0) -> None:
+    async with asyncio.timeout(within_s):
+        while sim.ami.logins < count:  # noqa: ASYNC110 - a counter another task updates
+            await asyncio.sleep(0.05)
+
+
+async def daemon_process(config_path: Path, log: Path) -> asyncio.subprocess.Process:
+    """``cti run``, as an operator starts it."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "cti",
+        "run",
+        "-c",
+        str(config_path),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=log.open("ab"),
+    )
+
+
+def toml_config(config: Config) -> str:
+    """The config as a TOML file for ``cti run``."""
+    ami = config.ami
+    lines = [
+        "[ami]",
+        f"port = {ami.port}",
+        f'secret = "{ami.secret}"',
+        f"reconnect_initial_s = {ami.reconnect_initial_s}",
+        f"reconnect_max_s = {ami.reconnect_max_s}",
+        f"heartbeat_s = {ami.heartbeat_s}",
+        "[agi]",
+        f'host = "{config.agi.host}"',
+        f"port = {config.agi.port}",
+        "[http]",
+        "port = 0",
+        "[database]",
+        f'url = "{config.database.url}"',
+        "[logging]",
+        'level = "warning"',
+    ]
+    for agent in config.agents:
+        tiers = ", ".join(f'"{t}"' for t in agent.tiers)
+        lines += [
+            "[[agents]]",
+            f'name = "{agent.name}"',
+            f'member = "{agent.member}"',
+            f'interface = "{agent.interface}"',
+            f"tiers = [{tiers}]",
+        ]
+    return "\n".join(lines) + "\n"
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(args.log_level))
-    db_url = args.db or f"sqlite+aiosqlite:///{Path(tempfile.mkdtemp()) / 'restart.db'}"
-    store = await empty_store(db_url)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-restart-"))
+    if args.postgresql:
+        db_url = await pg_url()
+    else:
+        db_url = f"sqlite+aiosqlite:///{workdir / 'restart.db'}"
+    await (await empty_store(db_url)).close()
     ami_port, agi_port = free_port(), free_port()
     config = config_for(db_url, ami_port, agi_port, args.agents)
+    config_path = workdir / "cti.toml"
+    config_path.write_text(toml_config(config))
+    log = workdir / "daemon.log"
     behaviour = AgentBehaviour(talk_s=(6.0, 20.0), miss_rate=0.05)
     settings = settings_from_config(
         config, ami_port=ami_port, time_scale=args.time_scale, seed=7, behaviour=behaviour
@@ -99,25 +160,26 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     settings.agents = generated_agents(args.agents, ["tier1", "tier2", "tier3"])
     sim = Simulator(settings)
     await sim.start()
-    daemon = await build_daemon(config, store=store)
-    await daemon.start()
+    first = await daemon_process(config_path, log)
+    await wait_logins(sim, 1)
+    await asyncio.sleep(1.0)  # its resync, its FastAGI server up
     started = time.monotonic()
     load = asyncio.create_task(sim.generate(args.cps, args.duration))
     await asyncio.sleep(args.stop_at)
     down_from = time.time()
-    if args.kill:
-        await kill(daemon)
-    else:
-        await daemon.stop()
+    first.send_signal(signal.SIGKILL if args.kill else signal.SIGTERM)
+    await first.wait()
     await asyncio.sleep(args.down)
-    down_until = time.time()
-    daemon = await build_daemon(config, store=store)
-    await daemon.start()
+    second = await daemon_process(config_path, log)
+    await wait_logins(sim, 2, within_s=60)
+    back_at = time.time()
     await load
     await sim.drain(120)
-    await asyncio.sleep(2.0)  # the last events reach the daemon
-    await daemon.parts.recorder.flush(30)
+    await asyncio.sleep(3.0)  # the last events reach the daemon and are written
+    second.send_signal(signal.SIGTERM)
+    await second.wait()
     elapsed = time.monotonic() - started
+    store = await CrmStore.open(db_url)
     async with store.engine.connect() as conn:
         rows = (
             (
@@ -159,11 +221,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         found = by_id.get(call.call_id, [])
         if not found:
             began = float(call.call_id.split(".")[0])
-            if int(down_from) <= began <= down_until:
+            if int(down_from) <= began <= back_at:
                 report["lost_began_while_down"] += 1  # nobody saw it: only CDR/CEL know it
             else:
                 report["lost"] += 1
-                report.setdefault("examples", []).append(("lost", call.call_id))
+                report.setdefault("examples", []).append(
+                    ("lost", call.call_id, round(began - down_from), call.agents, call.abandoned)
+                )
             continue
         if len(found) > 1:
             report["written_twice"] += 1
@@ -202,14 +266,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if "ended_at" in (extra.get("estimated") or []):
             report["ends_estimated"] += 1
     report["elapsed_s"] = round(elapsed, 1)
-    report["daemon_b"] = {
-        "events_in": daemon.events_in,
-        "errors": daemon.errors,
-        "resyncs": daemon.resyncs,
-        "active": len(daemon.parts.calls.active()),
-        "recorder_written": daemon.parts.recorder.written,
-    }
-    await daemon.stop()
+    report["down_s"] = round(back_at - down_from, 1)  # stop to the new daemon's login
+    report["exit_codes"] = [first.returncode, second.returncode]
+    report["daemon_log"] = str(log)
     await sim.stop()
     await store.close()
     return report
@@ -224,7 +283,7 @@ def main() -> int:
     parser.add_argument("--agents", type=int, default=120)
     parser.add_argument("--time-scale", type=float, default=0.25)
     parser.add_argument("--kill", action="store_true")
-    parser.add_argument("--db", default="")
+    parser.add_argument("--postgresql", action="store_true")
     parser.add_argument("--log-level", type=int, default=40)
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()

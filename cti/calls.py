@@ -277,6 +277,7 @@ class LiveCalls:
                 continue
             ctx = context_from_saved(call_id, data)
             if ctx.state == "ended":
+                ctx.restored = False  # a finished record, written again as it was
                 self._record(ctx)
                 if self._state is not None:
                     self._state.gone(call_id)

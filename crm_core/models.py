@@ -236,3 +236,32 @@ class OutboxItem(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[float] = mapped_column(Float)
     delivered_at: Mapped[float | None] = mapped_column(Float)
+
+
+class LiveCall(Base):
+    """A call in progress as the daemon knows it (``cti.callstate``), kept so that a restarted
+    daemon, or another instance later, picks it up: keyed by PBX and call id. Times are
+    epoch seconds on the PBX's clock; ``context`` is the live call context as JSON."""
+
+    __tablename__ = "live_calls"
+
+    pbx_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    call_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[float | None] = mapped_column(Float)
+    answered_at: Mapped[float | None] = mapped_column(Float)
+    ended_at: Mapped[float | None] = mapped_column(Float)
+    context: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class LivePbx(Base):
+    """What the daemon last knew of a PBX link: ``seen_at`` (PBX clock) is the last moment
+    the calls of ``live_calls`` were known to be up (heartbeat, or the shutdown)."""
+
+    __tablename__ = "live_pbx"
+
+    pbx_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seen_at: Mapped[float | None] = mapped_column(Float)
+    stopped_at: Mapped[float | None] = mapped_column(Float)  # set by an orderly shutdown

@@ -49,6 +49,32 @@ class InteractionSink(Protocol):
     def submit(self, record: InteractionRecord) -> None: ...
 
 
+class CallStateSink(Protocol):
+    """Where live contexts are kept across restarts (``cti.callstate.CallStateWriter``)."""
+
+    def changed(self, ctx: CallContext) -> None: ...
+
+    def gone(self, call_id: str) -> None: ...
+
+
+# What is not kept in the saved state: the 360° view and candidates are looked up again.
+_NOT_SAVED = frozenset({"view", "candidates"})
+
+
+def saved_context(ctx: CallContext) -> dict[str, Any]:
+    """The context as JSON-able data for ``live_calls`` (``cti.callstate``)."""
+    return {k: v for k, v in dataclasses.asdict(ctx).items() if k not in _NOT_SAVED}
+
+
+def context_from_saved(call_id: str, data: Mapping[str, Any]) -> CallContext:
+    known = CallContext.__dataclass_fields__
+    ctx = CallContext(
+        call_id=call_id, **{k: v for k, v in data.items() if k in known and k != "call_id"}
+    )
+    ctx.restored = True
+    return ctx
+
+
 @dataclass
 class CallContext:
     """Everything an agent's desktop, the API and the interaction log need about one call."""
@@ -97,6 +123,16 @@ class CallContext:
     # The caller's channels seen so far (Uniqueids and names), to find the routing decision.
     uniqueids: list[str] = field(default_factory=list)
     channels: list[str] = field(default_factory=list)
+    # Restarts: picked up from the saved state; first seen mid-way (start unknown); which
+    # figures are Asterisk's estimates rather than seen; the end estimated (not seen).
+    restored: bool = False
+    midway: bool = False
+    estimated: list[str] = field(default_factory=list)
+    end_estimated: bool = False
+    popped: bool = False  # a pop was sent for it (ringing/answered/transferred published)
+    # Nobody watched the call from ``unseen[0]`` (the daemon stopped) to ``unseen[1]`` (the
+    # resync that found it again; None: it ended meanwhile).
+    unseen: list[float | None] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -156,7 +192,9 @@ class LiveCalls:
         grace_s: float = 120.0,
         on_update: Callable[[CallContext], Awaitable[None]] | None = None,
         clock: Callable[[], float] = time.time,
+        state: CallStateSink | None = None,
     ) -> None:
+        self._state = state
         self._directory = directory
         self._decisions = decisions
         self._recorder = recorder
@@ -216,13 +254,125 @@ class LiveCalls:
             self._start_lookup(ctx)
         if ctx.routing is None:
             self._attach_routing(ctx)
+        self._note_restart_facts(ctx, event)
         if event.event in ("ringing", "answered", "transferred", "outbound"):
             await self._await_lookup(ctx)
             self._published.add(ctx.call_id)
+            ctx.popped = True
         if event.event == "ended":
             await self._await_lookup(ctx)
             self._finish(ctx, event)
+        if self._state is not None:
+            self._state.changed(ctx)
         return ctx
+
+    # ---- restarts: the saved state ---------------------------------------------------------
+
+    def _note_restart_facts(self, ctx: CallContext, event: CallEvent) -> None:
+        d = event.data
+        if not d.get("resynced"):
+            return
+        for name in d.get("estimated") or ():
+            if name not in ctx.estimated and not (ctx.restored and name != "ended_at"):
+                ctx.estimated.append(name)
+        if d.get("midway"):
+            ctx.midway = True
+        if event.event == "ended" and d.get("end_estimated"):
+            ctx.end_estimated = True
+
+    def restore(
+        self, saved: Mapping[str, Mapping[str, Any]], last_known_up: float | None = None
+    ) -> list[str]:
+        """Take back the contexts a previous run kept (call id -> ``saved_context``): live
+        ones wait for the resync to adopt or close them; ended ones (their record maybe
+        not written before the stop) are recorded again, which rewrites the same row.
+        ``last_known_up``: until when the previous run saw them."""
+        live: list[str] = []
+        for call_id, data in saved.items():
+            if call_id in self._calls:
+                continue
+            ctx = context_from_saved(call_id, data)
+            if ctx.state == "ended":
+                ctx.restored = False  # a finished record, written again as it was
+                self._record(ctx)
+                if self._state is not None:
+                    self._state.gone(call_id)
+                continue
+            self._calls[call_id] = ctx
+            ctx.unseen = [last_known_up, None]
+            if ctx.popped:
+                self._published.add(call_id)
+            live.append(call_id)
+        return live
+
+    def restored_hints(self) -> dict[str, dict[str, Any]]:
+        """What the tracker should not estimate for the restored calls still open."""
+        return {
+            c.call_id: {
+                "started_at": c.offered_at,
+                "offered_at": c.offered_at,
+                "answered_at": c.answered_at,
+                "queues": list(c.queues),
+                "agents": list(c.agents),
+            }
+            for c in self._calls.values()
+            if c.restored and c.state != "ended"
+        }
+
+    def after_resync(
+        self, alive: set[str], at: float | None, now: float | None = None
+    ) -> list[CallEvent]:
+        """After a resync with the full channel list (``alive``: the call ids Asterisk has,
+        ``now``: its clock then): ``ended`` events for restored calls it no longer has (they
+        ended while the daemon was down) at ``at``, the last moment they were known up,
+        estimated, never before what is known of them; the caller feeds them through
+        ``apply`` like any event. Calls found again, or adopted, note the time nobody saw."""
+        out = []
+        for ctx in list(self._calls.values()):
+            if not ctx.restored and ctx.unseen is None and "started_at" in ctx.estimated:
+                ctx.unseen = [None, now]  # adopted by this resync: it began unseen
+            if not ctx.restored or ctx.state == "ended":
+                continue
+            if ctx.call_id in alive:
+                if ctx.unseen is not None and ctx.unseen[1] is None:
+                    ctx.unseen[1] = now
+                continue
+            out.append(
+                CallEvent(
+                    ctx.call_id,
+                    "ended",
+                    self.end_at(ctx.call_id, at),
+                    {"resynced": True, "end_estimated": True, "restored": True, "summary": {}},
+                )
+            )
+        return out
+
+    def end_at(self, call_id: str, at: float | None) -> float | None:
+        """``at``, but not before anything known of the call."""
+        ctx = self._calls.get(call_id)
+        times = [t for t in (at, *((ctx and (ctx.offered_at, ctx.answered_at)) or ())) if t]
+        return max(times) if times else None
+
+    def adopt_routing(self, call_id: str, variables: Mapping[str, str]) -> None:
+        """The routing decision read back from the caller's channel (CTI_* variables) when
+        this daemon did not make it (the call started before it)."""
+        ctx = self._calls.get(call_id)
+        if ctx is None or ctx.routing is not None or not variables.get("CTI_QUEUE"):
+            return
+        cid = variables.get("CTI_CUSTOMER_ID") or ""
+        ctx.routing = {
+            "queue": variables.get("CTI_QUEUE"),
+            "tier": variables.get("CTI_TIER") or self.tier_of(variables.get("CTI_QUEUE")),
+            "priority": int(p) if (p := variables.get("CTI_PRIORITY", "")).isdigit() else None,
+            "reason": variables.get("CTI_REASON") or None,
+            "rule": variables.get("CTI_RULE") or None,
+            "customer_id": int(cid) if cid.isdigit() else None,
+            "source": "pbx",
+        }
+        if ctx.customer_id is None and ctx.routing["customer_id"] is not None:
+            ctx.customer_id = ctx.routing["customer_id"]
+        if self._state is not None:
+            self._state.changed(ctx)
 
     def _on_offered(self, ctx: CallContext, ev: CallEvent) -> None:
         d = ev.data
@@ -452,9 +602,40 @@ class LiveCalls:
 
     def _record(self, ctx: CallContext) -> None:
         if self._recorder is not None:
-            self._recorder.submit(self.record_of(ctx))
+            self._recorder.submit(self._with_restart_facts(ctx, self.record_of(ctx)))
+
+    @staticmethod
+    def _with_restart_facts(ctx: CallContext, record: InteractionRecord) -> InteractionRecord:
+        """A record says which of its figures are estimates and what is not known."""
+        if not (ctx.restored or ctx.midway or ctx.estimated or ctx.end_estimated):
+            return record
+        extra = dict(record.extra)
+        estimated = list(ctx.estimated)
+        if ctx.end_estimated:
+            estimated.append("ended_at")
+            if ctx.answered_at is not None:
+                estimated.append("talk_s")
+        extra.update(estimated=estimated, restored=ctx.restored, midway=ctx.midway)
+        changes: dict[str, Any] = {"extra": extra}
+        if ctx.unseen is not None:
+            extra["unseen"] = list(ctx.unseen)
+            if ctx.end_estimated and not ctx.agents:
+                # Last seen waiting, gone when the daemon came back: answered or abandoned
+                # meanwhile, nobody knows.
+                extra["not_known"] = ["outcome", "agents"]
+                changes["outcome"] = "unknown"
+        if ctx.midway and not ctx.restored:
+            extra["not_known"] = ["started_at", "wait_s", *([] if ctx.agents else ["outcome"])]
+            changes["wait_s"] = None
+            if not ctx.agents:
+                changes["outcome"] = "unknown"
+        if record.started_at and record.ended_at and record.ended_at < record.started_at:
+            changes["ended_at"] = record.started_at
+        return dataclasses.replace(record, **changes)
 
     def _release(self, call_id: str) -> None:
+        if self._state is not None:
+            self._state.gone(call_id)
         self._releases.pop(call_id, None)
         self._calls.pop(call_id, None)
         self._published.discard(call_id)
@@ -477,6 +658,8 @@ class LiveCalls:
         ctx.notes.append({"author": author, "text": text, "at": self._clock()})
         if ctx.state == "ended":
             self._record(ctx)
+        if self._state is not None:
+            self._state.changed(ctx)
         return ctx
 
     async def set_disposition(self, call_id: str, code: str, author: str) -> CallContext:
@@ -486,6 +669,8 @@ class LiveCalls:
         ctx.disposition_by = author
         if ctx.state == "ended":
             self._record(ctx)
+        if self._state is not None:
+            self._state.changed(ctx)
         return ctx
 
     def mark_escalation(
@@ -501,6 +686,8 @@ class LiveCalls:
         )
         if note:
             ctx.notes.append({"author": from_agent or "system", "text": note, "at": at})
+        if self._state is not None:
+            self._state.changed(ctx)
         return ctx
 
     async def confirm_customer(self, call_id: str, customer_id: int, author: str) -> CallContext:

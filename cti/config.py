@@ -46,6 +46,16 @@ class AmiConfig(_Section):
     ping_timeout_s: float = Field(5.0, gt=0)
     reconnect_initial_s: float = Field(0.5, gt=0)
     reconnect_max_s: float = Field(30.0, gt=0)
+    # Restarts: the PBX's id in the live call state; how long to wait for FullyBooted (with
+    # "system" in events); how often to ask a resync Asterisk cannot answer yet; at most how
+    # many queued callers' routing variables to read back at a resync.
+    pbx_id: str = Field("default", min_length=1, max_length=64)
+    boot_timeout_s: float = Field(10.0, gt=0)
+    resync_attempts: int = Field(6, ge=1)
+    resync_variables_max: int = Field(500, ge=0)
+    # How often the live call state says the PBX is still in view (the end of a call that
+    # ends while the daemon is killed is estimated to within this).
+    heartbeat_s: float = Field(2.0, gt=0)
     # "md5": Challenge/response login, the secret never crosses the wire.
     auth: Literal["plain", "md5"] = "plain"
     enabled: bool = True

@@ -11,6 +11,14 @@ The event flow is one loop: each raw AMI event → ``tracker.feed`` → each cal
 bus and CRM write-back, when configured); after every (re)connect the AMI client reports
 ``Resynced(items)`` and the tracker adopts or closes calls from Asterisk's own state.
 
+Restarts (``cti.callstate``): the live call contexts are kept in the database as they change
+(``live_calls``, keyed by ``[ami] pbx_id`` and call id) with a heartbeat of when the PBX was
+last in view. At start the daemon takes them back; the first resync adopts those Asterisk
+still has with their real start, answer, queues, agents and routing, and closes the others
+as ended while the daemon was down (at the last moment they were known up, estimated). A
+link lost while the daemon runs dates the end of the calls that vanish meanwhile. A resync
+list Asterisk refuses makes ``/healthz`` not ok, with the reason and a metric.
+
 Ports 0 are allowed; the bound ports are ``http_port`` and ``agi_port`` once started. When
 everything is up the daemon logs ``daemon.ready`` (with the ports) and sets ``ready``.
 """
@@ -20,8 +28,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import signal
-from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -34,7 +42,8 @@ from crm_core.phone import to_e164
 from crm_core.types import CustomerDirectory
 from cti.ami.errors import AmiError
 from cti.ami.stream import Connected, Disconnected, Resynced
-from cti.calls import LiveCalls
+from cti.calls import CallContext, LiveCalls, saved_context
+from cti.callstate import CallStateWriter, PbxClock, SavedCall, Snapshot, SqlCallState
 from cti.channel_sweep import ChannelLister, ChannelSweep, ChannelTracker
 from cti.config import Config
 from cti.dead_letters import DeadLetterFile
@@ -68,7 +77,33 @@ class AmiSource(Protocol):
 class Tracker(Protocol):
     def feed(self, event: Any) -> list[CallEvent]: ...
 
-    def resync(self, items: Any) -> Any: ...
+    def resync(
+        self,
+        items: Any,
+        *,
+        now: float | None = None,
+        lost_at: float | None = None,
+        known: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> Any: ...
+
+
+@dataclass
+class ResyncHealth:
+    """The last AMI resync as ``/healthz`` and ``/metrics`` report it (updated by the daemon)."""
+
+    refused: dict[str, str] = field(default_factory=dict)  # action -> Asterisk's message
+    retries: Callable[[], int] = lambda: 0  # resyncs asked again while Asterisk was starting
+
+    def status(self) -> dict[str, Any]:
+        refused = dict(self.refused)
+        status: dict[str, Any] = {"ok": not refused, "refused": refused, "retries": self.retries()}
+        if refused:
+            names = ", ".join(f"{a} ({m})" for a, m in sorted(refused.items()))
+            status["reason"] = (
+                f"Asterisk refused the resync actions {names}: calls are not adopted after a "
+                "restart; give the AMI user the classes they need (see the README)"
+            )
+        return status
 
 
 @dataclass
@@ -93,6 +128,9 @@ class Parts:
     outbox: Any = None
     events_out: Any = None
     sweep: ChannelSweep | None = None  # expires channels Asterisk no longer reports
+    call_state: CallStateWriter | None = None
+    pbx_clock: PbxClock = field(default_factory=PbxClock)
+    resync: ResyncHealth = field(default_factory=ResyncHealth)
 
 
 class Daemon:
@@ -109,6 +147,8 @@ class Daemon:
         self.call_events = 0
         self.errors = 0
         self.resyncs = 0
+        self._lost_at: float | None = None  # PBX time the calls were last known up, if lost
+        self._in_batch = False  # the pump is handling a batch (a stop lets it finish)
 
     # ---- lifetime --------------------------------------------------------------------------
 
@@ -121,6 +161,9 @@ class Daemon:
                 self._started.append("outbox")
             await p.recorder.start()
             self._started.append("recorder")
+            if p.call_state is not None:
+                await self._restore(p.call_state)
+                self._started.append("call_state")
             await p.agi.start()
             self._started.append("agi")
             self._runner = web.AppRunner(p.app, handle_signals=False, access_log=None)
@@ -147,9 +190,14 @@ class Daemon:
             await asyncio.gather(self._sweeper, return_exceptions=True)
             self._sweeper = None
         if self._pump is not None:
+            await self._drain_events(p.ami)
             self._pump.cancel()
             await asyncio.gather(self._pump, return_exceptions=True)
             self._pump = None
+        if "call_state" in self._started and p.call_state is not None:
+            # Before the AMI link closes: while it is up, now is when the calls were last seen.
+            self._started.remove("call_state")
+            await p.call_state.stop(link_up=bool(getattr(p.ami, "connected", False)))
         while self._started:
             part = self._started.pop()
             try:
@@ -193,6 +241,16 @@ class Daemon:
             name="ami-channel-check",
         )
 
+    async def _drain_events(self, ami: Any, within_s: float = 2.0) -> None:
+        """Let the pump take in what Asterisk already sent (up to ``within_s``), so that the
+        calls that began just before a stop are known, and kept, when it stops."""
+        if self._pump is None or self._pump.done() or not hasattr(ami, "backlog"):
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
+        while (ami.backlog or self._in_batch) and loop.time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)  # the pump empties the backlog
+
     async def __aenter__(self) -> Daemon:
         await self.start()
         return self
@@ -223,10 +281,45 @@ class Daemon:
             async for item in ami.events():
                 await self._pump_batch((item,))
 
+    async def _restore(self, writer: CallStateWriter) -> None:
+        """Take back the calls a previous run kept (see the module docstring)."""
+        p = self.parts
+        try:
+            snapshot = await writer.load()
+        except Exception as exc:  # the database down: calls are adopted from Asterisk alone
+            log.error("daemon.calls_not_restored", error=repr(exc), pbx=writer.pbx_id)
+            snapshot = Snapshot()
+        live = p.calls.restore(
+            {c.call_id: c.context for c in snapshot.calls}, snapshot.last_known_up
+        )
+        self._lost_at = snapshot.last_known_up
+        writer.link_up = lambda: bool(getattr(p.ami, "connected", False))
+        writer.start()
+        if snapshot.calls:
+            log.info(
+                "daemon.calls_restored",
+                pbx=writer.pbx_id,
+                open=len(live),
+                last_known_up=snapshot.last_known_up,
+            )
+
+    @property
+    def resync_refused(self) -> dict[str, str]:
+        """The resync lists Asterisk refused at the last (re)connect."""
+        return self.parts.resync.refused
+
     async def _pump_batch(self, items: Iterable[Any]) -> None:
         """Items in order; raw events (nearly all of them) take the short path."""
+        self._in_batch = True
+        try:
+            await self._pump_items(items)
+        finally:
+            self._in_batch = False
+
+    async def _pump_items(self, items: Iterable[Any]) -> None:
         feed = self.parts.tracker.feed
         handle = self.handle
+        self.parts.pbx_clock.observe(getattr(self.parts.tracker, "last_ts", None))
         for item in items:
             if not isinstance(item, _MARKERS):
                 self.events_in += 1
@@ -239,20 +332,46 @@ class Daemon:
                 for event in events:
                     await handle(event)
             elif isinstance(item, Resynced):
-                for event in await self._resync(item.items):
-                    await handle(event)
-                self.resyncs += 1
-                log.info("ami.resynced", calls=len(self.parts.calls.active()))
+                await self._resynced(item)
             elif isinstance(item, Connected):
                 log.info("ami.connected")
             else:
-                log.warning("ami.disconnected")
+                clock = self.parts.pbx_clock
+                self._lost_at = clock.at(item.at) if item.at is not None else clock.now()
+                log.warning("ami.disconnected", lost_at=self._lost_at)
+        self.parts.pbx_clock.observe(getattr(self.parts.tracker, "last_ts", None))
 
-    async def _resync(self, items: Any) -> list[CallEvent]:
-        result = self.parts.tracker.resync(items)
+    async def _resynced(self, item: Resynced) -> None:
+        p = self.parts
+        p.pbx_clock.observe(item.pbx_time)
+        now = item.pbx_time if item.pbx_time is not None else p.pbx_clock.now()
+        lost_at = self._lost_at
+        result = p.tracker.resync(
+            item.items, now=now, lost_at=lost_at, known=p.calls.restored_hints()
+        )
         if asyncio.iscoroutine(result):
             result = await result
-        return list(result or ())
+        for event in list(result or ()):
+            await self.handle(event)
+        for status in item.items:
+            if status.get("Event") == "Status" and status.get("Variable"):
+                variables = dict(
+                    v.split("=", 1) for v in status["Variable"].split("\n") if "=" in v
+                )
+                p.calls.adopt_routing(status.get("Linkedid", ""), variables)
+        if item.complete:
+            alive = {
+                i.get("Linkedid", "") for i in item.items if i.get("Event") == "CoreShowChannel"
+            }
+            for event in p.calls.after_resync(alive, lost_at if lost_at else now, now):
+                await self.handle(event)
+            self._lost_at = None
+        if item.refused != p.resync.refused:
+            for action, message in item.refused.items():
+                log.error("daemon.resync_refused", action=action, message=message)
+        p.resync.refused = dict(item.refused)
+        self.resyncs += 1
+        log.info("ami.resynced", calls=len(p.calls.active()), refused=sorted(item.refused))
 
     async def handle(self, event: CallEvent) -> None:
         """One call event: update the live call, then tell the desktops."""
@@ -356,18 +475,25 @@ async def build_daemon(
         recorder = InteractionRecorder(
             interactions, dead_letters=DeadLetterFile(dead_letter_path(config))
         )
+        pbx_clock = PbxClock()
+        call_state = _call_state(config, store, pbx_clock)
+        resync = ResyncHealth()
         calls = LiveCalls(
             directory=crm,
             decisions=decisions,
             recorder=recorder,
             tiers_by_queue=tiers_by_queue(config),
             grace_s=grace_s,
+            state=call_state,
         )
         hub = PopHub(config.agents)
         if ami is None and config.ami.enabled:
             from cti.ami.client import AmiClient
 
             ami = AmiClient(config.ami)
+        if ami is not None:
+            source = ami
+            resync.retries = lambda: int(getattr(source, "resync_retries", 0))
         tracker = tracker or _new_tracker(config)
         actions: Any = ami if ami is not None else _NoAmi()
         sweep = ChannelSweep(channel_check_s)
@@ -395,6 +521,7 @@ async def build_daemon(
             interactions=recorder.status,
             registry=registry,
             route_handler=route_handler(router, decisions),
+            resync_status=resync.status,
         )
         app = create_app(deps)
     except BaseException:
@@ -420,8 +547,36 @@ async def build_daemon(
         outbox=outbox,
         events_out=EventsOut(outbox) if outbox is not None else None,
         sweep=sweep,
+        call_state=call_state,
+        pbx_clock=pbx_clock,
+        resync=resync,
     )
     return Daemon(parts)
+
+
+def _call_state(config: Config, store: Any, clock: PbxClock) -> CallStateWriter | None:
+    """The live call state on the CRM's own database (a connector without one: none)."""
+    engine = getattr(store, "engine", None)
+    if engine is None or not config.ami.enabled:
+        return None
+
+    def encode(ctx: CallContext) -> SavedCall:
+        return SavedCall(
+            call_id=ctx.call_id,
+            state=ctx.state,
+            started_at=ctx.offered_at,
+            answered_at=ctx.answered_at,
+            ended_at=ctx.ended_at,
+            context=saved_context(ctx),
+        )
+
+    return CallStateWriter(
+        SqlCallState(engine),
+        config.ami.pbx_id,
+        encode=encode,
+        clock=clock,
+        heartbeat_s=config.ami.heartbeat_s,
+    )
 
 
 class _NoAmi:

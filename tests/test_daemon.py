@@ -35,7 +35,7 @@ class QuietTracker:
         self.fed.append(event)
         return []
 
-    def resync(self, items: Any) -> list[CallEvent]:
+    def resync(self, items: Any, **_: Any) -> list[CallEvent]:
         self.resyncs += 1
         return []
 

@@ -143,3 +143,72 @@ def test_queue_items_without_a_channel_list_end_nothing(traces_dir: Path) -> Non
     assert [e for e in tracker.resync([entry, bridged]) if e.event == "ended"] == []
     assert tracker.live_calls() == ["1795394556.0"]
     assert tracker.channels["1795394556.1"].bridge is None  # partial lists move nothing
+
+
+LISTED_AT = 1795396320.130229  # the wall clock of resync_mid_call's t=0: Asterisk's "now"
+
+
+def test_an_adopted_call_is_dated_from_asterisks_durations_and_says_they_are_estimates(
+    protocol_dir: Path,
+) -> None:
+    tracker = CallTracker()
+    calls = by_call(tracker.resync(resync_items(protocol_dir), now=LISTED_AT))
+    offered, answered = calls["1795396314.0"]
+    assert offered.ts == LISTED_AT - 5  # the caller's channel: Duration 00:00:05
+    assert answered.ts == LISTED_AT - 5  # no earlier than the AppQueue leg (00:00:05)
+    assert set(answered.data["estimated"]) == {"started_at", "answered_at"}
+    waiting = calls["1795396316.4"]
+    assert waiting[0].ts == LISTED_AT - 4 and waiting[1].data["wait_s"] == 4.0
+
+
+def test_what_was_known_before_wins_and_known_agents_are_not_answered_again(
+    protocol_dir: Path,
+) -> None:
+    known = {
+        "1795396314.0": {
+            "started_at": LISTED_AT - 30.0,
+            "offered_at": LISTED_AT - 29.0,
+            "answered_at": LISTED_AT - 20.0,
+            "queues": ["tier1"],
+            "agents": ["Agent 1001"],
+        }
+    }
+    tracker = CallTracker()
+    talking = by_call(tracker.resync(resync_items(protocol_dir), now=LISTED_AT, known=known))[
+        "1795396314.0"
+    ]
+    assert [e.event for e in talking] == ["offered"]
+    assert talking[0].ts == LISTED_AT - 29.0
+    ended = [e for e in tracker.resync([], now=LISTED_AT + 10) if e.call == "1795396314.0"]
+    data = ended[-1].data
+    assert data["talk_s"] == 30.0 and data["summary"]["wait_s"] == 9.0
+    assert data["summary"]["queues"] == ["tier1"] and data["summary"]["agents"] == ["Agent 1001"]
+
+
+def test_calls_gone_while_the_link_was_down_end_when_it_was_lost_marked_estimated(
+    traces_dir: Path,
+) -> None:
+    events = json.loads((traces_dir / "asterisk22" / "answered_tier1.json").read_text())
+    answered_at = next(i for i, e in enumerate(events) if e["Event"] == "BridgeEnter") + 2
+    tracker = CallTracker()
+    for event in events[:answered_at]:
+        tracker.feed(event)
+    assert tracker.last_ts is not None
+    lost = tracker.last_ts + 3.0
+    out = tracker.resync([], now=lost + 5.0, lost_at=lost)
+    ended = next(e for e in out if e.event == "ended")
+    assert ended.ts == lost and ended.data["end_estimated"] is True
+    assert ended.data["talk_s"] is not None and ended.data["talk_s"] >= 3.0
+
+
+def test_a_call_first_seen_mid_way_is_adopted_from_its_first_event_and_ends(
+    traces_dir: Path,
+) -> None:
+    events = json.loads((traces_dir / "asterisk22" / "answered_tier1.json").read_text())
+    cut = next(i for i, e in enumerate(events) if e["Event"] == "AgentConnect") + 1
+    tracker = CallTracker()  # started after the call
+    out = [ev for e in events[cut:] for ev in tracker.feed(e) if ev.event != "agent_state"]
+    assert out[0].event == "offered" and out[0].data["midway"] is True
+    ended = [e for e in out if e.event == "ended"]
+    assert len(ended) == 1 and ended[0].data["midway"] is True
+    assert tracker.live_calls() == []

@@ -15,9 +15,15 @@ Behaviour:
 * Login (plain, or MD5 challenge with ``auth = "md5"``) with ``Events: <config.events>``,
   then ``Filter`` actions dropping VarSet/Newexten at the source (a user without the right
   to filter gets a warning, not a failure).
-* After every (re)connect: CoreShowChannels, QueueStatus, BridgeList and BridgeInfo per
-  bridge, emitted as one ``Resynced(items)``; events arriving meanwhile are held and
-  emitted after it, in order (see ``cti.ami.stream``).
+* After every (re)connect: a Ping (Asterisk's clock), CoreShowChannels, QueueStatus,
+  BridgeList, BridgeInfo per bridge and Status with the CTI_* routing variables of each
+  channel in a queue, emitted as one ``Resynced(items, refused, pbx_time)``; events arriving
+  meanwhile are held and emitted after it, in order (see ``cti.ami.stream``). A list refused
+  (``Permission denied``) is logged as an error naming the write class the user lacks and
+  reported in ``refused``. Asterisk still starting: with ``system`` in ``[ami] events`` the
+  client waits for ``FullyBooted`` (up to ``boot_timeout_s``); a list answered
+  ``Invalid/unknown command`` (its module not loaded yet) is asked again with backoff, up
+  to ``resync_attempts`` times, each retry logged.
 * Reconnect on EOF, refused connections, a ``Shutdown`` event, or a dead link (a Ping not
   answered within ``ping_timeout_s``, sent every ``ping_interval_s``), with capped
   exponential backoff and jitter (``reconnect_initial_s`` doubling up to
@@ -82,6 +88,16 @@ log = structlog.get_logger(__name__)
 # Legacy regex event filters: a leading "!" excludes matching events.
 DEFAULT_FILTERS = ("!Event: VarSet", "!Event: Newexten")
 RESYNC_LISTS = ("CoreShowChannels", "QueueStatus", "BridgeList")
+# The write class(es) Asterisk 22 requires of the AMI user for each resync action, any one of
+# them (manager.c, app_queue.c, manager_bridges.c; "none": every logged-in user may).
+RESYNC_NEEDS = {
+    "CoreShowChannels": "system or reporting",
+    "Status": "system, call or reporting",
+    "QueueStatus": "none",
+    "BridgeList": "none",
+    "BridgeInfo": "none",
+}
+ROUTING_VARIABLES = "CTI_QUEUE,CTI_PRIORITY,CTI_TIER,CTI_REASON,CTI_CUSTOMER_ID,CTI_RULE"
 
 
 class _Stop:
@@ -158,6 +174,7 @@ class AmiClient:
         self._connected: asyncio.Event | None = None
         self.connects = 0  # successful logins so far
         self._wire_past = WireStats()  # of the links that ended
+        self.resync_retries = 0  # resyncs asked again because Asterisk was still starting
 
     # --- lifetime ---
     async def start(self) -> None:
@@ -316,6 +333,7 @@ class AmiClient:
             started = self._clock()
             reason = await self._serve(protocol)
             self._wire_past += protocol.wire_stats()
+            lost_at = time.monotonic()
             protocol = None
             self._protocol = None
             assert self._connected is not None
@@ -325,7 +343,7 @@ class AmiClient:
             delay = self._backoff(attempt)
             attempt += 1
             log.warning("ami.disconnected", reason=reason, retry_in_s=round(delay, 3))
-            self._emit(Disconnected(reason))
+            self._emit(Disconnected(reason, lost_at))
             await asyncio.sleep(delay)
 
     async def _serve(self, protocol: AmiProtocol) -> str:
@@ -333,13 +351,13 @@ class AmiClient:
         watchdog = asyncio.create_task(self.manager.watchdog(), name="ami-ping-watchdog")
         try:
             try:
-                items = await self._resync()
+                resynced = await self._resync_when_ready()
             except AmiTimeout as exc:
                 protocol.abort(f"resync timed out: {exc}")
             except AmiNotConnected:
                 pass
             else:
-                self._emit(Resynced(items))
+                self._emit(resynced)
             self._release_held()
             return await asyncio.shield(protocol.closed)
         finally:
@@ -353,14 +371,79 @@ class AmiClient:
         for event in held or ():
             self._emit(event)
 
-    async def _resync(self) -> list[dict[str, str]]:
+    def _mask_has_system(self) -> bool:
+        mask = {c.strip().lower() for c in self.config.events.split(",")}
+        return bool(mask & {"system", "all", "on", "yes", "true", "1"})
+
+    async def _wait_booted(self) -> None:
+        """Wait (up to ``boot_timeout_s``) for ``FullyBooted`` when the login's event mask
+        brings it: a login during Asterisk's start-up is accepted before the modules are
+        loaded, and FullyBooted follows once they are (it is never sent with ``Events: off``
+        or a mask without ``system``; then a list refused as an unknown command is retried)."""
+        if not self._mask_has_system():
+            return
+        held = self._held if self._held is not None else []
+        deadline = time.monotonic() + self.config.boot_timeout_s
+        while not any(e.get("Event") == "FullyBooted" for e in held):
+            if time.monotonic() >= deadline:
+                log.warning("ami.not_fully_booted", waited_s=self.config.boot_timeout_s)
+                return
+            await asyncio.sleep(0.02)
+
+    async def _resync_when_ready(self) -> Resynced:
+        """The resync, asked again with backoff while Asterisk is still loading a module the
+        lists need (``Invalid/unknown command: QueueStatus`` right after a restart)."""
+        await self._wait_booted()
+        cfg = self.config
+        attempt = 0
+        while True:
+            resynced, not_ready = await self._resync()
+            attempt += 1
+            if not not_ready:
+                return resynced
+            if attempt >= cfg.resync_attempts:
+                log.error(
+                    "ami.resync_incomplete",
+                    actions=sorted(not_ready),
+                    attempts=attempt,
+                    message="Asterisk does not know these actions: is the module loaded?",
+                )
+                return resynced
+            delay = min(cfg.reconnect_max_s, 0.25 * 2 ** (attempt - 1))
+            log.warning(
+                "ami.resync_retry", actions=sorted(not_ready), attempt=attempt, retry_in_s=delay
+            )
+            self.resync_retries += 1
+            await asyncio.sleep(delay)
+
+    async def _resync(self) -> tuple[Resynced, set[str]]:
+        """One pass over the lists: the ``Resynced`` and the actions Asterisk did not know."""
         call = self.manager.call
         items: list[dict[str, str]] = []
+        refused: dict[str, str] = {}
+        not_ready: set[str] = set()
+
+        def refusal(name: str, exc: AmiActionError) -> None:
+            refused[name] = exc.message
+            if exc.message.startswith("Invalid/unknown command"):
+                not_ready.add(name)
+            else:
+                log.error(
+                    "ami.resync_refused",
+                    action=name,
+                    message=exc.message,
+                    needs=f"write = {RESYNC_NEEDS.get(name, '?')} for the AMI user",
+                    user=self.config.username,
+                )
+
+        pbx_time: float | None = None
+        with contextlib.suppress(AmiActionError, ValueError):
+            pbx_time = float((await call({"Action": "Ping"})).get("Timestamp"))
         for name in RESYNC_LISTS:
             try:
                 items += (await call({"Action": name})).items
             except AmiActionError as exc:
-                log.error("ami.resync_list_refused", action=name, message=exc.message)
+                refusal(name, exc)
         bridges = [i["BridgeUniqueid"] for i in items if i.get("Event") == "BridgeListItem"]
         for bridge in bridges:
             try:
@@ -368,8 +451,23 @@ class AmiClient:
             except AmiActionError:
                 continue  # the bridge went away meanwhile
             items += [{**item, "BridgeUniqueid": bridge} for item in info.items]
-        log.info("ami.resynced", items=len(items), bridges=len(bridges))
-        return items
+        # The routing decision the dialplan holds for each caller in a queue (``Queue`` runs on
+        # the caller's channel, where the AGI set CTI_*): what a restarted daemon cannot know.
+        queued = [
+            i["Channel"]
+            for i in items
+            if i.get("Event") == "CoreShowChannel" and i.get("Application") == "Queue"
+        ]
+        for channel in queued[: self.config.resync_variables_max]:
+            fields = {"Action": "Status", "Channel": channel, "Variables": ROUTING_VARIABLES}
+            try:
+                items += (await call(fields)).items
+            except AmiActionError as exc:
+                if exc.message != "No such channel":  # it hung up meanwhile
+                    refusal("Status", exc)
+                    break
+        log.info("ami.resynced", items=len(items), bridges=len(bridges), refused=sorted(refused))
+        return Resynced(items, refused, pbx_time), not_ready
 
     # --- actions ---
     def _require(self) -> CtiManager:

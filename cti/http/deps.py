@@ -77,5 +77,7 @@ class ApiDeps:
     registry: CollectorRegistry | None = None
     # The interaction log's state for /healthz (``InteractionRecorder.status``).
     interactions: Callable[[], Mapping[str, Any]] | None = None
+    # The last AMI resync: {"ok": bool, "refused": {action: message}, ...} (GET /healthz).
+    resync_status: Callable[[], Mapping[str, Any]] | None = None
     # POST /api/route (cti.routing.http.route_handler), mounted when given.
     route_handler: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = None

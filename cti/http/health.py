@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -46,8 +46,38 @@ class HubCollector(Collector):
         yield dropped
 
 
-def setup_metrics(app: web.Application, registry: CollectorRegistry, hub: PopHub) -> None:
+class ResyncCollector(Collector):
+    """``cti_ami_resync_refused{action}``: 1 for each resync list Asterisk refused last time."""
+
+    def __init__(self, status: Callable[[], Mapping[str, Any]]) -> None:
+        self._status = status
+
+    def collect(self) -> Iterator[Any]:
+        status = self._status()
+        refused = GaugeMetricFamily(
+            "cti_ami_resync_refused",
+            "Resync lists Asterisk refused at the last (re)connect (1 = refused)",
+            labels=["action"],
+        )
+        for action in sorted(status.get("refused") or {}):
+            refused.add_metric([action], 1)
+        yield refused
+        retries = CounterMetricFamily(
+            "cti_ami_resync_retries", "Resyncs asked again while Asterisk was starting"
+        )
+        retries.add_metric([], float(status.get("retries") or 0))
+        yield retries
+
+
+def setup_metrics(
+    app: web.Application,
+    registry: CollectorRegistry,
+    hub: PopHub,
+    resync_status: Callable[[], Mapping[str, Any]] | None = None,
+) -> None:
     registry.register(HubCollector(hub))
+    if resync_status is not None:
+        registry.register(ResyncCollector(resync_status))
     app[REGISTRY] = registry
     app[REQUESTS] = Counter(
         "cti_http_requests",
@@ -91,6 +121,13 @@ async def healthz(request: web.Request) -> web.Response:
         "desktops": deps.hub.connected(),
         "time": time.time(),
     }
+    if deps.resync_status is not None:
+        # A refused resync list means calls can be lost at a restart: not healthy, and why.
+        resync = dict(deps.resync_status())
+        body["resync"] = resync
+        if not resync.get("ok", True):
+            ok = False
+            body.update(ok=False, status="down", reason=resync.get("reason"))
     if deps.interactions is not None:
         log_state = dict(deps.interactions())
         body["interactions"] = log_state

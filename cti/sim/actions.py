@@ -35,6 +35,7 @@ WRITE_CLASS: dict[str, frozenset[str]] = {
     "queuepause": frozenset({"agent"}),
     "queuepenalty": frozenset({"agent"}),
     "coreshowchannels": frozenset({"system", "reporting"}),
+    "status": frozenset({"system", "call", "reporting"}),
     "bridgelist": frozenset({"system", "reporting"}),
     "bridgeinfo": frozenset({"system", "reporting"}),
     "command": frozenset({"command"}),
@@ -124,6 +125,7 @@ class Actions:
             "queuestatus": self.queue_status,
             "queuesummary": self.queue_summary,
             "coreshowchannels": self.core_show_channels,
+            "status": self.status,
             "bridgelist": self.bridge_list,
             "bridgeinfo": self.bridge_info,
         }
@@ -143,7 +145,8 @@ class Actions:
 
     # -- simple -----------------------------------------------------------------------------
     def ping(self, action: Action) -> list[Headers]:
-        return [response(action, "Success", ("Ping", "Pong"), ("Timestamp", f"{time.time():.6f}"))]
+        stamp = ("Timestamp", f"{self.pbx.clock():.6f}")
+        return [response(action, "Success", ("Ping", "Pong"), stamp)]
 
     def setvar(self, action: Action) -> list[Headers]:
         variable = action.get("Variable")
@@ -522,13 +525,53 @@ class Actions:
                     ("Event", "CoreShowChannel"),
                     *aid,
                     *channel.headers(),
-                    ("Application", "Queue" if channel.variables.get("CTI_QUEUE") else "Wait"),
-                    ("ApplicationData", ""),
+                    ("Application", channel.application),
+                    ("ApplicationData", channel.app_data),
                     ("Duration", time.strftime("%H:%M:%S", time.gmtime(seconds))),
                     ("BridgeId", channel.bridge.uniqueid if channel.bridge else ""),
                 ]
             )
         return _list(action, "Channels will follow", items, "CoreShowChannelsComplete")
+
+    def status(self, action: Action) -> list[Headers]:
+        """Channel status (one channel, or all), with ``Variables`` as repeated headers."""
+        name = action.get("Channel")
+        channels = [c for c in self.pbx.channels.values() if not name or c.name == name]
+        if name and not channels:
+            return error(action, "No such channel")
+        wanted = [v for v in action.get("Variables").split(",") if v]
+        aid = [("ActionID", action.action_id)] if action.action_id else []
+        now = self.pbx.clock()
+        items: list[Headers] = []
+        for channel in channels:
+            headers = channel.headers()
+            items.append(
+                [
+                    ("Event", "Status"),
+                    ("Privilege", "Call"),
+                    *headers,
+                    ("Type", channel.name.split("/", 1)[0]),
+                    ("DNID", ""),
+                    ("EffectiveConnectedLineNum", channel.connected_num),
+                    ("EffectiveConnectedLineName", channel.connected_name),
+                    ("TimeToHangup", "0"),
+                    ("BridgeID", channel.bridge.uniqueid if channel.bridge else ""),
+                    ("Application", channel.application),
+                    ("Data", channel.app_data),
+                    ("Nativeformats", "(slin)"),
+                    ("Readformat", "slin"),
+                    ("Readtrans", ""),
+                    ("Writeformat", "slin"),
+                    ("Writetrans", ""),
+                    ("Callgroup", "0"),
+                    ("Pickupgroup", "0"),
+                    ("Seconds", str(int(now - channel.created))),
+                    *[("Variable", f"{v}={channel.variables.get(v, '')}") for v in wanted],
+                    *aid,
+                ]
+            )
+        tail: Headers = [("Items", str(len(items)))]
+        return _list(action, "Channel status will follow", items, "StatusComplete", tail)
 
     def bridge_list(self, action: Action) -> list[Headers]:
         aid = [("ActionID", action.action_id)] if action.action_id else []

@@ -175,6 +175,7 @@ class SimCall:
         )
         pbx.emit("DialEnd", "call", [*caller.headers("Dest"), ("DialStatus", "ANSWER")])
         caller.context, caller.exten, caller.priority = "caller-sim", "talk", 1
+        caller.application, caller.app_data = "Wait", "7200"
         if self.number is None:  # the trunk presents a withheld number: presentation, then number
             trunk.priority = 2
             trunk.caller_num, trunk.caller_name = "anonymous", "Anonymous"
@@ -227,6 +228,7 @@ class SimCall:
         queue = pbx.queues[name]
         self.summary.queues.append(name)
         trunk.priority = 11 if trunk.context == "from-pstn" else 4
+        trunk.application, trunk.app_data = "Queue", f"{name},t,,,300"
         entry = pbx.join(queue, self, priority)
         pbx.channel_event(
             "QueueCallerJoin",
@@ -283,6 +285,8 @@ class SimCall:
         one, two = local_pair(pbx.ids, exten, "agents", self.caller.linkedid)
         self._add(one)
         self._add(two)
+        one.application, one.app_data = "AppQueue", "(Outgoing Line)"  # as Asterisk 22 lists it
+        two.application, two.app_data = "Wait", "7200"
         one.caller_num, one.caller_name = trunk.caller_num, trunk.caller_name
         pbx.channel_event("NewCallerid", one, ("CID-CallingPres", _ALLOWED))
         two.caller_num, two.caller_name = trunk.caller_num, trunk.caller_name

@@ -36,6 +36,10 @@ class Channel:
     connected_num: str = UNKNOWN
     connected_name: str = UNKNOWN
     variables: dict[str, str] = field(default_factory=dict)
+    # The dialplan application it runs, as CoreShowChannels lists it (``Queue`` on the
+    # caller's channel, ``AppQueue`` on a queue's member leg, ``Wait`` on simulated phones).
+    application: str = ""
+    app_data: str = ""
     bridge: Bridge | None = None
     created: float = field(default_factory=time.time)
     # The call (or other owner) that reacts to AMI actions on this channel.

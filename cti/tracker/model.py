@@ -127,3 +127,4 @@ class Call:
     queue_legs: list[dict[str, Any]] = field(default_factory=list)  # {queue, wait_s, result}
     originated: bool = False  # its first channel was rung by an Originate (no calling channel)
     outbound: Outbound | None = None  # set once that channel dials out: click-to-dial
+    midway: bool = False  # first seen after it started (no Newchannel): its start is unknown

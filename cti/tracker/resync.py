@@ -5,14 +5,26 @@ The items are what ``CoreShowChannels`` (``CoreShowChannel``), ``QueueStatus`` (
 ``BridgeInfoChannel``) returned. Channels the tracker knows but Asterisk no longer has are hung
 up (their calls end with ``hangup_by: "system"`` and ``resynced: True``); channels it does not
 know are adopted, grouped into calls by ``Linkedid``; bridges are taken from the channels'
-``BridgeId``. What is already known is not reported again. List items carry no ``Timestamp``:
-times are estimated from the last event seen and the channels' ``Duration``.
+``BridgeId``. What is already known is not reported again.
+
+Time: list items carry no ``Timestamp``. ``now`` is Asterisk's clock when the lists were taken
+(the caller passes it; else the last event seen); an adopted call started ``Duration`` before
+it, was queued ``Wait`` before it, was answered no earlier than its member leg (the
+``AppQueue`` channel) appeared; these figures are marked ``estimated`` in the events. What
+the caller knew of a call before (``known``: a restarted daemon's saved context) wins over
+estimates. Vanished calls end at ``lost_at`` (when the link was lost: they were up until
+then) with ``end_estimated: True``, never before anything known of them.
+
+``adopt_midway``: a channel first seen in an event other than ``Newchannel`` (its call
+started before the tracker, and no resync listed it) is adopted from that event, so that its
+call is still tracked and ends; such a call says ``midway: True`` (its start is not known).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
-from typing import TYPE_CHECKING
+import dataclasses
+from collections.abc import Collection, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -42,9 +54,17 @@ def _caller_first(item: Event) -> tuple[bool, float]:
     return item.get("Uniqueid") != item.get("Linkedid"), -_duration_s(item.get("Duration"))
 
 
-def reconcile(tracker: CallTracker, items: Sequence[Event]) -> list[CallEvent]:
+def reconcile(
+    tracker: CallTracker,
+    items: Sequence[Event],
+    *,
+    now: float | None = None,
+    lost_at: float | None = None,
+    known: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[CallEvent]:
     out: list[CallEvent] = []
-    now = tracker.last_ts
+    if now is None:
+        now = tracker.last_ts
     listed: dict[str, Event] = {}
     entries: dict[str, Event] = {}
     bridged: dict[str, str] = {}
@@ -70,17 +90,35 @@ def reconcile(tracker: CallTracker, items: Sequence[Event]) -> list[CallEvent]:
         log.debug("tracker.resync_without_channel_list")
         listed = {}
     else:
-        _hang_up_vanished(tracker, set(listed), now, out)
+        end = now
+        if lost_at is not None:
+            # Not before anything seen of them: the last event, or the start of an adopted call.
+            end = max(t for t in (lost_at, tracker.last_ts) if t is not None)
+        _hang_up_vanished(tracker, set(listed), end, out)
+        for event in out:
+            if event.event in ("ended", "abandoned"):
+                event.data["end_estimated"] = True
 
     for item in members:
         for state in tracker.members.update(item, "list"):  # only what changed
             tracker.emit_agent_state(out, state, now, "resync")
 
     adopted = _adopt(tracker, listed, entries, bridged, now, out)
+    hints = {c.call_id: h for c in adopted if (h := (known or {}).get(c.call_id))}
+    for call in adopted:
+        hint = hints.get(call.call_id)
+        if hint:  # what was known before: its queues and agents are not news
+            for queue in hint.get("queues") or ():
+                if queue not in call.queues:
+                    call.queues.insert(len(call.queues) - (1 if call.queues else 0), queue)
+            for agent in hint.get("agents") or ():
+                if agent not in call.agents:
+                    call.agents.append(agent)
     if has_channel_list:  # bridges are only known for sure with the channel list
         _rebridge(tracker, bridged, now, out)
     for call in adopted:
         tracker.refresh(call, now, out)
+        _timeline(tracker, call, listed, hints.get(call.call_id), now, out)
     for event in out:
         if event.event != "agent_state":
             event.data.setdefault("resynced", True)
@@ -97,6 +135,74 @@ def expire(tracker: CallTracker, uniqueids: Collection[str]) -> list[CallEvent]:
         if event.event != "agent_state":
             event.data.setdefault("resynced", True)
     return out
+
+
+def _timeline(
+    tracker: CallTracker,
+    call: Call,
+    listed: Mapping[str, Event],
+    hint: Mapping[str, Any] | None,
+    now: float | None,
+    out: list[CallEvent],
+) -> None:
+    """An adopted call's start, offer and answer times: known ones first, else estimated."""
+    estimated: list[str] = []
+    started = (hint or {}).get("started_at")
+    if started is None:
+        started = call.start_ts
+        estimated.append("started_at")
+    answered = (hint or {}).get("answered_at")
+    if answered is None and call.agents and now is not None:
+        # Answered no earlier than the queue dialled the member: the member leg's start.
+        legs = [
+            now - _duration_s(item.get("Duration"))
+            for uid, item in listed.items()
+            if item.get("Application") == "AppQueue" and item.get("Linkedid") == call.call_id
+        ]
+        answered = min(legs) if legs else now
+        estimated.append("answered_at")
+    offered = (hint or {}).get("offered_at") or started
+    call.start_ts = started
+    call.offered_ts = offered
+    if call.agents:
+        call.answered_ts = answered
+    for i, event in enumerate(out):
+        if event.call != call.call_id:
+            continue
+        if estimated:
+            event.data["estimated"] = list(estimated)
+        if event.event == "offered":
+            out[i] = dataclasses.replace(event, ts=offered)
+        elif event.event == "answered" and event.data.get("first"):
+            if offered is not None and answered is not None:
+                event.data["wait_s"] = round(max(0.0, answered - offered), 3)
+            out[i] = dataclasses.replace(event, ts=answered)
+
+
+def adopt_midway(
+    tracker: CallTracker, event: Event, ts: float | None, out: list[CallEvent]
+) -> None:
+    """A channel first seen in this event (see the module docstring)."""
+    linkedid = event.get("Linkedid")
+    if not linkedid or not event.get("Channel") or tracker.has_ended(linkedid):
+        return
+    call = tracker.calls.get(linkedid)
+    if call is not None and not call.midway:
+        return  # a channel of a call followed from its start: gone, or not ours to add
+    chan = tracker.add_channel(event, None, out)
+    if chan is None or call is not None:
+        return
+    call = tracker.calls.get(linkedid)
+    if call is None:
+        return
+    call.midway = True
+    call.resynced = True
+    log.info("tracker.adopted_midway", call_id=linkedid, ami_event=event.get("Event"))
+    tracker.offer(call, ts, out, event if chan.uniqueid == linkedid else None)
+    call.offered_ts = None  # not when it was offered: when it was first seen
+    for ev in out:
+        if ev.call == linkedid:
+            ev.data.update(midway=True, resynced=True, estimated=["started_at"])
 
 
 def _hang_up_vanished(

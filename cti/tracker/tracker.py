@@ -19,6 +19,7 @@ from cti.tracker.events import CallEvent, CallEventName
 from cti.tracker.members import MemberBook, MemberState
 from cti.tracker.model import Bridge, Call, Channel, device_name
 from cti.tracker.outbound import CAUSE_OUTCOMES, Outbound, dial_outcome, dialled_number
+from cti.tracker.resync import adopt_midway, reconcile
 
 log = structlog.get_logger(__name__)
 
@@ -129,7 +130,8 @@ class CallTracker:
 
     def feed(self, event: Event) -> list[CallEvent]:
         # One lookup drops what is not handled (VarSet and Newexten first of all).
-        handler = self._handlers.get(event.get("Event"))  # type: ignore[arg-type]
+        name = event.get("Event")
+        handler = self._handlers.get(name)  # type: ignore[arg-type]
         if handler is None:
             return []
         out: list[CallEvent] = []
@@ -143,6 +145,9 @@ class CallTracker:
             else:
                 self.last_ts = ts
         try:
+            uid = event.get("Uniqueid")
+            if uid is not None and uid not in self._channels and name != "Newchannel":
+                adopt_midway(self, event, ts, out)
             handler(event, ts, out)
         except Exception as exc:  # a bug here must not stop the flow of events
             log.warning("tracker.event_failed", ami_event=event.get("Event"), error=repr(exc))
@@ -491,6 +496,7 @@ class CallTracker:
             **({"outbound": self._outbound_result(call.outbound)} if call.outbound else {}),
             summary=summary,
             **({"resynced": True} if call.resynced else {}),
+            **({"midway": True} if call.midway else {}),
         )
         del self._calls[call.call_id]
         for bridge_id in call.via:
@@ -1325,11 +1331,19 @@ class CallTracker:
 
     # ----------------------------------------------------------------- resync
 
-    def resync(self, items: Sequence[Event]) -> list[CallEvent]:
+    def resync(
+        self,
+        items: Sequence[Event],
+        *,
+        now: float | None = None,
+        lost_at: float | None = None,
+        known: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> list[CallEvent]:
         """Reconcile with Asterisk's own lists after a reconnect (see ``cti.tracker.resync``)."""
-        from cti.tracker.resync import reconcile
+        return reconcile(self, items, now=now, lost_at=lost_at, known=known)
 
-        return reconcile(self, items)
+    def has_ended(self, call_id: str) -> bool:
+        return call_id in self._ended
 
     def expire(self, uniqueids: Collection[str]) -> list[CallEvent]:
         """End these channels, which Asterisk no longer reports (their Hangup was lost)."""

@@ -27,10 +27,14 @@ Test hooks:
 * ``refuse_connections(seconds)``: stop listening (ECONNREFUSED) for a while.
 * ``go_silent()``: current connections stop answering (a dead link);
   ``go_silent(new_connections=True)`` silences later ones too.
-* ``restart(down_s=0.6)``: hang up all channels (``SoftHangupRequest`` Cause 4,
-  ``Hangup``), ``Shutdown`` event (Restart: True), FIN, refuse for ``down_s``,
-  back up; logins in the next 0.1 s get ``FullyBooted`` a little later, with
-  a Timestamp (as after a real restart). ``Command: core restart now`` does the same.
+* ``restart(down_s=0.6, loading_s=0.1)``: hang up all channels (``SoftHangupRequest``
+  Cause 4, ``Hangup``), ``Shutdown`` event (Restart: True), FIN, refuse for ``down_s``,
+  back up; for ``loading_s`` the queue actions are unknown (``Invalid/unknown command``:
+  app_queue not loaded yet) and logins get ``FullyBooted`` only when it ends (at least
+  38 ms later), with a Timestamp (as after a real restart). ``Command: core restart now``
+  does the same.
+* Times follow the events played (``state.clock``): ``Duration``, ``Wait``, ``Seconds`` and
+  Ping's ``Timestamp`` agree with a recorded trace's own ``Timestamp`` headers.
 * ``send_raw(data)``: write raw bytes to every logged-in connection (malformed frames).
 * ``delays={"CoreShowChannels": 0.2}``: wait before answering; ``unanswered={"Originate"}``:
   never answer (like ``core restart now``, or a hung PBX).
@@ -154,6 +158,9 @@ def originate_forbidden(application: str, data: str, write: frozenset[str]) -> b
     return False
 
 
+# Actions of modules Asterisk loads late in its start-up: unknown until they are loaded.
+MODULE_ACTIONS = frozenset({"queuestatus", "queuesummary", "queueadd", "queueremove", "queuepause"})
+
 SNAPSHOT_KEYS = (
     "Channel",
     "ChannelState",
@@ -201,8 +208,25 @@ KNOWN_TECH = frozenset({"Local", "PJSIP", "SIP", "IAX2", "DAHDI"})
 Headers = list[tuple[str, str]]
 
 
-def _now_ts() -> str:
-    return f"{time.time():.6f}"
+class PbxClock:
+    """The fake PBX's clock: the wall clock, moved to the ``Timestamp`` of every event played,
+    so that a recorded trace played now keeps its own times, and ``Duration``, ``Wait``,
+    ``Seconds`` and Ping's ``Timestamp`` agree with them (as on the Asterisk that sent it)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+    def follow(self, ev: Mapping[str, str]) -> None:
+        raw = ev.get("Timestamp")
+        if raw:
+            with contextlib.suppress(ValueError):
+                self.offset = float(raw) - time.time()
+
+    def ts(self) -> str:
+        return f"{self():.6f}"
 
 
 def frame(headers: Iterable[tuple[str, str]]) -> bytes:
@@ -315,6 +339,7 @@ class FakeAsteriskState:
         self.bridges: dict[str, Bridge] = {}
         self.queues: dict[str, Queue] = {}
         self.variables: dict[str, dict[str, str]] = {"": {}}  # channel -> vars; "" = globals
+        self.clock = PbxClock()
         self._seq = itertools.count(1)
 
     # --- setting state directly ---
@@ -341,7 +366,7 @@ class FakeAsteriskState:
             "BridgeId": "",
         }
         chan.update(fields)
-        chan["_created"] = str(time.monotonic())
+        chan["_created"] = str(self.clock())
         self.channels[name] = chan
         return chan
 
@@ -389,7 +414,7 @@ class FakeAsteriskState:
     def add_caller(self, queue: str, channel: str, priority: int = 0) -> None:
         chan = self.channels.get(channel) or self.add_channel(channel)
         entry = {k: chan[k] for k in SNAPSHOT_KEYS}
-        entry.update(Queue=queue, Priority=str(priority), _joined=str(time.monotonic()))
+        entry.update(Queue=queue, Priority=str(priority), _joined=str(self.clock()))
         self.add_queue(queue).callers.append(entry)
 
     # --- following events ---
@@ -414,6 +439,7 @@ class FakeAsteriskState:
             queue.callers = [c for c in queue.callers if c["Channel"] != name]
 
     def apply_event(self, ev: Mapping[str, str]) -> None:
+        self.clock.follow(ev)
         name = ev.get("Event", "")
         chan = ev.get("Channel", "")
         if name == "Newchannel":
@@ -454,7 +480,7 @@ class FakeAsteriskState:
             self.bridges.pop(ev.get("BridgeUniqueid", ""), None)
         elif name == "QueueCallerJoin":
             entry = {k: ev.get(k, "") for k in SNAPSHOT_KEYS}
-            entry.update(Queue=ev.get("Queue", ""), Priority="0", _joined=str(time.monotonic()))
+            entry.update(Queue=ev.get("Queue", ""), Priority="0", _joined=str(self.clock()))
             self.add_queue(ev.get("Queue", "")).callers.append(entry)
         elif name in ("QueueCallerLeave", "QueueCallerAbandon"):
             queue = self.add_queue(ev.get("Queue", ""))
@@ -661,14 +687,14 @@ class FakeAmiServer:
     def speak_again(self) -> None:
         self._silent_new = False
 
-    async def restart(self, down_s: float = 0.6) -> None:
+    async def restart(self, down_s: float = 0.6, loading_s: float = 0.1) -> None:
         for name in list(self.state.channels):
             self._hangup_channel(name, cause="4")
         self._broadcast(
             [
                 ("Event", "Shutdown"),
                 ("Privilege", "system,all"),
-                ("Timestamp", _now_ts()),
+                ("Timestamp", self.state.clock.ts()),
                 ("Shutdown", "Cleanly"),
                 ("Restart", "True"),
             ]
@@ -680,7 +706,7 @@ class FakeAmiServer:
         self.state.bridges.clear()
         await asyncio.sleep(down_s)
         self._started = time.monotonic()
-        self._booting_until = time.monotonic() + 0.1
+        self._booting_until = time.monotonic() + loading_s
         await self._listen()
 
     # --- delivery ---
@@ -768,6 +794,8 @@ class FakeAmiServer:
             reply("Error", ("Message", "Permission denied"))
             return True
         handler = getattr(self, f"_act_{lower}", None)
+        if lower in MODULE_ACTIONS and time.monotonic() < self._booting_until:
+            handler = None  # its module is not loaded yet (restart_mid_call, issue 12 item 11)
         if handler is None:
             reply(
                 "Error",
@@ -837,7 +865,7 @@ class FakeAmiServer:
             [
                 ("Event", "SuccessfulAuth"),
                 ("Privilege", "security,all"),
-                ("Timestamp", _now_ts()),
+                ("Timestamp", self.state.clock.ts()),
                 ("Severity", "Informational"),
                 ("Service", "AMI"),
                 ("EventVersion", "1"),
@@ -849,21 +877,24 @@ class FakeAmiServer:
             ]
         )
         if booting and "system" in s.mask:
-            await s.writer.drain()
-            await asyncio.sleep(0.038)
-            s.write(
-                frame(
-                    [
-                        ("Event", "FullyBooted"),
-                        ("Privilege", "system,all"),
-                        ("Timestamp", _now_ts()),
-                        ("Status", "Fully Booted"),
-                        ("Uptime", "0"),
-                        ("LastReload", "0"),
-                    ]
-                )
-            )
+            # Sent when the modules are loaded; meanwhile the session answers other actions.
+            self._spawn(lambda: self._fully_booted_later(s))
         return True
+
+    async def _fully_booted_later(self, s: _Session) -> None:
+        await asyncio.sleep(max(0.038, self._booting_until - time.monotonic()))
+        s.write(
+            frame(
+                [
+                    ("Event", "FullyBooted"),
+                    ("Privilege", "system,all"),
+                    ("Timestamp", self.state.clock.ts()),
+                    ("Status", "Fully Booted"),
+                    ("Uptime", "0"),
+                    ("LastReload", "0"),
+                ]
+            )
+        )
 
     async def _act_challenge(self, s: _Session, h: dict[str, str], reply: _Reply) -> None:
         if h.get("authtype", "").lower() != "md5":
@@ -877,7 +908,7 @@ class FakeAmiServer:
         return False
 
     async def _act_ping(self, s: _Session, h: dict[str, str], reply: _Reply) -> None:
-        reply("Success", ("Ping", "Pong"), ("Timestamp", _now_ts()))
+        reply("Success", ("Ping", "Pong"), ("Timestamp", self.state.clock.ts()))
 
     async def _act_events(self, s: _Session, h: dict[str, str], reply: _Reply) -> None:
         mask = h.get("eventmask", "")
@@ -962,9 +993,9 @@ class FakeAmiServer:
     def _snapshot(self, chan: Mapping[str, str]) -> Headers:
         return [(k, chan.get(k, "")) for k in SNAPSHOT_KEYS]
 
-    @staticmethod
-    def _age(thing: Mapping[str, str], key: str) -> int:
-        return int(time.monotonic() - float(thing.get(key, time.monotonic())))
+    def _age(self, thing: Mapping[str, str], key: str) -> int:
+        now = self.state.clock()
+        return max(0, int(now - float(thing.get(key, now))))
 
     async def _act_coreshowchannels(self, s: _Session, h: dict[str, str], reply: _Reply) -> None:
         aid = h.get("actionid")
@@ -1129,7 +1160,12 @@ class FakeAmiServer:
     # --- call control ---
     def _call_event(self, name: str, *fields: tuple[str, str]) -> None:
         self._broadcast(
-            [("Event", name), ("Privilege", "call,all"), ("Timestamp", _now_ts()), *fields]
+            [
+                ("Event", name),
+                ("Privilege", "call,all"),
+                ("Timestamp", self.state.clock.ts()),
+                *fields,
+            ]
         )
 
     def _hangup_channel(self, name: str, cause: str) -> None:
@@ -1353,7 +1389,7 @@ class FakeAmiServer:
             [
                 ("Event", name),
                 ("Privilege", "agent,all"),
-                ("Timestamp", _now_ts()),
+                ("Timestamp", self.state.clock.ts()),
                 ("Queue", queue),
                 *[(k, member.get(k, "")) for k in MEMBER_KEYS],
             ]

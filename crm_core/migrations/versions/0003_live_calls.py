@@ -1,6 +1,6 @@
 """live_calls, live_pbx: the live call context kept across daemon restarts
 
-Revision ID: 0004
+Revision ID: 0003
 Revises: 0002
 Create Date: 2026-12-03 09:00:00
 """

@@ -1,7 +1,7 @@
 """outbox: call events and write-backs waiting to be delivered (webhooks, bus, CRM write-back)
 
-Revision ID: 0005
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-03 08:45:00
 """
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -281,11 +281,16 @@ class LiveCalls:
             ctx.end_estimated = True
 
     def restore(
-        self, saved: Mapping[str, Mapping[str, Any]], last_known_up: float | None = None
+        self,
+        saved: Mapping[str, Mapping[str, Any]],
+        last_known_up: float | None = None,
+        set_aside: Collection[str] = (),
     ) -> list[str]:
         """Take back the contexts a previous run kept (call id -> ``saved_context``): live
         ones wait for the resync to adopt or close them; ended ones (their record maybe
-        not written before the stop) are recorded again, which rewrites the same row.
+        not written before the stop) are recorded again, which rewrites the same row,
+        except those whose record waits in the dead-letter store (``set_aside``): that copy
+        is the one to write, and the saved context would overwrite an operator's correction.
         ``last_known_up``: until when the previous run saw them."""
         live: list[str] = []
         for call_id, data in saved.items():
@@ -294,7 +299,8 @@ class LiveCalls:
             ctx = context_from_saved(call_id, data)
             if ctx.state == "ended":
                 ctx.restored = False  # a finished record, written again as it was
-                self._record(ctx)
+                if call_id not in set_aside:
+                    self._record(ctx)
                 if self._state is not None:
                     self._state.gone(call_id)
                 continue

@@ -284,13 +284,16 @@ class Daemon:
     async def _restore(self, writer: CallStateWriter) -> None:
         """Take back the calls a previous run kept (see the module docstring)."""
         p = self.parts
+        set_aside = p.recorder.set_aside()  # before the recorder writes any of them back
         try:
             snapshot = await writer.load()
         except Exception as exc:  # the database down: calls are adopted from Asterisk alone
             log.error("daemon.calls_not_restored", error=repr(exc), pbx=writer.pbx_id)
             snapshot = Snapshot()
         live = p.calls.restore(
-            {c.call_id: c.context for c in snapshot.calls}, snapshot.last_known_up
+            {c.call_id: c.context for c in snapshot.calls},
+            snapshot.last_known_up,
+            set_aside=set_aside,
         )
         self._lost_at = snapshot.last_known_up
         writer.link_up = lambda: bool(getattr(p.ami, "connected", False))

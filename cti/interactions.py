@@ -136,6 +136,11 @@ class InteractionRecorder:
             self._idle.clear()
             self._wake.set()
 
+    def set_aside(self) -> set[str]:
+        """The calls whose record waits in the dead-letter store (refused, or read back from
+        it at start): that copy, maybe corrected by an operator, is the one to write."""
+        return set(self._dead) | set(self._loaded)
+
     def retry_dead_letters(self) -> int:
         """Queue every record set aside again (after the cause was fixed); how many."""
         letters = list(self._dead.values())

@@ -63,7 +63,7 @@ async def test_a_record_the_database_refuses_is_set_aside_and_the_other_23_are_w
         assert await daemon.parts.recorder.flush(10.0)
         row = await w.store.interaction(bad)
         assert row is not None and row["notes"].endswith("caller asked for a refund")
-        assert not (tmp_path / "dead.jsonl").exists()
+        assert not (tmp_path / "dead.jsonl").exists(), (tmp_path / "dead.jsonl").read_text()
         _, health = await w.get("/healthz")
         assert health["status"] == "ok" and health["interactions"]["dead_letters"] == 0
 

@@ -166,6 +166,13 @@ def _timeline(
     call.offered_ts = offered
     if call.agents:
         call.answered_ts = answered
+        if answered is not None and not call.talk_total:
+            # Bridged with its agent since the answer, not since this daemon first saw it.
+            if call.talk_since is not None:
+                call.talk_since = min(call.talk_since, answered)
+            for name, since in call.talking.items():
+                if since is not None:
+                    call.talking[name] = min(since, answered)
     for i, event in enumerate(out):
         if event.call != call.call_id:
             continue

@@ -26,6 +26,7 @@ COMMANDS = {
     "doctor": "doctor",
     "migrate": "migrate",
     "agent-token": "agent_token",
+    "report": "report",
 }
 
 

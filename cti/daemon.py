@@ -35,6 +35,7 @@ from cti.gctune import tune_for_service
 from cti.hub import PopHub
 from cti.interactions import InteractionRecorder, InteractionStore
 from cti.routing.http import route_handler
+from cti.supervisor.service import Supervision
 from cti.tracker.events import CallEvent
 from cti.tracker.tracker import CallTracker
 
@@ -75,6 +76,7 @@ class Parts:
     ami: AmiSource | None
     app: web.Application
     owns_store: bool = True
+    supervision: Supervision | None = None  # statistics and the supervisor console
 
 
 class Daemon:
@@ -99,6 +101,9 @@ class Daemon:
         try:
             await p.recorder.start()
             self._started.append("recorder")
+            if p.supervision is not None:
+                await p.supervision.start()
+                self._started.append("supervision")
             await p.agi.start()
             self._started.append("agi")
             self._runner = web.AppRunner(p.app, handle_signals=False, access_log=None)
@@ -133,6 +138,8 @@ class Daemon:
                     self._runner = self._site = None
                 elif part == "agi":
                     await p.agi.stop()
+                elif part == "supervision" and p.supervision is not None:
+                    await p.supervision.stop()
                 elif part == "recorder":
                     await p.calls.close()
                     await p.recorder.stop()
@@ -195,6 +202,8 @@ class Daemon:
             elif isinstance(item, Resynced):
                 for event in await self._resync(item.items):
                     await handle(event)
+                if self.parts.supervision is not None:
+                    self.parts.supervision.resynced()
                 self.resyncs += 1
                 log.info("ami.resynced", calls=len(self.parts.calls.active()))
             elif isinstance(item, Connected):
@@ -214,6 +223,8 @@ class Daemon:
         try:
             ctx = await self.parts.calls.apply(event)
             self.parts.hub.publish(event, ctx)
+            if self.parts.supervision is not None:
+                self.parts.supervision.apply(event, ctx)
         except Exception as exc:
             self.errors += 1
             log.error("call_event.failed", call_id=event.call, event=event.event, error=repr(exc))
@@ -299,6 +310,7 @@ async def build_daemon(
             grace_s=grace_s,
         )
         hub = PopHub(config.agents)
+        supervision = _supervision(config, hub, calls, store)
         if ami is None and config.ami.enabled:
             from cti.ami.client import AmiClient
 
@@ -315,6 +327,7 @@ async def build_daemon(
             ami_connected=lambda: bool(getattr(actions, "connected", False)),
             db_ok=_db_ok(store),
             route_handler=route_handler(router, decisions),
+            supervision=supervision,
         )
         app = create_app(deps)
     except BaseException:
@@ -334,8 +347,20 @@ async def build_daemon(
         ami=ami,
         app=app,
         owns_store=owns_store,
+        supervision=supervision,
     )
     return Daemon(parts)
+
+
+def _supervision(config: Config, hub: PopHub, calls: LiveCalls, store: Any) -> Supervision:
+    """Statistics and the console; legs are written where the store's engine is (if any)."""
+    from cti.stats.store import StatsRecorder
+
+    engine = getattr(store, "engine", None)
+    recorder = StatsRecorder(engine) if engine is not None else None
+    return Supervision(
+        config, hub, calls, tiers_by_queue=tiers_by_queue(config), recorder=recorder, engine=engine
+    )
 
 
 class _NoAmi:

@@ -23,6 +23,7 @@ from cti.http.errors import ApiError
 AGENT = web.RequestKey("agent", AgentConfig)
 
 PUBLIC_PATHS = frozenset({"/", "/healthz", "/metrics", "/api/openapi.json", "/api/login", "/ws"})
+PUBLIC_PATHS |= {"/supervisor", "/ws/supervisor"}  # the console page; its socket checks tokens
 PUBLIC_PREFIXES = ("/desktop/",)
 LOOPBACK_PATHS = frozenset({"/api/route"})
 LOOPBACK = frozenset({"127.0.0.1", "::1"})

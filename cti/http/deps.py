@@ -13,6 +13,7 @@ from crm_core.types import CustomerView, Resolution
 from cti.calls import LiveCalls
 from cti.config import Config
 from cti.hub import PopHub
+from cti.supervisor.api import SupervisionApi
 
 
 class CallActions(Protocol):
@@ -77,3 +78,5 @@ class ApiDeps:
     registry: CollectorRegistry | None = None
     # POST /api/route (cti.routing.http.route_handler), mounted when given.
     route_handler: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = None
+    # Statistics and the supervisor console (cti.supervisor.service.Supervision), when wired.
+    supervision: SupervisionApi | None = None

@@ -253,6 +253,11 @@ class AgentBook:
     def agents(self) -> list[str]:
         return sorted(self._agents)
 
+    def queue_states(self, agent: str) -> dict[str, bool]:
+        """The queues the agent is logged in to, and whether paused in each."""
+        state = self._agents.get(agent)
+        return dict(state.queues) if state is not None else {}
+
     def feed(self, event: CallEvent) -> list[Activity]:
         """Apply an ``agent_state`` event; the intervals it closed."""
         if event.event != "agent_state" or event.ts is None:

@@ -66,6 +66,7 @@ class Supervision:
         self._alerts: dict[str, AlertEvent] = {}
         self._listeners: list[Callable[[AlertEvent], None]] = []
         self._task: asyncio.Task[None] | None = None
+        self._sent_calls: dict[str, dict[str, Any]] = {}  # last call rows pushed by refresh
 
     # ---- the event flow ------------------------------------------------------------------
 
@@ -85,10 +86,12 @@ class Supervision:
         if ctx is not None and event.call:
             key = f"call\0{event.call}"
             if ctx.state == "ended":
+                self._sent_calls.pop(event.call, None)
                 out.append(self.hub.make_message("call_gone", {"call_id": event.call}, key=key))
             else:
                 legs = self.stats.legs.legs_of(event.call)
                 row = call_row(ctx, legs, now)
+                self._sent_calls[event.call] = _still(row)
                 out.append(self.hub.make_message("call_row", {"row": row}, key=key))
         d = event.data
         involved = {d.get("member"), d.get("agent"), d.get("from_agent"), d.get("to")}
@@ -180,9 +183,22 @@ class Supervision:
                 for row in current["queues"]
             ]
             messages.append(self.hub.make_message("hours", {"rows": current["hours"]}, key="hours"))
+            messages.extend(self._changed_calls(current["calls"]))
             messages.extend(self.hub.make_message("alert", a.to_dict()) for a in changed)
             self.hub.to_consoles(messages)
         return changed
+
+    def _changed_calls(self, rows: list[dict[str, Any]]) -> list[HubMessage]:
+        """Call rows that changed without a call event (the CRM answered late)."""
+        sent: dict[str, dict[str, Any]] = {}
+        out = []
+        for row in rows:
+            still = sent[row["call_id"]] = _still(row)
+            if self._sent_calls.get(row["call_id"]) != still:
+                key = f"call\0{row['call_id']}"
+                out.append(self.hub.make_message("call_row", {"row": row}, key=key))
+        self._sent_calls = sent
+        return out
 
     async def _refresh_forever(self) -> None:
         while True:
@@ -206,6 +222,11 @@ class Supervision:
         stop = getattr(self.recorder, "stop", None)
         if callable(stop):
             await stop()
+
+
+def _still(row: dict[str, Any]) -> dict[str, Any]:
+    """A call row without what changes every second (compared to know if it changed)."""
+    return {k: v for k, v in row.items() if k not in ("wait_s", "talk_s")}
 
 
 def parse_when(value: str, field: str) -> float:

@@ -143,6 +143,11 @@ class SupervisorConfig(_Section):
     max_pause_by_reason: dict[str, float] = {}
     # How often queue rows, the day's chart and alerts are refreshed on the console.
     refresh_s: float = Field(1.0, gt=0)
+    # Calls answered in these queues are recorded (MixMonitor on the caller's channel).
+    record_queues: list[str] = []
+    # Where Asterisk writes the recordings and the daemon reads them ("" = the data dir).
+    recordings_dir: str = ""
+    retention_days: int = Field(90, ge=1)
 
 
 class LoggingConfig(_Section):

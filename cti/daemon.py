@@ -310,13 +310,13 @@ async def build_daemon(
             grace_s=grace_s,
         )
         hub = PopHub(config.agents)
-        supervision = _supervision(config, hub, calls, store)
         if ami is None and config.ami.enabled:
             from cti.ami.client import AmiClient
 
             ami = AmiClient(config.ami)
         tracker = tracker or _new_tracker(config)
         actions: Any = ami if ami is not None else _NoAmi()
+        supervision = _supervision(config, hub, calls, store, actions)
         deps = ApiDeps(
             config=config,
             hub=hub,
@@ -352,14 +352,26 @@ async def build_daemon(
     return Daemon(parts)
 
 
-def _supervision(config: Config, hub: PopHub, calls: LiveCalls, store: Any) -> Supervision:
-    """Statistics and the console; legs are written where the store's engine is (if any)."""
+def _supervision(
+    config: Config, hub: PopHub, calls: LiveCalls, store: Any, actions: Any
+) -> Supervision:
+    """Statistics, the console, spying and recordings; legs and the audit log are written
+    where the store's engine is (a store without one: live statistics only)."""
     from cti.stats.store import StatsRecorder
+    from cti.supervisor.audit import AuditLog
+    from cti.supervisor.listen import Supervise
 
     engine = getattr(store, "engine", None)
     recorder = StatsRecorder(engine) if engine is not None else None
+    supervise = Supervise(config.supervisor, actions, AuditLog(engine)) if engine else None
     return Supervision(
-        config, hub, calls, tiers_by_queue=tiers_by_queue(config), recorder=recorder, engine=engine
+        config,
+        hub,
+        calls,
+        tiers_by_queue=tiers_by_queue(config),
+        recorder=recorder,
+        engine=engine,
+        supervise=supervise,
     )
 
 

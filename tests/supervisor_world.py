@@ -19,6 +19,8 @@ from cti.config import Config, StatsConfig, SupervisorConfig
 from cti.http import ApiDeps, create_app
 from cti.hub import PopHub
 from cti.stats.store import StatsRecorder
+from cti.supervisor.audit import AuditLog
+from cti.supervisor.listen import PbxActions, Supervise
 from cti.supervisor.service import Supervision
 from cti.tracker.events import CallEvent
 
@@ -59,12 +61,20 @@ class SupervisorWorld:
         await self.event("ended", call, at + wait + talk, hangup_by="caller")
 
 
+SUPERVISOR_PHONE = "PJSIP/9000"
+
+
 @asynccontextmanager
 async def running_console(
-    tmp_path: Path, *, supervisor: SupervisorConfig | None = None
+    tmp_path: Path, *, supervisor: SupervisorConfig | None = None, pbx: PbxActions | None = None
 ) -> AsyncIterator[SupervisorWorld]:
+    """``pbx``: an AMI client for listening and recording (left out without one)."""
+    people = [
+        a.model_copy(update={"interface": SUPERVISOR_PHONE}) if a.role == "supervisor" else a
+        for a in agents()
+    ]
     config = Config(
-        agents=agents(),
+        agents=people,
         stats=StatsConfig(service_level_s=20.0, service_level_target=0.8),
         supervisor=supervisor or SupervisorConfig(refresh_s=3600),
     )
@@ -75,6 +85,9 @@ async def running_console(
     calls = LiveCalls(directory=crm, tiers_by_queue=tiers)
     recorder = StatsRecorder(store.engine)
     now = [T0]
+    supervise = None
+    if pbx is not None:
+        supervise = Supervise(config.supervisor, pbx, AuditLog(store.engine), clock=lambda: now[0])
     supervision = Supervision(
         config,
         hub,
@@ -82,6 +95,7 @@ async def running_console(
         tiers_by_queue=tiers,
         recorder=recorder,
         engine=store.engine,
+        supervise=supervise,
         clock=lambda: now[0],
     )
     ami = RecordingAmi()

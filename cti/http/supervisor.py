@@ -5,7 +5,14 @@
   ``hello``, a ``snapshot`` and the console messages (``cti.supervisor.service``);
 - ``GET /api/supervisor/board``: the same board as JSON;
 - ``POST /api/supervisor/agent``: ``{"agent", "action": login|logout|pause|unpause,
-  "queue", "reason"}``, validated in full (agent, phone, queue, reason) before any AMI action.
+  "queue", "reason"}``, validated in full (agent, phone, queue, reason) before any AMI action;
+- ``POST /api/calls/{id}/spy``: ``{"mode": listen|whisper|barge}``: the supervisor's phone
+  rings into ChanSpy on the agent's channel (audited);
+- ``POST /api/calls/{id}/recording``: ``{"paused": true|false}``: the agent on the call or a
+  supervisor pauses the recording (audited);
+- ``GET /api/recordings/{id}``: the recording (Range requests served), to supervisors and the
+  agent who took the call; every playback audited;
+- ``GET /api/supervisor/audit?from=&to=``: the audit log.
 """
 
 from __future__ import annotations
@@ -20,12 +27,15 @@ import structlog
 from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field
 
+from cti.http.access import is_on_call
 from cti.http.auth import AGENT, agent_info, is_supervisor
 from cti.http.calls import ami_action
 from cti.http.errors import ApiError, parse_body
 from cti.http.state import DEPS, DIRECTORY, SOCKETS
 from cti.http.stats import supervision
 from cti.hub import Subscription
+from cti.supervisor.listen import Supervise, SupervisionRefused
+from cti.supervisor.service import parse_when
 
 log = structlog.get_logger(__name__)
 
@@ -43,6 +53,98 @@ class AgentActionBody(BaseModel):
     action: Literal["login", "logout", "pause", "unpause"]
     queue: str | None = Field(None, min_length=1, max_length=80)
     reason: str = Field("", max_length=80, pattern=r"^[\w .,/'-]*$")
+
+
+class SpyBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["listen", "whisper", "barge"]
+
+
+class RecordingBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    paused: bool
+
+
+def _supervise(request: web.Request) -> Supervise:
+    service = request.app[DEPS].supervision
+    found = service.supervise if service is not None else None
+    if found is None:
+        raise ApiError(503, "listening and recording are not running in this daemon")
+    return found
+
+
+async def spy(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    who = request[AGENT]
+    if not is_supervisor(who):
+        raise ApiError(403, "only a supervisor may listen to calls")
+    body = await parse_body(request, SpyBody)
+    supervise = _supervise(request)
+    ctx = deps.calls.get(request.match_info["call_id"])
+    try:
+        async with ami_action(deps, "Originate"):
+            result = await supervise.spy(who, ctx, body.mode)
+    except SupervisionRefused as exc:
+        raise ApiError(exc.status, exc.message) from None
+    return web.json_response(result, status=201)
+
+
+async def pause_recording(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    who = request[AGENT]
+    body = await parse_body(request, RecordingBody)
+    supervise = _supervise(request)
+    call_id = request.match_info["call_id"]
+    ctx = deps.calls.get(call_id)
+    if ctx is None:
+        raise ApiError(404, f"no live call {call_id}")
+    if not (is_supervisor(who) or is_on_call(who, ctx)):
+        raise ApiError(403, f"call {call_id} is not one of yours ({who.name})")
+    try:
+        async with ami_action(deps, "MixMonitorMute"):
+            await supervise.pause_recording(who, call_id, body.paused)
+    except SupervisionRefused as exc:
+        raise ApiError(exc.status, exc.message) from None
+    return web.json_response({"call_id": call_id, "paused": body.paused})
+
+
+async def recording(request: web.Request) -> web.StreamResponse:
+    deps = request.app[DEPS]
+    who = request[AGENT]
+    supervise = _supervise(request)
+    call_id = request.match_info["call_id"]
+    service = deps.supervision
+    assert service is not None
+    if not is_supervisor(who) and not await service.took_call(call_id, who.member or who.name):
+        raise ApiError(403, f"call {call_id} was not yours ({who.name})")
+    path = supervise.recording_path(call_id)
+    if not path.is_file():
+        raise ApiError(404, f"no recording of call {call_id}")
+    await supervise.audit.add(
+        at=supervise.clock(),
+        supervisor=who.name,
+        action="playback",
+        call_id=call_id,
+        target=path.name,
+        detail={"range": request.headers.get("Range")},
+    )
+    response = web.FileResponse(path)
+    response.content_type = "audio/wav"
+    return response
+
+
+async def audit_log(request: web.Request) -> web.Response:
+    if not is_supervisor(request[AGENT]):
+        raise ApiError(403, "the audit log is for supervisors")
+    supervise = _supervise(request)
+    try:
+        start = parse_when(request.query.get("from", "1970-01-01"), "from")
+        end = parse_when(request.query.get("to", "2999-01-01"), "to")
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from exc
+    return web.json_response({"entries": await supervise.audit.entries(start, end)})
 
 
 async def page(request: web.Request) -> web.FileResponse:
@@ -168,5 +270,9 @@ def setup(app: web.Application) -> None:
     r.add_get("/ws/supervisor", console_socket)
     r.add_get("/api/supervisor/board", get_board)
     r.add_post("/api/supervisor/agent", agent_action)
+    r.add_post("/api/calls/{call_id}/spy", spy)
+    r.add_post("/api/calls/{call_id}/recording", pause_recording)
+    r.add_get("/api/recordings/{call_id}", recording)
+    r.add_get("/api/supervisor/audit", audit_log)
     r.add_get("/api/stats/live", stats.live)
     r.add_get("/api/stats", stats.period)

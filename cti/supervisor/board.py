@@ -38,6 +38,9 @@ class CallView(Protocol):
     tier: str | None
     state: str
     agent: str | None
+    agent_channel: str | None
+    caller_channel: str | None
+    agents: list[str]
     ringing_agents: list[dict[str, Any]]
     transfers: list[dict[str, Any]]
     escalations: list[dict[str, Any]]

@@ -34,6 +34,7 @@ from cti.stats.period import period_figures
 from cti.stats.store import StatsSink
 from cti.supervisor.alerts import AlertEvent, alerts
 from cti.supervisor.board import CallView, agent_key, agent_row, board, call_row
+from cti.supervisor.listen import Supervise
 from cti.tracker.events import CallEvent
 
 log = structlog.get_logger(__name__)
@@ -41,6 +42,8 @@ log = structlog.get_logger(__name__)
 
 class LiveCallsView(Protocol):
     def active(self) -> Sequence[Any]: ...
+
+    def get(self, call_id: str) -> Any | None: ...
 
 
 class Supervision:
@@ -53,6 +56,7 @@ class Supervision:
         tiers_by_queue: Mapping[str, str],
         recorder: StatsSink | None = None,
         engine: AsyncEngine | None = None,
+        supervise: Supervise | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
@@ -61,7 +65,9 @@ class Supervision:
         self.stats = LiveStats(thresholds_of(config), tiers_by_queue)
         self.recorder = recorder
         self.engine = engine
+        self.supervise = supervise
         self.clock = clock
+        self._purged_at = 0.0
         self._agents = {agent_key(a): a for a in config.agents if a.role == "agent"}
         self._alerts: dict[str, AlertEvent] = {}
         self._listeners: list[Callable[[AlertEvent], None]] = []
@@ -72,6 +78,11 @@ class Supervision:
 
     def apply(self, event: CallEvent, ctx: CallView | None) -> None:
         done = self.stats.apply(event)
+        if self.supervise is not None and ctx is not None:
+            if event.event == "answered":
+                self.supervise.answered(ctx)
+            elif event.event == "ended":
+                self.supervise.ended(event.call, event.ts or self.clock())
         if self.recorder is not None:
             if done.legs:
                 self.recorder.submit_legs(done.legs)
@@ -200,9 +211,29 @@ class Supervision:
         self._sent_calls = sent
         return out
 
+    async def took_call(self, call_id: str, member: str) -> bool:
+        """Whether this agent (queue member name) answered the call (live, or recorded)."""
+        ctx = self.calls.get(call_id)  # live, or ended within the grace period
+        if ctx is not None and member in (getattr(ctx, "agents", None) or ()):
+            return True
+        if self.engine is None:
+            return False
+        from sqlalchemy import select
+
+        from cti.stats.store import LEGS
+
+        query = select(LEGS.c.seq).where(
+            LEGS.c.call_id == call_id, LEGS.c.agent == member, LEGS.c.answered_at.is_not(None)
+        )
+        async with self.engine.connect() as conn:
+            return (await conn.execute(query.limit(1))).first() is not None
+
     async def _refresh_forever(self) -> None:
         while True:
             await asyncio.sleep(self.config.supervisor.refresh_s)
+            if self.supervise is not None and self.clock() - self._purged_at > 3600:
+                self._purged_at = self.clock()
+                self.supervise.purge()
             try:
                 self.refresh()
             except Exception as exc:  # a bad row must not stop the console
@@ -212,6 +243,8 @@ class Supervision:
         start = getattr(self.recorder, "start", None)
         if callable(start):
             await start()
+        if self.supervise is not None:
+            await self.supervise.start()
         self._task = asyncio.create_task(self._refresh_forever(), name="supervisor-refresh")
 
     async def stop(self) -> None:
@@ -219,6 +252,8 @@ class Supervision:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        if self.supervise is not None:
+            await self.supervise.stop()
         stop = getattr(self.recorder, "stop", None)
         if callable(stop):
             await stop()

@@ -214,3 +214,17 @@ async def test_the_same_hour_in_sql_gives_the_same_figures(store: CrmStore) -> N
 
     later = await period_figures(store.engine, T0 + HOUR, T0 + 2 * HOUR, "queue", LIMITS)
     assert later.groups == {}  # E was answered after the boundary but offered before it
+
+
+def test_live_figures_and_calls_today_start_again_each_day() -> None:
+    from cti.stats.live import LiveStats
+
+    live = LiveStats(LIMITS, TIERS)
+    for event in the_hour():
+        live.apply(event)
+    assert live.calls_today() == {"Agent 1001": 2, "Agent 1002": 1, "Agent 2001": 1}
+    assert live.figures("tier")["tier1"].offered == 5
+    for event in answered_call("next-day", 86400 + 60, 4, 30, "1002"):
+        live.apply(event)
+    assert live.calls_today() == {"Agent 1002": 1}
+    assert {k: f.offered for k, f in live.figures("tier").items()} == {"tier1": 1}

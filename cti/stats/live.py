@@ -45,6 +45,7 @@ class LiveStats:
         self._day_start = 0.0
         self.now = 0.0
         self.activity_today: list[Activity] = []
+        self._answered_today: dict[str, int] = {}  # agent -> legs answered today
 
     def apply(self, event: CallEvent) -> Applied:
         if event.ts is not None and event.ts > self.now:
@@ -52,6 +53,10 @@ class LiveStats:
             if self.now >= self._day_start + DAY:
                 self._roll_day()
         done = Applied(self.legs.feed(event), self.agents.feed(event))
+        if event.event == "answered":
+            for leg in self.legs.legs_of(event.call):
+                if leg.answered_at == event.ts and leg.agent and leg.joined_at >= self._day_start:
+                    self._answered_today[leg.agent] = self._answered_today.get(leg.agent, 0) + 1
         self._today.extend(done.legs)
         self.activity_today.extend(done.activity)
         return done
@@ -59,6 +64,7 @@ class LiveStats:
     def _roll_day(self) -> None:
         self._day_start = self.now - self.now % DAY
         self._today = [leg for leg in self._today if leg.joined_at >= self._day_start]
+        self._answered_today = self._count_answered()
         self.activity_today = [
             a for a in self.activity_today if (a.ended_at or self.now) >= self._day_start
         ]
@@ -78,7 +84,10 @@ class LiveStats:
         return grouped(self.today(), by, self.thresholds, max(now or 0.0, self.now))
 
     def calls_today(self) -> dict[str, int]:
-        """Calls each agent answered today."""
+        """Calls each agent answered today (legs offered today), kept as events arrive."""
+        return dict(self._answered_today)
+
+    def _count_answered(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for leg in self.today():
             if leg.agent and leg.answered_at is not None:

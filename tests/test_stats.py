@@ -228,3 +228,28 @@ def test_live_figures_and_calls_today_start_again_each_day() -> None:
         live.apply(event)
     assert live.calls_today() == {"Agent 1002": 1}
     assert {k: f.offered for k, f in live.figures("tier").items()} == {"tier1": 1}
+
+
+async def test_sql_and_python_agree_on_many_fractional_waits(store: CrmStore) -> None:
+    import random
+
+    rnd = random.Random(3)
+    legs = []
+    for n in range(400):
+        joined = T0 + n * 7.3
+        leg = Leg(f"r{n}", 0, rnd.choice(("tier1", "tier2")), None, joined)
+        leg.tier = leg.queue
+        if rnd.random() < 0.85:
+            leg.answered_at = joined + rnd.expovariate(1 / 18)
+            leg.ended_at, leg.outcome = leg.answered_at + rnd.uniform(10, 300), "answered"
+            leg.agent = rnd.choice(("Agent 1001", "Agent 1002", "Agent 2001"))
+        else:
+            leg.left_at, leg.outcome = joined + rnd.uniform(0, 60), "abandoned"
+        legs.append(leg)
+    await write_legs(store.engine, legs)
+    for by in ("queue", "agent", "hour"):
+        report = await period_figures(store.engine, T0, T0 + 3 * HOUR, by, LIMITS)
+        python = grouped(legs, by, LIMITS)
+        assert {k: v.to_dict() for k, v in report.groups.items()} == {
+            k: v.to_dict() for k, v in python.items()
+        }

@@ -10,9 +10,9 @@ Definitions (the README's "Supervisor console and statistics" states them for us
   escalated, timed out);
 - ``service_level`` = legs answered within the queue's threshold ÷ (offered − short
   abandoned): abandons after the grace and legs that left unanswered count against it;
-- ``asa_s`` / ``p90_answer_s``: mean and 90th percentile (nearest rank) of the wait of the
-  answered legs; ``longest_wait_s``: the longest wait of any leg (answered or not; for a leg
-  still waiting, its wait so far);
+- ``asa_s`` / ``p90_answer_s``: mean and 90th percentile (nearest rank, to the tenth of a
+  second below) of the wait of the answered legs; ``longest_wait_s``: the longest wait of
+  any leg (answered or not; for a leg still waiting, its wait so far);
 - ``aht_s``: mean of talk + wrap-up over the answered legs whose talk has ended;
 - ``transfers_out`` / ``escalations_out``: answered legs the agent transferred elsewhere /
   legs whose call went on to another tier's queue (answered or not);
@@ -67,13 +67,21 @@ def group_of(leg: Leg, by: str) -> str | None:
     raise ValueError(f"group_by: one of {', '.join(GROUPS)}, not {by!r}")
 
 
+def nearest_rank_index(n: int, p: float) -> int:
+    """The 1-based rank of the p-th percentile of n values (nearest rank: ceil(p n))."""
+    return max(1, math.ceil(p * n - 1e-9))
+
+
 def nearest_rank(values: list[float], p: float) -> float | None:
-    """The p-th percentile by nearest rank (the same rule as the SQL)."""
+    """The p-th percentile by nearest rank."""
     if not values:
         return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(p * len(ordered) - 1e-9))
-    return ordered[rank - 1]
+    return sorted(values)[nearest_rank_index(len(values), p) - 1]
+
+
+def tenth_below(value: float | None) -> float | None:
+    """A time to the tenth of a second below (how the 90th percentile is given)."""
+    return None if value is None else math.floor(round(value * 10, 6)) / 10
 
 
 @dataclass
@@ -136,7 +144,7 @@ def figures(legs: Iterable[Leg], thresholds: Thresholds, now: float | None = Non
     counted = out.offered - out.short_abandoned
     out.service_level = _round(out.answered_in_sl / counted, 4) if counted > 0 else None
     out.asa_s = _round(sum(waits) / len(waits)) if waits else None
-    out.p90_answer_s = _round(nearest_rank(waits, 0.9))
+    out.p90_answer_s = tenth_below(nearest_rank(waits, 0.9))
     out.longest_wait_s = _round(longest)
     out.aht_s = _round(sum(handles) / len(handles)) if handles else None
     return out

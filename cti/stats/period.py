@@ -12,17 +12,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Float, Table, and_, case, cast, func, literal, select
+from sqlalchemy import Float, Integer, Table, and_, case, cast, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
 from crm_core.models import AgentActivity, CallLeg, Interaction
 from cti.stats.adapter import INTERACTION_COLUMNS
-from cti.stats.figures import GROUPS, Figures, Thresholds
+from cti.stats.figures import GROUPS, Figures, Thresholds, nearest_rank_index
 
 LEGS: Table = CallLeg.__table__  # type: ignore[assignment]
 ACTIVITY: Table = AgentActivity.__table__  # type: ignore[assignment]
 CALLS: Table = Interaction.__table__  # type: ignore[assignment]
+LONG_PERIOD_S = 2 * 86400.0
 
 
 @dataclass
@@ -101,7 +102,13 @@ async def period_figures(
     wait = c.answered_at - c.joined_at
     gone = c.left_at - c.joined_at
     abandoned = and_(c.answered_at.is_(None), c.outcome == "abandoned")
-    in_period = and_(c.joined_at >= start, c.joined_at < end, g.is_not(None))
+    dialect = engine.dialect.name
+    joined: ColumnElement[Any] = c.joined_at
+    if dialect == "sqlite" and end - start > LONG_PERIOD_S:
+        # SQLite reads a long period through the joined_at index row by row, ~7x slower than
+        # a plain scan of the table; "+ 0" keeps it off the index (PostgreSQL plans well).
+        joined = c.joined_at + 0
+    in_period = and_(joined >= start, joined < end, g.is_not(None))
     main = (
         select(
             g,
@@ -124,22 +131,11 @@ async def period_figures(
         .where(in_period)
         .group_by(g)
     )
-    # 90th percentile of the speed of answer, nearest rank: the ceil(0.9 n)-th smallest wait.
-    ranked = (
-        select(
-            g,
-            wait.label("w"),
-            func.row_number().over(partition_by=g, order_by=wait).label("rn"),
-            func.count().over(partition_by=g).label("n"),
-        )
-        .where(in_period, answered)
-        .subquery()
-    )
-    p90 = (
-        select(ranked.c.g, func.min(ranked.c.w))
-        .where(ranked.c.rn * 10 >= ranked.c.n * 9)
-        .group_by(ranked.c.g)
-    )
+    # 90th percentile of the speed of answer, nearest rank, to the tenth of a second below:
+    # a histogram of the waits in tenths per group (a few thousand rows), ranked here. Sorting
+    # every wait (a window query) costs ~20x more on SQLite.
+    tenths = _floor(wait * 10, dialect).label("t")
+    histogram = select(g, tenths, func.count()).where(in_period, answered).group_by(g, tenths)
     groups: dict[str, Figures] = {}
     async with engine.connect() as conn:
         for row in (await conn.execute(main)).all():
@@ -160,14 +156,39 @@ async def period_figures(
                 escalations_out=int(row.escalations or 0),
             )
             groups[_group_key(group_by, row.g)] = fig
-        for key, value in (await conn.execute(p90)).all():
-            groups[_group_key(group_by, key)].p90_answer_s = _r(value)
+        counts: dict[str, list[tuple[int, int]]] = {}
+        for key, tenth, n in (await conn.execute(histogram)).all():
+            counts.setdefault(_group_key(group_by, key), []).append((int(tenth), int(n)))
+        for key, buckets in counts.items():
+            groups[key].p90_answer_s = p90_of_histogram(buckets)
         repeats = await _repeat_calls(conn, start, end, group_by, repeat_days)
         outbound = await _outbound(conn, start, end)
         agents = await _agents(conn, start, end)
     return PeriodReport(
         start, end, group_by, dict(sorted(groups.items())), repeats, repeat_days, outbound, agents
     )
+
+
+def p90_of_histogram(buckets: list[tuple[int, int]]) -> float | None:
+    """The nearest-rank 90th percentile of (tenths of a second, count) buckets."""
+    total = sum(n for _, n in buckets)
+    if not total:
+        return None
+    rank = nearest_rank_index(total, 0.9)
+    seen = 0
+    for tenth, n in sorted(buckets):
+        seen += n
+        if seen >= rank:
+            return tenth / 10
+    return None
+
+
+def _floor(value: ColumnElement[Any], dialect: str) -> ColumnElement[Any]:
+    """floor() of a non-negative number: SQLite's CAST truncates (it may lack floor()),
+    PostgreSQL's CAST rounds."""
+    if dialect == "sqlite":
+        return cast(value, Integer)
+    return cast(func.floor(value), Integer)
 
 
 def _r(value: Any) -> float | None:

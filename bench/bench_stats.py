@@ -45,7 +45,7 @@ from sqlalchemy import text  # noqa: E402
 from crm_core.store import CrmStore  # noqa: E402
 from cti.logsetup import configure_logging  # noqa: E402
 from cti.stats.figures import Thresholds  # noqa: E402
-from cti.stats.period import period_figures  # noqa: E402
+from cti.stats.period import period_figures, report_engine  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 PG_ADMIN = os.environ.get("CTI_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -257,6 +257,7 @@ async def load_pg(
 
 async def measure(name: str, url: str, calls: int, legs: int, inbound_calls: int) -> None:
     store = await CrmStore.open(url)
+    reports = report_engine(url)  # as the daemon and cti report run them
     end = START + DAYS * 86400
     limits = Thresholds(default_s=20.0, short_abandon_s=5.0)
     try:
@@ -284,7 +285,7 @@ async def measure(name: str, url: str, calls: int, legs: int, inbound_calls: int
         )
         for by in ("queue", "tier", "agent", "hour"):
             t = time.perf_counter()
-            report = await period_figures(store.engine, START, end, by, limits)
+            report = await period_figures(reports, START, end, by, limits)
             took = time.perf_counter() - t
             offered = sum(f.offered for f in report.groups.values())
             extra = ""
@@ -297,6 +298,7 @@ async def measure(name: str, url: str, calls: int, legs: int, inbound_calls: int
                 f"groups, {offered:,} legs offered{extra}"
             )
     finally:
+        await reports.dispose()
         await store.close()
 
 

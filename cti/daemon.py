@@ -357,6 +357,7 @@ def _supervision(
 ) -> Supervision:
     """Statistics, the console, spying and recordings; legs and the audit log are written
     where the store's engine is (a store without one: live statistics only)."""
+    from cti.stats.period import report_engine
     from cti.stats.store import StatsRecorder
     from cti.supervisor.audit import AuditLog
     from cti.supervisor.listen import Supervise
@@ -364,6 +365,7 @@ def _supervision(
     engine = getattr(store, "engine", None)
     recorder = StatsRecorder(engine) if engine is not None else None
     supervise = Supervise(config.supervisor, actions, AuditLog(engine)) if engine else None
+    reports = report_engine(engine.url.render_as_string(hide_password=False)) if engine else None
     return Supervision(
         config,
         hub,
@@ -372,6 +374,7 @@ def _supervision(
         recorder=recorder,
         engine=engine,
         supervise=supervise,
+        report_engine=reports,
     )
 
 

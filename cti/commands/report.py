@@ -79,7 +79,7 @@ async def _main(args: argparse.Namespace, config: Config) -> int:
     from crm_core.errors import CrmUnavailable
     from crm_core.store import CrmStore
     from cti.stats.live import thresholds_of
-    from cti.stats.period import period_figures
+    from cti.stats.period import period_figures, report_engine
     from cti.supervisor.service import parse_when
 
     try:
@@ -91,13 +91,14 @@ async def _main(args: argparse.Namespace, config: Config) -> int:
         print("cti report: --to must be after --from", file=sys.stderr)
         return 2
     try:
-        store = await CrmStore.from_config(config)
+        await (await CrmStore.from_config(config)).close()  # reachable and migrated
+        engine = report_engine(config.database_url)
         try:
-            report = await period_figures(store.engine, start, end, args.group_by,
+            report = await period_figures(engine, start, end, args.group_by,
                                           thresholds_of(config),
                                           repeat_days=config.stats.repeat_days)  # fmt: skip
         finally:
-            await store.close()
+            await engine.dispose()
     except (CrmUnavailable, OSError) as exc:
         print(f"cti report: {exc}", file=sys.stderr)
         return 1

@@ -191,6 +191,18 @@ def _floor(value: ColumnElement[Any], dialect: str) -> ColumnElement[Any]:
     return cast(func.floor(value), Integer)
 
 
+def report_engine(url: str, *, statement_timeout_s: float = 600.0) -> AsyncEngine:
+    """An engine for period reports: the store's engine cuts a statement at 10 s (a lookup
+    must fail fast); a month of statistics on a loaded server may take longer."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    if make_url(url).get_backend_name() == "postgresql":
+        args = {"timeout": 5.0, "command_timeout": statement_timeout_s}
+        return create_async_engine(url, connect_args=args, pool_size=2)
+    return create_async_engine(url)
+
+
 def _r(value: Any) -> float | None:
     return None if value is None else round(float(value), 3)
 
@@ -288,11 +300,14 @@ async def _agents(conn: Any, start: float, end: float) -> dict[str, dict[str, An
         .group_by(a.agent, a.kind, a.reason)
     )
     c = LEGS.c
+    joined: ColumnElement[Any] = c.joined_at
+    if conn.dialect.name == "sqlite" and end - start > LONG_PERIOD_S:
+        joined = c.joined_at + 0  # see period_figures
     handled = (
         select(c.agent, func.count(), func.sum(c.ended_at - c.answered_at + c.wrap_s))
         .where(
-            c.joined_at >= start,
-            c.joined_at < end,
+            joined >= start,
+            joined < end,
             c.agent.is_not(None),
             c.answered_at.is_not(None),
             c.ended_at.is_not(None),

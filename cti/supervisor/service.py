@@ -57,6 +57,7 @@ class Supervision:
         recorder: StatsSink | None = None,
         engine: AsyncEngine | None = None,
         supervise: Supervise | None = None,
+        report_engine: AsyncEngine | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
@@ -65,6 +66,8 @@ class Supervision:
         self.stats = LiveStats(thresholds_of(config), tiers_by_queue)
         self.recorder = recorder
         self.engine = engine
+        # Period reports run on their own engine when given (longer statement timeout).
+        self.report_engine = report_engine
         self.supervise = supervise
         self.clock = clock
         self._purged_at = 0.0
@@ -141,10 +144,11 @@ class Supervision:
         return next((a for a in self.config.agents if a.name == name), None)
 
     async def period_stats(self, start: float, end: float, group_by: str) -> dict[str, Any]:
-        if self.engine is None:
+        engine = self.report_engine or self.engine
+        if engine is None:
             raise RuntimeError("no database for period statistics")
         report = await period_figures(
-            self.engine,
+            engine,
             start,
             end,
             group_by,
@@ -257,6 +261,8 @@ class Supervision:
         stop = getattr(self.recorder, "stop", None)
         if callable(stop):
             await stop()
+        if self.report_engine is not None:
+            await self.report_engine.dispose()
 
 
 def _still(row: dict[str, Any]) -> dict[str, Any]:

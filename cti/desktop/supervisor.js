@@ -102,37 +102,54 @@ function fillFilter(id, values) {
   select.value = current;
 }
 
-function renderCalls() {
-  const body = $("calls").tBodies[0];
+function shownCall(c) {
   const queue = $("filter-queue").value;
   const tier = $("filter-tier").value;
+  return !((queue && c.queue !== queue) || (tier && c.tier !== tier));
+}
+
+function renderCalls() {
+  const body = $("calls").tBodies[0];
   body.replaceChildren();
-  let shown = 0;
   for (const c of state.calls.values()) {
-    if ((queue && c.queue !== queue) || (tier && c.tier !== tier)) continue;
-    shown += 1;
-    const tr = el("tr");
-    tr.dataset.call = c.call_id;
-    tr.addEventListener("click", () => openCall(c.call_id));
-    const flags = el("td");
-    const list = el("ul", null, "flags");
-    for (const f of c.flags || []) list.append(el("li", f.replace(/_/g, " ")));
-    flags.append(list);
-    const wait = c.waiting_since || (c.state !== "talking" ? c.offered_at : null);
-    tr.append(
-      el("td", c.caller || "withheld"),
-      el("td", c.customer || (c.status === "ambiguous" ? "ambiguous caller" : "unknown")),
-      flags,
-      el("td", c.detail || c.state, "state"),
-      el("td", c.queue || ""),
-      el("td", c.tier || ""),
-      ticking(c.state === "talking" ? null : wait, "num wait"),
-      ticking(c.state === "talking" ? c.answered_at : null, "num talk"),
-      el("td", c.reason || ""),
-    );
-    body.append(tr);
+    if (shownCall(c)) body.append(callRow(c));
   }
-  $("call-count").textContent = String(shown);
+  $("call-count").textContent = String(body.rows.length);
+}
+
+// One call changed (or went): only its row is touched, not the other 500.
+function updateCall(id) {
+  const body = $("calls").tBodies[0];
+  const old = body.querySelector(`tr[data-call="${CSS.escape(id)}"]`);
+  const c = state.calls.get(id);
+  const row = c && shownCall(c) ? callRow(c) : null;
+  if (old && row) old.replaceWith(row);
+  else if (old) old.remove();
+  else if (row) body.append(row);
+  $("call-count").textContent = String(body.rows.length);
+}
+
+function callRow(c) {
+  const tr = el("tr");
+  tr.dataset.call = c.call_id;
+  tr.addEventListener("click", () => openCall(c.call_id));
+  const flags = el("td");
+  const list = el("ul", null, "flags");
+  for (const f of c.flags || []) list.append(el("li", f.replace(/_/g, " ")));
+  flags.append(list);
+  const wait = c.waiting_since || (c.state !== "talking" ? c.offered_at : null);
+  tr.append(
+    el("td", c.caller || "withheld"),
+    el("td", c.customer || (c.status === "ambiguous" ? "ambiguous caller" : "unknown")),
+    flags,
+    el("td", c.detail || c.state, "state"),
+    el("td", c.queue || ""),
+    el("td", c.tier || ""),
+    ticking(c.state === "talking" ? null : wait, "num wait"),
+    ticking(c.state === "talking" ? c.answered_at : null, "num talk"),
+    el("td", c.reason || ""),
+  );
+  return tr;
 }
 
 function agentButtons(a) {
@@ -274,11 +291,11 @@ function apply(msg) {
     }
     case "call_row":
       state.calls.set(msg.row.call_id, msg.row);
-      renderCalls();
+      updateCall(msg.row.call_id);
       break;
     case "call_gone":
       state.calls.delete(msg.call_id);
-      renderCalls();
+      updateCall(msg.call_id);
       break;
     case "agent_row":
       state.agents.set(msg.row.name, msg.row);

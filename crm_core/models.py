@@ -265,3 +265,64 @@ class LivePbx(Base):
     pbx_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     seen_at: Mapped[float | None] = mapped_column(Float)
     stopped_at: Mapped[float | None] = mapped_column(Float)  # set by an orderly shutdown
+
+
+# ---- statistics and supervision (migration 0005) --------------------------------------------
+# Times here are epoch seconds (Float): waits, hour buckets and period clipping are then plain
+# arithmetic, the same SQL on SQLite and PostgreSQL.
+
+
+class CallLeg(Base):
+    """One call's stay in one queue (``cti.stats.legs``), written when the call ends."""
+
+    __tablename__ = "call_legs"
+    __table_args__ = (
+        Index("ix_call_legs_joined_at", "joined_at"),
+        Index("ix_call_legs_agent_joined_at", "agent", "joined_at"),
+    )
+
+    call_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    queue: Mapped[str] = mapped_column(String(64))
+    tier: Mapped[str | None] = mapped_column(String(64))
+    agent: Mapped[str | None] = mapped_column(String(100))
+    direction: Mapped[str] = mapped_column(String(8), default="inbound")
+    caller: Mapped[str | None] = mapped_column(String(64))
+    joined_at: Mapped[float] = mapped_column(Float)
+    joined_hour: Mapped[int] = mapped_column(Integer)  # joined_at // 3600 (UTC hour)
+    answered_at: Mapped[float | None] = mapped_column(Float)
+    left_at: Mapped[float | None] = mapped_column(Float)
+    ended_at: Mapped[float | None] = mapped_column(Float)
+    outcome: Mapped[str] = mapped_column(String(16))
+    exit: Mapped[str | None] = mapped_column(String(16))
+    wrap_s: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class AgentActivity(Base):
+    """A closed interval of an agent's day: ``login`` or ``pause`` (with its reason)."""
+
+    __tablename__ = "agent_activity"
+    __table_args__ = (Index("ix_agent_activity_agent_started_at", "agent", "started_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    agent: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(8))
+    reason: Mapped[str] = mapped_column(String(100), default="")
+    started_at: Mapped[float] = mapped_column(Float)
+    ended_at: Mapped[float] = mapped_column(Float)
+
+
+class SupervisorAudit(Base):
+    """Who listened to, whispered to or barged into which call, played which recording."""
+
+    __tablename__ = "supervisor_audit"
+    __table_args__ = (Index("ix_supervisor_audit_at", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[float] = mapped_column(Float)
+    supervisor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(16))
+    call_id: Mapped[str | None] = mapped_column(String(64))
+    target: Mapped[str | None] = mapped_column(String(200))
+    ended_at: Mapped[float | None] = mapped_column(Float)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -27,6 +27,7 @@ COMMANDS = {
     "migrate": "migrate",
     "agent-token": "agent_token",
     "webhooks": "webhooks",
+    "report": "report",
 }
 
 

@@ -134,6 +134,39 @@ class AgentConfig(_Section):
     token_sha256: str = ""
 
 
+class QueueTargetConfig(_Section):
+    """One queue's service-level threshold and target (``[stats.queues.NAME]``)."""
+
+    service_level_s: float = Field(20.0, gt=0)
+    service_level_target: float = Field(0.8, ge=0, le=1)
+
+
+class StatsConfig(_Section):
+    # Service level: answered within service_level_s, target service_level_target (80% in 20 s).
+    service_level_s: float = Field(20.0, gt=0)
+    service_level_target: float = Field(0.8, ge=0, le=1)
+    # Callers who hang up within this many seconds are short abandons, counted apart.
+    short_abandon_s: float = Field(5.0, ge=0)
+    # A call from a customer who called within this many days before is a repeat call.
+    repeat_days: int = Field(7, ge=1, le=365)
+    queues: dict[str, QueueTargetConfig] = {}
+
+
+class SupervisorConfig(_Section):
+    # Alerts on the supervisor console (and as "alert" call events): 0 turns one off.
+    max_wait_s: float = Field(120.0, ge=0)
+    max_pause_s: float = Field(900.0, ge=0)
+    # Pause reasons allowed longer: reason -> seconds (e.g. lunch = 3600).
+    max_pause_by_reason: dict[str, float] = {}
+    # How often queue rows, the day's chart and alerts are refreshed on the console.
+    refresh_s: float = Field(1.0, gt=0)
+    # Calls answered in these queues are recorded (MixMonitor on the caller's channel).
+    record_queues: list[str] = []
+    # Where Asterisk writes the recordings and the daemon reads them ("" = the data dir).
+    recordings_dir: str = ""
+    retention_days: int = Field(90, ge=1)
+
+
 class LoggingConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["console", "json"] = "console"
@@ -147,6 +180,8 @@ class Config(_Section):
     phone: PhoneConfig = PhoneConfig()
     crm: CrmConfig = CrmConfig()
     logging: LoggingConfig = LoggingConfig()
+    stats: StatsConfig = StatsConfig()
+    supervisor: SupervisorConfig = SupervisorConfig()
     tiers: dict[str, TierConfig] = {
         "tier1": TierConfig(queue="tier1", priority=0, exten="8001"),
         "tier2": TierConfig(queue="tier2", priority=0, exten="8002"),

@@ -53,6 +53,7 @@ from cti.interactions import InteractionRecorder, InteractionStore
 from cti.logsetup import suppressed_warnings
 from cti.metrics import AmiLinkCounts, DaemonCollector, MetricSources
 from cti.routing.http import route_handler
+from cti.supervisor.service import Supervision
 from cti.tracker.events import CallEvent
 from cti.tracker.tracker import CallTracker
 
@@ -131,6 +132,7 @@ class Parts:
     call_state: CallStateWriter | None = None
     pbx_clock: PbxClock = field(default_factory=PbxClock)
     resync: ResyncHealth = field(default_factory=ResyncHealth)
+    supervision: Supervision | None = None  # statistics and the supervisor console
 
 
 class Daemon:
@@ -164,6 +166,9 @@ class Daemon:
             if p.call_state is not None:
                 await self._restore(p.call_state)
                 self._started.append("call_state")
+            if p.supervision is not None:
+                await p.supervision.start()
+                self._started.append("supervision")
             await p.agi.start()
             self._started.append("agi")
             self._runner = web.AppRunner(p.app, handle_signals=False, access_log=None)
@@ -208,6 +213,8 @@ class Daemon:
                     self._runner = self._site = None
                 elif part == "agi":
                     await p.agi.stop()
+                elif part == "supervision" and p.supervision is not None:
+                    await p.supervision.stop()
                 elif part == "recorder":
                     await p.calls.close()
                     await p.recorder.stop()
@@ -336,6 +343,8 @@ class Daemon:
                     await handle(event)
             elif isinstance(item, Resynced):
                 await self._resynced(item)
+                if self.parts.supervision is not None:
+                    self.parts.supervision.resynced()
             elif isinstance(item, Connected):
                 log.info("ami.connected")
             else:
@@ -386,6 +395,8 @@ class Daemon:
                 ended = event.event == "ended"
                 record = self.parts.calls.record_of(ctx) if ended else None
                 self.parts.events_out.publish(event, ctx, record)
+            if self.parts.supervision is not None:
+                self.parts.supervision.apply(event, ctx)
         except Exception as exc:
             self.errors += 1
             log.error("call_event.failed", call_id=event.call, event=event.event, error=repr(exc))
@@ -512,6 +523,7 @@ async def build_daemon(
                 )
             )
         )
+        supervision = _supervision(config, hub, calls, store, actions)
         deps = ApiDeps(
             config=config,
             hub=hub,
@@ -525,6 +537,7 @@ async def build_daemon(
             registry=registry,
             route_handler=route_handler(router, decisions),
             resync_status=resync.status,
+            supervision=supervision,
         )
         app = create_app(deps)
     except BaseException:
@@ -553,6 +566,7 @@ async def build_daemon(
         call_state=call_state,
         pbx_clock=pbx_clock,
         resync=resync,
+        supervision=supervision,
     )
     return Daemon(parts)
 
@@ -579,6 +593,32 @@ def _call_state(config: Config, store: Any, clock: PbxClock) -> CallStateWriter 
         encode=encode,
         clock=clock,
         heartbeat_s=config.ami.heartbeat_s,
+    )
+
+
+def _supervision(
+    config: Config, hub: PopHub, calls: LiveCalls, store: Any, actions: Any
+) -> Supervision:
+    """Statistics, the console, spying and recordings; legs and the audit log are written
+    where the store's engine is (a store without one: live statistics only)."""
+    from cti.stats.period import report_engine
+    from cti.stats.store import StatsRecorder
+    from cti.supervisor.audit import AuditLog
+    from cti.supervisor.listen import Supervise
+
+    engine = getattr(store, "engine", None)
+    recorder = StatsRecorder(engine) if engine is not None else None
+    supervise = Supervise(config.supervisor, actions, AuditLog(engine)) if engine else None
+    reports = report_engine(engine.url.render_as_string(hide_password=False)) if engine else None
+    return Supervision(
+        config,
+        hub,
+        calls,
+        tiers_by_queue=tiers_by_queue(config),
+        recorder=recorder,
+        engine=engine,
+        supervise=supervise,
+        report_engine=reports,
     )
 
 

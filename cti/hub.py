@@ -1,10 +1,16 @@
 """The pop hub: turns call events into the messages each agent's desktop receives.
 
 One place for the outgoing direction: ``PopHub.publish(event, ctx)`` decides who hears about a
-call event and builds the message once; each connected desktop has a bounded ``Subscription``
-that its WebSocket sender drains. Publishing never awaits, so a slow desktop cannot hold up the
-others: when its queue is full it is dropped (its sender closes the socket, the page reconnects
-and gets its active call replayed).
+call event and builds the message once; each connected desktop has a ``Subscription`` that its
+WebSocket sender drains. Publishing never awaits, so a slow desktop cannot hold up the others.
+
+Send queues: a burst (start-up, a resync: hundreds of agent states at once) never drops a
+desktop. Messages that only state a latest value (``agent_state`` per agent and queue,
+``update`` per call and agent, the supervisor console's rows and snapshot) carry a coalescing
+``key``: a newer one supersedes the pending older one, so they take room per key, not per
+message. Every other message (a call event) is always delivered, in order; only a desktop that
+stopped reading (``limit`` call events or ``limit_bytes`` pending) is dropped, and its page
+reconnects and gets its active call replayed (a supervisor console: a fresh snapshot).
 
 Messages (JSON objects), each with a unique ``id`` the desktop de-duplicates on:
 
@@ -54,7 +60,9 @@ log = structlog.get_logger(__name__)
 # Messages that carry the call context (``answered`` only when the agent had no pop).
 _CONTEXT_KINDS = frozenset({"pop", "transferred", "call", "update"})
 
-DEFAULT_QUEUE_LIMIT = 256
+# Call events pending for one desktop before it counts as stuck (coalesced messages aside).
+DEFAULT_QUEUE_LIMIT = 10_000
+DEFAULT_QUEUE_BYTES = 16 * 1024 * 1024
 
 
 def _make_encode() -> Callable[[Any], str]:
@@ -92,19 +100,38 @@ class HubMessage:
     call_id: str | None
     agent: str | None
     text: str
+    # Messages with the same key state the same thing: a newer one supersedes a pending one.
+    key: str | None = None
 
 
 class Subscription:
-    """A connected desktop: a bounded queue of messages its sender drains."""
+    """A connected desktop: the queue of messages its sender drains.
+
+    Call events (``key`` None) are kept in order and all delivered; keyed messages are
+    coalesced (a pending one is skipped once a newer one with its key is queued), so a burst of
+    states costs one pending message per key. Only call events count against ``limit`` and
+    ``limit_bytes``: past them the desktop is stuck and the subscription dies.
+    """
 
     def __init__(
-        self, agent: AgentConfig, limit: int, on_overflow: Callable[[], None] | None = None
+        self,
+        agent: AgentConfig,
+        limit: int,
+        on_overflow: Callable[[], None] | None = None,
+        *,
+        limit_bytes: int = DEFAULT_QUEUE_BYTES,
+        console: bool = False,
     ) -> None:
         self.agent = agent
         self.limit = limit
+        self.limit_bytes = limit_bytes
+        self.console = console  # a supervisor console: gets snapshots and board rows
         self._on_overflow = on_overflow
         self.overflowed = False
         self._items: deque[HubMessage] = deque()
+        self._latest: dict[str, str] = {}  # key -> id of its newest pending message
+        self._stale = 0  # superseded messages still in _items
+        self._event_bytes = 0  # text of the pending call events
         self._ready = asyncio.Event()
 
     @property
@@ -112,36 +139,82 @@ class Subscription:
         return self.agent.role == "supervisor"
 
     def offer(self, message: HubMessage) -> bool:
-        """Queue a message; False (and the subscription is dead) when the queue was full."""
+        """Queue a message; False (and the subscription is dead) when the desktop is stuck."""
         if self.overflowed:
             return False
-        if len(self._items) >= self.limit:
-            self.overflowed = True
-            self._items.clear()
-            self._ready.set()
-            if self._on_overflow is not None:
-                try:
-                    self._on_overflow()
-                except Exception as exc:  # the connection's business: never the publisher's
-                    log.warning("overflow hook failed", agent=self.agent.name, error=repr(exc))
-            return False
+        key = message.key
+        if key is None:
+            if self.pending_events() >= self.limit or self._event_bytes >= self.limit_bytes:
+                self._overflow()
+                return False
+            self._event_bytes += len(message.text)
+        else:
+            if key in self._latest:
+                self._stale += 1
+            self._latest[key] = message.id
+            if self._stale > 64 and self._stale * 2 > len(self._items):
+                self._compact()
         self._items.append(message)
         self._ready.set()
         return True
 
+    def _overflow(self) -> None:
+        self.overflowed = True
+        self._items.clear()
+        self._latest.clear()
+        self._stale = self._event_bytes = 0
+        self._ready.set()
+        if self._on_overflow is not None:
+            try:
+                self._on_overflow()
+            except Exception as exc:  # the connection's business: never the publisher's
+                log.warning("overflow hook failed", agent=self.agent.name, error=repr(exc))
+
+    def _compact(self) -> None:
+        latest = self._latest
+        self._items = deque(m for m in self._items if m.key is None or latest[m.key] == m.id)
+        self._stale = 0
+
     def pending(self) -> int:
-        return len(self._items)
+        return len(self._items) - self._stale
+
+    def pending_events(self) -> int:
+        """Pending call events (the messages that are never coalesced)."""
+        return len(self._items) - self._stale - len(self._latest)
+
+    def _take(self, message: HubMessage) -> bool:
+        """Account for a message leaving the queue; False when it was superseded."""
+        key = message.key
+        if key is None:
+            self._event_bytes -= len(message.text)
+            return True
+        if self._latest.get(key) == message.id:
+            del self._latest[key]
+            return True
+        self._stale -= 1
+        return False
+
+    def take_nowait(self) -> HubMessage | None:
+        """The next live message now, or None when nothing is pending."""
+        while self._items:
+            message = self._items.popleft()
+            if self._take(message):
+                return message
+        return None
 
     async def next(self) -> HubMessage | None:
         """The next message, or None once the subscription overflowed (close the client)."""
-        while not self._items:
+        while True:
+            while not self._items:
+                if self.overflowed:
+                    return None
+                self._ready.clear()
+                await self._ready.wait()
             if self.overflowed:
                 return None
-            self._ready.clear()
-            await self._ready.wait()
-        if self.overflowed:
-            return None
-        return self._items.popleft()
+            message = self.take_nowait()
+            if message is not None:
+                return message
 
 
 @dataclass
@@ -247,14 +320,23 @@ class PopHub:
     # -- connections ---------------------------------------------------------------------
 
     def subscribe(
-        self, agent: AgentConfig, on_overflow: Callable[[], None] | None = None
+        self,
+        agent: AgentConfig,
+        on_overflow: Callable[[], None] | None = None,
+        *,
+        first: Sequence[HubMessage] = (),
+        console: bool = False,
     ) -> Subscription:
-        """A desktop connected: it gets the current state of its active call(s) first.
+        """A desktop connected: it gets ``first`` (a console: its snapshot), then the current
+        state of its active call(s).
 
         ``on_overflow`` is called (synchronously) when the desktop's queue overflows, e.g. to
         cut a connection whose sender is stuck writing to a client that stopped reading.
+        ``console``: a supervisor console, which also gets what ``to_consoles`` sends.
         """
-        sub = Subscription(agent, self._queue_limit, on_overflow)
+        sub = Subscription(agent, self._queue_limit, on_overflow, console=console)
+        for message in first:
+            sub.offer(message)
         if agent.role == "supervisor":
             self._supervisors.add(sub)
         self._subs.setdefault(agent.name, set()).add(sub)
@@ -262,6 +344,32 @@ class PopHub:
             for message in messages:
                 sub.offer(message)
         return sub
+
+    def make_message(
+        self, kind: str, payload: dict[str, Any], *, key: str | None = None
+    ) -> HubMessage:
+        """A message of another part (the supervisor console's rows, an alert), with a hub id."""
+        message_id = f"{self._prefix}-{next(self._seq)}"
+        text = _encode({"id": message_id, "type": kind, **payload})
+        return HubMessage(message_id, kind, payload.get("call_id"), None, text, key)
+
+    def to_consoles(self, messages: Iterable[HubMessage]) -> int:
+        """Queue messages for every supervisor console (a stuck one is dropped)."""
+        consoles = [s for s in self._supervisors if s.console]
+        sent = 0
+        for message in messages:
+            for sub in consoles:
+                if sub.offer(message):
+                    sent += 1
+                else:
+                    self.stats.dropped_clients += 1
+                    log.warning("console_dropped_stuck", agent=sub.agent.name, id=message.id)
+                    self.unsubscribe(sub)
+            consoles = [s for s in consoles if not s.overflowed]
+        return sent
+
+    def consoles(self) -> int:
+        return sum(1 for s in self._supervisors if s.console)
 
     def unsubscribe(self, sub: Subscription) -> None:
         self._supervisors.discard(sub)
@@ -390,7 +498,9 @@ class PopHub:
                 to_supervisors("ended", hangup_by=data.get("hangup_by"), talk_s=data.get("talk_s"))
         elif name == "agent_state":
             agent = self.agent_key(data.get("member"), data.get("interface"))
-            emit("agent_state", agent, **{k: v for k, v in data.items() if k != "agent"})
+            state = emit("agent_state", agent, **{k: v for k, v in data.items() if k != "agent"})
+            # Only the latest state of an agent in a queue matters to a desktop still behind.
+            built[-1] = dataclasses.replace(state, key=f"agent_state\0{agent}\0{data.get('queue')}")
         else:
             to_supervisors("call", event=name, detail=data)
 
@@ -414,6 +524,7 @@ class PopHub:
             message = self._message(
                 "update", call, agent, now, context, self._pop_fields(context.data, now)
             )
+            message = dataclasses.replace(message, key=f"update\0{call}\0{agent}")
             built.append(message)
             replay = self._active.get(agent, {}).get(call)
             if replay is not None:

@@ -26,6 +26,7 @@ AGENT = web.RequestKey("agent", AgentConfig)
 PUBLIC_PATHS = frozenset(
     {"/", "/favicon.ico", "/healthz", "/metrics", "/api/openapi.json", "/api/login", "/ws"}
 )
+PUBLIC_PATHS |= {"/supervisor", "/ws/supervisor"}  # the console page; its socket checks tokens
 PUBLIC_PREFIXES = ("/desktop/",)
 ROUTE_PATH = "/api/route"
 

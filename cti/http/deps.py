@@ -13,6 +13,7 @@ from crm_core.types import CustomerView, Resolution
 from cti.calls import LiveCalls
 from cti.config import Config
 from cti.hub import PopHub
+from cti.supervisor.api import SupervisionApi
 
 
 class CallActions(Protocol):
@@ -81,3 +82,5 @@ class ApiDeps:
     resync_status: Callable[[], Mapping[str, Any]] | None = None
     # POST /api/route (cti.routing.http.route_handler), mounted when given.
     route_handler: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = None
+    # Statistics and the supervisor console (cti.supervisor.service.Supervision), when wired.
+    supervision: SupervisionApi | None = None

@@ -120,6 +120,8 @@ REQUIRED_WRITE: dict[str, frozenset[str]] = {
     "queuepenalty": frozenset({"agent"}),
     "queuememberringinuse": frozenset({"agent"}),
     "modulecheck": frozenset({"system"}),
+    "mixmonitor": frozenset({"system", "call"}),
+    "mixmonitormute": frozenset({"system", "call"}),
     "filter": frozenset({"system"}),
     "dbget": frozenset({"system", "reporting"}),
     "dbput": frozenset({"system"}),
@@ -1345,6 +1347,30 @@ class FakeAmiServer:
             return
         self.state.variables.setdefault(name, {})[h["variable"]] = h.get("value", "")
         reply("Success", ("Message", "Variable Set"))
+
+    async def _act_mixmonitor(self, s: _Session, h: dict[str, str], reply: _Reply) -> None:
+        # app_mixmonitor's manager action: the file is the channel's until it hangs up.
+        name = h.get("channel", "")
+        if not name:
+            reply("Error", ("Message", "No channel specified"))
+            return
+        if name not in self.state.channels:
+            reply("Error", ("Message", "No such channel"))
+            return
+        reply("Success", ("MixMonitorID", f"{name}-{len(self.actions)}"))
+
+    async def _act_mixmonitormute(self, s: _Session, h: dict[str, str], reply: _Reply) -> None:
+        name, direction = h.get("channel", ""), h.get("direction", "")
+        if not name:
+            reply("Error", ("Message", "No channel specified"))
+        elif not direction:
+            reply("Error", ("Message", "No direction specified"))
+        elif direction not in ("read", "write", "both"):
+            reply("Error", ("Message", "Invalid direction specified"))
+        elif name not in self.state.channels:
+            reply("Error", ("Message", "No such channel"))
+        else:
+            reply("Success")
 
     async def _act_getvar(self, s: _Session, h: dict[str, str], reply: _Reply) -> None:
         var = h.get("variable", "")

@@ -1,0 +1,108 @@
+"""Today's statistics as call events arrive. Pure: the time is the latest event's.
+
+``LiveStats.apply(event)`` feeds the leg and agent books; it returns what finished (legs of an
+ended call, closed agent intervals) for the recorder. ``figures(by)`` are today's figures
+(UTC day of the latest event): the legs of calls ended today and of calls in progress.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cti.config import Config
+from cti.stats.figures import Figures, Thresholds, grouped
+from cti.stats.legs import Activity, AgentBook, Leg, LegBook
+from cti.tracker.events import CallEvent
+
+DAY = 86400.0
+
+
+def thresholds_of(config: Config) -> Thresholds:
+    s = config.stats
+    return Thresholds(
+        default_s=s.service_level_s,
+        per_queue={q: t.service_level_s for q, t in s.queues.items()},
+        short_abandon_s=s.short_abandon_s,
+        target=s.service_level_target,
+        per_queue_target={q: t.service_level_target for q, t in s.queues.items()},
+    )
+
+
+@dataclass
+class Applied:
+    legs: list[Leg] = field(default_factory=list)
+    activity: list[Activity] = field(default_factory=list)
+
+
+class LiveStats:
+    def __init__(self, thresholds: Thresholds, tiers_by_queue: Mapping[str, str]) -> None:
+        self.thresholds = thresholds
+        self.legs = LegBook(tiers_by_queue)
+        self.agents = AgentBook()
+        self._today: list[Leg] = []
+        self._day_start = 0.0
+        self.now = 0.0
+        self.activity_today: list[Activity] = []
+        self._answered_today: dict[str, int] = {}  # agent -> legs answered today
+
+    def apply(self, event: CallEvent) -> Applied:
+        if event.ts is not None and event.ts > self.now:
+            self.now = event.ts
+            if self.now >= self._day_start + DAY:
+                self._roll_day()
+        done = Applied(self.legs.feed(event), self.agents.feed(event))
+        if event.event == "answered":
+            for leg in self.legs.legs_of(event.call):
+                if leg.answered_at == event.ts and leg.agent and leg.joined_at >= self._day_start:
+                    self._answered_today[leg.agent] = self._answered_today.get(leg.agent, 0) + 1
+        self._today.extend(done.legs)
+        self.activity_today.extend(done.activity)
+        return done
+
+    def _roll_day(self) -> None:
+        self._day_start = self.now - self.now % DAY
+        self._today = [leg for leg in self._today if leg.joined_at >= self._day_start]
+        self._answered_today = self._count_answered()
+        self.activity_today = [
+            a for a in self.activity_today if (a.ended_at or self.now) >= self._day_start
+        ]
+
+    @property
+    def day_start(self) -> float:
+        return self._day_start
+
+    def today(self) -> list[Leg]:
+        """Legs offered today: of calls that ended, and of calls in progress."""
+        start = self._day_start
+        live = [leg for leg in self.legs.live_legs() if leg.joined_at >= start]
+        return [leg for leg in self._today if leg.joined_at >= start] + live
+
+    def figures(self, by: str, now: float | None = None) -> dict[str, Figures]:
+        """Today's figures; ``now`` (default: the latest event's time) for waits so far."""
+        return grouped(self.today(), by, self.thresholds, max(now or 0.0, self.now))
+
+    def calls_today(self) -> dict[str, int]:
+        """Calls each agent answered today (legs offered today), kept as events arrive."""
+        return dict(self._answered_today)
+
+    def _count_answered(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for leg in self.today():
+            if leg.agent and leg.answered_at is not None:
+                out[leg.agent] = out.get(leg.agent, 0) + 1
+        return out
+
+    def to_dict(self, now: float | None = None) -> dict[str, Any]:
+        """``/api/stats/live``: today's figures by queue, tier, agent and hour."""
+        return {
+            "now": max(now or 0.0, self.now),
+            "day_start": self._day_start,
+            **{
+                by: {k: f.to_dict() for k, f in self.figures(by, now).items()} for by in GROUPS_LIVE
+            },
+        }
+
+
+GROUPS_LIVE = ("queue", "tier", "agent", "hour")

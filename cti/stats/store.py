@@ -1,0 +1,162 @@
+"""Writing legs and agent activity to the database, off the call flow.
+
+``StatsRecorder.submit_legs(legs)`` / ``submit_activity(items)`` never block: one owned worker
+task writes them in batches (a call's legs replace any written before for the same call), and
+retries with a capped backoff while the database is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
+
+import structlog
+from sqlalchemy import Table, delete, insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from crm_core.models import AgentActivity, CallLeg
+from cti.stats.legs import Activity, Leg
+
+log = structlog.get_logger(__name__)
+
+LEGS: Table = CallLeg.__table__  # type: ignore[assignment]
+ACTIVITY: Table = AgentActivity.__table__  # type: ignore[assignment]
+
+
+def leg_row(leg: Leg) -> dict[str, Any]:
+    return {
+        "call_id": leg.call_id,
+        "seq": leg.seq,
+        "queue": leg.queue,
+        "tier": leg.tier,
+        "agent": leg.agent,
+        "direction": leg.direction,
+        "caller": leg.caller,
+        "joined_at": leg.joined_at,
+        "joined_hour": int(leg.joined_at // 3600),
+        "answered_at": leg.answered_at,
+        "left_at": leg.left_at,
+        "ended_at": leg.ended_at,
+        "outcome": leg.outcome,
+        "exit": leg.exit,
+        "wrap_s": leg.wrap_s,
+    }
+
+
+def activity_row(item: Activity) -> dict[str, Any]:
+    return {
+        "agent": item.agent,
+        "kind": item.kind,
+        "reason": item.reason,
+        "started_at": item.started_at,
+        "ended_at": item.ended_at if item.ended_at is not None else item.started_at,
+    }
+
+
+async def write_legs(engine: AsyncEngine, legs: Sequence[Leg]) -> None:
+    """Write legs; the legs of a call replace those written for it before."""
+    if not legs:
+        return
+    calls = sorted({leg.call_id for leg in legs})
+    async with engine.begin() as conn:
+        for start in range(0, len(calls), 500):
+            chunk = calls[start : start + 500]
+            await conn.execute(delete(LEGS).where(LEGS.c.call_id.in_(chunk)))
+        await conn.execute(insert(LEGS), [leg_row(leg) for leg in legs])
+
+
+async def write_activity(engine: AsyncEngine, items: Sequence[Activity]) -> None:
+    if items:
+        async with engine.begin() as conn:
+            await conn.execute(insert(ACTIVITY), [activity_row(i) for i in items])
+
+
+class StatsSink(Protocol):
+    """Where the live statistics hand finished legs and activity (``StatsRecorder``)."""
+
+    def submit_legs(self, legs: Iterable[Leg]) -> None: ...
+
+    def submit_activity(self, items: Iterable[Activity]) -> None: ...
+
+
+class StatsRecorder:
+    def __init__(
+        self, engine: AsyncEngine, *, retry_initial_s: float = 0.2, retry_max_s: float = 10.0
+    ) -> None:
+        self._engine = engine
+        self._retry_initial_s = retry_initial_s
+        self._retry_max_s = retry_max_s
+        self._legs: list[Leg] = []
+        self._activity: list[Activity] = []
+        self._wake: asyncio.Event | None = None
+        self._idle: asyncio.Event | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self.written = 0
+
+    @property
+    def pending(self) -> int:
+        return len(self._legs) + len(self._activity)
+
+    def submit_legs(self, legs: Iterable[Leg]) -> None:
+        self._legs.extend(legs)
+        self._poke()
+
+    def submit_activity(self, items: Iterable[Activity]) -> None:
+        self._activity.extend(items)
+        self._poke()
+
+    def _poke(self) -> None:
+        if self._wake is not None and self._idle is not None and self.pending:
+            self._idle.clear()
+            self._wake.set()
+
+    async def start(self) -> None:
+        self._wake, self._idle = asyncio.Event(), asyncio.Event()
+        self._idle.set()
+        self._poke()
+        self._worker = asyncio.create_task(self._run(), name="stats-recorder")
+
+    async def flush(self, within_s: float | None = None) -> bool:
+        if self._idle is None:
+            return not self.pending
+        try:
+            async with asyncio.timeout(within_s):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def stop(self, drain_timeout_s: float = 5.0) -> None:
+        if self._worker is None:
+            return
+        await self.flush(drain_timeout_s)
+        self._worker.cancel()
+        await asyncio.gather(self._worker, return_exceptions=True)
+        self._worker = None
+        if self.pending:
+            log.error("statistics not written", legs=len(self._legs), activity=len(self._activity))
+
+    async def _run(self) -> None:
+        assert self._wake is not None and self._idle is not None
+        delay = self._retry_initial_s
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self.pending:
+                legs, activity = self._legs[:2000], self._activity[:2000]
+                try:
+                    await write_legs(self._engine, legs)
+                    await write_activity(self._engine, activity)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning("statistics write failed; will retry", error=repr(exc))
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self._retry_max_s)
+                    continue
+                delay = self._retry_initial_s
+                del self._legs[: len(legs)]
+                del self._activity[: len(activity)]
+                self.written += len(legs) + len(activity)
+            self._idle.set()

@@ -1,0 +1,1 @@
+"""The supervisor console: live rows of calls, agents and queues, alerts, and supervision."""

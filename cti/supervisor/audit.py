@@ -1,0 +1,72 @@
+"""The supervision audit log: who listened to, whispered to or barged into which call, which
+recordings were made and who played them back. Supervisors read it (``GET
+/api/supervisor/audit``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Table, and_, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from crm_core.models import SupervisorAudit
+
+AUDIT: Table = SupervisorAudit.__table__  # type: ignore[assignment]
+
+
+class AuditLog:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def add(
+        self,
+        *,
+        at: float,
+        supervisor: str,
+        action: str,
+        call_id: str | None,
+        target: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> int:
+        row = {
+            "at": at,
+            "supervisor": supervisor,
+            "action": action,
+            "call_id": call_id,
+            "target": target,
+            "detail": detail or {},
+        }
+        async with self._engine.begin() as conn:
+            result = await conn.execute(insert(AUDIT).values(**row).returning(AUDIT.c.id))
+            return int(result.scalar_one())
+
+    async def close_for_call(self, call_id: str, at: float, actions: tuple[str, ...]) -> int:
+        """The sessions on this call still open end now (ChanSpy exits with the call)."""
+        c = AUDIT.c
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                update(AUDIT)
+                .where(c.call_id == call_id, c.ended_at.is_(None), c.action.in_(actions))
+                .values(ended_at=at)
+            )
+            return int(result.rowcount or 0)
+
+    async def find(self, call_id: str, action: str) -> dict[str, Any] | None:
+        c = AUDIT.c
+        query = select(AUDIT).where(c.call_id == call_id, c.action == action).order_by(c.id.desc())
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query.limit(1))).mappings().first()
+        return dict(row) if row is not None else None
+
+    async def entries(self, start: float, end: float, limit: int = 1000) -> list[dict[str, Any]]:
+        c = AUDIT.c
+        query = select(AUDIT).where(and_(c.at >= start, c.at < end)).order_by(c.at).limit(limit)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        out = []
+        for row in rows:
+            item = dict(row)
+            ended = item["ended_at"]
+            item["duration_s"] = round(ended - item["at"], 3) if ended is not None else None
+            out.append(item)
+        return out

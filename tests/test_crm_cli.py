@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from crm_core import schema
@@ -140,3 +143,33 @@ def test_lookup_against_a_dead_database_exits_1_with_a_message(
     assert code == 1
     assert out == ""
     assert "cti lookup: CRM database unavailable" in err
+
+
+def independent_count(url: str, table: str = "customers") -> int:
+    """``SELECT count(*)`` on a fresh driver connection: what a later reader sees, not what
+    the writer believes it wrote."""
+    if url.startswith("sqlite"):
+        with closing(sqlite3.connect(url.split(":///", 1)[1])) as conn:
+            return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+    async def count() -> int:
+        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
+        try:
+            return int(await conn.fetchval(f"SELECT count(*) FROM {table}"))
+        finally:
+            await conn.close()
+
+    return asyncio.run(count())
+
+
+def test_seed_keeps_every_batch_it_reports(cli_db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "seed", "--customers", "2500", "--batch", "1000", "--quiet")
+    assert code == 0
+    assert out.startswith("seeded 2500 customers (9 demo customers added)")
+    assert independent_count(cli_db) == 2500 + 9
+    # Every generated customer has at least one number, in the same committed batches.
+    assert independent_count(cli_db, "phone_numbers") > 2500
+
+    code, out, _ = run(capsys, "seed", "--customers", "1200", "--batch", "500", "--quiet")
+    assert code == 0
+    assert independent_count(cli_db) == 2500 + 9 + 1200

@@ -3,28 +3,65 @@
 Columns, in any order (header names are case-insensitive): ``external_id`` and ``name``
 (required), any number of columns whose names start with ``phone`` (``phone``, ``phone_mobile``,
 ``Phone (work)``...), ``email``, ``flags`` (``vip;hearing_impaired``), and optionally ``kind``,
-``organisation``, ``address``, ``language``. Other columns are reported, not fatal.
+``organisation``, ``address``, ``language``. Other columns are reported, not fatal. The file is
+read as spreadsheets write it (see ``crm_core.csvfile``).
 
-Each row is written in its own transaction: a bad row is rejected with its reason and never
-aborts the import nor half-writes a customer. Rows are keyed on ``external_id``: importing the
-same file again updates the customers instead of duplicating them.
+Rows are keyed on ``external_id``: importing the same file again updates the customers instead
+of duplicating them, and changes only what the file says:
+
+- a column the file does not have leaves that field as it is; an empty cell too, unless
+  ``clear_empty`` (then it clears the field);
+- numbers: a column named for a kind (``phone_mobile``, ``Phone (work)``) stands for the
+  customer's numbers of that kind, a plain ``phone`` column for all the other kinds; the
+  numbers in those cells replace the customer's numbers of those kinds;
+- ``flags`` lists the flags the customer has; ``do_not_call`` is only cleared with
+  ``clear_do_not_call`` (otherwise it is kept and the report says so);
+- every field changed on an existing customer is in the report; ``dry_run`` writes nothing.
+
+A bad row (unreadable, a NUL character, a value longer than its column, an unknown flag...)
+is rejected with its line and reason and never stops the others. Rows are written in batches,
+one transaction each; a batch the database refuses is written again row by row, so that only
+the row at fault is rejected.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import re
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from sqlalchemy import exc as sa_exc
+from tqdm import tqdm
+
+from crm_core import customer_batch
+from crm_core.csvfile import BadRecord, CsvFileError, read_text, records
+from crm_core.csvfile import detect_delimiter as _detect_delimiter
+from crm_core.customer_batch import FIELDS, CustomerWrite, StoredCustomer, StoredPhone
 from crm_core.errors import CrmError, InvalidCustomer
-from crm_core.models import FLAGS
+from crm_core.import_report import (
+    FieldChange,
+    ImportReport,
+    InvalidNumber,
+    KeptDoNotCall,
+    RejectedRow,
+    SharedNumber,
+)
+from crm_core.models import FLAGS, PHONE_KINDS, Customer, PhoneNumber
 from crm_core.phone import normalise
-from crm_core.store import CrmStore, PhoneInput
-from crm_core.types import Candidate
+from crm_core.store import CrmStore
+
+__all__ = [
+    "ImportFileError",
+    "ImportReport",
+    "InvalidNumber",
+    "RejectedRow",
+    "SharedNumber",
+    "import_csv",
+]
 
 KNOWN_COLUMNS = ("external_id", "name", "email", "flags", "kind", "organisation", "address",
                  "language")  # fmt: skip
@@ -38,8 +75,18 @@ FLAG_ALIASES = {
     "marketing": "marketing_opt_in",
     "opt_in": "marketing_opt_in",
 }
+KINDS = {"person": "person", "organisation": "organisation", "organization": "organisation",
+         "company": "organisation"}  # fmt: skip
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-_MAX_NAME = 200
+# Each text column's size in the schema: a longer value is a rejected row, not a database error.
+_LIMITS: dict[str, int] = {
+    name: length
+    for name in (*FIELDS, "external_id")
+    if (length := getattr(Customer.__table__.c[name].type, "length", None))
+}
+_NUMBER_LIMIT: int = PhoneNumber.__table__.c["number"].type.length  # type: ignore[attr-defined]
+BATCH = 1000
+_ANY_KIND = "*"
 
 
 class ImportFileError(CrmError):
@@ -47,68 +94,48 @@ class ImportFileError(CrmError):
 
 
 @dataclass(frozen=True)
-class RejectedRow:
-    line: int
-    external_id: str | None
-    reason: str
+class ImportOptions:
+    clear_empty: bool = False  # an empty cell clears the field (otherwise it leaves it)
+    clear_do_not_call: bool = False  # a file may clear do_not_call (otherwise it is kept)
+    dry_run: bool = False  # report what would change, write nothing
 
 
 @dataclass(frozen=True)
-class InvalidNumber:
-    line: int
-    external_id: str
-    column: str
-    value: str
+class _PhoneColumn:
+    index: int
+    header: str
+    kind: str  # the kind its numbers are stored with
+    scope: str  # the kind it stands for, or _ANY_KIND
 
 
 @dataclass(frozen=True)
-class SharedNumber:
-    e164: str
-    customers: tuple[Candidate, ...]
+class _Columns:
+    width: int
+    index: dict[str, int]  # known column -> position
+    phones: list[_PhoneColumn]
+    covers: dict[str, frozenset[str]]  # phone scope -> the kinds its numbers replace
+    unknown: list[str]
 
 
 @dataclass
-class ImportReport:
-    rows: int = 0
-    created: int = 0
-    updated: int = 0
-    rejected: list[RejectedRow] = field(default_factory=list)
-    invalid_numbers: list[InvalidNumber] = field(default_factory=list)
-    duplicates: list[SharedNumber] = field(default_factory=list)
-    unknown_columns: list[str] = field(default_factory=list)
+class _Row:
+    """One valid row: only what it sets (a field absent here stays as stored)."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "rows": self.rows,
-            "created": self.created,
-            "updated": self.updated,
-            "rejected": [vars(r) for r in self.rejected],
-            "invalid_numbers": [vars(n) for n in self.invalid_numbers],
-            "duplicates": [
-                {"e164": d.e164, "customers": [c.to_dict() for c in d.customers]}
-                for d in self.duplicates
-            ],
-            "unknown_columns": self.unknown_columns,
-        }
+    line: int
+    external_id: str
+    fields: dict[str, str | None]
+    flags: set[str] | None
+    phones: dict[str, list[tuple[_PhoneColumn, str]]]  # scope -> (column, number as typed)
 
-    def lines(self) -> Iterator[str]:
-        """The report for a person, one line each."""
-        yield (
-            f"{self.rows} rows: {self.created} customers created, {self.updated} updated, "
-            f"{len(self.rejected)} rejected"
-        )
-        if self.unknown_columns:
-            yield f"unknown columns (ignored): {', '.join(self.unknown_columns)}"
-        for r in self.rejected:
-            yield f"line {r.line}: rejected ({r.external_id or 'no external_id'}): {r.reason}"
-        for n in self.invalid_numbers:
-            yield (
-                f"line {n.line}: {n.external_id}: invalid number in {n.column}: {n.value!r} "
-                "(kept as entered, not used for caller ID)"
-            )
-        for d in self.duplicates:
-            who = ", ".join(f"{c.external_id or c.customer_id} ({c.name})" for c in d.customers)
-            yield f"duplicate: {d.e164} is shared by {len(d.customers)} customers: {who}"
+
+@dataclass
+class _Outcome:
+    write: CustomerWrite | None  # None: nothing to write (unchanged)
+    changes: list[FieldChange] = field(default_factory=list)
+    kept_dnc: bool = False
+    invalid: list[InvalidNumber] = field(default_factory=list)
+    e164s: set[str] = field(default_factory=set)  # numbers written or removed
+    numbers: set[str] = field(default_factory=set)  # the valid numbers in the row
 
 
 def _column_key(header: str) -> str:
@@ -123,8 +150,8 @@ def _phone_kind(column: str) -> str:
     return "other"
 
 
-def _flags(text: str) -> list[str]:
-    flags = []
+def _flags(text: str) -> set[str]:
+    flags = set()
     for raw in re.split(r"[;,|]", text):
         flag = _column_key(raw)
         if not flag:
@@ -132,117 +159,351 @@ def _flags(text: str) -> list[str]:
         flag = FLAG_ALIASES.get(flag, flag)
         if flag not in FLAGS:
             raise InvalidCustomer(f"unknown flag {raw.strip()!r} (known: {', '.join(FLAGS)})")
-        flags.append(flag)
+        flags.add(flag)
     return flags
 
 
-def _open(source: str | Path | TextIO) -> TextIO:
-    if isinstance(source, str | Path):
-        try:
-            return open(source, encoding="utf-8-sig", newline="")
-        except OSError as exc:
-            raise ImportFileError(f"{source}: cannot read: {exc.strerror or exc}") from exc
-    return source
-
-
-def _reader(stream: TextIO, name: str) -> csv.DictReader[str]:
-    try:
-        sample = stream.read(16384)
-    except UnicodeDecodeError as exc:
-        raise ImportFileError(f"{name}: not UTF-8 text ({exc.reason})") from exc
-    if not sample.strip():
-        raise ImportFileError(f"{name}: empty file (a header row is needed)")
-    try:
-        dialect: Any = csv.Sniffer().sniff(sample.splitlines()[0], delimiters=",;\t")
-    except csv.Error:
-        dialect = csv.excel
-    rest = io.StringIO(sample + stream.read())
-    return csv.DictReader(rest, dialect=dialect)
-
-
-async def import_csv(store: CrmStore, source: str | Path | TextIO) -> ImportReport:
-    """Import customers from a CSV file (path or open text stream); see the module doc."""
-    name = str(source) if isinstance(source, str | Path) else getattr(source, "name", "<csv>")
-    stream = _open(source)
-    try:
-        reader = _reader(stream, name)
-    finally:
-        if isinstance(source, str | Path):
-            stream.close()
-    headers = list(reader.fieldnames or [])
-    keys = {header: _column_key(header) for header in headers}
-    missing = [c for c in REQUIRED_COLUMNS if c not in keys.values()]
+def _columns(headers: list[str], name: str) -> _Columns:
+    keys = [_column_key(h) for h in headers]
+    missing = [c for c in REQUIRED_COLUMNS if c not in keys]
     if missing:
         raise ImportFileError(
             f"{name}: missing required column(s) {', '.join(missing)} "
             f"(header: {', '.join(headers) or 'none'})"
         )
-    phone_columns = [h for h in headers if keys[h].startswith("phone")]
-    report = ImportReport(
-        unknown_columns=[
-            h for h in headers if keys[h] not in KNOWN_COLUMNS and h not in phone_columns
+    index: dict[str, int] = {}
+    phones: list[_PhoneColumn] = []
+    unknown: list[str] = []
+    for i, (header, key) in enumerate(zip(headers, keys, strict=True)):
+        if key.startswith("phone"):
+            kind = _phone_kind(key)
+            typed = kind != "other" or "other" in key
+            phones.append(_PhoneColumn(i, header, kind, kind if typed else _ANY_KIND))
+        elif key in KNOWN_COLUMNS:
+            if key in index:
+                raise ImportFileError(f"{name}: column {header!r} appears twice")
+            index[key] = i
+        else:
+            unknown.append(header)
+    typed_kinds = {c.scope for c in phones if c.scope != _ANY_KIND}
+    covers = {scope: frozenset({scope}) for scope in typed_kinds}
+    if any(c.scope == _ANY_KIND for c in phones):
+        covers[_ANY_KIND] = frozenset(PHONE_KINDS) - typed_kinds
+    return _Columns(len(headers), index, phones, covers, unknown)
+
+
+def _parse_row(line: int, cells: list[str], cols: _Columns, options: ImportOptions) -> _Row:
+    """The row's values, validated; raises ``InvalidCustomer`` with the reason."""
+    if len(cells) > cols.width:
+        raise InvalidCustomer(f"more fields than the header's {cols.width}")
+    for i, text in enumerate(cells):
+        if "\x00" in text:
+            raise InvalidCustomer(f"a NUL character (\\u0000) in column {i + 1}")
+
+    def cell(key: str) -> str | None:
+        """The stripped cell; None when the column is absent (or the row is short)."""
+        i = cols.index.get(key)
+        return cells[i].strip() if i is not None and i < len(cells) else None
+
+    external_id = cell("external_id")
+    if not external_id:
+        raise InvalidCustomer("missing external_id")
+    name = cell("name")
+    if not name:
+        raise InvalidCustomer("missing name")
+    fields: dict[str, str | None] = {"name": name}
+    for key in ("kind", "organisation", "email", "address", "language"):
+        value = cell(key)
+        if value:
+            fields[key] = value
+        elif value is not None and options.clear_empty:
+            fields[key] = "person" if key == "kind" else None
+    for key, value in (*fields.items(), ("external_id", external_id)):
+        limit = _LIMITS.get(key)
+        if value and limit and len(value) > limit:
+            raise InvalidCustomer(f"{key} longer than {limit} characters")
+    if fields.get("kind"):
+        kind = KINDS.get(str(fields["kind"]).lower())
+        if kind is None:
+            raise InvalidCustomer(f"kind must be person or organisation, not {fields['kind']!r}")
+        fields["kind"] = kind
+    email = fields.get("email")
+    if email and not _EMAIL.fullmatch(email):
+        raise InvalidCustomer(f"invalid email {email!r}")
+    flags_cell = cell("flags")
+    flags = None
+    if flags_cell or (flags_cell is not None and options.clear_empty):
+        flags = _flags(flags_cell)
+    phones: dict[str, list[tuple[_PhoneColumn, str]]] = {}
+    present: set[str] = set()
+    for column in cols.phones:
+        if column.index >= len(cells):
+            continue
+        present.add(column.scope)
+        for value in re.split(r"[;|]", cells[column.index]):
+            number = value.strip()
+            if not number:
+                continue
+            if len(number) > _NUMBER_LIMIT:
+                raise InvalidCustomer(
+                    f"{column.header}: value longer than {_NUMBER_LIMIT} characters"
+                )
+            phones.setdefault(column.scope, []).append((column, number))
+    if options.clear_empty:
+        for scope in present:
+            phones.setdefault(scope, [])
+    return _Row(line, external_id, fields, flags, phones)
+
+
+class _Planner:
+    """Turns valid rows and what is stored into writes and the report's changes."""
+
+    def __init__(self, store: CrmStore, cols: _Columns, options: ImportOptions) -> None:
+        self.store = store
+        self.cols = cols
+        self.options = options
+        self.now = datetime.now(UTC)
+
+    def e164(self, number: str, known: dict[str, str | None]) -> str | None:
+        if number in known:  # as stored for this customer: no need to parse it again
+            return known[number]
+        return normalise(number, self.store.region, self.store.internal_max_digits).e164
+
+    def plan(self, row: _Row, stored: StoredCustomer | None) -> _Outcome:
+        before: dict[str, Any] = (
+            dict(stored.values)
+            if stored
+            else {**dict.fromkeys(FIELDS), "kind": "person", **dict.fromkeys(FLAGS, False),
+                  "marketing_opt_in_at": None}
+        )  # fmt: skip
+        after = {**before, **row.fields}
+        outcome = _Outcome(None)
+        if row.flags is not None:
+            for flag in FLAGS:
+                after[flag] = flag in row.flags
+            dropped = before["do_not_call"] and not after["do_not_call"]
+            if dropped and not self.options.clear_do_not_call:
+                after["do_not_call"] = True
+                outcome.kept_dnc = True
+            if after["marketing_opt_in"] and not before["marketing_opt_in"]:
+                after["marketing_opt_in_at"] = self.now
+            elif not after["marketing_opt_in"]:
+                after["marketing_opt_in_at"] = None
+        old_phones = stored.phones if stored else []
+        new_phones: list[StoredPhone] | None = None
+        if row.phones:
+            replaced = frozenset().union(*(self.cols.covers[s] for s in row.phones))
+            known = {p.number: p.e164 for p in old_phones}
+            new_phones = [p for p in old_phones if p.kind not in replaced]
+            for entries in row.phones.values():
+                for column, number in entries:
+                    e164 = self.e164(number, known)
+                    if e164 is not None:
+                        outcome.numbers.add(e164)
+                    else:
+                        outcome.invalid.append(
+                            InvalidNumber(row.line, row.external_id, column.header, number)
+                        )
+                    new_phones.append(StoredPhone(column.kind, number, e164))
+            if _same(old_phones, new_phones):
+                new_phones = None
+        changes = [
+            FieldChange(row.line, row.external_id, key, before[key], after[key])
+            for key in (*FIELDS, *FLAGS)
+            if before[key] != after[key]
         ]
+        if new_phones is not None:
+            changes.append(
+                FieldChange(row.line, row.external_id, "phones",
+                            [p.number for p in old_phones], [p.number for p in new_phones])
+            )  # fmt: skip
+            outcome.e164s = {p.e164 for p in (*old_phones, *new_phones) if p.e164}
+        if stored is None or changes:
+            outcome.write = CustomerWrite(
+                row.external_id,
+                stored.id if stored else None,
+                {**after, "updated_at": self.now},
+                new_phones,
+                rename=before["name"] != after["name"]
+                or before["organisation"] != after["organisation"],
+            )
+        if stored is not None:
+            outcome.changes = changes
+        return outcome
+
+
+def _same(old: Sequence[StoredPhone], new: Sequence[StoredPhone]) -> bool:
+    return sorted((p.kind, p.number) for p in old) == sorted((p.kind, p.number) for p in new)
+
+
+async def import_csv(
+    store: CrmStore,
+    source: str | Path | TextIO,
+    options: ImportOptions | None = None,
+    *,
+    progress: bool = False,
+) -> ImportReport:
+    """Import customers from a CSV file (path or open text stream); see the module doc."""
+    options = options or ImportOptions()
+    name = str(source) if isinstance(source, str | Path) else getattr(source, "name", "<csv>")
+    try:
+        decoded = read_text(source)
+    except CsvFileError as exc:
+        raise ImportFileError(str(exc)) from exc
+    if not decoded.text.strip():
+        raise ImportFileError(f"{name}: empty file (a header row is needed)")
+    delimiter = _detect_delimiter(decoded.text.split("\n", 1)[0], REQUIRED_COLUMNS, _column_key)
+    parsed = records(decoded.text, delimiter)
+    header = next(parsed)
+    if isinstance(header, BadRecord):
+        raise ImportFileError(f"{name}: unreadable header: {header.reason}")
+    cols = _columns(header.cells, name)
+    report = ImportReport(
+        unknown_columns=cols.unknown, encoding=decoded.encoding, dry_run=options.dry_run
     )
+    if decoded.warning:
+        report.warnings.append(decoded.warning)
+    planner = _Planner(store, cols, options)
     seen: dict[str, int] = {}
     imported_e164: set[str] = set()
-    for record in reader:
-        line = reader.line_num
-        report.rows += 1
-        row = {keys[h]: (v or "").strip() for h, v in record.items() if h in keys}
-        external_id = row.get("external_id") or None
-        try:
-            if None in record:
-                raise InvalidCustomer(f"more fields than the header's {len(headers)}")
-            if not external_id:
-                raise InvalidCustomer("missing external_id")
-            if len(external_id) > 64:
-                raise InvalidCustomer("external_id longer than 64 characters")
-            if external_id in seen:
-                raise InvalidCustomer(f"external_id repeated (first on line {seen[external_id]})")
-            if not row.get("name"):
-                raise InvalidCustomer("missing name")
-            if len(row["name"]) > _MAX_NAME:
-                raise InvalidCustomer(f"name longer than {_MAX_NAME} characters")
-            email = row.get("email") or None
-            if email and not _EMAIL.fullmatch(email):
-                raise InvalidCustomer(f"invalid email {email!r}")
-            flags = _flags(row.get("flags", ""))
-            phones: list[PhoneInput] = []
-            invalid: list[InvalidNumber] = []
-            for column in phone_columns:
-                for value in re.split(r"[;|]", record.get(column) or ""):
-                    if not value.strip():
-                        continue
-                    if len(value.strip()) > 64:
-                        raise InvalidCustomer(f"{column}: value longer than 64 characters")
-                    phones.append(PhoneInput(value.strip(), _phone_kind(keys[column])))
-                    number = normalise(value, store.region, store.internal_max_digits)
-                    if number.e164 is None:
-                        invalid.append(InvalidNumber(line, external_id, column, value.strip()))
-                    else:
-                        imported_e164.add(number.e164)
-            kind = (row.get("kind") or "person").lower()
-            result = await store.upsert_customer(
-                name=row["name"],
-                external_id=external_id,
-                phones=phones,
-                email=email,
-                kind="organisation" if kind in ("organisation", "organization", "company")
-                else kind,
-                organisation=row.get("organisation") or None,
-                address=row.get("address") or None,
-                language=row.get("language") or None,
-                flags=flags,
-            )  # fmt: skip
-        except InvalidCustomer as exc:
-            report.rejected.append(RejectedRow(line, external_id, str(exc)))
-            continue
-        seen[external_id] = line
-        report.invalid_numbers.extend(invalid)
-        if result.created:
-            report.created += 1
-        else:
-            report.updated += 1
-    shared = await store.shared_numbers(imported_e164)
-    report.duplicates = [SharedNumber(e164, tuple(c)) for e164, c in sorted(shared.items())]
+    bar = tqdm(total=decoded.text.count("\n"), unit="line", file=sys.stderr,
+               disable=not progress, desc="importing")  # fmt: skip
+    try:
+        for batch in _batches(parsed, BATCH):
+            rows: list[_Row] = []
+            for item in batch:
+                report.rows += 1
+                if isinstance(item, BadRecord):
+                    report.rejected.append(RejectedRow(item.line, None, item.reason))
+                    continue
+                try:
+                    row = _parse_row(item.line, item.cells, cols, options)
+                    if row.external_id in seen:
+                        raise InvalidCustomer(
+                            f"external_id repeated (first on line {seen[row.external_id]})"
+                        )
+                except InvalidCustomer as exc:
+                    eid = _external_id(item.cells, cols)
+                    report.rejected.append(RejectedRow(item.line, eid, str(exc)))
+                    continue
+                seen[row.external_id] = row.line
+                rows.append(row)
+            await _import_batch(store, planner, rows, report, imported_e164)
+            bar.update(batch[-1].line - bar.n if batch else 0)
+    finally:
+        bar.close()
+    report.rejected.sort(key=lambda r: r.line)
+    if not options.dry_run:
+        shared = await store.shared_numbers(imported_e164)
+        report.duplicates = [SharedNumber(e164, tuple(c)) for e164, c in sorted(shared.items())]
     return report
+
+
+def _external_id(cells: list[str], cols: _Columns) -> str | None:
+    i = cols.index["external_id"]
+    value = cells[i].strip() if i < len(cells) else ""
+    return value[:64] or None
+
+
+def _batches(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+async def _import_batch(
+    store: CrmStore,
+    planner: _Planner,
+    rows: list[_Row],
+    report: ImportReport,
+    imported_e164: set[str],
+) -> None:
+    """Plan and write one batch in one transaction; row by row if the database refuses it."""
+    if not rows:
+        return
+    async with store._guard("import"), store.engine.connect() as conn:
+        stored = await customer_batch.load(conn, [r.external_id for r in rows])
+        await conn.rollback()
+    outcomes = [(row, planner.plan(row, stored.get(row.external_id))) for row in rows]
+    if planner.options.dry_run:
+        written = outcomes
+    else:
+        written = await _write(store, planner, outcomes, report)
+    for row, outcome in written:
+        if row.external_id in stored:
+            report.updated += 1
+            report.unchanged += outcome.write is None
+        else:
+            report.created += 1
+        report.changes.extend(outcome.changes)
+        report.invalid_numbers.extend(outcome.invalid)
+        if outcome.kept_dnc:
+            report.kept_do_not_call.append(KeptDoNotCall(row.line, row.external_id))
+        imported_e164.update(outcome.numbers)
+    store.cache.invalidate(e for _, o in written for e in o.e164s)
+
+
+Outcomes = list[tuple[_Row, _Outcome]]
+
+
+class _Refused(Exception):
+    """The database refused a write (a constraint, a value it cannot store)."""
+
+
+async def _write(
+    store: CrmStore, planner: _Planner, outcomes: Outcomes, report: ImportReport
+) -> Outcomes:
+    """Write the batch; returns the rows written (a row the database refuses is rejected)."""
+    try:
+        await _commit(store, planner, [o.write for _, o in outcomes if o.write is not None])
+        return outcomes
+    except _Refused as exc:
+        if len(outcomes) == 1:
+            row = outcomes[0][0]
+            report.rejected.append(
+                RejectedRow(row.line, row.external_id, f"refused by the database: {exc}")
+            )
+            return []
+    written: Outcomes = []
+    for pair in outcomes:  # find the row at fault: each in its own transaction
+        written.extend(await _write(store, planner, [pair], report))
+    return written
+
+
+async def _commit(store: CrmStore, planner: _Planner, writes: list[CustomerWrite]) -> None:
+    if not writes:
+        return
+    ids = [w.customer_id for w in writes]
+    try:
+        async with store._guard("import"):
+            try:
+                async with store.engine.begin() as conn:
+                    await customer_batch.apply(conn, writes, planner.now)
+            except sa_exc.DBAPIError as exc:
+                if _refusal(exc):
+                    raise _Refused(_describe(exc)) from exc
+                raise
+    except _Refused:
+        for write, customer_id in zip(writes, ids, strict=True):
+            write.customer_id = customer_id  # rolled back: new customers are new again
+        raise
+
+
+def _refusal(exc: sa_exc.DBAPIError) -> bool:
+    """The database refused these values (a constraint, data it cannot store), as opposed to
+    failing: SQLSTATE class 22 or 23 on PostgreSQL (asyncpg's "invalid byte sequence" for a
+    NUL is a bare DBAPIError to SQLAlchemy), IntegrityError/DataError anywhere."""
+    if isinstance(exc, sa_exc.IntegrityError | sa_exc.DataError):
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return isinstance(sqlstate, str) and sqlstate[:2] in ("22", "23")
+
+
+def _describe(exc: sa_exc.DBAPIError) -> str:
+    text = str(exc.orig).strip()
+    return text.splitlines()[0] if text else type(exc.orig).__name__

@@ -173,3 +173,33 @@ def test_seed_keeps_every_batch_it_reports(cli_db: str, capsys: pytest.CaptureFi
     code, out, _ = run(capsys, "seed", "--customers", "1200", "--batch", "500", "--quiet")
     assert code == 0
     assert independent_count(cli_db) == 2500 + 9 + 1200
+
+
+def test_import_dry_run_and_the_new_flags_from_the_command_line(
+    cli_db: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    first = tmp_path / "first.csv"
+    first.write_text("external_id,name,flags,phone\nA1,Ann,vip;dnc,020 7123 4567\n", "utf-8")
+    assert run(capsys, "import", str(first), "--quiet")[0] == 0
+    second = tmp_path / "second.csv"
+    second.write_text("external_id,name,flags\nA1,Ann Other,\n", "utf-8")
+
+    code, out, _ = run(capsys, "import", str(second), "--dry-run", "--clear-empty", "--json")
+    assert code == 0
+    report = json.loads(out)
+    assert report["dry_run"] is True
+    assert [(c["field"], c["old"], c["new"]) for c in report["changes"]] == [
+        ("name", "Ann", "Ann Other"), ("vip", True, False)]  # fmt: skip
+    assert report["kept_do_not_call"] == [{"line": 2, "external_id": "A1"}]
+    assert independent_count(cli_db) == 1
+
+    code, out, _ = run(capsys, "import", str(second), "--clear-empty", "--clear-do-not-call")
+    assert code == 0
+    assert "line 2: A1: do_not_call True -> False" in out
+    assert "line 2: A1: name 'Ann' -> 'Ann Other'" in out
+
+    with pytest.raises(SystemExit):
+        run(capsys, "import", "--help")
+    help_text = capsys.readouterr().out
+    for flag in ("--dry-run", "--clear-empty", "--clear-do-not-call"):
+        assert flag in help_text

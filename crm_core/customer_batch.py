@@ -1,0 +1,136 @@
+"""Many customers read and written in one transaction: the bulk path of ``cti import``.
+
+``load`` fetches what is stored for a batch of external ids (one query for the customers, one
+for their numbers); ``apply`` writes a batch of ``CustomerWrite`` (multi-row INSERT ...
+RETURNING for new customers, one executemany UPDATE, and the numbers and name words of the
+customers whose numbers or names changed). The caller owns the transaction, so a batch is
+written entirely or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from crm_core.models import FLAGS, Customer, CustomerWord, PhoneNumber, name_words
+
+# The customer columns an import sets (besides external_id and the flags).
+FIELDS = ("name", "kind", "organisation", "email", "address", "language")
+# Every column an UPDATE of a whole customer row writes.
+ROW_COLUMNS = (*FIELDS, *FLAGS, "marketing_opt_in_at", "updated_at")
+
+
+@dataclass(frozen=True)
+class StoredPhone:
+    kind: str
+    number: str
+    e164: str | None
+
+
+@dataclass
+class StoredCustomer:
+    id: int
+    values: dict[str, Any]  # FIELDS, FLAGS and marketing_opt_in_at as stored
+    phones: list[StoredPhone]
+
+
+@dataclass
+class CustomerWrite:
+    """One customer as it must be after the write."""
+
+    external_id: str
+    customer_id: int | None  # None: a new customer
+    values: dict[str, Any]  # every column of ROW_COLUMNS
+    phones: list[StoredPhone] | None  # None: the numbers stay as they are
+    rename: bool  # the name words must be rewritten
+
+
+async def load(conn: AsyncConnection, external_ids: Sequence[str]) -> dict[str, StoredCustomer]:
+    """The stored customers among ``external_ids``, with their numbers (in id order)."""
+    if not external_ids:
+        return {}
+    columns = [Customer.id, Customer.external_id] + [
+        Customer.__table__.c[name] for name in (*FIELDS, *FLAGS, "marketing_opt_in_at")
+    ]
+    stored: dict[str, StoredCustomer] = {}
+    by_id: dict[int, StoredCustomer] = {}
+    rows = await conn.execute(select(*columns).where(Customer.external_id.in_(external_ids)))
+    for row in rows.mappings():
+        values = {k: v for k, v in row.items() if k not in ("id", "external_id")}
+        customer = StoredCustomer(row["id"], values, [])
+        stored[row["external_id"]] = by_id[row["id"]] = customer
+    if by_id:
+        phones = await conn.execute(
+            select(PhoneNumber.customer_id, PhoneNumber.kind, PhoneNumber.number, PhoneNumber.e164)
+            .where(PhoneNumber.customer_id.in_(list(by_id)))
+            .order_by(PhoneNumber.id)
+        )
+        for customer_id, kind, number, e164 in phones:
+            by_id[customer_id].phones.append(StoredPhone(kind, number, e164))
+    return stored
+
+
+async def apply(conn: AsyncConnection, writes: Sequence[CustomerWrite], now: datetime) -> None:
+    """Write ``writes`` (in the caller's transaction); new customers get their ids set."""
+    new = [w for w in writes if w.customer_id is None]
+    old = [w for w in writes if w.customer_id is not None]
+    if new:
+        rows = [
+            {**w.values, "external_id": w.external_id, "created_at": now, "updated_at": now}
+            for w in new
+        ]
+        result = await conn.execute(
+            insert(Customer).returning(
+                Customer.id, Customer.external_id, sort_by_parameter_order=True
+            ),
+            rows,
+        )
+        ids = {external_id: cid for cid, external_id in result.all()}
+        for w in new:
+            w.customer_id = ids[w.external_id]
+    if old:
+        statement = (
+            update(Customer)
+            .where(Customer.id == bindparam("_id"))
+            .values({column: bindparam(f"_{column}") for column in ROW_COLUMNS})
+        )
+        await conn.execute(
+            statement,
+            [{"_id": w.customer_id, **{f"_{c}": w.values[c] for c in ROW_COLUMNS}} for w in old],
+        )
+    await _replace(
+        conn,
+        PhoneNumber,
+        [w for w in old if w.phones is not None],
+        [
+            {"customer_id": w.customer_id, "kind": p.kind, "number": p.number, "e164": p.e164}
+            for w in writes
+            for p in w.phones or ()
+        ],
+    )
+    await _replace(
+        conn,
+        CustomerWord,
+        [w for w in old if w.rename],
+        [
+            {"word": word, "customer_id": w.customer_id}
+            for w in (*new, *(w for w in old if w.rename))
+            for word in name_words(w.values["name"], w.values["organisation"])
+        ],
+    )
+
+
+async def _replace(
+    conn: AsyncConnection, model: Any, old: Iterable[CustomerWrite], rows: list[dict[str, Any]]
+) -> None:
+    """Delete ``model``'s rows of the customers ``old``, then insert ``rows``."""
+    ids = [w.customer_id for w in old]
+    for start in range(0, len(ids), 1000):
+        await conn.execute(delete(model).where(model.customer_id.in_(ids[start : start + 1000])))
+    if rows:
+        await conn.execute(insert(model), rows)

@@ -38,7 +38,7 @@ from sqlalchemy import exc as sa_exc
 from tqdm import tqdm
 
 from crm_core import customer_batch
-from crm_core.csvfile import BadRecord, CsvFileError, read_text, records
+from crm_core.csvfile import BadRecord, CsvFileError, Record, read_text, records
 from crm_core.csvfile import detect_delimiter as _detect_delimiter
 from crm_core.customer_batch import FIELDS, CustomerWrite, StoredCustomer, StoredPhone
 from crm_core.errors import CrmError, InvalidCustomer
@@ -264,12 +264,21 @@ class _Planner:
         self.options = options
         self.now = datetime.now(UTC)
 
-    def e164(self, number: str, known: dict[str, str | None]) -> str | None:
-        if number in known:  # as stored for this customer: no need to parse it again
-            return known[number]
-        return normalise(number, self.store.region, self.store.internal_max_digits).e164
+    @staticmethod
+    def to_parse(rows: Sequence[_Row], stored: dict[str, StoredCustomer]) -> list[str]:
+        """The numbers of ``rows`` to normalise: those not stored as typed for the customer."""
+        numbers: set[str] = set()
+        for row in rows:
+            customer = stored.get(row.external_id)
+            known = {p.number for p in customer.phones} if customer else set()
+            numbers.update(
+                n for entries in row.phones.values() for _, n in entries if n not in known
+            )
+        return sorted(numbers)
 
-    def plan(self, row: _Row, stored: StoredCustomer | None) -> _Outcome:
+    def plan(
+        self, row: _Row, stored: StoredCustomer | None, parsed: dict[str, str | None]
+    ) -> _Outcome:
         before: dict[str, Any] = (
             dict(stored.values)
             if stored
@@ -297,7 +306,8 @@ class _Planner:
             new_phones = [p for p in old_phones if p.kind not in replaced]
             for entries in row.phones.values():
                 for column, number in entries:
-                    e164 = self.e164(number, known)
+                    # As stored for this customer, or as just parsed.
+                    e164 = known[number] if number in known else parsed[number]
                     if e164 is not None:
                         outcome.numbers.add(e164)
                     else:
@@ -370,26 +380,9 @@ async def import_csv(
                disable=not progress, desc="importing")  # fmt: skip
     try:
         for batch in _batches(parsed, BATCH):
-            rows: list[_Row] = []
-            for item in batch:
-                report.rows += 1
-                if isinstance(item, BadRecord):
-                    report.rejected.append(RejectedRow(item.line, None, item.reason))
-                    continue
-                try:
-                    row = _parse_row(item.line, item.cells, cols, options)
-                    if row.external_id in seen:
-                        raise InvalidCustomer(
-                            f"external_id repeated (first on line {seen[row.external_id]})"
-                        )
-                except InvalidCustomer as exc:
-                    eid = _external_id(item.cells, cols)
-                    report.rejected.append(RejectedRow(item.line, eid, str(exc)))
-                    continue
-                seen[row.external_id] = row.line
-                rows.append(row)
+            rows = _valid_rows(batch, cols, options, seen, report)
             await _import_batch(store, planner, rows, report, imported_e164)
-            bar.update(batch[-1].line - bar.n if batch else 0)
+            bar.update(batch[-1].line - bar.n)
     finally:
         bar.close()
     report.rejected.sort(key=lambda r: r.line)
@@ -416,6 +409,43 @@ def _batches(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
         yield batch
 
 
+def _valid_rows(
+    batch: list[Record | BadRecord],
+    cols: _Columns,
+    options: ImportOptions,
+    seen: dict[str, int],
+    report: ImportReport,
+) -> list[_Row]:
+    """The batch's valid rows; the others go to the report with their line and reason."""
+    rows: list[_Row] = []
+    for item in batch:
+        report.rows += 1
+        if isinstance(item, BadRecord):
+            report.rejected.append(RejectedRow(item.line, None, item.reason))
+            continue
+        try:
+            row = _parse_row(item.line, item.cells, cols, options)
+            if row.external_id in seen:
+                raise InvalidCustomer(
+                    f"external_id repeated (first on line {seen[row.external_id]})"
+                )
+        except InvalidCustomer as exc:
+            report.rejected.append(RejectedRow(item.line, _external_id(item.cells, cols), str(exc)))
+            continue
+        seen[row.external_id] = row.line
+        rows.append(row)
+    return rows
+
+
+async def _load(store: CrmStore, rows: list[_Row]) -> dict[str, StoredCustomer]:
+    if not rows:
+        return {}
+    async with store._guard("import"), store.engine.connect() as conn:
+        stored = await customer_batch.load(conn, [r.external_id for r in rows])
+        await conn.rollback()
+    return stored
+
+
 async def _import_batch(
     store: CrmStore,
     planner: _Planner,
@@ -426,10 +456,12 @@ async def _import_batch(
     """Plan and write one batch in one transaction; row by row if the database refuses it."""
     if not rows:
         return
-    async with store._guard("import"), store.engine.connect() as conn:
-        stored = await customer_batch.load(conn, [r.external_id for r in rows])
-        await conn.rollback()
-    outcomes = [(row, planner.plan(row, stored.get(row.external_id))) for row in rows]
+    stored = await _load(store, rows)
+    parsed = {
+        number: normalise(number, store.region, store.internal_max_digits).e164
+        for number in planner.to_parse(rows, stored)
+    }
+    outcomes = [(row, planner.plan(row, stored.get(row.external_id), parsed)) for row in rows]
     if planner.options.dry_run:
         written = outcomes
     else:

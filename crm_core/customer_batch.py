@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, String, any_, bindparam, delete, insert, select, update
+from sqlalchemy import Integer, String, any_, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -76,6 +76,20 @@ async def load(conn: AsyncConnection, external_ids: Sequence[str]) -> dict[str, 
         for customer_id, kind, number, e164 in phones:
             by_id[customer_id].phones.append(StoredPhone(kind, number, e164))
     return stored
+
+
+async def shared(conn: AsyncConnection, e164s: Sequence[str]) -> set[str]:
+    """Those of ``e164s`` held by more than one customer (one indexed query per 5,000)."""
+    found: set[str] = set()
+    for start in range(0, len(e164s), 5000):
+        rows = await conn.execute(
+            select(PhoneNumber.e164)
+            .where(among(conn, PhoneNumber.e164, e164s[start : start + 5000]))
+            .group_by(PhoneNumber.e164)
+            .having(func.count(func.distinct(PhoneNumber.customer_id)) > 1)
+        )
+        found.update(e164 for e164 in rows.scalars() if e164)
+    return found
 
 
 def among(conn: AsyncConnection, column: Any, values: Sequence[Any]) -> Any:

@@ -78,6 +78,7 @@ FLAG_ALIASES = {
 KINDS = {"person": "person", "organisation": "organisation", "organization": "organisation",
          "company": "organisation"}  # fmt: skip
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_NUMBERS_SPLIT = re.compile(r"[;|]")  # several numbers in one cell
 # Each text column's size in the schema: a longer value is a rejected row, not a database error.
 _LIMITS: dict[str, int] = {
     name: length
@@ -240,7 +241,7 @@ def _parse_row(line: int, cells: list[str], cols: _Columns, options: ImportOptio
         if column.index >= len(cells):
             continue
         present.add(column.scope)
-        for value in re.split(r"[;|]", cells[column.index]):
+        for value in _NUMBERS_SPLIT.split(cells[column.index]):
             number = value.strip()
             if not number:
                 continue
@@ -387,7 +388,10 @@ async def import_csv(
         bar.close()
     report.rejected.sort(key=lambda r: r.line)
     if not options.dry_run:
-        shared = await store.shared_numbers(imported_e164)
+        async with store._guard("import"), store.engine.connect() as conn:
+            candidates = await customer_batch.shared(conn, sorted(imported_e164))
+            await conn.rollback()
+        shared = await store.shared_numbers(candidates)
         report.duplicates = [SharedNumber(e164, tuple(c)) for e164, c in sorted(shared.items())]
     return report
 

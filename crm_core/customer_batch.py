@@ -22,8 +22,8 @@ from crm_core.models import FLAGS, Customer, CustomerWord, PhoneNumber, name_wor
 
 # The customer columns an import sets (besides external_id and the flags).
 FIELDS = ("name", "kind", "organisation", "email", "address", "language")
-# Every column an UPDATE of a whole customer row writes.
-ROW_COLUMNS = (*FIELDS, *FLAGS, "marketing_opt_in_at", "updated_at")
+# Every column of a customer row an import writes.
+ROW_COLUMNS = (*FIELDS, *FLAGS, "marketing_opt_in_at")
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,7 @@ class CustomerWrite:
     values: dict[str, Any]  # every column of ROW_COLUMNS
     phones: list[StoredPhone] | None  # None: the numbers stay as they are
     rename: bool  # the name words must be rewritten
+    changed: tuple[str, ...] = ()  # the columns an UPDATE sets (besides updated_at)
 
 
 async def load(conn: AsyncConnection, external_ids: Sequence[str]) -> dict[str, StoredCustomer]:
@@ -125,16 +126,25 @@ async def apply(conn: AsyncConnection, writes: Sequence[CustomerWrite], now: dat
         }
         for w in new:
             w.customer_id = ids[w.external_id]
-    if old:
+    # One executemany per set of changed columns: an UPDATE that sets an indexed column
+    # rewrites its index entries even when the value is the same.
+    by_columns: dict[tuple[str, ...], list[CustomerWrite]] = {}
+    for w in old:
+        by_columns.setdefault(w.changed, []).append(w)
+    for columns, group in by_columns.items():
         statement = (
             update(Customer)
             .where(Customer.id == bindparam("_id"))
-            .values({column: bindparam(f"_{column}") for column in ROW_COLUMNS})
+            .values({column: bindparam(f"_{column}") for column in (*columns, "updated_at")})
         )
         await conn.execute(
             statement,
-            [{"_id": w.customer_id, **{f"_{c}": w.values[c] for c in ROW_COLUMNS}} for w in old],
-        )
+            [
+                {"_id": w.customer_id, "_updated_at": now,
+                 **{f"_{c}": w.values[c] for c in columns}}
+                for w in group
+            ],
+        )  # fmt: skip
     await _replace(
         conn,
         PhoneNumber,

@@ -40,7 +40,13 @@ from tqdm import tqdm
 from crm_core import customer_batch
 from crm_core.csvfile import BadRecord, CsvFileError, Record, read_text, records
 from crm_core.csvfile import detect_delimiter as _detect_delimiter
-from crm_core.customer_batch import FIELDS, CustomerWrite, StoredCustomer, StoredPhone
+from crm_core.customer_batch import (
+    FIELDS,
+    ROW_COLUMNS,
+    CustomerWrite,
+    StoredCustomer,
+    StoredPhone,
+)
 from crm_core.errors import CrmError, InvalidCustomer
 from crm_core.import_report import (
     FieldChange,
@@ -333,10 +339,11 @@ class _Planner:
             outcome.write = CustomerWrite(
                 row.external_id,
                 stored.id if stored else None,
-                {**after, "updated_at": self.now},
+                after,
                 new_phones,
                 rename=before["name"] != after["name"]
                 or before["organisation"] != after["organisation"],
+                changed=tuple(k for k in ROW_COLUMNS if before[k] != after[k]),
             )
         if stored is not None:
             outcome.changes = changes

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Integer, String, any_, bindparam, delete, func, insert, select, update
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -176,5 +177,21 @@ async def _replace(
         await conn.execute(
             delete(model).where(among(conn, model.customer_id, ids[start : start + 1000]))
         )
-    if rows:
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        # COPY on the driver's connection, inside the transaction the statements above (the
+        # customers' INSERT or UPDATE, always run first) opened: 5-10 times faster than
+        # SQLAlchemy's executemany, which binds every value in Python.
+        raw = await conn.get_raw_connection()
+        driver: Any = raw.driver_connection
+        columns = list(rows[0])
+        records = [tuple(row[c] for c in columns) for row in rows]
+        try:
+            await driver.copy_records_to_table(
+                model.__tablename__, records=records, columns=columns
+            )
+        except Exception as exc:  # the driver's own errors: say them as SQLAlchemy would
+            raise sa_exc.DBAPIError(f"COPY {model.__tablename__}", None, exc) from exc
+    else:
         await conn.execute(insert(model), rows)

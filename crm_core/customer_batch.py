@@ -94,6 +94,14 @@ async def shared(conn: AsyncConnection, e164s: Sequence[str]) -> set[str]:
     return found
 
 
+def driver_error(statement: str, exc: Exception) -> sa_exc.DBAPIError:
+    """A driver's own exception as SQLAlchemy's: IntegrityError/DataError for SQLSTATE class
+    23/22 (the database refused the data), DBAPIError (it failed) otherwise."""
+    sqlstate = str(getattr(exc, "sqlstate", "") or "")
+    kind = {"22": sa_exc.DataError, "23": sa_exc.IntegrityError}.get(sqlstate[:2])
+    return (kind or sa_exc.DBAPIError)(statement, None, exc)
+
+
 def among(conn: AsyncConnection, column: Any, values: Sequence[Any]) -> Any:
     """``column IN values``; on PostgreSQL ``= ANY(array)``, one parameter instead of a
     thousand rendered into each statement."""
@@ -192,6 +200,6 @@ async def _replace(
                 model.__tablename__, records=records, columns=columns
             )
         except Exception as exc:  # the driver's own errors: say them as SQLAlchemy would
-            raise sa_exc.DBAPIError(f"COPY {model.__tablename__}", None, exc) from exc
+            raise driver_error(f"COPY {model.__tablename__}", exc) from exc
     else:
         await conn.execute(insert(model), rows)

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import NullPool
 from tqdm import tqdm
 
+from crm_core.customer_batch import driver_error
 from crm_core.models import (
     Case,
     Customer,
@@ -376,7 +377,10 @@ async def _write(conn: AsyncConnection, table: str, rows: list[tuple[Any, ...]])
     else:
         raw = await conn.get_raw_connection()
         driver: Any = raw.driver_connection
-        await driver.copy_records_to_table(table, records=records, columns=list(columns))
+        try:
+            await driver.copy_records_to_table(table, records=records, columns=list(columns))
+        except Exception as exc:  # the driver's own errors: as SQLAlchemy's, for store._guard
+            raise driver_error(f"COPY {table}", exc) from exc
 
 
 async def _begin_batch(conn: AsyncConnection, last_id: int) -> None:

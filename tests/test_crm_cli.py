@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from crm_core import schema
+from crm_core import CrmStore, schema
 from crm_core.seed import DEMO_NUMBERS, DEMO_UNKNOWN_NUMBER
 from crm_core.testing import empty_store
 from cti.cli import main
@@ -203,3 +203,42 @@ def test_import_dry_run_and_the_new_flags_from_the_command_line(
     help_text = capsys.readouterr().out
     for flag in ("--dry-run", "--clear-empty", "--clear-do-not-call"):
         assert flag in help_text
+
+
+def test_seed_that_the_database_refuses_exits_1_with_the_reason_and_keeps_nothing(
+    cli_db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    postgresql = cli_db.startswith("postgresql")
+    create = (
+        [
+            "CREATE FUNCTION refuse_seed() RETURNS trigger AS $$ BEGIN "
+            "RAISE EXCEPTION 'refused by policy' USING ERRCODE = '23514'; END $$ "
+            "LANGUAGE plpgsql",
+            "CREATE TRIGGER refuse_seed BEFORE INSERT ON phone_numbers "
+            "FOR EACH ROW EXECUTE FUNCTION refuse_seed()",
+        ]
+        if postgresql
+        else [
+            "CREATE TRIGGER refuse_seed BEFORE INSERT ON phone_numbers "
+            "BEGIN SELECT RAISE(ABORT, 'refused by policy'); END"
+        ]
+    )
+    drop = ["DROP TRIGGER refuse_seed ON phone_numbers", "DROP FUNCTION refuse_seed()"]
+
+    async def admin(statements: list[str]) -> None:
+        store = await CrmStore.open(cli_db)
+        try:
+            async with store.engine.begin() as conn:
+                for statement in statements:
+                    await conn.exec_driver_sql(statement)
+        finally:
+            await store.close()
+
+    asyncio.run(admin(create))
+    try:
+        code, _, err = run(capsys, "seed", "--customers", "30", "--no-demo", "--quiet")
+    finally:
+        asyncio.run(admin(drop if postgresql else ["DROP TRIGGER refuse_seed"]))
+    assert code == 1
+    assert "cti seed: CRM seed rejected: " in err and "refused by policy" in err
+    assert independent_count(cli_db) == 0  # the batch went whole or not at all

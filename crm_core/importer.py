@@ -26,7 +26,6 @@ the row at fault is rejected.
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -47,7 +46,7 @@ from crm_core.customer_batch import (
     StoredCustomer,
     StoredPhone,
 )
-from crm_core.errors import CrmError, InvalidCustomer
+from crm_core.errors import InvalidCustomer
 from crm_core.import_report import (
     FieldChange,
     ImportReport,
@@ -56,12 +55,24 @@ from crm_core.import_report import (
     RejectedRow,
     SharedNumber,
 )
-from crm_core.models import FLAGS, PHONE_KINDS, Customer, PhoneNumber
+from crm_core.import_rows import (
+    REQUIRED_COLUMNS,
+    Columns,
+    ImportFileError,
+    ImportOptions,
+    Row,
+    column_key,
+    columns_of,
+    external_id_of,
+    parse_row,
+)
+from crm_core.models import FLAGS
 from crm_core.phone import normalise
 from crm_core.store import CrmStore
 
 __all__ = [
     "ImportFileError",
+    "ImportOptions",
     "ImportReport",
     "InvalidNumber",
     "RejectedRow",
@@ -69,70 +80,7 @@ __all__ = [
     "import_csv",
 ]
 
-KNOWN_COLUMNS = ("external_id", "name", "email", "flags", "kind", "organisation", "address",
-                 "language")  # fmt: skip
-REQUIRED_COLUMNS = ("external_id", "name")
-FLAG_ALIASES = {
-    "hearing": "hearing_impaired",
-    "deaf": "hearing_impaired",
-    "wheelchair": "wheelchair_user",
-    "arrears": "payment_arrears",
-    "dnc": "do_not_call",
-    "marketing": "marketing_opt_in",
-    "opt_in": "marketing_opt_in",
-}
-KINDS = {"person": "person", "organisation": "organisation", "organization": "organisation",
-         "company": "organisation"}  # fmt: skip
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-_NUMBERS_SPLIT = re.compile(r"[;|]")  # several numbers in one cell
-# Each text column's size in the schema: a longer value is a rejected row, not a database error.
-_LIMITS: dict[str, int] = {
-    name: length
-    for name in (*FIELDS, "external_id")
-    if (length := getattr(Customer.__table__.c[name].type, "length", None))
-}
-_NUMBER_LIMIT: int = PhoneNumber.__table__.c["number"].type.length  # type: ignore[attr-defined]
 BATCH = 1000
-_ANY_KIND = "*"
-
-
-class ImportFileError(CrmError):
-    """The file as a whole cannot be imported (unreadable, no header, required column missing)."""
-
-
-@dataclass(frozen=True)
-class ImportOptions:
-    clear_empty: bool = False  # an empty cell clears the field (otherwise it leaves it)
-    clear_do_not_call: bool = False  # a file may clear do_not_call (otherwise it is kept)
-    dry_run: bool = False  # report what would change, write nothing
-
-
-@dataclass(frozen=True)
-class _PhoneColumn:
-    index: int
-    header: str
-    kind: str  # the kind its numbers are stored with
-    scope: str  # the kind it stands for, or _ANY_KIND
-
-
-@dataclass(frozen=True)
-class _Columns:
-    width: int
-    index: dict[str, int]  # known column -> position
-    phones: list[_PhoneColumn]
-    covers: dict[str, frozenset[str]]  # phone scope -> the kinds its numbers replace
-    unknown: list[str]
-
-
-@dataclass
-class _Row:
-    """One valid row: only what it sets (a field absent here stays as stored)."""
-
-    line: int
-    external_id: str
-    fields: dict[str, str | None]
-    flags: set[str] | None
-    phones: dict[str, list[tuple[_PhoneColumn, str]]]  # scope -> (column, number as typed)
 
 
 @dataclass
@@ -145,134 +93,17 @@ class _Outcome:
     numbers: set[str] = field(default_factory=set)  # the valid numbers in the row
 
 
-def _column_key(header: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", header.strip().lower()).strip("_")
-
-
-def _phone_kind(column: str) -> str:
-    for word, kind in (("mobile", "mobile"), ("cell", "mobile"), ("home", "home"),
-                       ("work", "work"), ("office", "work")):  # fmt: skip
-        if word in column:
-            return kind
-    return "other"
-
-
-def _flags(text: str) -> set[str]:
-    flags = set()
-    for raw in re.split(r"[;,|]", text):
-        flag = _column_key(raw)
-        if not flag:
-            continue
-        flag = FLAG_ALIASES.get(flag, flag)
-        if flag not in FLAGS:
-            raise InvalidCustomer(f"unknown flag {raw.strip()!r} (known: {', '.join(FLAGS)})")
-        flags.add(flag)
-    return flags
-
-
-def _columns(headers: list[str], name: str) -> _Columns:
-    keys = [_column_key(h) for h in headers]
-    missing = [c for c in REQUIRED_COLUMNS if c not in keys]
-    if missing:
-        raise ImportFileError(
-            f"{name}: missing required column(s) {', '.join(missing)} "
-            f"(header: {', '.join(headers) or 'none'})"
-        )
-    index: dict[str, int] = {}
-    phones: list[_PhoneColumn] = []
-    unknown: list[str] = []
-    for i, (header, key) in enumerate(zip(headers, keys, strict=True)):
-        if key.startswith("phone"):
-            kind = _phone_kind(key)
-            typed = kind != "other" or "other" in key
-            phones.append(_PhoneColumn(i, header, kind, kind if typed else _ANY_KIND))
-        elif key in KNOWN_COLUMNS:
-            if key in index:
-                raise ImportFileError(f"{name}: column {header!r} appears twice")
-            index[key] = i
-        else:
-            unknown.append(header)
-    typed_kinds = {c.scope for c in phones if c.scope != _ANY_KIND}
-    covers = {scope: frozenset({scope}) for scope in typed_kinds}
-    if any(c.scope == _ANY_KIND for c in phones):
-        covers[_ANY_KIND] = frozenset(PHONE_KINDS) - typed_kinds
-    return _Columns(len(headers), index, phones, covers, unknown)
-
-
-def _parse_row(line: int, cells: list[str], cols: _Columns, options: ImportOptions) -> _Row:
-    """The row's values, validated; raises ``InvalidCustomer`` with the reason."""
-    if len(cells) > cols.width:
-        raise InvalidCustomer(f"more fields than the header's {cols.width}")
-    for i, text in enumerate(cells):
-        if "\x00" in text:
-            raise InvalidCustomer(f"a NUL character (\\u0000) in column {i + 1}")
-
-    def cell(key: str) -> str | None:
-        """The stripped cell; None when the column is absent (or the row is short)."""
-        i = cols.index.get(key)
-        return cells[i].strip() if i is not None and i < len(cells) else None
-
-    external_id = cell("external_id")
-    if not external_id:
-        raise InvalidCustomer("missing external_id")
-    name = cell("name")
-    if not name:
-        raise InvalidCustomer("missing name")
-    fields: dict[str, str | None] = {"name": name}
-    for key in ("kind", "organisation", "email", "address", "language"):
-        value = cell(key)
-        if value:
-            fields[key] = value
-        elif value is not None and options.clear_empty:
-            fields[key] = "person" if key == "kind" else None
-    for key, value in (*fields.items(), ("external_id", external_id)):
-        limit = _LIMITS.get(key)
-        if value and limit and len(value) > limit:
-            raise InvalidCustomer(f"{key} longer than {limit} characters")
-    if fields.get("kind"):
-        kind = KINDS.get(str(fields["kind"]).lower())
-        if kind is None:
-            raise InvalidCustomer(f"kind must be person or organisation, not {fields['kind']!r}")
-        fields["kind"] = kind
-    email = fields.get("email")
-    if email and not _EMAIL.fullmatch(email):
-        raise InvalidCustomer(f"invalid email {email!r}")
-    flags_cell = cell("flags")
-    flags = None
-    if flags_cell or (flags_cell is not None and options.clear_empty):
-        flags = _flags(flags_cell)
-    phones: dict[str, list[tuple[_PhoneColumn, str]]] = {}
-    present: set[str] = set()
-    for column in cols.phones:
-        if column.index >= len(cells):
-            continue
-        present.add(column.scope)
-        for value in _NUMBERS_SPLIT.split(cells[column.index]):
-            number = value.strip()
-            if not number:
-                continue
-            if len(number) > _NUMBER_LIMIT:
-                raise InvalidCustomer(
-                    f"{column.header}: value longer than {_NUMBER_LIMIT} characters"
-                )
-            phones.setdefault(column.scope, []).append((column, number))
-    if options.clear_empty:
-        for scope in present:
-            phones.setdefault(scope, [])
-    return _Row(line, external_id, fields, flags, phones)
-
-
 class _Planner:
     """Turns valid rows and what is stored into writes and the report's changes."""
 
-    def __init__(self, store: CrmStore, cols: _Columns, options: ImportOptions) -> None:
+    def __init__(self, store: CrmStore, cols: Columns, options: ImportOptions) -> None:
         self.store = store
         self.cols = cols
         self.options = options
         self.now = datetime.now(UTC)
 
     @staticmethod
-    def to_parse(rows: Sequence[_Row], stored: dict[str, StoredCustomer]) -> list[str]:
+    def to_parse(rows: Sequence[Row], stored: dict[str, StoredCustomer]) -> list[str]:
         """The numbers of ``rows`` to normalise: those not stored as typed for the customer."""
         numbers: set[str] = set()
         for row in rows:
@@ -284,7 +115,7 @@ class _Planner:
         return sorted(numbers)
 
     def plan(
-        self, row: _Row, stored: StoredCustomer | None, parsed: dict[str, str | None]
+        self, row: Row, stored: StoredCustomer | None, parsed: dict[str, str | None]
     ) -> _Outcome:
         before: dict[str, Any] = (
             dict(stored.values)
@@ -370,12 +201,12 @@ async def import_csv(
         raise ImportFileError(str(exc)) from exc
     if not decoded.text.strip():
         raise ImportFileError(f"{name}: empty file (a header row is needed)")
-    delimiter = _detect_delimiter(decoded.text.split("\n", 1)[0], REQUIRED_COLUMNS, _column_key)
+    delimiter = _detect_delimiter(decoded.text.split("\n", 1)[0], REQUIRED_COLUMNS, column_key)
     parsed = records(decoded.text, delimiter)
     header = next(parsed)
     if isinstance(header, BadRecord):
         raise ImportFileError(f"{name}: unreadable header: {header.reason}")
-    cols = _columns(header.cells, name)
+    cols = columns_of(header.cells, name)
     report = ImportReport(
         unknown_columns=cols.unknown, encoding=decoded.encoding, dry_run=options.dry_run
     )
@@ -403,12 +234,6 @@ async def import_csv(
     return report
 
 
-def _external_id(cells: list[str], cols: _Columns) -> str | None:
-    i = cols.index["external_id"]
-    value = cells[i].strip() if i < len(cells) else ""
-    return value[:64] or None
-
-
 def _batches(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
     batch: list[Any] = []
     for item in items:
@@ -422,33 +247,35 @@ def _batches(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
 
 def _valid_rows(
     batch: list[Record | BadRecord],
-    cols: _Columns,
+    cols: Columns,
     options: ImportOptions,
     seen: dict[str, int],
     report: ImportReport,
-) -> list[_Row]:
+) -> list[Row]:
     """The batch's valid rows; the others go to the report with their line and reason."""
-    rows: list[_Row] = []
+    rows: list[Row] = []
     for item in batch:
         report.rows += 1
         if isinstance(item, BadRecord):
             report.rejected.append(RejectedRow(item.line, None, item.reason))
             continue
         try:
-            row = _parse_row(item.line, item.cells, cols, options)
+            row = parse_row(item.line, item.cells, cols, options)
             if row.external_id in seen:
                 raise InvalidCustomer(
                     f"external_id repeated (first on line {seen[row.external_id]})"
                 )
         except InvalidCustomer as exc:
-            report.rejected.append(RejectedRow(item.line, _external_id(item.cells, cols), str(exc)))
+            report.rejected.append(
+                RejectedRow(item.line, external_id_of(item.cells, cols), str(exc))
+            )
             continue
         seen[row.external_id] = row.line
         rows.append(row)
     return rows
 
 
-async def _load(store: CrmStore, rows: list[_Row]) -> dict[str, StoredCustomer]:
+async def _load(store: CrmStore, rows: list[Row]) -> dict[str, StoredCustomer]:
     if not rows:
         return {}
     async with store._guard("import"), store.engine.connect() as conn:
@@ -460,7 +287,7 @@ async def _load(store: CrmStore, rows: list[_Row]) -> dict[str, StoredCustomer]:
 async def _import_batch(
     store: CrmStore,
     planner: _Planner,
-    rows: list[_Row],
+    rows: list[Row],
     report: ImportReport,
     imported_e164: set[str],
 ) -> None:
@@ -491,7 +318,7 @@ async def _import_batch(
     store.cache.invalidate(e for _, o in written for e in o.e164s)
 
 
-Outcomes = list[tuple[_Row, _Outcome]]
+Outcomes = list[tuple[Row, _Outcome]]
 
 
 class _Refused(Exception):

@@ -202,4 +202,11 @@ async def _replace(
         except Exception as exc:  # the driver's own errors: say them as SQLAlchemy would
             raise driver_error(f"COPY {model.__tablename__}", exc) from exc
     else:
-        await conn.execute(insert(model), rows)
+        # The driver's executemany: these columns need no conversion, and SQLAlchemy's
+        # binding of every value in Python costs more than SQLite's insert.
+        columns = list(rows[0])
+        sql = (
+            f"INSERT INTO {model.__tablename__} ({', '.join(columns)}) "
+            f"VALUES ({', '.join('?' for _ in columns)})"
+        )
+        await conn.exec_driver_sql(sql, [tuple(row[c] for c in columns) for row in rows])

@@ -37,7 +37,7 @@ import aiosqlite  # noqa: E402
 import asyncpg  # noqa: E402
 
 from crm_core.phone import to_e164  # noqa: E402
-from crm_core.seed import DEMO_UNKNOWN_NUMBER, seed  # noqa: E402
+from crm_core.seed import DEMO_NUMBERS, DEMO_UNKNOWN_NUMBER, seed  # noqa: E402
 from crm_core.store import CrmStore  # noqa: E402
 from crm_core.testing import wipe  # noqa: E402
 from cti.logsetup import configure_logging  # noqa: E402
@@ -103,11 +103,36 @@ async def open_loop(
     return latencies, service, time.perf_counter() - started
 
 
-async def ensure_seeded(url: str, customers: int) -> CrmStore:
+async def count_customers(url: str) -> int:
+    """``SELECT count(*)`` on a fresh driver connection: the size measured, whatever the
+    seeder reported (it once reported 1,000,000 on SQLite while 5,009 were committed)."""
+    if url.startswith("sqlite"):
+        async with (
+            aiosqlite.connect(url.split(":///", 1)[1]) as conn,
+            conn.execute("SELECT count(*) FROM customers") as cursor,
+        ):
+            row = await cursor.fetchone()
+            return int(row[0]) if row else 0
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM customers"))
+    finally:
+        await conn.close()
+
+
+def right_size(count: int, customers: int) -> bool:
+    """``customers`` generated ones, plus the fixed demo customers the seeder adds."""
+    demo = len(DEMO_NUMBERS) + 1  # two companies share the switchboard number
+    return customers <= count <= customers + demo
+
+
+async def ensure_seeded(url: str, customers: int) -> tuple[CrmStore, int]:
+    """The store of ``customers`` seeded customers and its counted size; exits (no figures)
+    when the count disagrees with the size asked for."""
     store = await CrmStore.open(url, cache_size=0)
-    have = await store.count_customers()
-    if have < customers:
-        print(f"  seeding {customers:,} customers (have {have:,}); reused next time", flush=True)
+    have = await count_customers(url)
+    if not right_size(have, customers):
+        print(f"  seeding {customers:,} customers (counted {have:,}); reused next time", flush=True)
         await wipe(store)
         report = await seed(
             store,
@@ -117,9 +142,14 @@ async def ensure_seeded(url: str, customers: int) -> CrmStore:
             on_batch=lambda n: n % 100_000 or print(f"    {n:,}", flush=True),
         )
         print(f"  seeded in {report.seconds:.0f} s: {report.rows}", flush=True)
-    else:
-        print(f"  reusing {have:,} seeded customers", flush=True)
-    return store
+        have = await count_customers(url)
+    if not right_size(have, customers):
+        await store.close()
+        raise SystemExit(
+            f"  SELECT count(*) finds {have:,} customers, not {customers:,}: no figures printed"
+        )
+    print(f"  measured at {have:,} customers (SELECT count(*) on a fresh connection)", flush=True)
+    return store, have
 
 
 async def sample_callers(store: CrmStore, count: int, rng: random.Random) -> list[str]:
@@ -151,7 +181,7 @@ async def bench_store(name: str, url: str, bare_connect: Callable[[], Awaitable[
                       args: argparse.Namespace) -> None:  # fmt: skip
     print(f"\n{name}: {url}", flush=True)
     rng = random.Random(7)
-    store = await ensure_seeded(url, args.customers)
+    store, counted = await ensure_seeded(url, args.customers)
     if args.seed_only:
         await store.close()
         return
@@ -192,7 +222,7 @@ async def bench_store(name: str, url: str, bare_connect: Callable[[], Awaitable[
         print(line(f"open loop {args.rate:.0f}/s, service", service, wall), flush=True)
 
         # What the screen-pop asks next: the 360° view of the resolved customer.
-        ids = [str(rng.randint(1, args.customers)) for _ in range(args.views)]
+        ids = [str(rng.randint(1, counted)) for _ in range(args.views)]
         lat, wall = await closed_loop(lambda cid: uncached.view(int(cid)), ids)
         print(line("CrmStore.view (360°)", lat, wall).replace("lookups/s", "views/s"))
     finally:
@@ -202,7 +232,10 @@ async def bench_store(name: str, url: str, bare_connect: Callable[[], Awaitable[
 
 async def main(args: argparse.Namespace) -> None:
     configure_logging("warning")
-    print(f"caller-ID resolution at {args.customers:,} customers, {args.lookups:,} lookups each")
+    print(
+        f"caller-ID resolution, {args.customers:,} customers asked for (each store states the "
+        f"size it counted), {args.lookups:,} lookups each"
+    )
     if "sqlite" in args.stores:
         RESULTS.mkdir(parents=True, exist_ok=True)
         path = RESULTS / f"crm-{args.customers}.db"

@@ -3,246 +3,377 @@
 Columns, in any order (header names are case-insensitive): ``external_id`` and ``name``
 (required), any number of columns whose names start with ``phone`` (``phone``, ``phone_mobile``,
 ``Phone (work)``...), ``email``, ``flags`` (``vip;hearing_impaired``), and optionally ``kind``,
-``organisation``, ``address``, ``language``. Other columns are reported, not fatal.
+``organisation``, ``address``, ``language``. Other columns are reported, not fatal. The file is
+read as spreadsheets write it (see ``crm_core.csvfile``).
 
-Each row is written in its own transaction: a bad row is rejected with its reason and never
-aborts the import nor half-writes a customer. Rows are keyed on ``external_id``: importing the
-same file again updates the customers instead of duplicating them.
+Rows are keyed on ``external_id``: importing the same file again updates the customers instead
+of duplicating them, and changes only what the file says:
+
+- a column the file does not have leaves that field as it is; an empty cell too, unless
+  ``clear_empty`` (then it clears the field);
+- numbers: a column named for a kind (``phone_mobile``, ``Phone (work)``) stands for the
+  customer's numbers of that kind, a plain ``phone`` column for all the other kinds; the
+  numbers in those cells replace the customer's numbers of those kinds;
+- ``flags`` lists the flags the customer has; ``do_not_call`` is only cleared with
+  ``clear_do_not_call`` (otherwise it is kept and the report says so);
+- every field changed on an existing customer is in the report; ``dry_run`` writes nothing.
+
+A bad row (unreadable, a NUL character, a value longer than its column, an unknown flag...)
+is rejected with its line and reason and never stops the others. Rows are written in batches,
+one transaction each; a batch the database refuses is written again row by row, so that only
+the row at fault is rejected.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import re
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from crm_core.errors import CrmError, InvalidCustomer
+from sqlalchemy import exc as sa_exc
+from tqdm import tqdm
+
+from crm_core import customer_batch
+from crm_core.csvfile import BadRecord, CsvFileError, Record, read_text, records
+from crm_core.csvfile import detect_delimiter as _detect_delimiter
+from crm_core.customer_batch import (
+    FIELDS,
+    ROW_COLUMNS,
+    CustomerWrite,
+    StoredCustomer,
+    StoredPhone,
+)
+from crm_core.errors import InvalidCustomer
+from crm_core.import_report import (
+    FieldChange,
+    ImportReport,
+    InvalidNumber,
+    KeptDoNotCall,
+    RejectedRow,
+    SharedNumber,
+)
+from crm_core.import_rows import (
+    REQUIRED_COLUMNS,
+    Columns,
+    ImportFileError,
+    ImportOptions,
+    Row,
+    column_key,
+    columns_of,
+    external_id_of,
+    parse_row,
+)
 from crm_core.models import FLAGS
 from crm_core.phone import normalise
-from crm_core.store import CrmStore, PhoneInput
-from crm_core.types import Candidate
+from crm_core.store import CrmStore
 
-KNOWN_COLUMNS = ("external_id", "name", "email", "flags", "kind", "organisation", "address",
-                 "language")  # fmt: skip
-REQUIRED_COLUMNS = ("external_id", "name")
-FLAG_ALIASES = {
-    "hearing": "hearing_impaired",
-    "deaf": "hearing_impaired",
-    "wheelchair": "wheelchair_user",
-    "arrears": "payment_arrears",
-    "dnc": "do_not_call",
-    "marketing": "marketing_opt_in",
-    "opt_in": "marketing_opt_in",
-}
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-_MAX_NAME = 200
+__all__ = [
+    "ImportFileError",
+    "ImportOptions",
+    "ImportReport",
+    "InvalidNumber",
+    "RejectedRow",
+    "SharedNumber",
+    "import_csv",
+]
 
-
-class ImportFileError(CrmError):
-    """The file as a whole cannot be imported (unreadable, no header, required column missing)."""
-
-
-@dataclass(frozen=True)
-class RejectedRow:
-    line: int
-    external_id: str | None
-    reason: str
-
-
-@dataclass(frozen=True)
-class InvalidNumber:
-    line: int
-    external_id: str
-    column: str
-    value: str
-
-
-@dataclass(frozen=True)
-class SharedNumber:
-    e164: str
-    customers: tuple[Candidate, ...]
+BATCH = 1000
 
 
 @dataclass
-class ImportReport:
-    rows: int = 0
-    created: int = 0
-    updated: int = 0
-    rejected: list[RejectedRow] = field(default_factory=list)
-    invalid_numbers: list[InvalidNumber] = field(default_factory=list)
-    duplicates: list[SharedNumber] = field(default_factory=list)
-    unknown_columns: list[str] = field(default_factory=list)
+class _Outcome:
+    write: CustomerWrite | None  # None: nothing to write (unchanged)
+    changes: list[FieldChange] = field(default_factory=list)
+    kept_dnc: bool = False
+    invalid: list[InvalidNumber] = field(default_factory=list)
+    e164s: set[str] = field(default_factory=set)  # numbers written or removed
+    numbers: set[str] = field(default_factory=set)  # the valid numbers in the row
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "rows": self.rows,
-            "created": self.created,
-            "updated": self.updated,
-            "rejected": [vars(r) for r in self.rejected],
-            "invalid_numbers": [vars(n) for n in self.invalid_numbers],
-            "duplicates": [
-                {"e164": d.e164, "customers": [c.to_dict() for c in d.customers]}
-                for d in self.duplicates
-            ],
-            "unknown_columns": self.unknown_columns,
-        }
 
-    def lines(self) -> Iterator[str]:
-        """The report for a person, one line each."""
-        yield (
-            f"{self.rows} rows: {self.created} customers created, {self.updated} updated, "
-            f"{len(self.rejected)} rejected"
-        )
-        if self.unknown_columns:
-            yield f"unknown columns (ignored): {', '.join(self.unknown_columns)}"
-        for r in self.rejected:
-            yield f"line {r.line}: rejected ({r.external_id or 'no external_id'}): {r.reason}"
-        for n in self.invalid_numbers:
-            yield (
-                f"line {n.line}: {n.external_id}: invalid number in {n.column}: {n.value!r} "
-                "(kept as entered, not used for caller ID)"
+class _Planner:
+    """Turns valid rows and what is stored into writes and the report's changes."""
+
+    def __init__(self, store: CrmStore, cols: Columns, options: ImportOptions) -> None:
+        self.store = store
+        self.cols = cols
+        self.options = options
+        self.now = datetime.now(UTC)
+
+    @staticmethod
+    def to_parse(rows: Sequence[Row], stored: dict[str, StoredCustomer]) -> list[str]:
+        """The numbers of ``rows`` to normalise: those not stored as typed for the customer."""
+        numbers: set[str] = set()
+        for row in rows:
+            customer = stored.get(row.external_id)
+            known = {p.number for p in customer.phones} if customer else set()
+            numbers.update(
+                n for entries in row.phones.values() for _, n in entries if n not in known
             )
-        for d in self.duplicates:
-            who = ", ".join(f"{c.external_id or c.customer_id} ({c.name})" for c in d.customers)
-            yield f"duplicate: {d.e164} is shared by {len(d.customers)} customers: {who}"
+        return sorted(numbers)
 
-
-def _column_key(header: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", header.strip().lower()).strip("_")
-
-
-def _phone_kind(column: str) -> str:
-    for word, kind in (("mobile", "mobile"), ("cell", "mobile"), ("home", "home"),
-                       ("work", "work"), ("office", "work")):  # fmt: skip
-        if word in column:
-            return kind
-    return "other"
-
-
-def _flags(text: str) -> list[str]:
-    flags = []
-    for raw in re.split(r"[;,|]", text):
-        flag = _column_key(raw)
-        if not flag:
-            continue
-        flag = FLAG_ALIASES.get(flag, flag)
-        if flag not in FLAGS:
-            raise InvalidCustomer(f"unknown flag {raw.strip()!r} (known: {', '.join(FLAGS)})")
-        flags.append(flag)
-    return flags
-
-
-def _open(source: str | Path | TextIO) -> TextIO:
-    if isinstance(source, str | Path):
-        try:
-            return open(source, encoding="utf-8-sig", newline="")
-        except OSError as exc:
-            raise ImportFileError(f"{source}: cannot read: {exc.strerror or exc}") from exc
-    return source
-
-
-def _reader(stream: TextIO, name: str) -> csv.DictReader[str]:
-    try:
-        sample = stream.read(16384)
-    except UnicodeDecodeError as exc:
-        raise ImportFileError(f"{name}: not UTF-8 text ({exc.reason})") from exc
-    if not sample.strip():
-        raise ImportFileError(f"{name}: empty file (a header row is needed)")
-    try:
-        dialect: Any = csv.Sniffer().sniff(sample.splitlines()[0], delimiters=",;\t")
-    except csv.Error:
-        dialect = csv.excel
-    rest = io.StringIO(sample + stream.read())
-    return csv.DictReader(rest, dialect=dialect)
-
-
-async def import_csv(store: CrmStore, source: str | Path | TextIO) -> ImportReport:
-    """Import customers from a CSV file (path or open text stream); see the module doc."""
-    name = str(source) if isinstance(source, str | Path) else getattr(source, "name", "<csv>")
-    stream = _open(source)
-    try:
-        reader = _reader(stream, name)
-    finally:
-        if isinstance(source, str | Path):
-            stream.close()
-    headers = list(reader.fieldnames or [])
-    keys = {header: _column_key(header) for header in headers}
-    missing = [c for c in REQUIRED_COLUMNS if c not in keys.values()]
-    if missing:
-        raise ImportFileError(
-            f"{name}: missing required column(s) {', '.join(missing)} "
-            f"(header: {', '.join(headers) or 'none'})"
-        )
-    phone_columns = [h for h in headers if keys[h].startswith("phone")]
-    report = ImportReport(
-        unknown_columns=[
-            h for h in headers if keys[h] not in KNOWN_COLUMNS and h not in phone_columns
+    def plan(
+        self, row: Row, stored: StoredCustomer | None, parsed: dict[str, str | None]
+    ) -> _Outcome:
+        before: dict[str, Any] = (
+            dict(stored.values)
+            if stored
+            else {**dict.fromkeys(FIELDS), "kind": "person", **dict.fromkeys(FLAGS, False),
+                  "marketing_opt_in_at": None}
+        )  # fmt: skip
+        after = {**before, **row.fields}
+        outcome = _Outcome(None)
+        if row.flags is not None:
+            for flag in FLAGS:
+                after[flag] = flag in row.flags
+            dropped = before["do_not_call"] and not after["do_not_call"]
+            if dropped and not self.options.clear_do_not_call:
+                after["do_not_call"] = True
+                outcome.kept_dnc = True
+            if after["marketing_opt_in"] and not before["marketing_opt_in"]:
+                after["marketing_opt_in_at"] = self.now
+            elif not after["marketing_opt_in"]:
+                after["marketing_opt_in_at"] = None
+        old_phones = stored.phones if stored else []
+        new_phones: list[StoredPhone] | None = None
+        if row.phones:
+            replaced = frozenset().union(*(self.cols.covers[s] for s in row.phones))
+            known = {p.number: p.e164 for p in old_phones}
+            new_phones = [p for p in old_phones if p.kind not in replaced]
+            for entries in row.phones.values():
+                for column, number in entries:
+                    # As stored for this customer, or as just parsed.
+                    e164 = known[number] if number in known else parsed[number]
+                    if e164 is not None:
+                        outcome.numbers.add(e164)
+                    else:
+                        outcome.invalid.append(
+                            InvalidNumber(row.line, row.external_id, column.header, number)
+                        )
+                    new_phones.append(StoredPhone(column.kind, number, e164))
+            if _same(old_phones, new_phones):
+                new_phones = None
+        changes = [
+            FieldChange(row.line, row.external_id, key, before[key], after[key])
+            for key in (*FIELDS, *FLAGS)
+            if before[key] != after[key]
         ]
+        if new_phones is not None:
+            changes.append(
+                FieldChange(row.line, row.external_id, "phones",
+                            [p.number for p in old_phones], [p.number for p in new_phones])
+            )  # fmt: skip
+            outcome.e164s = {p.e164 for p in (*old_phones, *new_phones) if p.e164}
+        if stored is None or changes:
+            outcome.write = CustomerWrite(
+                row.external_id,
+                stored.id if stored else None,
+                after,
+                new_phones,
+                rename=before["name"] != after["name"]
+                or before["organisation"] != after["organisation"],
+                changed=tuple(k for k in ROW_COLUMNS if before[k] != after[k]),
+            )
+        if stored is not None:
+            outcome.changes = changes
+        return outcome
+
+
+def _same(old: Sequence[StoredPhone], new: Sequence[StoredPhone]) -> bool:
+    return sorted((p.kind, p.number) for p in old) == sorted((p.kind, p.number) for p in new)
+
+
+async def import_csv(
+    store: CrmStore,
+    source: str | Path | TextIO,
+    options: ImportOptions | None = None,
+    *,
+    progress: bool = False,
+) -> ImportReport:
+    """Import customers from a CSV file (path or open text stream); see the module doc."""
+    options = options or ImportOptions()
+    name = str(source) if isinstance(source, str | Path) else getattr(source, "name", "<csv>")
+    try:
+        decoded = read_text(source)
+    except CsvFileError as exc:
+        raise ImportFileError(str(exc)) from exc
+    if not decoded.text.strip():
+        raise ImportFileError(f"{name}: empty file (a header row is needed)")
+    delimiter = _detect_delimiter(decoded.text.split("\n", 1)[0], REQUIRED_COLUMNS, column_key)
+    parsed = records(decoded.text, delimiter)
+    header = next(parsed)
+    if isinstance(header, BadRecord):
+        raise ImportFileError(f"{name}: unreadable header: {header.reason}")
+    cols = columns_of(header.cells, name)
+    report = ImportReport(
+        unknown_columns=cols.unknown, encoding=decoded.encoding, dry_run=options.dry_run
     )
+    if decoded.warning:
+        report.warnings.append(decoded.warning)
+    planner = _Planner(store, cols, options)
     seen: dict[str, int] = {}
     imported_e164: set[str] = set()
-    for record in reader:
-        line = reader.line_num
-        report.rows += 1
-        row = {keys[h]: (v or "").strip() for h, v in record.items() if h in keys}
-        external_id = row.get("external_id") or None
-        try:
-            if None in record:
-                raise InvalidCustomer(f"more fields than the header's {len(headers)}")
-            if not external_id:
-                raise InvalidCustomer("missing external_id")
-            if len(external_id) > 64:
-                raise InvalidCustomer("external_id longer than 64 characters")
-            if external_id in seen:
-                raise InvalidCustomer(f"external_id repeated (first on line {seen[external_id]})")
-            if not row.get("name"):
-                raise InvalidCustomer("missing name")
-            if len(row["name"]) > _MAX_NAME:
-                raise InvalidCustomer(f"name longer than {_MAX_NAME} characters")
-            email = row.get("email") or None
-            if email and not _EMAIL.fullmatch(email):
-                raise InvalidCustomer(f"invalid email {email!r}")
-            flags = _flags(row.get("flags", ""))
-            phones: list[PhoneInput] = []
-            invalid: list[InvalidNumber] = []
-            for column in phone_columns:
-                for value in re.split(r"[;|]", record.get(column) or ""):
-                    if not value.strip():
-                        continue
-                    if len(value.strip()) > 64:
-                        raise InvalidCustomer(f"{column}: value longer than 64 characters")
-                    phones.append(PhoneInput(value.strip(), _phone_kind(keys[column])))
-                    number = normalise(value, store.region, store.internal_max_digits)
-                    if number.e164 is None:
-                        invalid.append(InvalidNumber(line, external_id, column, value.strip()))
-                    else:
-                        imported_e164.add(number.e164)
-            kind = (row.get("kind") or "person").lower()
-            result = await store.upsert_customer(
-                name=row["name"],
-                external_id=external_id,
-                phones=phones,
-                email=email,
-                kind="organisation" if kind in ("organisation", "organization", "company")
-                else kind,
-                organisation=row.get("organisation") or None,
-                address=row.get("address") or None,
-                language=row.get("language") or None,
-                flags=flags,
-            )  # fmt: skip
-        except InvalidCustomer as exc:
-            report.rejected.append(RejectedRow(line, external_id, str(exc)))
-            continue
-        seen[external_id] = line
-        report.invalid_numbers.extend(invalid)
-        if result.created:
-            report.created += 1
-        else:
-            report.updated += 1
-    shared = await store.shared_numbers(imported_e164)
-    report.duplicates = [SharedNumber(e164, tuple(c)) for e164, c in sorted(shared.items())]
+    bar = tqdm(total=decoded.text.count("\n"), unit="line", file=sys.stderr,
+               disable=not progress, desc="importing")  # fmt: skip
+    try:
+        for batch in _batches(parsed, BATCH):
+            rows = _valid_rows(batch, cols, options, seen, report)
+            await _import_batch(store, planner, rows, report, imported_e164)
+            bar.update(batch[-1].line - bar.n)
+    finally:
+        bar.close()
+    report.rejected.sort(key=lambda r: r.line)
+    if not options.dry_run:
+        async with store._guard("import"), store.engine.connect() as conn:
+            candidates = await customer_batch.shared(conn, sorted(imported_e164))
+            await conn.rollback()
+        shared = await store.shared_numbers(candidates)
+        report.duplicates = [SharedNumber(e164, tuple(c)) for e164, c in sorted(shared.items())]
     return report
+
+
+def _batches(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _valid_rows(
+    batch: list[Record | BadRecord],
+    cols: Columns,
+    options: ImportOptions,
+    seen: dict[str, int],
+    report: ImportReport,
+) -> list[Row]:
+    """The batch's valid rows; the others go to the report with their line and reason."""
+    rows: list[Row] = []
+    for item in batch:
+        report.rows += 1
+        if isinstance(item, BadRecord):
+            report.rejected.append(RejectedRow(item.line, None, item.reason))
+            continue
+        try:
+            row = parse_row(item.line, item.cells, cols, options)
+            if row.external_id in seen:
+                raise InvalidCustomer(
+                    f"external_id repeated (first on line {seen[row.external_id]})"
+                )
+        except InvalidCustomer as exc:
+            report.rejected.append(
+                RejectedRow(item.line, external_id_of(item.cells, cols), str(exc))
+            )
+            continue
+        seen[row.external_id] = row.line
+        rows.append(row)
+    return rows
+
+
+async def _load(store: CrmStore, rows: list[Row]) -> dict[str, StoredCustomer]:
+    if not rows:
+        return {}
+    async with store._guard("import"), store.engine.connect() as conn:
+        stored = await customer_batch.load(conn, [r.external_id for r in rows])
+        await conn.rollback()
+    return stored
+
+
+async def _import_batch(
+    store: CrmStore,
+    planner: _Planner,
+    rows: list[Row],
+    report: ImportReport,
+    imported_e164: set[str],
+) -> None:
+    """Plan and write one batch in one transaction; row by row if the database refuses it."""
+    if not rows:
+        return
+    stored = await _load(store, rows)
+    parsed = {
+        number: normalise(number, store.region, store.internal_max_digits).e164
+        for number in planner.to_parse(rows, stored)
+    }
+    outcomes = [(row, planner.plan(row, stored.get(row.external_id), parsed)) for row in rows]
+    if planner.options.dry_run:
+        written = outcomes
+    else:
+        written = await _write(store, planner, outcomes, report)
+    for row, outcome in written:
+        if row.external_id in stored:
+            report.updated += 1
+            report.unchanged += outcome.write is None
+        else:
+            report.created += 1
+        report.changes.extend(outcome.changes)
+        report.invalid_numbers.extend(outcome.invalid)
+        if outcome.kept_dnc:
+            report.kept_do_not_call.append(KeptDoNotCall(row.line, row.external_id))
+        imported_e164.update(outcome.numbers)
+    store.cache.invalidate(e for _, o in written for e in o.e164s)
+
+
+Outcomes = list[tuple[Row, _Outcome]]
+
+
+class _Refused(Exception):
+    """The database refused a write (a constraint, a value it cannot store)."""
+
+
+async def _write(
+    store: CrmStore, planner: _Planner, outcomes: Outcomes, report: ImportReport
+) -> Outcomes:
+    """Write the batch; returns the rows written (a row the database refuses is rejected)."""
+    try:
+        await _commit(store, planner, [o.write for _, o in outcomes if o.write is not None])
+        return outcomes
+    except _Refused as exc:
+        if len(outcomes) == 1:
+            row = outcomes[0][0]
+            report.rejected.append(
+                RejectedRow(row.line, row.external_id, f"refused by the database: {exc}")
+            )
+            return []
+    written: Outcomes = []
+    for pair in outcomes:  # find the row at fault: each in its own transaction
+        written.extend(await _write(store, planner, [pair], report))
+    return written
+
+
+async def _commit(store: CrmStore, planner: _Planner, writes: list[CustomerWrite]) -> None:
+    if not writes:
+        return
+    ids = [w.customer_id for w in writes]
+    try:
+        async with store._guard("import"):
+            try:
+                async with store.engine.begin() as conn:
+                    await customer_batch.apply(conn, writes, planner.now)
+            except sa_exc.DBAPIError as exc:
+                if _refusal(exc):
+                    raise _Refused(_describe(exc)) from exc
+                raise
+    except _Refused:
+        for write, customer_id in zip(writes, ids, strict=True):
+            write.customer_id = customer_id  # rolled back: new customers are new again
+        raise
+
+
+def _refusal(exc: sa_exc.DBAPIError) -> bool:
+    """The database refused these values (a constraint, data it cannot store), as opposed to
+    failing: SQLSTATE class 22 or 23 on PostgreSQL (asyncpg's "invalid byte sequence" for a
+    NUL is a bare DBAPIError to SQLAlchemy), IntegrityError/DataError anywhere."""
+    if isinstance(exc, sa_exc.IntegrityError | sa_exc.DataError):
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return isinstance(sqlstate, str) and sqlstate[:2] in ("22", "23")
+
+
+def _describe(exc: sa_exc.DBAPIError) -> str:
+    text = str(exc.orig).strip()
+    return text.splitlines()[0] if text else type(exc.orig).__name__

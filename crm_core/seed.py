@@ -22,14 +22,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import NullPool
 from tqdm import tqdm
 
+from crm_core.customer_batch import driver_error
 from crm_core.models import (
     Case,
-    Contact,
     Customer,
-    Interaction,
     Order,
-    OwnedProduct,
-    PhoneNumber,
     name_words,
 )
 from crm_core.store import CrmStore, PhoneInput
@@ -367,31 +364,39 @@ def _converter(table: str, sqlite: bool) -> Callable[[tuple[Any, ...]], tuple[An
 
 
 async def _write(conn: AsyncConnection, table: str, rows: list[tuple[Any, ...]]) -> None:
+    """Bulk-write ``rows`` inside the transaction ``conn`` has open (see ``_begin_batch``)."""
     if not rows:
         return
     columns = _COLUMNS[table]
-    raw = await conn.get_raw_connection()
-    driver: Any = raw.driver_connection
-    sqlite = conn.dialect.name == "sqlite"
-    convert = _converter(table, sqlite)
+    convert = _converter(table, conn.dialect.name == "sqlite")
     records = [convert(row) for row in rows]
-    if sqlite:
+    if conn.dialect.name == "sqlite":
         placeholders = ", ".join("?" for _ in columns)
         sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})"
-        await driver.executemany(sql, records)
+        await conn.exec_driver_sql(sql, records)  # one executemany, in SQLAlchemy's transaction
     else:
-        await driver.copy_records_to_table(table, records=records, columns=list(columns))
+        raw = await conn.get_raw_connection()
+        driver: Any = raw.driver_connection
+        try:
+            await driver.copy_records_to_table(table, records=records, columns=list(columns))
+        except Exception as exc:  # the driver's own errors: as SQLAlchemy's, for store._guard
+            raise driver_error(f"COPY {table}", exc) from exc
 
 
-async def _follow_sequences(conn: AsyncConnection) -> None:
-    """PostgreSQL: move each id sequence past the ids written explicitly by COPY."""
-    for model in (Customer, Contact, PhoneNumber, Case, Order, OwnedProduct, Interaction):
-        name = model.__tablename__
+async def _begin_batch(conn: AsyncConnection, last_id: int) -> None:
+    """Open the batch's transaction through SQLAlchemy, so that its commit is the driver's.
+
+    PostgreSQL: reserving the batch's customer ids (``setval``) is the first statement, which
+    makes the asyncpg adapter issue BEGIN; the COPYs on the driver connection then belong to
+    that transaction (the other tables' ids come from their sequences). Without a statement
+    through SQLAlchemy first, the adapter has no transaction to commit (each COPY autocommits)
+    and on SQLite the driver's implicit transaction was never committed: only the first batch
+    was kept.
+    """
+    if conn.dialect.name == "postgresql":
         await conn.execute(
-            text(
-                f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), "
-                f"COALESCE((SELECT MAX(id) FROM {name}), 0) + 1, false)"
-            )
+            text("SELECT setval(pg_get_serial_sequence('customers', 'id'), :last)"),
+            {"last": last_id},
         )
 
 
@@ -472,8 +477,8 @@ async def seed(
         async with store._guard("seed"):
             if demo:
                 report.demo_customers = await _seed_demo(store, now)
-            # One commit per batch: the WAL (SQLite) stays small and a failure keeps whole
-            # batches; sequences (PostgreSQL) follow the explicit ids after every batch.
+            # One transaction per batch: the WAL (SQLite) stays small and a failure keeps whole
+            # batches.
             async with bulk.connect() as conn:
                 first_id = 1 + int(
                     (
@@ -482,22 +487,22 @@ async def seed(
                 )
                 await conn.commit()
                 generator = _Generator(seed, store.region, now, set(DEMO_NUMBERS.values()))
-                sqlite = conn.dialect.name == "sqlite"
-                if sqlite:
+                if conn.dialect.name == "sqlite":
                     await conn.execute(text("PRAGMA synchronous=OFF"))
                     await conn.execute(text("PRAGMA cache_size=-200000"))
                     await conn.execute(text("PRAGMA temp_store=MEMORY"))
+                    await conn.commit()
                 for start in range(0, customers, batch):
                     rows: dict[str, list[tuple[Any, ...]]] = {table: [] for table in _COLUMNS}
                     count = min(batch, customers - start)
                     for offset in range(count):
                         generator.customer(first_id + start + offset, rows)
+                    async with conn.begin():
+                        await _begin_batch(conn, first_id + start + count - 1)
+                        for table, table_rows in rows.items():
+                            await _write(conn, table, table_rows)
                     for table, table_rows in rows.items():
-                        await _write(conn, table, table_rows)
                         report.rows[table] += len(table_rows)
-                    if not sqlite:
-                        await _follow_sequences(conn)
-                    await conn.commit()
                     report.customers += count
                     bar.update(count)
                     if on_batch:

@@ -555,6 +555,8 @@ class CrmStore:
             limit = getattr(Customer.__table__.c[column].type, "length", None)
             if isinstance(value, str) and limit and len(value) > limit:
                 raise InvalidCustomer(f"{column} is longer than {limit} characters")
+            if isinstance(value, str) and "\x00" in value:  # PostgreSQL cannot store it
+                raise InvalidCustomer(f"{column} contains a NUL character")
         if flags is not None:
             wanted = {f.strip().lower() for f in flags if f.strip()}
             unknown = wanted - set(FLAGS)
@@ -579,6 +581,8 @@ class CrmStore:
                 continue
             if len(entry.number.strip()) > 64:
                 raise InvalidCustomer("a phone number is longer than 64 characters")
+            if "\x00" in entry.number:
+                raise InvalidCustomer("a phone number contains a NUL character")
             e164 = normalise(entry.number, self.region, self.internal_max_digits).e164
             if e164 is None:
                 invalid.append(entry.number)

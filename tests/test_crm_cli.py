@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
+import asyncpg
 import pytest
 
-from crm_core import schema
+from crm_core import CrmStore, schema
 from crm_core.seed import DEMO_NUMBERS, DEMO_UNKNOWN_NUMBER
 from crm_core.testing import empty_store
 from cti.cli import main
@@ -140,3 +143,102 @@ def test_lookup_against_a_dead_database_exits_1_with_a_message(
     assert code == 1
     assert out == ""
     assert "cti lookup: CRM database unavailable" in err
+
+
+def independent_count(url: str, table: str = "customers") -> int:
+    """``SELECT count(*)`` on a fresh driver connection: what a later reader sees, not what
+    the writer believes it wrote."""
+    if url.startswith("sqlite"):
+        with closing(sqlite3.connect(url.split(":///", 1)[1])) as conn:
+            return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+    async def count() -> int:
+        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
+        try:
+            return int(await conn.fetchval(f"SELECT count(*) FROM {table}"))
+        finally:
+            await conn.close()
+
+    return asyncio.run(count())
+
+
+def test_seed_keeps_every_batch_it_reports(cli_db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "seed", "--customers", "2500", "--batch", "1000", "--quiet")
+    assert code == 0
+    assert out.startswith("seeded 2500 customers (9 demo customers added)")
+    assert independent_count(cli_db) == 2500 + 9
+    # Every generated customer has at least one number, in the same committed batches.
+    assert independent_count(cli_db, "phone_numbers") > 2500
+
+    code, out, _ = run(capsys, "seed", "--customers", "1200", "--batch", "500", "--quiet")
+    assert code == 0
+    assert independent_count(cli_db) == 2500 + 9 + 1200
+
+
+def test_import_dry_run_and_the_new_flags_from_the_command_line(
+    cli_db: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    first = tmp_path / "first.csv"
+    first.write_text("external_id,name,flags,phone\nA1,Ann,vip;dnc,020 7123 4567\n", "utf-8")
+    assert run(capsys, "import", str(first), "--quiet")[0] == 0
+    second = tmp_path / "second.csv"
+    second.write_text("external_id,name,flags\nA1,Ann Other,\n", "utf-8")
+
+    code, out, _ = run(capsys, "import", str(second), "--dry-run", "--clear-empty", "--json")
+    assert code == 0
+    report = json.loads(out)
+    assert report["dry_run"] is True
+    assert [(c["field"], c["old"], c["new"]) for c in report["changes"]] == [
+        ("name", "Ann", "Ann Other"), ("vip", True, False)]  # fmt: skip
+    assert report["kept_do_not_call"] == [{"line": 2, "external_id": "A1"}]
+    assert independent_count(cli_db) == 1
+
+    code, out, _ = run(capsys, "import", str(second), "--clear-empty", "--clear-do-not-call")
+    assert code == 0
+    assert "line 2: A1: do_not_call True -> False" in out
+    assert "line 2: A1: name 'Ann' -> 'Ann Other'" in out
+
+    with pytest.raises(SystemExit):
+        run(capsys, "import", "--help")
+    help_text = capsys.readouterr().out
+    for flag in ("--dry-run", "--clear-empty", "--clear-do-not-call"):
+        assert flag in help_text
+
+
+def test_seed_that_the_database_refuses_exits_1_with_the_reason_and_keeps_nothing(
+    cli_db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    postgresql = cli_db.startswith("postgresql")
+    create = (
+        [
+            "CREATE FUNCTION refuse_seed() RETURNS trigger AS $$ BEGIN "
+            "RAISE EXCEPTION 'refused by policy' USING ERRCODE = '23514'; END $$ "
+            "LANGUAGE plpgsql",
+            "CREATE TRIGGER refuse_seed BEFORE INSERT ON phone_numbers "
+            "FOR EACH ROW EXECUTE FUNCTION refuse_seed()",
+        ]
+        if postgresql
+        else [
+            "CREATE TRIGGER refuse_seed BEFORE INSERT ON phone_numbers "
+            "BEGIN SELECT RAISE(ABORT, 'refused by policy'); END"
+        ]
+    )
+    drop = ["DROP TRIGGER refuse_seed ON phone_numbers", "DROP FUNCTION refuse_seed()"]
+
+    async def admin(statements: list[str]) -> None:
+        store = await CrmStore.open(cli_db)
+        try:
+            async with store.engine.begin() as conn:
+                for statement in statements:
+                    await conn.exec_driver_sql(statement)
+        finally:
+            await store.close()
+
+    asyncio.run(admin(create))
+    try:
+        code, _, err = run(capsys, "seed", "--customers", "30", "--no-demo", "--quiet")
+    finally:
+        asyncio.run(admin(drop if postgresql else ["DROP TRIGGER refuse_seed"]))
+    assert code == 1
+    assert "cti seed: CRM seed rejected: " in err and "refused by policy" in err
+    assert independent_count(cli_db) == 0  # the batch went whole or not at all

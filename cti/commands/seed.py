@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def _main(args: argparse.Namespace, config: Config) -> int:
-    from crm_core.errors import CrmUnavailable
+    from crm_core.errors import CrmError
     from crm_core.seed import seed
     from crm_core.store import CrmStore
 
@@ -37,7 +37,7 @@ async def _main(args: argparse.Namespace, config: Config) -> int:
                                 demo=not args.no_demo, progress=not args.quiet)  # fmt: skip
         finally:
             await store.close()
-    except CrmUnavailable as exc:
+    except CrmError as exc:  # unavailable, or rows the database refused
         print(f"cti seed: {exc}", file=sys.stderr)
         return 1
     rows = ", ".join(f"{n} {table}" for table, n in report.rows.items())

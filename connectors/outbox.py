@@ -309,13 +309,13 @@ class Outbox:
             self.failures += 1
             await self._failed(item, exc)
             return
-        self.delivered += 1
         async with self._engine.begin() as conn:
             await conn.execute(
                 sa.update(OUTBOX)
                 .where(OUTBOX.c.id == item.id)
                 .values(status="delivered", delivered_at=self._clock(), attempts=item.attempts + 1)
             )
+        self.delivered += 1  # counted once the database says so (tests and metrics read it)
 
     async def _failed(self, item: OutboxItem, exc: BaseException) -> None:
         attempts = item.attempts + 1

@@ -22,7 +22,7 @@ def ami_config(server: FakeAmiServer, **overrides: Any) -> AmiConfig:
         "port": server.port,
         "username": "cti",
         "secret": "cti-secret",
-        "connect_timeout_s": 1.0,
+        "connect_timeout_s": 5.0,  # a loaded CI machine can take over a second to answer
         "action_timeout_s": 1.0,
         "ping_interval_s": 30.0,
         "ping_timeout_s": 1.0,

@@ -354,3 +354,42 @@ async def test_the_fake_asterisk_answers_ivr_commands_byte_exact_as_recorded(mod
         server.close()
         await server.wait_closed()
     assert bytes(got) == expected
+
+
+async def test_the_daemon_asks_with_ivr_enabled_on_the_built_in_crm_and_shows_it_in_metrics(
+    tmp_path: Path,
+) -> None:
+    import aiohttp
+
+    from cti.config import Config
+    from cti.daemon import build_daemon
+
+    config = Config.model_validate(
+        {
+            "ami": {"enabled": False},
+            "agi": {"host": "127.0.0.1", "port": 0},
+            "http": {"host": "127.0.0.1", "port": 0},
+            "database": {"url": f"sqlite:///{tmp_path / 'crm.db'}"},
+            "ivr": {"enabled": True, "account_format": "CUST-{digits:0>6}"},
+        }
+    )
+    async with await build_daemon(config) as daemon:
+        ann = await daemon.parts.store.upsert_customer(name="Ann", external_id="CUST-000456")
+        pbx = FakeAsterisk("127.0.0.1", daemon.agi_port or 0)
+        result = await pbx.call(AgiCall().withheld(), caller=Caller(["456#"]))
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{daemon.http_port}/metrics") as response,
+        ):
+            metrics = await response.text()
+    assert result.commands[0] == "GET DATA beep 5000 12"
+    assert result.variables["CTI_CUSTOMER_ID"] == str(ann.customer_id)
+    assert 'cti_ivr_sessions_total{outcome="identified"} 1.0' in metrics
+    assert "cti_ivr_deflected_total 0.0" in metrics
+
+
+def test_an_account_format_that_does_not_format_the_digits_is_refused_by_name() -> None:
+    from cti.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError, match=r"ivr\.account_format"):
+        parse_config('[ivr]\nenabled = true\naccount_format = "CUST-{number}"\n', "cti.toml")

@@ -74,6 +74,8 @@ class Identified:
 
 
 class IvrFlow:
+    NEEDS = ("customer_by_external_id", "order_by_reference")  # of its IdentityDirectory
+
     def __init__(self, settings: IvrConfig, directory: IdentityDirectory, router: Router) -> None:
         self._settings = settings
         self._directory = directory

@@ -393,3 +393,23 @@ def test_an_account_format_that_does_not_format_the_digits_is_refused_by_name() 
 
     with pytest.raises(ConfigError, match=r"ivr\.account_format"):
         parse_config('[ivr]\nenabled = true\naccount_format = "CUST-{number}"\n', "cti.toml")
+
+
+async def test_an_ambiguous_caller_is_asked_and_an_identified_one_gets_their_own_route() -> None:
+    directory = crm()
+    directory.ambiguous.add("+441234000000")
+    async with ivr_server(directory) as (asterisk, decisions, _):
+        result = await asterisk.call(AgiCall(callerid="+441234000000"), caller=Caller(["1924#"]))
+    assert result.variables["CTI_CUSTOMER_ID"] == "7" and result.variables["CTI_QUEUE"] == "vip"
+    logged = decisions.get(AgiCall().uniqueid)
+    assert logged is not None and logged.identified_by == "ivr" and logged.status == "match"
+
+
+async def test_an_ambiguous_caller_is_not_asked_when_the_config_says_so() -> None:
+    directory = crm()
+    directory.ambiguous.add("+441234000000")
+    settings = IVR.model_copy(update={"when": ["unknown", "anonymous"]})
+    async with ivr_server(directory, settings) as (asterisk, _, ivr):
+        result = await asterisk.call(AgiCall(callerid="+441234000000"), caller=Caller(["1924#"]))
+    assert not [c for c in result.commands if c.startswith("GET DATA")]
+    assert ivr.stats.sessions == 0

@@ -50,6 +50,7 @@ from crm_core.types import (
     CustomerView,
     InteractionRecord,
     InteractionView,
+    OrderFact,
     OrderView,
     PhoneView,
     Resolution,
@@ -470,6 +471,32 @@ class CrmStore:
             ),
             contacts=tuple(ContactView(c.name, c.role, c.email) for c in contacts),
         )
+
+    # -- self-service identification (the IVR) ---------------------------------------------
+
+    async def customer_by_external_id(self, external_id: str) -> int | None:
+        """The customer whose account number (external id) this is, or None."""
+        async with self._read("identify") as conn:
+            row = (
+                await conn.execute(select(Customer.id).where(Customer.external_id == external_id))
+            ).first()
+        return row.id if row is not None else None
+
+    async def order_by_reference(self, reference: str) -> tuple[int, OrderFact] | None:
+        """The customer and the state of the order with this reference, newest first; None
+        when there is none, or when orders of two customers carry it (it says not who)."""
+        stmt = (
+            select(Order.customer_id, Order.reference, Order.status, Order.delivery_state)
+            .where(Order.reference == reference)
+            .order_by(Order.id.desc())
+            .limit(10)
+        )
+        async with self._read("identify") as conn:
+            rows = (await conn.execute(stmt)).all()
+        if not rows or len({r.customer_id for r in rows}) > 1:
+            return None
+        row = rows[0]
+        return row.customer_id, OrderFact(row.reference, row.status, row.delivery_state)
 
     # -- search -----------------------------------------------------------------------------
 

@@ -598,6 +598,8 @@ class LiveCalls:
                 "escalations": list(ctx.escalations),
                 "notes": list(ctx.notes),
                 "routing": ctx.routing,
+                # "ivr": the caller said who they are to the IVR (the number did not)
+                **({"identified_by": by} if (by := routing.get("identified_by")) else {}),
                 "disposition_by": ctx.disposition_by,
                 "resolution": ctx.status,
                 "queue_legs": list(ctx.queue_legs),

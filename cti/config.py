@@ -72,6 +72,42 @@ class AgiConfig(_Section):
     http_token: str = ""
 
 
+class IvrConfig(_Section):
+    """Self-service identification before the queue (cti.routing.ivr), per call by the router."""
+
+    enabled: bool = False
+    # Ask only callers whose number resolved to one of these (never a known caller).
+    when: list[Literal["unknown", "anonymous", "ambiguous"]] = ["unknown", "anonymous", "ambiguous"]
+    attempts: int = Field(2, ge=1, le=5)
+    digit_timeout_ms: int = Field(5000, ge=500, le=30000)  # before and between digits
+    max_digits: int = Field(12, ge=1, le=32)
+    # GET DATA prompts: sound file names (Asterisk's core sounds, or your own recordings).
+    prompt: str = "beep"
+    retry_prompt: str = "beep"
+    # The account number and order reference as stored, from the digits typed.
+    account_format: str = "{digits}"  # e.g. "CUST-{digits:0>6}"
+    order_format: str = "{digits}"  # e.g. "ORD-{digits}"
+    lookup_timeout_ms: int = Field(1000, gt=0)  # the CRM's answer to the digits
+    # Deflection: an order reference typed -> its delivery state is told before the queue;
+    # a prompt per state if given, else the state spelt with SAY ALPHA (core sounds only).
+    deflect: bool = True
+    state_prompts: dict[str, str] = {}
+    # After the state: GET DATA end_prompt; this digit ends the call ("" = no offer).
+    end_digit: str = Field("", pattern=r"^[0-9*]?$")
+    end_prompt: str = "beep"
+
+    @field_validator("account_format", "order_format")
+    @classmethod
+    def _formats_digits(cls, value: str) -> str:
+        try:
+            value.format(digits="0123")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"must be a format of {{digits}}, e.g. 'ORD-{{digits}}': {exc}"
+            ) from exc
+        return value
+
+
 class HttpConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
@@ -175,6 +211,7 @@ class LoggingConfig(_Section):
 class Config(_Section):
     ami: AmiConfig = AmiConfig()
     agi: AgiConfig = AgiConfig()
+    ivr: IvrConfig = IvrConfig()
     http: HttpConfig = HttpConfig()
     database: DatabaseConfig = DatabaseConfig()
     phone: PhoneConfig = PhoneConfig()

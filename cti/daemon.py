@@ -133,6 +133,7 @@ class Parts:
     pbx_clock: PbxClock = field(default_factory=PbxClock)
     resync: ResyncHealth = field(default_factory=ResyncHealth)
     supervision: Supervision | None = None  # statistics and the supervisor console
+    ivr: Any = None  # cti.routing.ivr.IvrFlow, when [ivr] enabled
 
 
 class Daemon:
@@ -485,7 +486,8 @@ async def build_daemon(
         rules = load_rules(config)
         decisions = DecisionLog()
         router = Router(crm, rules, deadline_s=config.agi.deadline_ms / 1000)
-        agi = FastAgiServer(router, decisions, config.agi.host, config.agi.port)
+        ivr = _ivr(config, crm, router)
+        agi = FastAgiServer(router, decisions, config.agi.host, config.agi.port, ivr=ivr)
         recorder = InteractionRecorder(
             interactions, dead_letters=DeadLetterFile(dead_letter_path(config))
         )
@@ -517,6 +519,7 @@ async def build_daemon(
                 MetricSources(
                     recorder=recorder,
                     router=router,
+                    ivr=ivr,
                     ami=ami if isinstance(ami, AmiLinkCounts) else None,
                     channels_expired=lambda: sweep.expired,
                     log_suppressed=suppressed_warnings,
@@ -567,8 +570,21 @@ async def build_daemon(
         pbx_clock=pbx_clock,
         resync=resync,
         supervision=supervision,
+        ivr=ivr,
     )
     return Daemon(parts)
+
+
+def _ivr(config: Config, crm: Any, router: Any) -> Any:
+    """The IVR before the queue ([ivr] enabled), on a CRM that finds account numbers."""
+    if not config.ivr.enabled:
+        return None
+    from cti.routing.ivr import IvrFlow
+
+    if not all(callable(getattr(crm, m, None)) for m in IvrFlow.NEEDS):
+        log.warning("ivr disabled: the CRM cannot look up account numbers or order references")
+        return None
+    return IvrFlow(config.ivr, crm, router)
 
 
 def _call_state(config: Config, store: Any, clock: PbxClock) -> CallStateWriter | None:

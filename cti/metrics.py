@@ -22,6 +22,11 @@ Each part keeps plain counters and knows nothing of Prometheus; ``DaemonCollecto
 ``cti_route_deadline_overruns_total``           count   decisions later than the deadline
 ``cti_route_circuit_open``                      gauge   1 while the CRM is not asked
 ``cti_route_circuit_opened_total``              count   times the breaker opened
+``cti_ivr_sessions_total{outcome}``             count   callers asked by the IVR: ``identified``,
+                                                        ``not_identified``, ``no_input``,
+                                                        ``ended``, ``crm_unavailable``
+``cti_ivr_told_total``                          count   callers told their order's state
+``cti_ivr_deflected_total``                     count   ... who then ended the call there
 ``cti_log_suppressed_total``                    count   repeated warnings not written
 ==============================================  ======  ==========================================
 """
@@ -36,6 +41,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from cti.ami.wire import WireStats
+from cti.routing.ivr import IvrStats
 from cti.routing.router import CircuitBreaker, RouterStats
 
 
@@ -63,6 +69,10 @@ class AmiLinkCounts(Protocol):
     def wire_stats(self) -> WireStats: ...
 
 
+class IvrCounts(Protocol):
+    stats: IvrStats
+
+
 class RouterCounts(Protocol):
     stats: RouterStats
     breaker: CircuitBreaker
@@ -72,6 +82,7 @@ class RouterCounts(Protocol):
 class MetricSources:
     recorder: RecorderCounts
     router: RouterCounts | None = None
+    ivr: IvrCounts | None = None
     ami: AmiLinkCounts | None = None
     channels_expired: Callable[[], int] | None = None
     log_suppressed: Callable[[], int] | None = None
@@ -152,6 +163,20 @@ class DaemonCollector(Collector):
             )
             yield _counter(
                 "cti_route_circuit_opened", "Times the CRM circuit breaker opened", breaker.opened
+            )
+        if s.ivr is not None:
+            ivr = s.ivr.stats
+            outcomes = CounterMetricFamily(
+                "cti_ivr_sessions", "Callers asked who they are, by outcome", labels=["outcome"]
+            )
+            for outcome, count in sorted(ivr.outcomes.items()):
+                outcomes.add_metric([outcome], count)
+            yield outcomes
+            yield _counter("cti_ivr_told", "Callers told their order's delivery state", ivr.told)
+            yield _counter(
+                "cti_ivr_deflected",
+                "Callers served by the IVR (told their order's state, ended the call)",
+                ivr.deflected,
             )
         if s.log_suppressed is not None:
             yield _counter(

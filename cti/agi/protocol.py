@@ -17,6 +17,9 @@ MAX_LINES = 200  # header lines, or lines of one reply: more is not Asterisk
 MAX_VALUE = 900  # bytes: even fully escaped, a command stays within Asterisk's 2048-byte buffer
 _REPLY = re.compile(r"^(\d{3})(?: (.*))?$")
 _RESULT = re.compile(r"result=(-?\d+)(?: \((.*)\))?")
+# GET DATA (res_agi.c handle_getdata): "result=<digits>", "result=<digits> (timeout)",
+# "result=" ('#' alone), "result=-1" (hang-up, or a prompt that does not exist).
+_GET_DATA = re.compile(r"^result=(-1|[0-9*#A-D]*)( \(timeout\))?$")
 
 
 class AgiError(Exception):
@@ -47,6 +50,23 @@ class Reply:
         """The value in parentheses of ``200 result=1 (value)``."""
         match = _RESULT.match(self.text)
         return match.group(2) if match else None
+
+
+@dataclass(frozen=True)
+class Typed:
+    """What the caller typed at a GET DATA: ``failed`` is ``result=-1`` (hung up, or the prompt
+    could not be played: the reply is the same, see ivr_missing.agi-session)."""
+
+    digits: str
+    timed_out: bool = False
+    failed: bool = False
+
+    @classmethod
+    def of(cls, reply: Reply) -> Typed:
+        match = _GET_DATA.match(reply.text) if reply.code == 200 else None
+        if match is None or match.group(1) == "-1":
+            return cls("", failed=True)
+        return cls(match.group(1), timed_out=bool(match.group(2)))
 
 
 async def _line(reader: asyncio.StreamReader) -> str:
@@ -87,6 +107,25 @@ def set_variable(name: str, value: str) -> bytes:
     """``SET VARIABLE name value``; the value is cut so that the line fits Asterisk's buffer."""
     value = value.encode()[:MAX_VALUE].decode("utf-8", "ignore")
     return f"SET VARIABLE {name} {quote(value)}\n".encode()
+
+
+def get_data(prompt: str, timeout_ms: int, max_digits: int) -> bytes:
+    """``GET DATA prompt timeout max``: play the prompt, collect digits up to ``#``, ``max`` or
+    a pause of ``timeout`` ms (before the first digit and between digits alike)."""
+    return f"GET DATA {quote(prompt)} {timeout_ms} {max_digits}\n".encode()
+
+
+def say_alpha(text: str) -> bytes:
+    """``SAY ALPHA text ""``: spelt with Asterisk's core ``letters/`` and ``digits/`` sounds."""
+    return f'SAY ALPHA {quote(text)} ""\n'.encode()
+
+
+def say_digits(digits: str) -> bytes:
+    return f'SAY DIGITS {quote(digits)} ""\n'.encode()
+
+
+def stream_file(name: str) -> bytes:
+    return f'STREAM FILE {quote(name)} ""\n'.encode()
 
 
 class AgiChannel:

@@ -12,6 +12,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -25,6 +26,9 @@ from cti.agi.protocol import (
 )
 from cti.routing.decisions import DecisionLog
 from cti.routing.router import Router
+
+if TYPE_CHECKING:
+    from cti.routing.ivr import IvrFlow
 
 log = structlog.get_logger(__name__)
 
@@ -48,8 +52,10 @@ class FastAgiServer:
         header_timeout_s: float = 5.0,
         session_timeout_s: float = 30.0,
         clock: Callable[[], datetime] = _utc_now,
+        ivr: IvrFlow | None = None,
     ) -> None:
         self._router = router
+        self._ivr = ivr
         self._decisions = decisions
         self._host = host
         self._port = port
@@ -94,8 +100,8 @@ class FastAgiServer:
         if task is not None:
             self._sessions.add(task)
         try:
-            async with asyncio.timeout(self._session_timeout_s):
-                await self._session(reader, writer)
+            async with asyncio.timeout(self._session_timeout_s) as budget:
+                await self._session(reader, writer, budget)
         except TimeoutError:
             log.warning("fastagi session timed out", limit_s=self._session_timeout_s)
         except AgiClosed as exc:
@@ -113,7 +119,9 @@ class FastAgiServer:
             if task is not None:
                 self._sessions.discard(task)
 
-    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _session(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, budget: asyncio.Timeout
+    ) -> None:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self._header_timeout_s):
@@ -135,6 +143,17 @@ class FastAgiServer:
         if uniqueid:
             self._decisions.record(uniqueid, channel, decision, self._clock())
         agi = AgiChannel(reader, writer)
+        if self._ivr is not None and self._ivr.wanted(decision):
+
+            def typed_for(seconds: float) -> None:
+                # The session deadline is for us and the CRM, not for the caller's typing.
+                when = budget.when()
+                if when is not None:
+                    budget.reschedule(when + seconds)
+
+            decision = await self._ivr.run(agi, decision, caller, dnid, typed_for=typed_for)
+            if uniqueid:
+                self._decisions.record(uniqueid, channel, decision, self._clock())
         for name, value in decision.dialplan_variables().items():
             reply = await agi.command(set_variable(name, value))
             if reply.code == 511:

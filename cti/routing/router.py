@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from crm_core.types import RoutingFacts, RoutingFactsDirectory, RoutingResolver
+from crm_core.types import (
+    Candidate,
+    Resolution,
+    RoutingFacts,
+    RoutingFactsDirectory,
+    RoutingResolver,
+)
 from cti.routing.rules import CallFacts, CrmFacts, Outcome, RuleSet
 
 if TYPE_CHECKING:
@@ -41,6 +47,9 @@ class RouteDecision:
     variables: dict[str, str] = field(default_factory=dict)  # extra dialplan variables
     fallback: bool = False  # the CRM was slow or down
     status: str = "unknown"  # the caller's resolution status, "unavailable" on fallback
+    identified_by: str | None = None  # "ivr": the caller typed who they are (cti.routing.ivr)
+    # What the IVR did: kind of digits typed, attempts, outcome, deflection (never the digits).
+    ivr: dict[str, Any] = field(default_factory=dict)
 
     def dialplan_variables(self) -> dict[str, str]:
         """Everything the dialplan gets, in the order it is set."""
@@ -64,6 +73,8 @@ class RouteDecision:
             "variables": dict(self.variables),
             "fallback": self.fallback,
             "status": self.status,
+            **({"identified_by": self.identified_by} if self.identified_by else {}),
+            **({"ivr": dict(self.ivr)} if self.ivr else {}),
         }
 
 
@@ -221,6 +232,17 @@ class Router:
                 deadline_ms=round(self._deadline_s * 1000),
             )
         return decision
+
+    async def route_customer(
+        self, customer_id: int, caller: str | None, dnid: str | None = None
+    ) -> RouteDecision:
+        """The decision for a caller identified otherwise than by number (the IVR): the rules
+        see the customer's routing facts as for a known caller. CRM failures are raised (the
+        caller has a route already); the caller bounds the time."""
+        call = self._rules.call_facts(self._clock(), dnid)
+        resolution = Resolution("match", None, caller or "", (Candidate(customer_id, None, ""),))
+        facts = await self._facts(customer_id) if self._needs_view else None
+        return self._decide(call, CrmFacts(resolution, facts), "")
 
     def _count_fallback(self, kind: str) -> None:
         self.stats.fallbacks[kind] = self.stats.fallbacks.get(kind, 0) + 1

@@ -5,6 +5,10 @@ chunks Asterisk wrote), answers each command as Asterisk does (``200 result=1`` 
 ``200 result=1 (value)`` for GET VARIABLE, ``510``, the multi-line ``520`` usage block, ``511`` on
 a dead channel), writes ``HANGUP`` when the caller hangs up and once more when the server closes
 its side, and returns the variables the server set.
+
+The caller can type: ``GET DATA``, ``SAY DIGITS``, ``SAY ALPHA`` and ``STREAM FILE`` are
+answered as in ``tests/recordings/asterisk22/ivr_*.agi-session`` (``Caller`` says what the
+caller types at each GET DATA, and which sound files exist).
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ COMMANDS = (
     (("noop",), True),
     (("set", "variable"), True),
     (("stream", "file"), False),
+    (("get", "data"), False),
+    (("say", "digits"), False),
+    (("say", "alpha"), False),
     (("verbose",), True),
     (("hangup",), False),
 )
@@ -116,6 +123,37 @@ def header_block(call: AgiCall, host: str, port: int) -> tuple[bytes, bytes]:
     return b"".join(text[:17]), b"".join(text[17:]) + b"\n"
 
 
+HANGS_UP = None  # a Caller key: the caller hangs up during this GET DATA
+
+
+@dataclass
+class Caller:
+    """What the caller does at each GET DATA, in order: a string of DTMF (``10042#``: digits
+    then ``#``; ``77``: digits then silence; ``#``; ``""``: silence) or ``HANGS_UP``. More GET
+    DATA than keys: silence. ``sounds``: the prompts that exist (None: all of them)."""
+
+    keys: list[str | None] = field(default_factory=list)
+    sounds: frozenset[str] | None = None
+    typing_s: float = 0.0  # how long each GET DATA takes (prompt and typing)
+
+    def has(self, name: str) -> bool:
+        return self.sounds is None or name in self.sounds
+
+
+def get_data_reply(keys: str | None, max_digits: int) -> bytes:
+    """res_agi.c handle_getdata over app.c ast_readstring_full, as recorded."""
+    if keys is None:
+        return b"200 result=-1\n"
+    digits = ""
+    for key in keys:
+        if key == "#":
+            return f"200 result={digits}\n".encode()
+        digits += key
+        if len(digits) >= max_digits:
+            return f"200 result={digits}\n".encode()
+    return f"200 result={digits} (timeout)\n".encode()
+
+
 @dataclass
 class AgiResult:
     variables: dict[str, str] = field(default_factory=dict)
@@ -125,6 +163,7 @@ class AgiResult:
     ahead: int = 0  # commands that arrived before the reply to the previous one
     hangup_sent: bool = False
     elapsed_s: float = 0.0  # connect to the server's close
+    said: list[str] = field(default_factory=list)  # SAY/STREAM FILE the caller heard
 
 
 class FakeAsterisk:
@@ -133,6 +172,9 @@ class FakeAsterisk:
     def __init__(self, host: str, port: int) -> None:
         self.host = host
         self.port = port
+        self._caller = Caller()
+        self._keys: list[str | None] = []
+        self._hangup_pending = False
 
     async def call(
         self,
@@ -143,12 +185,17 @@ class FakeAsterisk:
         reply_delay_s: float = 0.0,
         disconnect_after: int | None = None,
         timeout_s: float = 5.0,
+        caller: Caller | None = None,
     ) -> AgiResult:
         """One AGI session. ``hangup_after=K``: the caller hangs up once K commands are answered
         (0: right after the header block); ``usage_first``: the first command gets a 520 usage
         block; ``reply_delay_s``: each reply comes late (to see whether the server waits);
-        ``disconnect_after=K``: Asterisk drops the connection after K replies (0: no reply)."""
+        ``disconnect_after=K``: Asterisk drops the connection after K replies (0: no reply);
+        ``caller``: what the caller types at GET DATA (see ``Caller``)."""
         call = call or AgiCall()
+        self._caller = caller or Caller()
+        self._keys = list(self._caller.keys)
+        self._hangup_pending = False
         result = AgiResult()
         values = {"CALLERID(num)": call.callerid, "CHANNEL": call.channel}
         started = time.perf_counter()
@@ -198,6 +245,10 @@ class FakeAsterisk:
         usage_first: bool,
     ) -> None:
         argv = parse_args(line)
+        if self._hangup_pending:  # the caller hung up during a GET DATA: Asterisk says so now
+            self._hangup_pending = False
+            result.hangup_sent = True
+            writer.write(HANGUP)
         low = tuple(a.lower() for a in argv)
         words, dead_ok = next(((w, d) for w, d in COMMANDS if low[: len(w)] == w), ((), True))
         usage: tuple[str, ...] | None = None
@@ -219,6 +270,33 @@ class FakeAsterisk:
             else:
                 value = values.get(argv[2])
                 reply = b"200 result=0\n" if value is None else f"200 result=1 ({value})\n".encode()
+        elif words == ("get", "data"):
+            if len(argv) < 3:
+                usage = words
+            elif not self._caller.has(argv[2]) and argv[2]:
+                reply = b"200 result=-1\n"  # ast_streamfile failed: as a hang-up
+            else:
+                keys = self._keys.pop(0) if self._keys else ""
+                max_digits = int(argv[4]) if len(argv) > 4 else 1024
+                if self._caller.typing_s:
+                    await asyncio.sleep(self._caller.typing_s)
+                reply = get_data_reply(keys, max_digits)
+                if keys is HANGS_UP:
+                    self._hangup_pending = True
+        elif words == ("stream", "file"):
+            if len(argv) < 4:
+                usage = words
+            elif self._caller.has(argv[2]):
+                result.said.append(argv[2])
+                reply = b"200 result=0 endpos=8000\n"
+            else:
+                reply = b"200 result=-1 endpos=0\n"
+        elif words in (("say", "digits"), ("say", "alpha")):
+            if len(argv) < 4:
+                usage = words
+            else:
+                result.said.append(argv[2])
+                reply = b"200 result=0\n"
         elif words == ("verbose",) or words == ("hangup",):
             reply = b"200 result=1\n"
         else:
@@ -228,7 +306,7 @@ class FakeAsterisk:
             writer.write(USAGE_HEAD)
             await writer.drain()
             await asyncio.sleep(USAGE_PAUSE_S)
-            writer.write(USAGE_TEXT[usage] + USAGE_TAIL)
+            writer.write(USAGE_TEXT.get(usage, b"(usage)\n") + USAGE_TAIL)
         else:
             result.replies.append(reply[:3].decode())
             writer.write(reply)

@@ -172,10 +172,12 @@ async def test_cti_agi_sets_the_fallback_route_when_the_daemon_is_unreachable(
 
 
 async def test_cti_agi_gives_up_on_a_slow_daemon_at_the_deadline(tmp_path: Path) -> None:
-    async with daemon(delay_s=2.0) as (url, _):
+    async with daemon(delay_s=4.0) as (url, _):
         run = await run_script(write_config(tmp_path, url, deadline_ms=400))
     assert run.variables["CTI_REASON"] == "fallback"
-    assert run.elapsed_s < 1.5  # interpreter start-up included; well before the daemon's 2 s
+    assert (
+        run.elapsed_s < 3.0
+    )  # interpreter start-up on a loaded machine included; before the daemon answers at 4 s
 
 
 FALLBACK_TIER1 = {

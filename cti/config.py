@@ -167,6 +167,39 @@ class SupervisorConfig(_Section):
     retention_days: int = Field(90, ge=1)
 
 
+class CaseReasonConfig(_Section):
+    """One reason a case is opened for (``[[cases.reasons]]``): its tier and SLA."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    label: str = Field("", max_length=200)
+    tier: str = Field(min_length=1, max_length=64)
+    sla_hours: float = Field(gt=0, le=24 * 365)
+
+
+class CasesConfig(_Section):
+    reasons: list[CaseReasonConfig] = [
+        CaseReasonConfig(name="billing", label="Billing question", tier="tier1", sla_hours=48),
+        CaseReasonConfig(name="fault", label="Fault report", tier="tier2", sla_hours=24),
+        CaseReasonConfig(name="complaint", label="Complaint", tier="tier2", sla_hours=72),
+    ]
+
+    @field_validator("reasons")
+    @classmethod
+    def _names_are_unique(cls, value: list[CaseReasonConfig]) -> list[CaseReasonConfig]:
+        names = [r.name for r in value]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"reason name(s) given twice: {', '.join(twice)}")
+        return value
+
+
+class CallbacksConfig(_Section):
+    # Callers who gave up in a queue become callback tasks for that queue's agents.
+    enabled: bool = True
+    # How often the desktop asks for the tasks of its queues (GET /api/callbacks).
+    poll_s: float = Field(10.0, gt=0)
+
+
 class LoggingConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["console", "json"] = "console"
@@ -182,6 +215,8 @@ class Config(_Section):
     logging: LoggingConfig = LoggingConfig()
     stats: StatsConfig = StatsConfig()
     supervisor: SupervisorConfig = SupervisorConfig()
+    cases: CasesConfig = CasesConfig()
+    callbacks: CallbacksConfig = CallbacksConfig()
     tiers: dict[str, TierConfig] = {
         "tier1": TierConfig(queue="tier1", priority=0, exten="8001"),
         "tier2": TierConfig(queue="tier2", priority=0, exten="8002"),

@@ -42,6 +42,7 @@ from crm_core.phone import to_e164
 from crm_core.types import CustomerDirectory
 from cti.ami.errors import AmiError
 from cti.ami.stream import Connected, Disconnected, Resynced
+from cti.callback_feed import CallbackFeed
 from cti.calls import CallContext, LiveCalls, saved_context
 from cti.callstate import CallStateWriter, PbxClock, SavedCall, Snapshot, SqlCallState
 from cti.channel_sweep import ChannelLister, ChannelSweep, ChannelTracker
@@ -133,6 +134,7 @@ class Parts:
     pbx_clock: PbxClock = field(default_factory=PbxClock)
     resync: ResyncHealth = field(default_factory=ResyncHealth)
     supervision: Supervision | None = None  # statistics and the supervisor console
+    callbacks: CallbackFeed | None = None  # callers who gave up → callback tasks
 
 
 class Daemon:
@@ -397,6 +399,8 @@ class Daemon:
                 self.parts.events_out.publish(event, ctx, record)
             if self.parts.supervision is not None:
                 self.parts.supervision.apply(event, ctx)
+            if self.parts.callbacks is not None:
+                await self.parts.callbacks.apply(event, ctx)
         except Exception as exc:
             self.errors += 1
             log.error("call_event.failed", call_id=event.call, event=event.event, error=repr(exc))
@@ -524,6 +528,7 @@ async def build_daemon(
             )
         )
         supervision = _supervision(config, hub, calls, store, actions)
+        case_book, callback_book = _cases_and_callbacks(config, store)
         deps = ApiDeps(
             config=config,
             hub=hub,
@@ -538,6 +543,8 @@ async def build_daemon(
             route_handler=route_handler(router, decisions),
             resync_status=resync.status,
             supervision=supervision,
+            cases=case_book,
+            callbacks=callback_book,
         )
         app = create_app(deps)
     except BaseException:
@@ -567,6 +574,7 @@ async def build_daemon(
         pbx_clock=pbx_clock,
         resync=resync,
         supervision=supervision,
+        callbacks=CallbackFeed(callback_book, hub) if callback_book is not None else None,
     )
     return Daemon(parts)
 
@@ -620,6 +628,22 @@ def _supervision(
         supervise=supervise,
         report_engine=reports,
     )
+
+
+def _cases_and_callbacks(config: Config, store: Any) -> tuple[Any, Any]:
+    """Cases and callback tasks live in the store's database (a store without one: none)."""
+    from crm_core.callbacks import CallbackBook
+    from crm_core.cases import CaseBook, CaseReason
+
+    engine = getattr(store, "engine", None)
+    if engine is None:
+        return None, None
+    reasons = {
+        r.name: CaseReason(r.name, r.label or r.name, r.tier, r.sla_hours)
+        for r in config.cases.reasons
+    }
+    callbacks = CallbackBook(engine) if config.callbacks.enabled else None
+    return CaseBook(engine, reasons), callbacks
 
 
 class _NoAmi:

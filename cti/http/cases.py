@@ -221,6 +221,8 @@ async def dial_callback(request: web.Request) -> web.Response:
     queues = agent_queues(deps, request[AGENT])
     if queues is not None and task.queue not in queues:
         raise ApiError(403, f"task_id: callback task {task_id} is for queue {task.queue}")
+    if task.status == "dialling":
+        raise ApiError(409, f"task_id: {task.dialled_by} is already calling this number")
     if task.status != "open":
         raise ApiError(409, f"task_id: callback task {task_id} is {task.status}")
     number = _dialable(deps, task.e164)

@@ -171,6 +171,9 @@ class Daemon:
             if p.supervision is not None:
                 await p.supervision.start()
                 self._started.append("supervision")
+            if p.callbacks is not None:
+                p.callbacks.start()
+                self._started.append("callbacks")
             await p.agi.start()
             self._started.append("agi")
             self._runner = web.AppRunner(p.app, handle_signals=False, access_log=None)
@@ -217,6 +220,8 @@ class Daemon:
                     await p.agi.stop()
                 elif part == "supervision" and p.supervision is not None:
                     await p.supervision.stop()
+                elif part == "callbacks" and p.callbacks is not None:
+                    await p.callbacks.stop()
                 elif part == "recorder":
                     await p.calls.close()
                     await p.recorder.stop()
@@ -400,7 +405,7 @@ class Daemon:
             if self.parts.supervision is not None:
                 self.parts.supervision.apply(event, ctx)
             if self.parts.callbacks is not None:
-                await self.parts.callbacks.apply(event, ctx)
+                self.parts.callbacks.apply(event, ctx)
         except Exception as exc:
             self.errors += 1
             log.error("call_event.failed", call_id=event.call, event=event.event, error=repr(exc))
@@ -574,7 +579,7 @@ async def build_daemon(
         pbx_clock=pbx_clock,
         resync=resync,
         supervision=supervision,
-        callbacks=CallbackFeed(callback_book, hub) if callback_book is not None else None,
+        callbacks=CallbackFeed(callback_book, hub, calls) if callback_book is not None else None,
     )
     return Daemon(parts)
 

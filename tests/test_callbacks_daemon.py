@@ -51,7 +51,15 @@ async def play_call(h: Harness, traces_dir: Path, name: str) -> str:
     await h.ami.play(events)
     call_id = call_id_of(events)
     await supervisor.wait_for("ended", call_id, within_s=10)
+    await settled(h)
     return call_id
+
+
+async def settled(h: Harness) -> None:
+    """Until the daemon has written what the call events so far mean for callbacks."""
+    assert h.daemon is not None and h.daemon.parts.callbacks is not None
+    async with asyncio.timeout(10):
+        await h.daemon.parts.callbacks.settled()
 
 
 async def task_of(h: Harness, task_id: int) -> Task | None:
@@ -155,6 +163,7 @@ async def test_a_withheld_caller_who_gave_up_gets_no_task(
     supervisor = await h.desktop(SUPERVISOR)
     await h.ami.play(withheld)
     await supervisor.wait_for("ended", call_id_of(events), within_s=10)
+    await settled(h)
     assert await callbacks(h, SUPERVISOR) == []
 
 

@@ -15,6 +15,8 @@
     pollMs: 10000,
     poller: null,
     started: false,
+    casesOff: false,
+    callbacksOff: false,
   };
   const byId = (id) => document.getElementById(id);
   const token = () => sessionStorage.getItem("cti-token") || "";
@@ -75,7 +77,7 @@
     if (!host || panel.started) return;
     panel.started = true;
     host.innerHTML = `
-      <section class="card" aria-labelledby="case-work-title">
+      <section id="case-work" class="card" aria-labelledby="case-work-title">
         <h3 id="case-work-title">Cases of this caller</h3>
         <p id="case-none" class="muted">No call on screen.</p>
         <ul id="case-list" class="case-list" aria-label="Open cases with their SLA"></ul>
@@ -89,15 +91,15 @@
         <form id="case-escalate-form" hidden>
           <label for="case-esc-case">Escalate a case with the call</label>
           <select id="case-esc-case"></select>
-          <label for="case-esc-tier">To tier</label>
+          <label for="case-esc-tier">Tier for the case and call</label>
           <select id="case-esc-tier"></select>
           <label for="case-esc-reason">Why</label>
           <input id="case-esc-reason" maxlength="200" required>
-          <button type="submit">Escalate case and call</button>
+          <button type="submit">Move case with the call</button>
         </form>
         <p id="case-feedback" class="feedback" role="status" aria-live="polite"></p>
       </section>
-      <section class="card" aria-labelledby="callbacks-title">
+      <section id="callbacks-card" class="card" aria-labelledby="callbacks-title">
         <h3 id="callbacks-title">Callers who gave up</h3>
         <ul id="callback-list" class="callback-list" aria-label="Callers to call back"></ul>
       </section>`;
@@ -114,9 +116,11 @@
       ]);
       panel.reasons = reasons.reasons || [];
       panel.tiers = login.tiers || [];
+      panel.casesOff = reasons.enabled === false;
     } catch (err) {
       return;
     }
+    byId("case-work").hidden = panel.casesOff;
     byId("case-reason").replaceChildren(...panel.reasons.map((r) => {
       const o = el("option", `${r.label} (${r.tier}, ${r.sla_hours} h)`);
       o.value = r.name;
@@ -147,6 +151,7 @@
   }
 
   async function refreshCases() {
+    if (panel.casesOff) return;
     const known = panel.callId && panel.customerId !== null;
     byId("case-open-form").hidden = !known;
     if (known) {
@@ -254,10 +259,12 @@
     try {
       const data = await api("GET", "/api/callbacks");
       panel.callbacks = data.callbacks || [];
+      panel.callbacksOff = data.enabled === false;
       if (data.poll_s) panel.pollMs = data.poll_s * 1000;
     } catch (err) {
       panel.callbacks = [];
     }
+    byId("callbacks-card").hidden = Boolean(panel.callbacksOff);
     const list = byId("callback-list");
     list.replaceChildren(...panel.callbacks.map((t) => {
       const li = el("li", null, "callback");
@@ -288,6 +295,7 @@
 
   function poll() {
     clearTimeout(panel.poller);
+    if (panel.callbacksOff) return;  // off in this daemon: nothing to ask for
     panel.poller = setTimeout(async () => { await refreshCallbacks(); poll(); }, panel.pollMs);
   }
 

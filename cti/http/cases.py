@@ -10,7 +10,7 @@
 - escalation: ``POST /api/calls/{id}/escalate`` with ``case_id`` escalates the case with the
   call (checked before anything reaches Asterisk: ``case_for_escalation``);
 - ``GET /api/callbacks``: the open callback tasks of the agent's queues (all for
-  supervisors), with the customer and how long they waited;
+  supervisors), with the customer and how long they waited (``enabled`` false: off);
 - ``POST /api/callbacks/{task_id}/dial`` ``{"agent"?}``: click-to-dial the task's number (the
   do-not-call check of ``/api/calls/originate``); the outbound call's end closes the task.
 """
@@ -93,13 +93,16 @@ def _case_json(case: CaseRecord) -> dict[str, object]:
 
 
 async def reasons(request: web.Request) -> web.Response:
-    book = _cases(request.app[DEPS])
+    """The reasons; ``enabled`` false (no reasons) when this daemon's CRM keeps no cases."""
+    book = request.app[DEPS].cases
+    found = book.reasons.values() if book is not None else ()
     return web.json_response(
         {
+            "enabled": book is not None,
             "reasons": [
                 {"name": r.name, "label": r.label, "tier": r.tier, "sla_hours": r.sla_hours}
-                for r in book.reasons.values()
-            ]
+                for r in found
+            ],
         }
     )
 
@@ -189,13 +192,16 @@ def agent_queues(deps: ApiDeps, agent: AgentConfig) -> set[str] | None:
 
 async def list_callbacks(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
-    book = _callbacks(deps)
+    book = deps.callbacks
+    if book is None:  # off: nothing to call back, not an error for a desktop that asks
+        return web.json_response({"enabled": False, "callbacks": [], "poll_s": None})
     queues = agent_queues(deps, request[AGENT])
     async with crm_errors():
         tasks = await book.for_queues(queues)
     now = time.time()
     return web.json_response(
         {
+            "enabled": True,
             "callbacks": [
                 {**t.to_dict(), "since_s": round(max(0.0, now - t.last_abandoned_at), 1)}
                 for t in tasks

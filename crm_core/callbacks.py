@@ -4,8 +4,8 @@ A task is per number and queue: while it is open (``open`` or ``dialling``) a re
 from the same number in the same queue counts one more attempt on it instead of a new task.
 An agent dials from the task (``dialling``, who and when); the outbound call's end closes it
 with the outcome (answered / no_answer / busy; a call that never rang the number, cancelled or
-failed, puts it back to ``open``). A new inbound call from the number closes its tasks with
-the reason "called again". Numbers of a do-not-call customer never get a task.
+failed, puts it back to ``open``). A later call from the number that an agent answers
+closes its tasks with the reason "called again". Numbers of a do-not-call customer never get a task.
 Times are epoch seconds.
 """
 
@@ -189,7 +189,8 @@ class CallbackBook:
         return await self.get(task_id)
 
     async def called_again(self, e164: str, *, call_id: str, at: float) -> list[int]:
-        """The number rang in again: its open tasks (not being dialled) close."""
+        """The number rang in again and an agent answered: its open tasks (not being dialled)
+        close."""
         async with self._write("callback_called_again") as conn:
             ids = list(
                 (

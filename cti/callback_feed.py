@@ -2,8 +2,9 @@
 
 - ``abandoned`` of an inbound call from a known number (a match, or a number at all: not
   withheld, not internal) → a task in that queue (or one more attempt on its open task);
-- ``offered`` of an inbound call from a number with an open task → the task closes
-  ("called again");
+- ``answered`` of an inbound call from a number with an open task → the task closes
+  ("called again": an agent has them now; a repeat call abandoned again counts one more
+  attempt on the task instead);
 - ``ended`` of an outbound call → the task being dialled for that number records the
   outcome (answered/no_answer/busy) and closes.
 
@@ -121,9 +122,10 @@ class CallbackFeed:
     def apply(self, event: CallEvent, ctx: CallContext | None) -> None:
         """Queue the events that concern callbacks (never awaits)."""
         kind = event.event
-        if kind not in ("abandoned", "offered", "ended"):
+        if kind not in ("abandoned", "answered", "ended"):
             return
-        if kind == "ended" and event.data.get("direction") != "outbound":
+        outbound = event.data.get("direction") == "outbound"
+        if (kind == "ended") != outbound:  # an outbound call's end; an inbound call's answer
             return
         if len(self._pending) >= MAX_PENDING:
             self._pending.popleft()
@@ -146,13 +148,15 @@ class CallbackFeed:
 
     async def _one(self, event: CallEvent, caller: _Caller | None) -> None:
         try:
-            if event.event == "abandoned":
+            if event.event in ("abandoned", "answered"):
                 # The caller's number and customer, as the CRM lookup (still running when a
                 # caller hangs up within a second) finds them.
                 await self.calls.lookup_settled(event.call)
-                await self._abandoned(event, _Caller.of(self.calls.get(event.call)) or caller)
-            elif event.event == "offered":
-                await self._offered(event, caller)
+                caller = _Caller.of(self.calls.get(event.call)) or caller
+            if event.event == "abandoned":
+                await self._abandoned(event, caller)
+            elif event.event == "answered":
+                await self._answered(event, caller)
             else:
                 await self._outbound_ended(event)
         except Exception as exc:
@@ -184,10 +188,10 @@ class CallbackFeed:
             log.info("callbacks.task", call_id=event.call, task_id=task.task_id, queue=queue,
                      attempts=task.attempts, number=_masked(e164))  # fmt: skip
 
-    async def _offered(self, event: CallEvent, ctx: _Caller | None) -> None:
-        e164 = event.data.get("caller_e164") or (ctx.caller_e164 if ctx else None)
-        if not isinstance(e164, str) or not e164 or (ctx and ctx.direction != "inbound"):
+    async def _answered(self, event: CallEvent, ctx: _Caller | None) -> None:
+        if ctx is None or ctx.direction != "inbound" or not ctx.caller_e164:
             return
+        e164 = ctx.caller_e164
         closed = await self.book.called_again(e164, call_id=event.call, at=self._at(event))
         if closed:
             log.info("callbacks.called_again", call_id=event.call, tasks=closed)

@@ -136,6 +136,26 @@ async def test_a_repeat_call_from_the_number_closes_the_task(
     assert (closed.status, closed.closed_reason, closed.outcome) == ("closed", "called again", None)
 
 
+async def test_a_caller_who_gives_up_again_is_one_task_with_two_attempts(
+    harness: Harness, traces_dir: Path
+) -> None:
+    h = harness
+    await h.start_daemon()
+    first = await play_call(h, traces_dir, "abandoned_in_queue")
+    # The same caller, a minute later, gives up again (the recording with new ids and times).
+    again = [
+        {k: v.replace("1795394572", "1795394632") for k, v in e.items()}
+        for e in trace(traces_dir, "abandoned_in_queue")
+    ]
+    supervisor = h.desktops[SUPERVISOR]
+    await h.ami.play(again)
+    await supervisor.wait_for("ended", call_id_of(again), within_s=10)
+    await settled(h)
+    [task] = await callbacks(h, "Agent 1001")
+    assert (task["call_id"], task["last_call_id"]) == (first, call_id_of(again))
+    assert task["attempts"] == 2 and task["status"] == "open"
+
+
 async def test_a_do_not_call_caller_who_gave_up_gets_no_task(
     harness: Harness, traces_dir: Path
 ) -> None:

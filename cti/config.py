@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from connectors.settings import BusConfig, DirectoryConfig, WebhooksConfig
 
@@ -231,6 +238,18 @@ class Config(_Section):
     bus: BusConfig = BusConfig()
     # Where this config came from, for messages; not a TOML key.
     source: str = Field("<defaults>", exclude=True)
+
+    @model_validator(mode="after")
+    def _case_tiers_are_tiers(self) -> Config:
+        if "reasons" not in self.cases.model_fields_set:
+            return self  # the built-in examples; a site with other tiers configures its own
+        unknown = sorted({r.tier for r in self.cases.reasons} - set(self.tiers))
+        if unknown:
+            raise ValueError(
+                f"cases.reasons: tier {', '.join(unknown)} is not in [tiers] "
+                f"(known: {', '.join(sorted(self.tiers))})"
+            )
+        return self
 
     @property
     def database_url(self) -> str:

@@ -326,3 +326,49 @@ class SupervisorAudit(Base):
     target: Mapped[str | None] = mapped_column(String(200))
     ended_at: Mapped[float | None] = mapped_column(Float)
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+# ---- cases from the pop and callbacks (migration 0006) --------------------------------------
+
+
+class CaseCall(Base):
+    """A call made about a case (by call id: the interaction may not be written yet)."""
+
+    __tablename__ = "case_calls"
+
+    case_id: Mapped[int] = mapped_column(
+        ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True
+    )
+    call_id: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    linked_at: Mapped[float] = mapped_column(Float)
+    linked_by: Mapped[str | None] = mapped_column(String(100))
+
+
+class CallbackTask(Base):
+    """A caller who gave up in a queue, to be called back (``crm_core.callbacks``). At most
+    one open task per number and queue (``open_key`` is "queue|e164" while open, else null).
+    Times are epoch seconds."""
+
+    __tablename__ = "callback_tasks"
+    __table_args__ = (
+        UniqueConstraint("open_key", name="uq_callback_tasks_open_key"),
+        Index("ix_callback_tasks_status_queue", "status", "queue"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    open_key: Mapped[str | None] = mapped_column(String(140))
+    queue: Mapped[str] = mapped_column(String(64))
+    e164: Mapped[str] = mapped_column(String(20))
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="SET NULL"))
+    call_id: Mapped[str] = mapped_column(String(64))  # the first call abandoned
+    last_call_id: Mapped[str] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, default=1)  # abandoned calls counted
+    wait_s: Mapped[float | None] = mapped_column(Float)  # the longest wait before giving up
+    created_at: Mapped[float] = mapped_column(Float)
+    last_abandoned_at: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(12), default="open")  # open / dialling / closed
+    dialled_by: Mapped[str | None] = mapped_column(String(100))
+    dialled_at: Mapped[float | None] = mapped_column(Float)
+    outcome: Mapped[str | None] = mapped_column(String(20))
+    closed_reason: Mapped[str | None] = mapped_column(String(40))
+    closed_at: Mapped[float | None] = mapped_column(Float)

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from crm_core import schema
 from crm_core.cache import TtlCache
+from crm_core.cases import calls_of_cases
 from crm_core.db import create_engine, sqlite_path
 from crm_core.errors import CrmError, CrmUnavailable, InvalidCustomer
 from crm_core.lookup import EngineLookup, Facts, Holder, NumberLookup
@@ -373,6 +374,7 @@ class CrmStore:
                     .order_by(Case.sla_deadline.is_(None), Case.sla_deadline, Case.id)
                 )
             ).all()
+            case_calls = await calls_of_cases(conn, [c.id for c in cases])
             orders = (
                 await conn.execute(
                     select(Order)
@@ -440,6 +442,7 @@ class CrmStore:
                     product=c.product,
                     sla_deadline=utc(c.sla_deadline),
                     notes=c.notes,
+                    calls=tuple(case_calls.get(c.id, ())),
                 )
                 for c in cases
             ),

@@ -70,6 +70,7 @@ class CaseView(_Plain):
     product: str | None
     sla_deadline: datetime | None
     notes: str
+    calls: tuple[str, ...] = ()  # the ids of the calls made about it, oldest first
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from connectors.settings import BusConfig, DirectoryConfig, WebhooksConfig
 
@@ -203,6 +210,39 @@ class SupervisorConfig(_Section):
     retention_days: int = Field(90, ge=1)
 
 
+class CaseReasonConfig(_Section):
+    """One reason a case is opened for (``[[cases.reasons]]``): its tier and SLA."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    label: str = Field("", max_length=200)
+    tier: str = Field(min_length=1, max_length=64)
+    sla_hours: float = Field(gt=0, le=24 * 365)
+
+
+class CasesConfig(_Section):
+    reasons: list[CaseReasonConfig] = [
+        CaseReasonConfig(name="billing", label="Billing question", tier="tier1", sla_hours=48),
+        CaseReasonConfig(name="fault", label="Fault report", tier="tier2", sla_hours=24),
+        CaseReasonConfig(name="complaint", label="Complaint", tier="tier2", sla_hours=72),
+    ]
+
+    @field_validator("reasons")
+    @classmethod
+    def _names_are_unique(cls, value: list[CaseReasonConfig]) -> list[CaseReasonConfig]:
+        names = [r.name for r in value]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"reason name(s) given twice: {', '.join(twice)}")
+        return value
+
+
+class CallbacksConfig(_Section):
+    # Callers who gave up in a queue become callback tasks for that queue's agents.
+    enabled: bool = True
+    # How often the desktop asks for the tasks of its queues (GET /api/callbacks).
+    poll_s: float = Field(10.0, gt=0)
+
+
 class LoggingConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["console", "json"] = "console"
@@ -219,6 +259,8 @@ class Config(_Section):
     logging: LoggingConfig = LoggingConfig()
     stats: StatsConfig = StatsConfig()
     supervisor: SupervisorConfig = SupervisorConfig()
+    cases: CasesConfig = CasesConfig()
+    callbacks: CallbacksConfig = CallbacksConfig()
     tiers: dict[str, TierConfig] = {
         "tier1": TierConfig(queue="tier1", priority=0, exten="8001"),
         "tier2": TierConfig(queue="tier2", priority=0, exten="8002"),
@@ -233,6 +275,18 @@ class Config(_Section):
     bus: BusConfig = BusConfig()
     # Where this config came from, for messages; not a TOML key.
     source: str = Field("<defaults>", exclude=True)
+
+    @model_validator(mode="after")
+    def _case_tiers_are_tiers(self) -> Config:
+        if "reasons" not in self.cases.model_fields_set:
+            return self  # the built-in examples; a site with other tiers configures its own
+        unknown = sorted({r.tier for r in self.cases.reasons} - set(self.tiers))
+        if unknown:
+            raise ValueError(
+                f"cases.reasons: tier {', '.join(unknown)} is not in [tiers] "
+                f"(known: {', '.join(sorted(self.tiers))})"
+            )
+        return self
 
     @property
     def database_url(self) -> str:

@@ -42,6 +42,7 @@ from crm_core.phone import to_e164
 from crm_core.types import CustomerDirectory
 from cti.ami.errors import AmiError
 from cti.ami.stream import Connected, Disconnected, Resynced
+from cti.callback_feed import CallbackFeed
 from cti.calls import CallContext, LiveCalls, saved_context
 from cti.callstate import CallStateWriter, PbxClock, SavedCall, Snapshot, SqlCallState
 from cti.channel_sweep import ChannelLister, ChannelSweep, ChannelTracker
@@ -134,6 +135,7 @@ class Parts:
     resync: ResyncHealth = field(default_factory=ResyncHealth)
     supervision: Supervision | None = None  # statistics and the supervisor console
     ivr: Any = None  # cti.routing.ivr.IvrFlow, when [ivr] enabled
+    callbacks: CallbackFeed | None = None  # callers who gave up → callback tasks
 
 
 class Daemon:
@@ -170,6 +172,9 @@ class Daemon:
             if p.supervision is not None:
                 await p.supervision.start()
                 self._started.append("supervision")
+            if p.callbacks is not None:
+                p.callbacks.start()
+                self._started.append("callbacks")
             await p.agi.start()
             self._started.append("agi")
             self._runner = web.AppRunner(p.app, handle_signals=False, access_log=None)
@@ -216,6 +221,8 @@ class Daemon:
                     await p.agi.stop()
                 elif part == "supervision" and p.supervision is not None:
                     await p.supervision.stop()
+                elif part == "callbacks" and p.callbacks is not None:
+                    await p.callbacks.stop()
                 elif part == "recorder":
                     await p.calls.close()
                     await p.recorder.stop()
@@ -398,6 +405,8 @@ class Daemon:
                 self.parts.events_out.publish(event, ctx, record)
             if self.parts.supervision is not None:
                 self.parts.supervision.apply(event, ctx)
+            if self.parts.callbacks is not None:
+                self.parts.callbacks.apply(event, ctx)
         except Exception as exc:
             self.errors += 1
             log.error("call_event.failed", call_id=event.call, event=event.event, error=repr(exc))
@@ -527,6 +536,7 @@ async def build_daemon(
             )
         )
         supervision = _supervision(config, hub, calls, store, actions)
+        case_book, callback_book = _cases_and_callbacks(config, store)
         deps = ApiDeps(
             config=config,
             hub=hub,
@@ -541,6 +551,8 @@ async def build_daemon(
             route_handler=route_handler(router, decisions),
             resync_status=resync.status,
             supervision=supervision,
+            cases=case_book,
+            callbacks=callback_book,
         )
         app = create_app(deps)
     except BaseException:
@@ -571,6 +583,7 @@ async def build_daemon(
         resync=resync,
         supervision=supervision,
         ivr=ivr,
+        callbacks=CallbackFeed(callback_book, hub, calls) if callback_book is not None else None,
     )
     return Daemon(parts)
 
@@ -636,6 +649,22 @@ def _supervision(
         supervise=supervise,
         report_engine=reports,
     )
+
+
+def _cases_and_callbacks(config: Config, store: Any) -> tuple[Any, Any]:
+    """Cases and callback tasks live in the store's database (a store without one: none)."""
+    from crm_core.callbacks import CallbackBook
+    from crm_core.cases import CaseBook, CaseReason
+
+    engine = getattr(store, "engine", None)
+    if engine is None:
+        return None, None
+    reasons = {
+        r.name: CaseReason(r.name, r.label or r.name, r.tier, r.sla_hours)
+        for r in config.cases.reasons
+    }
+    callbacks = CallbackBook(engine) if config.callbacks.enabled else None
+    return CaseBook(engine, reasons), callbacks
 
 
 class _NoAmi:

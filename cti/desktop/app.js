@@ -264,6 +264,8 @@ function render() {
   const entry = desk.calls.get(desk.callId);
   if (entry) show(entry);
   else idle();
+  // For panels in other files (cases.js): the call on screen ({id, call, state}) or null.
+  window.dispatchEvent(new CustomEvent("cti:call", { detail: entry ? { id: entry.id, call: (entry.info && entry.info.call) || {}, state: (entry.state || { type: "pop" }).type } : null }));
 }
 
 function renderCalls() {

@@ -125,6 +125,9 @@ async def escalate(request: web.Request) -> web.Response:
     channel = ctx.caller_channel
     if not channel:
         raise ApiError(409, f"call_id: the caller's channel of call {ctx.call_id} is not known yet")
+    from cti.http.cases import case_for_escalation, escalate_case  # (it imports this module)
+
+    await case_for_escalation(deps, ctx, body.case_id)
     priority = tier.priority + tier.escalation_boost
     exten = tier.exten or tier.queue
     agent_channel = ctx.agent_channel
@@ -147,8 +150,10 @@ async def escalate(request: web.Request) -> web.Response:
         deps.calls.withdraw_escalation(ctx.call_id, escalation)
         raise
     log.info("call escalated", call_id=ctx.call_id, tier=body.tier, by=agent.name, action=action)
+    case = await escalate_case(deps, ctx, body.case_id, body.tier, agent.name, body.reason)
     return web.json_response(
         {"call": ctx.to_dict(), "action": action, "tier": body.tier, "priority": priority}
+        | ({"case": case} if case is not None else {})
     )
 
 

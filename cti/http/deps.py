@@ -9,6 +9,8 @@ from typing import Any, Protocol
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from crm_core.callbacks import CallbackBook
+from crm_core.cases import CaseBook
 from crm_core.types import CustomerView, Resolution
 from cti.calls import LiveCalls
 from cti.config import Config
@@ -84,3 +86,6 @@ class ApiDeps:
     route_handler: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = None
     # Statistics and the supervisor console (cti.supervisor.service.Supervision), when wired.
     supervision: SupervisionApi | None = None
+    # Cases from the pop and callback tasks (cti.http.cases), on the CRM's database.
+    cases: CaseBook | None = None
+    callbacks: CallbackBook | None = None

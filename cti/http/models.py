@@ -73,6 +73,8 @@ class EscalateBody(_Body):
     tier: Line = Field(min_length=1, max_length=64)
     reason: Line = Field(min_length=1, max_length=200)
     note: Text = Field("", max_length=4000)
+    # An open case of the call's customer escalated with the call (cti.http.cases).
+    case_id: Id | None = None
 
 
 class ConfirmBody(_Body):
@@ -128,3 +130,33 @@ BODIES: tuple[type[BaseModel], ...] = (
     PauseBody,
     RouteBody,
 )
+
+
+# ---- cases from the pop and callbacks (cti.http.cases) ----------------------------------------
+
+
+class OpenCaseBody(_Body):
+    """Open a case for the call's customer; the reason (``[cases] reasons``) sets its tier and
+    SLA deadline, its label is the subject unless one is given."""
+
+    reason: Line = Field(min_length=1, max_length=64)
+    subject: Line | None = Field(None, min_length=1, max_length=200)
+
+
+class CaseCallBody(_Body):
+    """Add a live call to an open case of its customer."""
+
+    call_id: Line = Field(min_length=1, max_length=64)
+
+
+class CloseCaseBody(_Body):
+    note: Text = Field("", max_length=4000)
+
+
+class CallbackDialBody(_Body):
+    """Dial a callback task's number from the agent's phone (supervisors: another agent's)."""
+
+    agent: Line | None = Field(None, min_length=1, max_length=80)
+
+
+BODIES = (*BODIES, OpenCaseBody, CaseCallBody, CloseCaseBody, CallbackDialBody)

@@ -172,6 +172,7 @@ def build_openapi() -> dict[str, Any]:
                     security=[{"agiToken": []}],
                 )
             },
+            **_case_paths(),
             "/api/openapi.json": {"get": _op("This document", errors=(), public=True)},
             "/healthz": {"get": _op("AMI and database health", errors=(), public=True)},
             "/favicon.ico": {"get": _op("No icon (204)", ok="204", errors=(), public=True)},
@@ -185,6 +186,53 @@ def build_openapi() -> dict[str, Any]:
                     public=True,
                 )
             },
+        },
+    }
+
+
+def _case_paths() -> dict[str, Any]:
+    """Cases from the pop and callbacks (``cti.http.cases``)."""
+    from cti.http.models import CallbackDialBody, CaseCallBody, CloseCaseBody, OpenCaseBody
+
+    act = ("400", "401", "403", "404", "409")
+    case = [_path_param("case_id", "integer")]
+    customer = {"name": "customer_id", "in": "query", "required": True,
+                "schema": {"type": "integer"}}  # fmt: skip
+    return {
+        "/api/cases/reasons": {"get": _op("The reasons a case is opened for: tier and SLA")},
+        "/api/cases": {
+            "get": _op(
+                "A customer's open cases with their SLA (sla_left_s) and calls",
+                errors=("400", "401", "503"),
+                params=[customer],
+            )
+        },
+        "/api/calls/{call_id}/cases": {
+            "post": _op(
+                "Open a case for the call's customer (tier and SLA deadline from the reason)",
+                OpenCaseBody,
+                ok="201",
+                errors=(*act, "503"),
+                params=CALL,
+            )
+        },
+        "/api/cases/{case_id}/calls": {
+            "post": _op("Add a live call to an open case", CaseCallBody, errors=act, params=case)
+        },
+        "/api/cases/{case_id}/close": {
+            "post": _op("Close a case", CloseCaseBody, errors=act, params=case)
+        },
+        "/api/callbacks": {
+            "get": _op("Open callback tasks of the agent's queues (all for supervisors)")
+        },
+        "/api/callbacks/{task_id}/dial": {
+            "post": _op(
+                "Click-to-dial a callback task's number (refuses do-not-call customers)",
+                CallbackDialBody,
+                ok="202",
+                errors=(*act, "502", "503"),
+                params=[_path_param("task_id", "integer")],
+            )
         },
     }
 

@@ -1,0 +1,314 @@
+// Cases from the pop and callbacks of callers who gave up. Plain JS, no build step.
+// Listens to app.js's `cti:call` event (detail: {id, call, state} of the call on screen, or
+// null) and works over the REST API (/api/cases…, /api/callbacks…) with the desk's token.
+"use strict";
+
+(() => {
+  const panel = {
+    callId: null,
+    customerId: null,
+    key: "",
+    cases: [],
+    reasons: [],
+    tiers: [],
+    callbacks: [],
+    pollMs: 10000,
+    poller: null,
+    started: false,
+    casesOff: false,
+    callbacksOff: false,
+  };
+  const byId = (id) => document.getElementById(id);
+  const token = () => sessionStorage.getItem("cti-token") || "";
+
+  function el(tag, text, cls) {
+    const node = document.createElement(tag);
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    if (cls) node.className = cls;
+    return node;
+  }
+
+  function button(text, label, onClick) {
+    const b = el("button", text, "small");
+    b.type = "button";
+    if (label) b.setAttribute("aria-label", label);
+    b.addEventListener("click", onClick);
+    return b;
+  }
+
+  async function api(method, path, body) {
+    const resp = await fetch(path, {
+      method,
+      headers: { "Authorization": "Bearer " + token(), "Content-Type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const data = await resp.json().catch(() => ({}));
+    if (!resp.ok) throw new Error(data.error || resp.statusText);
+    return data;
+  }
+
+  function say(text, good) {
+    const box = byId("case-feedback");
+    box.textContent = text;
+    box.className = "feedback " + (good ? "good" : "bad");
+  }
+
+  // "3 h 12 min left", "overdue by 2 h 5 min": the SLA clock of one case, now.
+  function slaText(deadline) {
+    const left = Math.round((new Date(deadline).getTime() - Date.now()) / 1000);
+    const abs = Math.abs(left);
+    const days = Math.floor(abs / 86400);
+    const hours = Math.floor((abs % 86400) / 3600);
+    const minutes = Math.floor((abs % 3600) / 60);
+    const span = days ? `${days} d ${hours} h` : hours ? `${hours} h ${minutes} min` : `${minutes} min`;
+    return { overdue: left < 0, text: left < 0 ? `overdue by ${span}` : `${span} left` };
+  }
+
+  function tickClocks() {
+    for (const node of document.querySelectorAll("#case-list .sla[data-deadline]")) {
+      const sla = slaText(node.dataset.deadline);
+      node.textContent = sla.text;
+      node.classList.toggle("overdue", sla.overdue);
+    }
+  }
+
+  function build() {
+    const host = byId("cases-panel");
+    if (!host || panel.started) return;
+    panel.started = true;
+    host.innerHTML = `
+      <section id="case-work" class="card" aria-labelledby="case-work-title">
+        <h3 id="case-work-title">Cases of this caller</h3>
+        <p id="case-none" class="muted">No call on screen.</p>
+        <ul id="case-list" class="case-list" aria-label="Open cases with their SLA"></ul>
+        <form id="case-open-form" hidden>
+          <label for="case-reason">Open a case for</label>
+          <select id="case-reason" required></select>
+          <label for="case-subject">Subject (optional)</label>
+          <input id="case-subject" maxlength="200">
+          <button type="submit">Open case</button>
+        </form>
+        <form id="case-escalate-form" hidden>
+          <label for="case-esc-case">Escalate a case with the call</label>
+          <select id="case-esc-case"></select>
+          <label for="case-esc-tier">Tier for the case and call</label>
+          <select id="case-esc-tier"></select>
+          <label for="case-esc-reason">Why</label>
+          <input id="case-esc-reason" maxlength="200" required>
+          <button type="submit">Move case with the call</button>
+        </form>
+        <p id="case-feedback" class="feedback" role="status" aria-live="polite"></p>
+      </section>
+      <section id="callbacks-card" class="card" aria-labelledby="callbacks-title">
+        <h3 id="callbacks-title">Callers who gave up</h3>
+        <ul id="callback-list" class="callback-list" aria-label="Callers to call back"></ul>
+      </section>`;
+    byId("case-open-form").addEventListener("submit", (e) => { e.preventDefault(); openCase(); });
+    byId("case-escalate-form").addEventListener("submit", (e) => { e.preventDefault(); escalate(); });
+    setInterval(tickClocks, 1000);
+  }
+
+  async function loadSetup() {
+    try {
+      const [reasons, login] = await Promise.all([
+        api("GET", "/api/cases/reasons"),
+        api("POST", "/api/login", { token: token() }),
+      ]);
+      panel.reasons = reasons.reasons || [];
+      panel.tiers = login.tiers || [];
+      panel.casesOff = reasons.enabled === false;
+    } catch (err) {
+      return;
+    }
+    byId("case-work").hidden = panel.casesOff;
+    byId("case-reason").replaceChildren(...panel.reasons.map((r) => {
+      const o = el("option", `${r.label} (${r.tier}, ${r.sla_hours} h)`);
+      o.value = r.name;
+      return o;
+    }));
+    byId("case-esc-tier").replaceChildren(...panel.tiers.map((t) => {
+      const o = el("option", t.label || t.name);
+      o.value = t.name;
+      return o;
+    }));
+  }
+
+  function customerOf(call) {
+    if (!call || call.customer_id === null || call.customer_id === undefined) return null;
+    return call.status === "match" || call.confirmed_by ? call.customer_id : null;
+  }
+
+  async function onCall(detail) {
+    const callId = detail ? detail.id : null;
+    const customerId = detail ? customerOf(detail.call) : null;
+    const key = `${callId}|${customerId}`;
+    if (key === panel.key) return;
+    panel.key = key;
+    panel.callId = callId;
+    panel.customerId = customerId;
+    panel.cases = [];
+    await refreshCases();
+  }
+
+  async function refreshCases() {
+    if (panel.casesOff) return;
+    const known = panel.callId && panel.customerId !== null;
+    byId("case-open-form").hidden = !known;
+    if (known) {
+      try {
+        const data = await api("GET", `/api/cases?customer_id=${panel.customerId}`);
+        panel.cases = data.cases || [];
+      } catch (err) {
+        say(err.message, false);
+      }
+    }
+    renderCases();
+  }
+
+  function renderCases() {
+    const none = byId("case-none");
+    none.hidden = Boolean(panel.callId && panel.customerId !== null && panel.cases.length);
+    none.textContent = !panel.callId ? "No call on screen."
+      : panel.customerId === null ? "No customer identified on this call: confirm or find the caller first."
+      : "No open case.";
+    byId("case-list").replaceChildren(...panel.cases.map((c) => {
+      const li = el("li", null, "case");
+      li.dataset.case = c.case_id;
+      li.append(el("strong", `#${c.case_id} ${c.subject}`), ` · ${c.tier || "no tier"} · ${c.status} · `);
+      if (c.sla_deadline) {
+        const sla = slaText(c.sla_deadline);
+        const clock = el("span", sla.text, "sla" + (sla.overdue ? " overdue" : ""));
+        clock.dataset.deadline = c.sla_deadline;
+        li.append(clock);
+      } else {
+        li.append(el("span", "no SLA", "sla"));
+      }
+      const calls = c.calls || [];
+      li.append(` · ${calls.length} call${calls.length === 1 ? "" : "s"}`);
+      if (calls.length) li.title = "Calls: " + calls.map((k) => k.call_id).join(", ");
+      const linked = calls.some((k) => k.call_id === panel.callId);
+      if (!linked) li.append(" ", button("Add this call", `Add this call to case ${c.case_id}`, () => addCall(c)));
+      li.append(" ", button("Close", `Close case ${c.case_id}`, () => closeCase(c)));
+      return li;
+    }));
+    const escalate = byId("case-escalate-form");
+    escalate.hidden = !panel.cases.length;
+    byId("case-esc-case").replaceChildren(...panel.cases.map((c) => {
+      const o = el("option", `#${c.case_id} ${c.subject}`);
+      o.value = c.case_id;
+      return o;
+    }));
+  }
+
+  async function openCase() {
+    if (!panel.callId) return;
+    const body = { reason: byId("case-reason").value };
+    const subject = byId("case-subject").value.trim();
+    if (subject) body.subject = subject;
+    try {
+      const data = await api("POST", `/api/calls/${encodeURIComponent(panel.callId)}/cases`, body);
+      byId("case-subject").value = "";
+      say(`Case #${data.case.case_id} opened`, true);
+    } catch (err) {
+      say(err.message, false);
+    }
+    await refreshCases();
+  }
+
+  async function addCall(c) {
+    try {
+      await api("POST", `/api/cases/${c.case_id}/calls`, { call_id: panel.callId });
+      say(`This call is on case #${c.case_id}`, true);
+    } catch (err) {
+      say(err.message, false);
+    }
+    await refreshCases();
+  }
+
+  async function closeCase(c) {
+    try {
+      await api("POST", `/api/cases/${c.case_id}/close`, {});
+      say(`Case #${c.case_id} closed`, true);
+    } catch (err) {
+      say(err.message, false);
+    }
+    await refreshCases();
+  }
+
+  async function escalate() {
+    const caseId = Number(byId("case-esc-case").value);
+    const body = { tier: byId("case-esc-tier").value, reason: byId("case-esc-reason").value.trim(), case_id: caseId };
+    try {
+      await api("POST", `/api/calls/${encodeURIComponent(panel.callId)}/escalate`, body);
+      say(`Case #${caseId} escalated with the call to ${body.tier}`, true);
+    } catch (err) {
+      say(err.message, false);
+    }
+    await refreshCases();
+  }
+
+  // ---- callbacks -------------------------------------------------------------------------
+
+  function ago(seconds) {
+    const s = Math.max(0, Math.round(seconds));
+    return s < 60 ? `${s} s` : s < 3600 ? `${Math.floor(s / 60)} min` : `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+  }
+
+  async function refreshCallbacks() {
+    if (!token()) return;
+    try {
+      const data = await api("GET", "/api/callbacks");
+      panel.callbacks = data.callbacks || [];
+      panel.callbacksOff = data.enabled === false;
+      if (data.poll_s) panel.pollMs = data.poll_s * 1000;
+    } catch (err) {
+      panel.callbacks = [];
+    }
+    byId("callbacks-card").hidden = Boolean(panel.callbacksOff);
+    const list = byId("callback-list");
+    list.replaceChildren(...panel.callbacks.map((t) => {
+      const li = el("li", null, "callback");
+      li.dataset.task = t.task_id;
+      li.append(el("strong", t.customer_name || "Unknown caller"), ` ${t.number} · ${t.queue}`);
+      li.append(` · waited ${ago(t.wait_s || 0)} · gave up ${ago(t.since_s || 0)} ago`);
+      if (t.attempts > 1) li.append(` · ${t.attempts} attempts`);
+      if (t.status === "dialling") {
+        li.append(el("span", ` · ${t.dialled_by} is calling`, "muted"));
+      } else {
+        const name = t.customer_name || t.number;
+        li.append(" ", button("Call back", `Call back ${name}`, () => dial(t)));
+      }
+      return li;
+    }));
+    if (!panel.callbacks.length) list.replaceChildren(el("li", "nobody to call back", "muted empty"));
+  }
+
+  async function dial(t) {
+    try {
+      await api("POST", `/api/callbacks/${t.task_id}/dial`, {});
+      say(`Calling ${t.customer_name || t.number} back`, true);
+    } catch (err) {
+      say(err.message, false);
+    }
+    await refreshCallbacks();
+  }
+
+  function poll() {
+    clearTimeout(panel.poller);
+    if (panel.callbacksOff) return;  // off in this daemon: nothing to ask for
+    panel.poller = setTimeout(async () => { await refreshCallbacks(); poll(); }, panel.pollMs);
+  }
+
+  window.addEventListener("cti:call", (event) => {
+    build();
+    if (!panel.reasons.length) loadSetup();
+    onCall(event.detail);
+  });
+  document.addEventListener("DOMContentLoaded", () => {
+    build();
+    if (token()) { loadSetup(); refreshCallbacks(); }
+    poll();
+  });
+  // Signing in happens after load: the first render's event starts the callbacks too.
+  window.addEventListener("cti:call", () => { if (!panel.callbacks.length) refreshCallbacks(); }, { once: true });
+})();

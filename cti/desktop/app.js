@@ -260,7 +260,7 @@ function callerName(entry) {
   const several = candidatesOf(call);
   if (several) return `One of ${several.length} possible customers`;
   if (call.view) return call.view.name;
-  return call.caller ? "Unknown caller" : "Withheld number";
+  return call.caller && call.status !== "anonymous" ? "Unknown caller" : "Withheld number";
 }
 
 function render() {

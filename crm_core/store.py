@@ -509,7 +509,8 @@ class CrmStore:
         postcode = postcode_of(text)
         if postcode is not None:
             queries.append(
-                ("postcode", base.where(Customer.postcode == postcode).order_by(Customer.name))
+                # No ORDER BY: SQLite would walk the name index over every customer instead.
+                ("postcode", base.where(Customer.postcode == postcode))
             )
         words = sorted(name_words(text), key=len, reverse=True)[:5]
         if words:

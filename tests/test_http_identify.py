@@ -141,6 +141,18 @@ async def test_a_searched_customer_attached_to_a_withheld_call_reaches_every_des
             assert updates and updates[-1]["call"]["view"]["name"] == "Grace Hopper"
             assert updates[-1]["call"]["confirmed_by"] == "Agent 1001"
 
+        # A later escalation carries her: the next tier's agent gets her pop.
+        tier2_sub = world.hub.subscribe(agents["Agent 2001"])
+        status, body = await post(
+            world, "/api/calls/c1/escalate", {"tier": "tier2", "reason": "needs an engineer"}
+        )
+        assert status == 200, body
+        await world.event("transferred", "c1", kind="blind", from_agent="Agent 1001", to="8002")
+        await world.ring("c1", "2001", queue="tier2")
+        pops = [m for m in drain(tier2_sub) if m["type"] == "pop"]
+        assert pops and pops[-1]["call"]["view"]["name"] == "Grace Hopper"
+        assert pops[-1]["call"]["customer_id"] == customer
+
         await world.event("ended", "c1", hangup_by="caller")
         ctx = world.calls.get("c1")
         assert ctx is not None

@@ -24,7 +24,13 @@ def upgrade() -> None:
     # Plain ADD/DROP COLUMN (both databases have them): a batch copy of the table on SQLite
     # would lose the expression index on lower(email).
     op.add_column("customers", sa.Column("postcode", sa.String(length=16), nullable=True))
-    op.create_index("ix_customers_postcode", "customers", ["postcode"])
+    op.create_index(
+        "ix_customers_postcode",
+        "customers",
+        ["postcode"],
+        sqlite_where=sa.text("postcode IS NOT NULL"),
+        postgresql_where=sa.text("postcode IS NOT NULL"),
+    )
     op.create_index("ix_orders_reference", "orders", ["reference"])
     # Existing customers: the postcode read from their address, in batches by id.
     conn = op.get_bind()

@@ -296,3 +296,18 @@ async def test_the_agent_identifies_notes_and_wraps_up_by_keyboard_alone(
             "needs a large-print letter; deliver on ground floor"
         ]
         await no_sideways_scroll(page)
+
+
+async def test_long_unbroken_text_never_widens_the_page(browser: Any, size: dict[str, int]) -> None:
+    from playwright.async_api import expect
+
+    async with running_api() as world:
+        page = await signed_in(browser, world, "Agent 1001", size)
+        await world.queued_call("c1")
+        await world.ring("c1", "1001")
+        await world.answer("c1", "1001")
+        await expect(page.locator("#customer-name")).to_have_text("Ada Lovelace")
+        await page.get_by_label("Add a note").fill("tracking:" + "X" * 120)
+        await page.get_by_role("button", name="Save", exact=True).click()
+        await expect(page.locator("#notes li")).to_have_count(1)
+        await no_sideways_scroll(page)

@@ -74,7 +74,12 @@ def _writer(deps: ApiDeps) -> CustomerWriter:
 def _number_to_remember(ctx: CallContext, field: str) -> str:
     """The caller's number in E.164 form; 400 when there is none to add (withheld...)."""
     if ctx.status in _NO_NUMBER or not ctx.caller_e164:
-        why = "withheld" if ctx.status in (None, "anonymous") or not ctx.caller else "not known"
+        if ctx.status == "anonymous" or not ctx.caller:
+            why = "withheld"
+        elif ctx.status == "internal":
+            why = "an extension"
+        else:
+            why = "not known yet (the CRM has not answered)"
         raise ApiError(
             400, f"{field}: the caller's number is {why}: there is no number to add to a customer"
         )

@@ -59,7 +59,17 @@ def _now() -> Any:
 
 class Customer(Base):
     __tablename__ = "customers"
-    __table_args__ = (Index("ix_customers_email_lower", func.lower(text("email"))),)
+    __table_args__ = (
+        Index("ix_customers_email_lower", func.lower(text("email"))),
+        # Partial: customers without a postcode (all those seeded) would make the planner's
+        # statistics call the index useless and scan the table instead.
+        Index(
+            "ix_customers_postcode",
+            "postcode",
+            sqlite_where=text("postcode IS NOT NULL"),
+            postgresql_where=text("postcode IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     external_id: Mapped[str | None] = mapped_column(String(64), unique=True)
@@ -68,6 +78,8 @@ class Customer(Base):
     organisation: Mapped[str | None] = mapped_column(String(200))
     email: Mapped[str | None] = mapped_column(String(254), index=True)
     address: Mapped[str | None] = mapped_column(Text)
+    # The postcode found in the address (``postcode_of``), kept apart to be searched by index.
+    postcode: Mapped[str | None] = mapped_column(String(16))
     language: Mapped[str | None] = mapped_column(String(16))
     vip: Mapped[bool] = mapped_column(Boolean, default=False)
     hearing_impaired: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -91,6 +103,17 @@ WORD = String(64).with_variant(String(64, collation="C"), "postgresql")
 def name_words(*texts: str | None) -> set[str]:
     """The searchable words of a customer's name: ``Zoë O'Brien-Ünal`` → zoë, o, brien, ünal."""
     return {w[:64] for text in texts if text for w in re.findall(r"\w+", text.casefold())}
+
+
+# A UK postcode (outward code, inward code): "SW1A 1AA", "m1 1ae", "EC1A1BB".
+_POSTCODE = re.compile(r"\b([A-Z]{1,2}[0-9][A-Z0-9]?) ?([0-9][A-Z]{2})\b", re.IGNORECASE)
+
+
+def postcode_of(text: str | None) -> str | None:
+    """The postcode in an address or a search, in one form (``SW1A1AA``); None if there is none.
+    The last one wins: an address ends with its postcode."""
+    found = _POSTCODE.findall(text or "")
+    return (found[-1][0] + found[-1][1]).upper() if found else None
 
 
 class CustomerWord(Base):
@@ -150,7 +173,10 @@ class Case(Base):
 
 class Order(Base):
     __tablename__ = "orders"
-    __table_args__ = (Index("ix_orders_customer_placed", "customer_id", "placed_at"),)
+    __table_args__ = (
+        Index("ix_orders_customer_placed", "customer_id", "placed_at"),
+        Index("ix_orders_reference", "reference"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))

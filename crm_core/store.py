@@ -41,6 +41,7 @@ from crm_core.models import (
     OwnedProduct,
     PhoneNumber,
     name_words,
+    postcode_of,
 )
 from crm_core.phone import normalise
 from crm_core.records import storable
@@ -504,8 +505,10 @@ class CrmStore:
     # -- search -----------------------------------------------------------------------------
 
     async def search(self, query: str, limit: int = 20) -> list[Candidate]:
-        """Customers by number, external id, email, or words of the name: ``ann ex`` and ``exam``
-        both find "Ann Example" (each word of the query starts a word of the name)."""
+        """Customers by number, external id (account number), email, order reference, postcode,
+        or words of the name: ``ann ex`` and ``exam`` both find "Ann Example" (each word of the
+        query starts a word of the name). Every lookup uses an index; the exact ones (number,
+        id, email, order) stop the search when they find someone."""
         text = query.strip()
         if not text or limit <= 0:
             return []
@@ -524,6 +527,21 @@ class CrmStore:
         queries.append(("external id", base.where(Customer.external_id == text)))
         if "@" in text:
             queries.append(("email", base.where(func.lower(Customer.email) == text.lower())))
+        if len(text) <= 64:
+            queries.append(
+                (
+                    "order reference",
+                    base.where(
+                        Customer.id.in_(select(Order.customer_id).where(Order.reference == text))
+                    ),
+                )
+            )
+        postcode = postcode_of(text)
+        if postcode is not None:
+            queries.append(
+                # No ORDER BY: SQLite would walk the name index over every customer instead.
+                ("postcode", base.where(Customer.postcode == postcode))
+            )
         words = sorted(name_words(text), key=len, reverse=True)[:5]
         if words:
             by_name = base
@@ -541,8 +559,8 @@ class CrmStore:
             for reason, stmt in queries:
                 for row in (await conn.execute(stmt.limit(limit))).all():
                     found.setdefault(row.id, Candidate(row.id, row.external_id, row.name, reason))
-                if found and reason != "name":
-                    break  # an exact number, id or email match says who it is
+                if found and reason not in ("name", "postcode"):
+                    break  # an exact number, id, email or order match says who it is
         return list(found.values())[:limit]
 
     # -- writes -----------------------------------------------------------------------------
@@ -578,6 +596,7 @@ class CrmStore:
             "organisation": organisation,
             "email": email,
             "address": address,
+            "postcode": postcode_of(address),
             "language": language,
             "updated_at": datetime.now(UTC),
         }
@@ -684,9 +703,18 @@ class CrmStore:
         return UpsertResult(customer_id, existing is None, tuple(invalid))
 
     async def add_phone(self, customer_id: int, number: str, kind: str = "mobile") -> str | None:
-        """Add one number to a customer; returns its E.164 form (None if it is not valid)."""
+        """Add one number to a customer; returns its E.164 form (None if it is not valid).
+        A number the customer already has (same E.164 form) is not added twice."""
+        if kind not in PHONE_KINDS:
+            raise InvalidCustomer(f"phone kind must be one of {PHONE_KINDS}, not {kind!r}")
         e164 = normalise(number, self.region, self.internal_max_digits).e164
         async with self._write("add_phone") as conn:
+            if e164 is not None:
+                has = select(PhoneNumber.id).where(
+                    PhoneNumber.customer_id == customer_id, PhoneNumber.e164 == e164
+                )
+                if (await conn.execute(has.limit(1))).first() is not None:
+                    return e164
             await conn.execute(
                 insert(PhoneNumber).values(
                     customer_id=customer_id, kind=kind, number=number.strip(), e164=e164

@@ -85,7 +85,9 @@ class CallContext:
     status: str | None = None  # resolution status: match/ambiguous/unknown/anonymous/internal
     customer_id: int | None = None
     candidates: list[dict[str, Any]] = field(default_factory=list)
-    confirmed_by: str | None = None  # the agent who said which candidate is calling
+    confirmed_by: str | None = None  # the agent who said which customer is calling
+    # How: candidate (one of the number's owners), search, created (from the pop), ivr.
+    confirmed_method: str | None = None
     view: dict[str, Any] | None = None  # CustomerView.to_dict()
     routing: dict[str, Any] | None = None  # queue/tier/priority/reason/rule/customer_id
     queue: str | None = None
@@ -602,6 +604,11 @@ class LiveCalls:
                 **({"identified_by": by} if (by := routing.get("identified_by")) else {}),
                 "disposition_by": ctx.disposition_by,
                 "resolution": ctx.status,
+                **(
+                    {"confirmed_by": ctx.confirmed_by, "method": ctx.confirmed_method}
+                    if ctx.confirmed_by
+                    else {}
+                ),
                 "queue_legs": list(ctx.queue_legs),
                 "talk_legs": list(ctx.talk_legs),
                 **({"number": ctx.number, "ring_s": ctx.ring_s} if ctx.number else {}),
@@ -698,12 +705,17 @@ class LiveCalls:
             self._state.changed(ctx)
         return ctx
 
-    async def confirm_customer(self, call_id: str, customer_id: int, author: str) -> CallContext:
-        """An agent says which of the candidates is calling: the call is now that customer's
-        (its view loaded, its record attributed, even after the call ended)."""
+    async def confirm_customer(
+        self, call_id: str, customer_id: int, author: str, method: str = "candidate"
+    ) -> CallContext:
+        """An agent says who is calling (one of the candidates, a customer found by search or
+        created from the pop; the IVR too): the call is now that customer's (its view loaded,
+        its record attributed with who said so and how, even after the call ended; later
+        transfers and escalations carry it). The API tells the desktops (``hub.publish_update``)."""
         ctx = self._known(call_id)
         ctx.customer_id = customer_id
         ctx.confirmed_by = author
+        ctx.confirmed_method = method
         if self._directory is not None:
             try:
                 view = await self._directory.view(customer_id)
@@ -713,6 +725,8 @@ class LiveCalls:
                 ctx.view = view.to_dict() if view is not None else None
         if ctx.state == "ended":
             self._record(ctx)
+        if self._state is not None:
+            self._state.changed(ctx)
         return ctx
 
     def withdraw_escalation(self, call_id: str, escalation: Mapping[str, Any]) -> None:

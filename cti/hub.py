@@ -28,7 +28,8 @@ Messages (JSON objects), each with a unique ``id`` the desktop de-duplicates on:
   when the caller went while the phone rang...);
 - ``transferred``: the call left this agent (``to``, ``to_queue``, ``kind``) with its context;
 - ``ended``: the call is over;
-- ``update``: the call's context changed after the pop (the CRM answered late): same fields;
+- ``update``: the call's context changed after the pop (the CRM answered late, an agent said who
+  is calling): same fields;
 - ``agent_state``: this agent's queue membership/pause changed;
 - ``call``: (supervisors only) any other call event (offered, queued...).
 

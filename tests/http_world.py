@@ -299,9 +299,10 @@ async def running_api(
     crm: Any = None,
     agi_token: str = AGI_TOKEN,
     grace_s: float = 120.0,
+    recorder: Any = None,
 ) -> AsyncIterator[World]:
     """The API on a real socket; ``ami`` replaces the recording double (e.g. an AmiClient),
-    ``crm`` the in-memory CRM (e.g. a real ``CrmStore``)."""
+    ``crm`` the in-memory CRM (e.g. a real ``CrmStore``), ``recorder`` where ended calls go."""
     config = Config(
         agents=agents(),
         http=HttpConfig(cors_origins=cors_origins or [], originate_context="dial-out"),
@@ -317,6 +318,7 @@ async def running_api(
         directory=crm,
         tiers_by_queue={t.queue: n for n, t in config.tiers.items()},
         grace_s=grace_s,
+        recorder=recorder,
     )
     recording = RecordingAmi()
 

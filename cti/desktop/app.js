@@ -19,6 +19,10 @@ const STATE_LABELS = {
 // A call that left the agent stays on the desk for its wrap-up.
 const WRAP_UP = new Set(["ended", "transferred"]);
 const GRACE_CHECK_MS = 15000;
+const SEARCH_DELAY_MS = 250;
+// Resolution statuses whose number says nothing about anyone: nothing to remember.
+const NO_NUMBER = new Set(["anonymous", "internal"]);
+const HOW = { search: "found by search", created: "created from this call", ivr: "identified by the IVR" };
 
 const $ = (id) => document.getElementById(id);
 const desk = {
@@ -256,7 +260,7 @@ function callerName(entry) {
   const several = candidatesOf(call);
   if (several) return `One of ${several.length} possible customers`;
   if (call.view) return call.view.name;
-  return call.caller ? "Unknown caller" : "Withheld number";
+  return call.caller && call.status !== "anonymous" ? "Unknown caller" : "Withheld number";
 }
 
 function render() {
@@ -296,6 +300,8 @@ function idle() {
   $("flags").replaceChildren();
   $("caller-line").textContent = "";
   $("candidates-box").hidden = true;
+  $("identify-box").hidden = true;
+  $("add-number-box").hidden = true;
   $("reason-box").hidden = true;
   for (const id of ["cases", "orders"]) $(id).tBodies[0].replaceChildren();
   for (const id of ["products", "history", "notes"]) $(id).replaceChildren();
@@ -313,14 +319,24 @@ function show(entry) {
   $("call-state").textContent = stateText(state);
   $("customer-name").textContent = callerName(entry);
   const highlights = view ? (view.highlights && view.highlights.length ? view.highlights : view.flags) : [];
-  fill($("flags"), highlights || [], (flag) => el("li", FLAG_LABELS[flag] || flag.replaceAll("_", " "), "flag " + (FLAG_LABELS[flag] ? flag : "other")));
+  fill($("flags"), highlights || [], (flag) => {
+    const li = el("li", flagLabel(flag), "flag " + (FLAG_LABELS[flag] ? flag : "other"));
+    li.setAttribute("aria-label", `Customer flag: ${flagLabel(flag)}`);
+    return li;
+  });
   if (!highlights || !highlights.length) $("flags").replaceChildren();
+  announce(entry, state, highlights || []);
   const parts = [call.caller || "withheld number"];
   if (message.queue) parts.push(`queue ${message.queue}`);
   if (message.tier && message.tier !== message.queue) parts.push(message.tier);
   if (message.wait_s !== null && message.wait_s !== undefined) parts.push(`waited ${Math.round(message.wait_s)} s`);
   if (view && view.language) parts.push(`speaks ${view.language}`);
-  if (call.confirmed_by) parts.push(`confirmed by ${call.confirmed_by} among ${(call.candidates || []).length} customers on this number`);
+  if (call.confirmed_by) {
+    const how = call.confirmed_method && call.confirmed_method !== "candidate"
+      ? `${HOW[call.confirmed_method] || call.confirmed_method}, confirmed by ${call.confirmed_by}`
+      : `confirmed by ${call.confirmed_by} among ${(call.candidates || []).length} customers on this number`;
+    parts.push(how);
+  }
   $("caller-line").textContent = parts.join(" · ");
 
   $("candidates-box").hidden = !several;
@@ -367,7 +383,100 @@ function show(entry) {
     `${when(i.started_at) || "earlier"} – ${i.queue || i.direction}, ${i.agent || "no agent"}: ${i.outcome}` +
     (i.disposition ? ` (${i.disposition})` : "") + (i.notes ? ` – ${i.notes}` : "")), view ? "none" : unknown);
   renderNotes(entry.notes || []);
+  showIdentify(entry, call, several);
   bindForms(entry);
+}
+
+function flagLabel(flag) {
+  return FLAG_LABELS[flag] || flag.replaceAll("_", " ");
+}
+
+// Screen readers hear who is calling and the customer's flags once per call and stage.
+function announce(entry, state, flags) {
+  const key = `${entry.id}|${state.type}|${callerName(entry)}|${flags.join(",")}`;
+  if (desk.announced === key) return;
+  desk.announced = key;
+  const what = state.type === "pop" ? "Incoming call" : stateText(state);
+  const said = flags.length ? `. Flags: ${flags.map(flagLabel).join(", ")}` : "";
+  $("announce").textContent = `${what}: ${callerName(entry)}${said}.`;
+}
+
+// ---- identifying the caller -------------------------------------------------------------------
+
+function numberKnown(call) {
+  return Boolean(call.caller_e164) && !NO_NUMBER.has(call.status) && call.direction !== "outbound";
+}
+
+function showIdentify(entry, call, several) {
+  // Nobody is attached (unknown, withheld) or several may be: find or create the caller.
+  const open = !call.confirmed_by && (several || (!call.view && call.status !== "internal" && call.direction !== "outbound"));
+  $("identify-box").hidden = !open;
+  const number = numberKnown(call);
+  $("remember-line").hidden = !number;
+  $("remember-number").checked = Boolean(entry.remember) && number;
+  $("remember-text").textContent = number
+    ? `Remember ${call.caller} as this customer's number (the next call from it is recognised)`
+    : "";
+  $("new-number").textContent = number
+    ? `Caller's number: ${call.caller} (added only if “Remember” is ticked)`
+    : "The caller's number is withheld: no number will be added.";
+  const found = entry.found || { items: [], status: "" };
+  $("search-status").textContent = found.status;
+  $("search-results").replaceChildren(...found.items.map((c) => {
+    const li = el("li");
+    li.append(el("strong", c.name));
+    if (c.external_id) li.append(el("span", `account ${c.external_id}`, "muted"));
+    if (c.rank_reason) li.append(el("span", `by ${c.rank_reason}`, "muted"));
+    const attach = el("button", "This is the caller", "attach");
+    attach.type = "button";
+    attach.setAttribute("aria-label", `${c.name} is the caller`);
+    attach.addEventListener("click", () => attachFound(entry, c));
+    li.append(attach);
+    return li;
+  }));
+  // After attaching a customer found or created here: offer to remember the number.
+  const offer = Boolean(call.confirmed_by) && number && !entry.numberAdded && call.confirmed_method !== "candidate";
+  $("add-number-box").hidden = !offer;
+  if (offer) $("add-number").textContent = `Add ${call.caller} to ${call.view ? call.view.name : "the customer"}'s numbers`;
+}
+
+async function searchCustomers(entry, query) {
+  const seq = (entry.searchSeq || 0) + 1;
+  entry.searchSeq = seq;
+  if (query.length < 2) {
+    entry.found = { items: [], status: query ? "Type at least 2 characters." : "" };
+    render();
+    return;
+  }
+  try {
+    const data = await api("GET", `/api/customers?q=${encodeURIComponent(query)}&limit=10`);
+    if (entry.searchSeq !== seq) return;  // the agent typed on meanwhile
+    const items = data.customers || [];
+    entry.found = { items, status: items.length ? `${items.length} found for “${query}”.` : `No customer found for “${query}”.` };
+  } catch (err) {
+    if (entry.searchSeq !== seq) return;
+    entry.found = { items: [], status: err.message };
+  }
+  if (desk.calls.get(entry.id) === entry) render();
+}
+
+function identified(entry, data, text) {
+  entry.info = { ...entry.info, call: data.call };
+  if (data.number_added) entry.numberAdded = true;
+  entry.found = null;
+  delete entry.drafts["customer-search"];
+  render();
+  feedback(text + (data.number_added ? ` ${data.number_added} is now theirs.` : ""), true);
+}
+
+async function attachFound(entry, candidate) {
+  try {
+    const remember = $("remember-number").checked && !$("remember-line").hidden;
+    const data = await callApi(entry, "customer", { customer_id: candidate.customer_id, method: "search", remember_number: remember });
+    identified(entry, data, `${candidate.name} attached to the call.`);
+  } catch (err) {
+    feedback(err.message, false);
+  }
 }
 
 function lastNote(notes, author) {
@@ -383,7 +492,12 @@ function renderNotes(notes) {
 
 // The call forms show the drafts of the call on screen and carry its id; a field's default is
 // what it shows for a call nothing was typed for.
-const DRAFTS = { "wrapup-form": ["note-text", "disposition"], "escalate-form": ["esc-tier", "esc-reason", "esc-note"] };
+const DRAFTS = {
+  "wrapup-form": ["note-text", "disposition"],
+  "escalate-form": ["esc-tier", "esc-reason", "esc-note"],
+  "search-form": ["customer-search"],
+  "create-form": ["new-name", "new-email", "new-address"],
+};
 
 function bindForms(entry) {
   for (const [formId, fields] of Object.entries(DRAFTS)) {
@@ -392,7 +506,8 @@ function bindForms(entry) {
     for (const id of fields) {
       const field = $(id);
       const draft = entry ? entry.drafts[id] : undefined;
-      field.value = draft !== undefined ? draft : (field.tagName === "SELECT" && id === "esc-tier" && field.options.length ? field.options[0].value : "");
+      const value = draft !== undefined ? draft : (field.tagName === "SELECT" && id === "esc-tier" && field.options.length ? field.options[0].value : "");
+      if (field.value !== value) field.value = value;  // (re-setting moves the caret)
     }
   }
   // Escalation moves a caller who is still there; the wrap-up works on ended calls too.
@@ -432,7 +547,7 @@ async function dropExpired() {
 
 async function confirmCaller(entry, candidate) {
   try {
-    const data = await callApi(entry, "customer", { customer_id: candidate.customer_id });
+    const data = await callApi(entry, "customer", { customer_id: candidate.customer_id, method: "candidate" });
     entry.info = { ...entry.info, call: data.call };
     render();
     feedback(`${candidate.name} confirmed as the caller.`, true);
@@ -519,6 +634,42 @@ function wire() {
     render();
     return `Escalated to ${body.tier}.`;
   });
+  $("search-form").addEventListener("submit", (event) => event.preventDefault());
+  $("customer-search").addEventListener("input", () => {
+    const entry = desk.calls.get($("search-form").dataset.call);
+    if (!entry) return;
+    clearTimeout(entry.searchTimer);
+    const query = $("customer-search").value.trim();
+    entry.searchTimer = setTimeout(() => searchCustomers(entry, query), SEARCH_DELAY_MS);
+  });
+  $("remember-number").addEventListener("change", () => {
+    const entry = desk.calls.get(desk.callId);
+    if (entry) entry.remember = $("remember-number").checked;
+  });
+  on("create-form", async (event) => {
+    const entry = boundCall(event.target);
+    const body = { name: $("new-name").value, remember_number: $("remember-number").checked && !$("remember-line").hidden };
+    if ($("new-email").value.trim()) body.email = $("new-email").value.trim();
+    if ($("new-address").value.trim()) body.address = $("new-address").value.trim();
+    const data = await callApi(entry, "customer/new", body);
+    clearDrafts(entry, "create-form");
+    $("create-box").open = false;
+    identified(entry, data, `${body.name} created and attached to the call.`);
+    return $("feedback").textContent;
+  });
+  $("add-number").addEventListener("click", async () => {
+    const entry = desk.calls.get(desk.callId);
+    if (!entry) return;
+    try {
+      const data = await callApi(entry, "number", {});
+      entry.numberAdded = true;
+      render();
+      feedback(`${data.number_added} added: the next call from it is recognised.`, true);
+    } catch (err) {
+      feedback(err.message, false);
+    }
+  });
+  document.addEventListener("keydown", shortcut);
   on("pause-form", async () => {
     const paused = !desk.paused;
     const reason = $("pause-reason").value;
@@ -533,6 +684,38 @@ function wire() {
     return action === "login" ? `Logged in to ${queue}.` : `Logged out of ${queue}.`;
   });
   setInterval(() => { if (desk.token && !desk.stopped) dropExpired(); }, GRACE_CHECK_MS);
+}
+
+// ---- the keyboard ------------------------------------------------------------------------------
+//
+// One key per answer-side action, never while typing in a field (Esc leaves the field).
+
+const SHORTCUTS = {
+  n: () => focusField("note-text", "Notes"),
+  d: () => focusField("disposition", "Disposition"),
+  e: () => focusField($("esc-fields").disabled ? null : "esc-reason", "Escalation is not available for this call."),
+  "/": () => focusField($("identify-box").hidden ? null : "customer-search", "The caller is identified: there is nobody to search for."),
+};
+
+function typing(target) {
+  return target instanceof HTMLElement && (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName));
+}
+
+function focusField(id, otherwise) {
+  if (!id) { feedback(otherwise, false); return; }
+  const field = $(id);
+  field.scrollIntoView({ block: "center" });
+  field.focus();
+}
+
+function shortcut(event) {
+  if (event.key === "Escape" && typing(event.target)) { event.target.blur(); return; }
+  if (event.ctrlKey || event.metaKey || event.altKey || typing(event.target)) return;
+  if ($("desk").hidden) return;
+  const action = SHORTCUTS[event.key];
+  if (!action) return;
+  event.preventDefault();  // "/" must not be typed into the field it opens
+  action();
 }
 
 document.addEventListener("DOMContentLoaded", () => {

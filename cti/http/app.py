@@ -9,7 +9,7 @@ from aiohttp import WSCloseCode, web
 from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry
 
-from cti.http import agent_state, calls, cases, customers, health, supervisor, ws
+from cti.http import agent_state, calls, cases, customers, health, identify, supervisor, ws
 from cti.http.auth import AGENT, AgentDirectory, Handler, agent_info, auth_middleware
 from cti.http.deps import ApiDeps
 from cti.http.errors import ApiError, error_response, parse_body
@@ -135,9 +135,9 @@ def create_app(deps: ApiDeps) -> web.Application:
     r.add_post("/api/calls/{call_id}/notes", calls.add_note)
     r.add_post("/api/calls/{call_id}/disposition", calls.set_disposition)
     r.add_post("/api/calls/{call_id}/escalate", calls.escalate)
-    r.add_post("/api/calls/{call_id}/customer", calls.confirm_customer)
     r.add_post("/api/agent/queues", agent_state.queues)
     r.add_post("/api/agent/pause", agent_state.pause)
+    identify.setup(app)
     supervisor.setup(app)
     cases.setup(app)
     if deps.route_handler is not None:

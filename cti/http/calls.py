@@ -16,7 +16,7 @@ from cti.http.access import acting_agent, is_on_call, require_sees, sees_call
 from cti.http.auth import AGENT, is_supervisor
 from cti.http.deps import ApiDeps
 from cti.http.errors import ApiError, parse_body
-from cti.http.models import ConfirmBody, DispositionBody, EscalateBody, NoteBody, OriginateBody
+from cti.http.models import DispositionBody, EscalateBody, NoteBody, OriginateBody
 from cti.http.state import DEPS
 
 log = structlog.get_logger(__name__)
@@ -73,28 +73,6 @@ async def set_disposition(request: web.Request) -> web.Response:
     except UnknownCall:
         raise ApiError(404, f"call_id: no live call {ctx.call_id}") from None
     return web.json_response({"call_id": ctx.call_id, "disposition": ctx.disposition})
-
-
-async def confirm_customer(request: web.Request) -> web.Response:
-    """The caller's number belongs to several customers; the agent says which one is calling."""
-    ctx = _call(request)
-    body = await parse_body(request, ConfirmBody)
-    known = [c.get("customer_id") for c in ctx.candidates]
-    if body.customer_id not in known:
-        listed = ", ".join(str(k) for k in known) or "none"
-        raise ApiError(
-            400,
-            f"customer_id: {body.customer_id} is not one of the customers this caller's number "
-            f"belongs to ({listed})",
-        )
-    try:
-        ctx = await request.app[DEPS].calls.confirm_customer(
-            ctx.call_id, body.customer_id, request[AGENT].name
-        )
-    except UnknownCall:
-        raise ApiError(404, f"call_id: no live call {ctx.call_id}") from None
-    log.info("caller confirmed", call_id=ctx.call_id, customer_id=body.customer_id)
-    return web.json_response({"call": ctx.to_dict()})
 
 
 async def escalate(request: web.Request) -> web.Response:

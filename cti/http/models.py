@@ -78,9 +78,29 @@ class EscalateBody(_Body):
 
 
 class ConfirmBody(_Body):
-    """Which of the customers sharing the caller's number is calling."""
+    """Who is calling: one of the customers sharing the caller's number (``candidate``) or a
+    customer the agent found by searching (``search``). ``remember_number``: also add the
+    caller's number to that customer, so that the next call from it is recognised (never for
+    a withheld number)."""
 
     customer_id: Id
+    method: Literal["candidate", "search"] = "candidate"
+    remember_number: bool = False
+
+
+class NewCustomerBody(_Body):
+    """A customer created from the pop for the caller on the line."""
+
+    name: Line = Field(min_length=1, max_length=200)
+    email: Line | None = Field(None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    address: Line | None = Field(None, max_length=500)
+    remember_number: bool = False
+
+
+class NumberBody(_Body):
+    """Add the caller's number to the customer the call is attributed to."""
+
+    kind: Literal["mobile", "home", "work", "other"] = "other"
 
 
 class OriginateBody(_Body):
@@ -125,6 +145,8 @@ BODIES: tuple[type[BaseModel], ...] = (
     DispositionBody,
     EscalateBody,
     ConfirmBody,
+    NewCustomerBody,
+    NumberBody,
     OriginateBody,
     QueueBody,
     PauseBody,

@@ -14,7 +14,9 @@ from cti.http.models import (
     DispositionBody,
     EscalateBody,
     LoginBody,
+    NewCustomerBody,
     NoteBody,
+    NumberBody,
     OriginateBody,
     PauseBody,
     QueueBody,
@@ -104,7 +106,8 @@ def build_openapi() -> dict[str, Any]:
             "/api/me": {"get": _op("The authenticated agent")},
             "/api/customers": {
                 "get": _op(
-                    "Search customers by name, number, email or reference",
+                    "Search customers by name, number, account number, email, postcode or order "
+                    "reference",
                     errors=("400", "401"),
                     params=[
                         {
@@ -144,9 +147,28 @@ def build_openapi() -> dict[str, Any]:
             },
             "/api/calls/{call_id}/customer": {
                 "post": _op(
-                    "Say which of the customers sharing the caller's number is calling",
+                    "Say who is calling: a candidate of the shared number or a search result "
+                    "(optionally remembering the caller's number for that customer)",
                     ConfirmBody,
-                    errors=act[:4],
+                    errors=(*act, "503"),
+                    params=CALL,
+                )
+            },
+            "/api/calls/{call_id}/customer/new": {
+                "post": _op(
+                    "Create a customer for the caller and attach it to the call",
+                    NewCustomerBody,
+                    ok="201",
+                    errors=(*act, "503"),
+                    params=CALL,
+                )
+            },
+            "/api/calls/{call_id}/number": {
+                "post": _op(
+                    "Add the caller's number to the call's customer (not a withheld number)",
+                    NumberBody,
+                    ok="201",
+                    errors=(*act[:5], "503"),
                     params=CALL,
                 )
             },

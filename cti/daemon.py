@@ -503,15 +503,16 @@ async def build_daemon(
         pbx_clock = PbxClock()
         call_state = _call_state(config, store, pbx_clock)
         resync = ResyncHealth()
+        hub = PopHub(config.agents)
         calls = LiveCalls(
             directory=crm,
             decisions=decisions,
             recorder=recorder,
             tiers_by_queue=tiers_by_queue(config),
             grace_s=grace_s,
+            on_update=hub.update,  # the CRM answered after the pop: the desktops get the view
             state=call_state,
         )
-        hub = PopHub(config.agents)
         if ami is None and config.ami.enabled:
             from cti.ami.client import AmiClient
 

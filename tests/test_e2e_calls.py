@@ -458,3 +458,40 @@ async def test_disposition_after_the_call_ended_reaches_the_interaction(
     row = await harness.interaction(call_id)
     assert row is not None and row["disposition"] == "resolved"
     assert await harness.interaction_rows(call_id) == 1
+
+
+class SlowResolveStore:
+    """The real store, but the CRM takes ``delay_s`` to say who is calling (a slow CRM)."""
+
+    def __init__(self, store: CrmStore, delay_s: float) -> None:
+        self._store = store
+        self._delay_s = delay_s
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def resolve(self, caller_id: str | None) -> Any:
+        await asyncio.sleep(self._delay_s)
+        return await self._store.resolve(caller_id)
+
+
+async def test_a_crm_answering_after_the_pop_updates_the_agents_desktop(
+    harness: Harness, traces_dir: Path
+) -> None:
+    harness.daemon = await build_daemon(
+        harness.config, store=SlowResolveStore(harness.store, delay_s=1.0)
+    )
+    await harness.daemon.start()
+    await wait_until(lambda: harness.daemon is not None and harness.daemon.resyncs >= 1)
+    a1001 = await harness.desktop("Agent 1001")
+    events = trace(traces_dir, "answered_tier1")
+    call_id = call_id_of(events)
+    talking = split_before(events, lambda e: e.get("Event") == "AgentConnect") + 1
+    await harness.ami.play(events[:talking])  # at wire speed: rung before the CRM answers
+
+    pop = await a1001.wait_for("pop", call_id)
+    assert pop["call"]["view"] is None  # popped without waiting past the resolve timeout
+    update = await a1001.wait_for("update", call_id, within_s=10.0)
+    assert update["call"]["view"]["name"] == "Grace Hopper"
+    await harness.ami.play(events[talking:])
+    await a1001.wait_for("ended", call_id)

@@ -20,7 +20,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from live.lab import AGENTS, LAB_SECRET, AsteriskLab, free_port, lab_config
+from live.lab import AGENTS, DOCKER_ASTERISK, LAB_SECRET, AsteriskLab, free_port, lab_config
 from test_e2e_calls import Desktop, wait_until
 
 from crm_core.store import CrmStore
@@ -34,11 +34,15 @@ pytestmark = pytest.mark.slow
 KNOWN = "+442071234567"  # Grace Hopper, payment arrears -> billing
 VIP = "+447700900456"  # Zoë Ward, VIP -> vip (ring-all 2001 + 2002)
 DID = "08005550100"
+QUEUES_CONF = DOCKER_ASTERISK / "queues.conf"
 NUMBER = "02079460000"  # what the agent types for click-to-dial
 DIALLED = "+442079460000"  # what the daemon dials: the number in E.164
 SUPERVISOR = "Supervisor"
 CALL_S = 30.0  # generous: the machine is shared
 LIST_ACTIONS = {"QueueStatus", "CoreShowChannels"}
+WRAPUP_S = max(
+    int(w) for w in re.findall(r"^wrapuptime = (\d+)", QUEUES_CONF.read_text(), flags=re.M)
+)
 
 
 def token_of(name: str) -> str:
@@ -106,6 +110,14 @@ class LabAmi:
             await self.action(
                 Action="QueuePause", Interface=f"Local/{agent}@agents/n", Paused="false"
             )
+        # A member who took a call is not rung again for the queue's wrap-up time: wait it
+        # out, or a test's ring-all call would depend on the test before it.
+        answer = await self.action(Action="QueueStatus")
+        items: list[dict[str, str]] = answer["_items"]  # type: ignore[assignment]
+        last = max((float(i.get("LastCall") or 0) for i in items), default=0.0)
+        left = last + WRAPUP_S + 0.5 - time.time()
+        if left > 0:
+            await asyncio.sleep(left)
 
     async def call_in(self, caller: str, *, hold_s: float = 0) -> None:
         """A caller dials the DID; they hang up ``hold_s`` after being answered (0: never)."""

@@ -20,7 +20,16 @@ from typing import Any
 
 import aiohttp
 import pytest
-from live.lab import AGENTS, DOCKER_ASTERISK, LAB_SECRET, AsteriskLab, free_port, lab_config
+from live.lab import (
+    AGENTS,
+    DOCKER_ASTERISK,
+    LAB_SECRET,
+    REC_SECRET,
+    SUPERVISOR_PHONE,
+    AsteriskLab,
+    free_port,
+    lab_config,
+)
 from test_e2e_calls import Desktop, wait_until
 
 from crm_core.store import CrmStore
@@ -49,10 +58,22 @@ def token_of(name: str) -> str:
     return "tok-" + name.replace(" ", "-").lower()
 
 
-def live_config(lab: AsteriskLab, db_url: str) -> Config:
+def live_config(lab: AsteriskLab, db_url: str, *, recordings: Path | None = None) -> Config:
+    """The lab config; with ``recordings``, calls of the vip queue are recorded there (by
+    the ``cti-rec`` user: MixMonitor needs write = system)."""
+    user = {"username": "cti-rec", "secret": REC_SECRET} if recordings else {}
     text = lab_config(
-        ami_port=lab.ami_port, agi_port=lab.agi_port, http_port=free_port(), database_url=db_url
+        ami_port=lab.ami_port,
+        agi_port=lab.agi_port,
+        http_port=free_port(),
+        database_url=db_url,
+        **user,
     )
+    text = text.replace(
+        'name = "Supervisor"\n', f'name = "Supervisor"\ninterface = "{SUPERVISOR_PHONE}"\n'
+    )
+    if recordings is not None:
+        text += f'\n[supervisor]\nrecord_queues = ["vip"]\nrecordings_dir = "{recordings}"\n'
 
     def with_token(match: re.Match[str]) -> str:
         sha = hashlib.sha256(token_of(match.group(1)).encode()).hexdigest()
@@ -71,8 +92,9 @@ def live_config(lab: AsteriskLab, db_url: str) -> Config:
 class LabAmi:
     """The test's own AMI connection (user ``lab``, everything allowed, no events)."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, events: str = "off") -> None:
         self.port = port
+        self.mask = events
         self.events: list[dict[str, str]] = []
         self.protocol = AmiProtocol(self.events.append, id_prefix="lab")
         self._ids = itertools.count(1)
@@ -81,7 +103,7 @@ class LabAmi:
         loop = asyncio.get_running_loop()
         await loop.create_connection(lambda: self.protocol, "127.0.0.1", self.port)
         await self.protocol.banner
-        await self.action(Action="Login", Username="lab", Secret=LAB_SECRET, Events="off")
+        await self.action(Action="Login", Username="lab", Secret=LAB_SECRET, Events=self.mask)
 
     async def action(self, **fields: str) -> dict[str, str]:
         as_list = fields.get("Action") in LIST_ACTIONS
@@ -484,3 +506,96 @@ async def test_asterisk_killed_mid_call_ends_the_call_when_the_link_dropped(live
     assert row["talk_s"] is not None and row["talk_s"] >= 1.5
     assert abs(row["ended_at"].timestamp() - killed_at) < 1.0
     assert "ended_at" in row["extra"]["estimated"]  # README: extra.estimated names it
+
+
+# ---- supervisor: listen / whisper / barge and recordings (issue 15) -----------------------
+
+
+async def _answered_vip_call(live: Live) -> str:
+    """A VIP call Agent 2001 is talking on (the caller stays until hung up): its id."""
+    await live.ami.db("agent", "2001/ringdelay", "1")
+    await live.ami.db("agent", "2002/mode", "noanswer")
+    await live.ami.db("agent", "9000/ringdelay", "1")  # the supervisor's phone
+    a2001 = await live.desktop("Agent 2001")
+    await live.ami.call_in(VIP)
+    call_id: str = (await first_pop(a2001))["call_id"]
+    await a2001.wait_for("answered", call_id, within_s=CALL_S)
+    return call_id
+
+
+async def _event(ami: LabAmi, name: str, within_s: float = CALL_S, **match: str) -> dict[str, str]:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        for event in ami.events:
+            if event.get("Event") == name and all(event.get(k) == v for k, v in match.items()):
+                ami.events.remove(event)
+                return event
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no {name} {match} from Asterisk in {within_s} s")
+
+
+async def test_listen_whisper_and_barge_are_chanspy_sessions_on_the_agents_channel(
+    live: Live,
+) -> None:
+    events = LabAmi(live.lab.ami_port, events="call")
+    await events.connect()
+    try:
+        daemon = await live.start_daemon()
+        call_id = await _answered_vip_call(live)
+        ctx = daemon.parts.calls.get(call_id)
+        assert ctx is not None and ctx.agent_channel
+        for mode in ("listen", "whisper", "barge"):
+            status, body = await live.api(
+                "POST", f"/api/calls/{call_id}/spy", SUPERVISOR, json={"mode": mode}
+            )
+            assert status == 201, body
+            start = await _event(events, "ChanSpyStart", SpyeeChannel=ctx.agent_channel)
+            assert start["SpyerChannel"].startswith("Local/9000@agents-")
+            assert start["SpyerCallerIDName"] == f"{mode} Agent 2001"
+        # ChanSpy's E option: every session ends with the call it spies on
+        await live.ami.action(Action="Hangup", Channel=ctx.agent_channel)
+        for _ in range(3):
+            await _event(events, "ChanSpyStop", SpyeeChannel=ctx.agent_channel)
+        status, audit = await live.api("GET", "/api/supervisor/audit", SUPERVISOR)
+        assert status == 200, audit
+        rows = audit["entries"] if isinstance(audit, dict) else audit
+        assert [r["action"] for r in rows if r["call_id"] == call_id][:3] == [
+            "listen",
+            "whisper",
+            "barge",
+        ]
+    finally:
+        events.close()
+
+
+async def test_a_recorded_queues_call_is_recorded_by_asterisk_and_paused_on_request(
+    live: Live, tmp_path: Path
+) -> None:
+    recordings = tmp_path / "recordings"
+    recordings.mkdir()
+    live.config = live_config(live.lab, live.config.database.url, recordings=recordings)
+    events = LabAmi(live.lab.ami_port, events="call")
+    await events.connect()
+    try:
+        daemon = await live.start_daemon()
+        call_id = await _answered_vip_call(live)
+        ctx = daemon.parts.calls.get(call_id)
+        assert ctx is not None and ctx.caller_channel
+        await _event(events, "MixMonitorStart", Channel=ctx.caller_channel)
+        for paused, state in ((True, "1"), (False, "0")):
+            status, body = await live.api(
+                "POST", f"/api/calls/{call_id}/recording", SUPERVISOR, json={"paused": paused}
+            )
+            assert status == 200, body
+            await _event(events, "MixMonitorMute", Channel=ctx.caller_channel, State=state)
+        await asyncio.sleep(1.0)
+        await live.ami.action(Action="Hangup", Channel=ctx.caller_channel)
+        await recorded(live, call_id, CALL_S)
+        wav = recordings / f"{call_id}.wav"
+        # a WAV file, its header at least: the lab's Local phones send no audio to mix
+        await wait_until(lambda: wav.exists() and wav.read_bytes()[:4] == b"RIFF", 10)
+        headers = {"Authorization": f"Bearer {token_of(SUPERVISOR)}", "Range": "bytes=0-3"}
+        async with live.session.get(f"{live.base}/api/recordings/{call_id}", headers=headers) as r:
+            assert r.status == 206 and await r.read() == b"RIFF"
+    finally:
+        events.close()

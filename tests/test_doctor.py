@@ -338,3 +338,23 @@ async def test_the_fake_refuses_an_originate_of_exec_but_not_of_chanspy_without_
     assert b"Authentication accepted" in answers[0]
     assert b"Message: Originate Access Forbidden: app or data blacklisted" in answers[1]
     assert b"Message: Originate successfully queued" in answers[2]
+
+
+async def test_recording_calls_with_the_shipped_user_fails_and_says_it_needs_write_system(
+    tmp_path: Path,
+) -> None:
+    # Asterisk 22.10.1 refused the shipped user's MixMonitor (recordings/asterisk22/supervise.*)
+    db = await _migrated_db(tmp_path)
+    users = {
+        "cti": AmiUser(
+            "cti-secret", read="system,call,agent", write="call,originate,agent,reporting"
+        )
+    }
+    async with FakeAmiServer(users=users, queues=TIERS) as ami:
+        off = _config(ami.port, db)
+        supervisor = off.supervisor.model_copy(update={"record_queues": ["tier1"]})
+        recording = _verdicts(await diagnose(off.model_copy(update={"supervisor": supervisor})))
+        off_verdicts = _verdicts(await diagnose(off))
+    assert recording["action MixMonitor"] == "FAIL"
+    assert recording["action MixMonitorMute"] == "OK"
+    assert "action MixMonitor" not in off_verdicts  # recording off: not needed, not checked

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes.ami_server import read_ami_events
 
 from crm_core.types import Candidate, CustomerView, InteractionRecord, Resolution
 from cti.calls import LiveCalls
@@ -73,6 +74,62 @@ def test_a_recorded_inbound_call_placed_by_the_labs_originate_stays_inbound(
     assert "outbound" not in [e.event for e in out]
     assert out[-1].data["direction"] == "inbound"
     assert out[-1].data["summary"]["abandoned"] is True
+
+
+# ---- our own Originate on a real Asterisk 22.10.1 (tests/recordings/asterisk22) ------------
+# The lab's number is a Local pipe into ``[outside]``, whose far half answers in the dialplan:
+# the pipe itself is the party the agent talks to.
+
+LAB = Path(__file__).resolve().parent / "recordings" / "asterisk22"
+
+
+def lab_recording(name: str) -> list[CallEvent]:
+    return track(list(read_ami_events(LAB / f"{name}.ami")))
+
+
+def test_a_real_click_to_dial_answered_by_the_number_is_an_answered_outbound_call() -> None:
+    out = lab_recording("click_to_dial_answered")
+    assert [e.event for e in out] == ["outbound", "answered", "ended"]
+    answered, ended = out[1], out[2]
+    assert answered.data["agent"] == "Agent 1001" and answered.data["direction"] == "outbound"
+    assert answered.data["customer_channel"].startswith("Local/02079460000@outside-")
+    assert ended.data["direction"] == "outbound"
+    assert ended.data["outbound"]["outcome"] == "answered"
+    assert ended.data["outbound"]["number_e164"] == "+442079460000"
+    assert ended.data["summary"]["agents"] == ["Agent 1001"]
+    assert ended.data["summary"]["hangup_by"] == "customer"  # the number hung up at +7.52
+    assert ended.data["talk_s"] == pytest.approx(4.5, abs=0.1)  # bridged +3.02 .. +7.52
+    assert ended.data["outbound"]["ring_s"] == pytest.approx(2.0, abs=0.05)
+
+
+@pytest.mark.parametrize(
+    ("name", "outcome", "ring_s"),
+    [("click_to_dial_no_answer", "no_answer", 60.0), ("click_to_dial_busy", "busy", 0.0)],
+)
+def test_a_real_click_to_dial_the_number_does_not_take_ends_with_why_and_is_not_abandoned(
+    name: str, outcome: str, ring_s: float
+) -> None:
+    out = lab_recording(name)
+    assert [e.event for e in out] == ["outbound", "ended"]
+    ended = out[-1]
+    assert ended.data["direction"] == "outbound"
+    assert ended.data["outbound"]["outcome"] == outcome
+    assert ended.data["outbound"]["ring_s"] == pytest.approx(ring_s, abs=0.1)
+    assert ended.data["summary"]["agents"] == [] and ended.data["talk_s"] is None
+    assert ended.data["summary"]["abandoned"] is False
+
+
+def test_a_real_ringall_call_withdraws_the_other_phone_as_answered_elsewhere() -> None:
+    out = lab_recording("ringall_tier2_answered")
+    stopped = [e for e in out if e.event == "ring_stopped"]
+    assert [(e.data["member"], e.data["reason"], e.data["answered_by"]) for e in stopped] == [
+        ("Agent 2002", "answered_elsewhere", "Agent 2001")
+    ]
+    ended = out[-1]
+    assert ended.data["direction"] == "inbound" and "outbound" not in ended.data
+    assert ended.data["summary"]["agents"] == ["Agent 2001"]
+    assert ended.data["summary"]["abandoned"] is False
+    assert "abandoned" not in [e.event for e in out]
 
 
 # ---- the Asterisk 22 shape of our own Originate (simulator) --------------------------------

@@ -91,6 +91,19 @@ PROBES = (
     Probe("Ping", {}, "", "keep-alive"),
 )
 
+# Only when [supervisor] record_queues names a queue. app_mixmonitor registers MixMonitor with
+# system alone (its Command option runs a shell command), MixMonitorMute with system or call
+# (tests/recordings/asterisk22/supervise.ami-session: the shipped user gets Permission denied).
+RECORDING_PROBES = (
+    Probe("MixMonitor", {"Channel": NO_CHANNEL, "File": "cti-doctor.wav"}, "system", "recording"),
+    Probe(
+        "MixMonitorMute",
+        {"Channel": NO_CHANNEL, "Direction": "both", "State": "1"},
+        "call",
+        "pausing a recording",
+    ),
+)
+
 # Originate of an application: the dialplan is not consulted (an Originate to an extension is
 # refused at once when the extension does not exist, and then sends no event at all), and
 # ChanSpy is what a supervisor's listen-in will originate (allowed with write = originate;
@@ -269,7 +282,9 @@ async def check_ami(config: Config, report: Report, step_s: float) -> None:
             report.skip("ami checks", "not logged in")
             return
         report.ok("ami login", f"user {cfg.username!r}")
-        await _check_actions(ami, report)
+        await _check_actions(
+            ami, report, RECORDING_PROBES if config.supervisor.record_queues else ()
+        )
         await _check_read(ami, report)
         await _check_queues(ami, config, report)
     except (AmiError, TimeoutError) as exc:
@@ -285,14 +300,14 @@ def _fix(classes: str) -> str:
     )
 
 
-async def _check_actions(ami: _Ami, report: Report) -> None:
+async def _check_actions(ami: _Ami, report: Report, extra: tuple[Probe, ...] = ()) -> None:
     """Every action the service sends, tried once: only ``Permission denied`` fails."""
     originate, _ = await ami.action(ORIGINATE_PROBE)
     if _denied(originate) or originate.get("Message", "").startswith("Originate Access Forbidden"):
         report.fail("action Originate", f"{originate.get('Message')} {_fix('originate')}")
     else:
         report.ok("action Originate", "allowed (click-to-dial, supervisor listen-in)")
-    for probe in PROBES:
+    for probe in (*PROBES, *extra):
         answer, _ = await ami.action({"Action": probe.action, **probe.fields}, probe.as_list)
         if _denied(answer):
             report.fail(

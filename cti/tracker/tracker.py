@@ -585,7 +585,9 @@ class CallTracker:
             call.via = via
         ob = call.outbound
         if ob is not None:
-            parties = self._outbound_parties(call, ob, parties, ts, out)
+            parties = self._outbound_parties(
+                call, ob, parties + self._far_ends(ob, passed), ts, out
+            )
         if parties or call.talking:
             self._track_talk(call, parties, ts)
         for party in parties:
@@ -619,6 +621,17 @@ class CallTracker:
                 if transfer.get("to") is None:
                     transfer["to"] = name
         call.connected = bool(parties)
+
+    def _far_ends(self, ob: Outbound, passed: list[Channel]) -> list[Channel]:
+        """The number's end when it is a Local pipe whose far half answers in the dialplan
+        (no bridge behind it: ``Dial(Local/<number>@outside)``): the pipe is the party."""
+        ends = []
+        for chan in passed:
+            if chan.uniqueid in ob.chain:
+                partner = self._partner(chan)
+                if partner is None or partner.bridge is None:
+                    ends.append(chan)
+        return ends
 
     def _outbound_parties(
         self,

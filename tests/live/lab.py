@@ -35,6 +35,8 @@ DOCKER_ASTERISK = Path(__file__).resolve().parents[2] / "docker" / "asterisk"
 LAB_SECRET = "lab-secret"
 CTI_SECRET = "change-me-cti-ami-secret"  # docker/asterisk/manager.conf [cti]
 OLD_SECRET = "cti-old-secret"
+REC_SECRET = "cti-rec-secret"
+SUPERVISOR_PHONE = "Local/9000@agents/n"  # the supervisor's phone in the lab: [agents]
 AGENTS = ("1001", "1002", "1003", "2001", "2002", "3001")
 
 
@@ -118,6 +120,14 @@ deny = 0.0.0.0/0.0.0.0
 permit = 127.0.0.1/255.255.255.255
 read = all
 write = all
+
+; the shipped [cti] classes plus write = system: what recording calls (MixMonitor) needs
+[cti-rec]
+secret = {rec_secret}
+deny = 0.0.0.0/0.0.0.0
+permit = 127.0.0.1/255.255.255.255
+read = system,call,agent
+write = system,call,originate,agent,reporting
 
 [cti-old]
 secret = {old_secret}
@@ -221,7 +231,10 @@ class AsteriskLab:
         (etc / "manager.conf").write_text(
             shipped["manager.conf"]
             + OVERLAY_MANAGER.format(
-                ami_port=self.ami_port, lab_secret=LAB_SECRET, old_secret=OLD_SECRET
+                ami_port=self.ami_port,
+                lab_secret=LAB_SECRET,
+                old_secret=OLD_SECRET,
+                rec_secret=REC_SECRET,
             )
         )
         queues = shipped["queues.conf"]

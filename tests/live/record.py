@@ -178,11 +178,11 @@ class _Ami:
         self.received = b""
         self._ids = itertools.count(1)
 
-    async def open(self, events: str) -> None:
+    async def open(self, events: str, user: str = "lab", secret: str = LAB_SECRET) -> None:
         self.transcript.meta(self.name, f"client connects to 127.0.0.1:{self.port}")
         self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
         self._task = asyncio.create_task(self._read())
-        await self.send(Action="Login", Username="lab", Secret=LAB_SECRET, Events=events)
+        await self.send(Action="Login", Username=user, Secret=secret, Events=events)
         await asyncio.sleep(0.2)
 
     async def _read(self) -> None:
@@ -333,6 +333,117 @@ def record_calls(prefix: Path, out: Path, names: list[str]) -> None:
             lab.stop()
 
 
+SUPERVISOR_PHONE = "Local/9000@agents/n"  # the supervisor's phone: a lab phone, answers in 1 s
+
+
+def _channel(received: bytes, prefix: str) -> str:
+    """The name of the last channel starting with ``prefix`` that the listener saw created."""
+    names = [
+        line.split(b": ", 1)[1].decode()
+        for block in received.split(b"\r\n\r\n")
+        if block.startswith(b"Event: Newchannel\r\n")
+        for line in block.split(b"\r\n")
+        if line.startswith(b"Channel: " + prefix.encode())
+    ]
+    return names[-1]
+
+
+async def _record_supervise(lab: AsteriskLab, out: Path) -> None:
+    """supervise.ami-session / supervise.ami: what the service sends for a supervisor (conn S,
+    the shipped ``cti`` user), on a call 2001 answered: ChanSpy listen, whisper and barge
+    originated on the supervisor's phone, then MixMonitor and MixMonitorMute on the caller's
+    channel; the same MixMonitor as user ``lab`` (conn A, ``write = all``)."""
+    transcript = Transcript(
+        "Supervisor: ChanSpy listen/whisper/barge and MixMonitor/MixMonitorMute as the service "
+        f"sends them, on a tier2 call Agent 2001 answered (Asterisk {version(lab.prefix)})"
+    )
+    listener = _Ami(transcript, "L", lab.ami_port)
+    actions = _Ami(transcript, "A", lab.ami_port)
+    service = _Ami(transcript, "S", lab.ami_port)
+    await listener.open("on")
+    await actions.open("off")
+    await service.open("off", user="cti", secret=CTI_SECRET)
+    for family in ("agent", "outside"):
+        await actions.send(Action="DBDelTree", Family=family)
+    for key, value in {
+        "2001/ringdelay": "1",
+        "2002/mode": "noanswer",
+        "9000/ringdelay": "1",
+    }.items():
+        await actions.send(Action="DBPut", Family="agent", Key=key, Val=value)
+    await asyncio.sleep(0.3)
+    start = len(listener.received)
+    transcript.meta("-", "scenario supervise starts")
+    await actions.send(
+        Action="Originate",
+        Channel="Local/08005550100@from-pstn",
+        Context="caller-sim",
+        Exten="talk",
+        Priority="1",
+        CallerID="<+447700900456>",
+        Variable="LAB_CALLER_HOLD=40",
+        Async="true",
+    )
+    await asyncio.sleep(4.0)  # queued at +0.5, 2001 answers at ~+1.5
+    # the agent's channel as AgentConnect names it (DestChannel), the caller's queue leg
+    agent = _channel(listener.received, "Local/2001@agents-").replace(";2", ";1")
+    caller = _channel(listener.received, "Local/08005550100@from-pstn-").replace(";1", ";2")
+    for mode, options in (("listen", "qE"), ("whisper", "qEw"), ("barge", "qEB")):
+        transcript.meta("-", f"{mode}: ChanSpy on {agent}")
+        await service.send(  # the fields AmiClient.originate sends for Supervise.spy
+            Action="Originate",
+            Channel=SUPERVISOR_PHONE,
+            Application="ChanSpy",
+            Data=f"{agent},{options}",
+            CallerID=f'"{mode} Agent 2001" <spy>',
+            Timeout="30000",
+            Async="true",
+        )
+        await asyncio.sleep(3.0)
+        await actions.send(Action="Hangup", Channel="/^Local/9000@agents-/")
+        await asyncio.sleep(1.0)
+    path = lab.run_dir / "spool" / "monitor" / "supervise.wav"
+    transcript.meta("-", f"MixMonitor on {caller}")
+    for conn in (service, actions):
+        await conn.send(Action="MixMonitor", Channel=caller, File=str(path), Options="b")
+        await asyncio.sleep(1.0)
+    transcript.meta("-", "cti doctor's harmless probes: no such channel")
+    for conn in (service, actions):
+        await conn.send(Action="MixMonitor", Channel="CTIDoctor/none", File=str(path))
+        await conn.send(
+            Action="MixMonitorMute", Channel="CTIDoctor/none", Direction="both", State="1"
+        )
+        await asyncio.sleep(0.3)
+    for state in ("1", "0"):
+        await service.send(Action="MixMonitorMute", Channel=caller, Direction="both", State=state)
+        await asyncio.sleep(1.0)
+    await actions.send(Action="Hangup", Channel=caller)
+    await actions.idle()
+    transcript.meta("-", f"scenario supervise over: {path.name} exists: {path.exists()}")
+    for conn in (listener, actions, service):
+        await conn.close()
+    transcript.save(out / "supervise.ami-session")
+    (out / "supervise.ami").write_bytes(listener.events(start))
+
+
+def record_supervise(prefix: Path, out: Path) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        lab = AsteriskLab(prefix, Path(tmp) / "asterisk")
+        lab.start()
+
+        async def run() -> None:
+            agi = await _route_to("tier2", "20", lab.agi_port)
+            try:
+                await _record_supervise(lab, out)
+            finally:
+                agi.close()
+
+        try:
+            asyncio.run(run())
+        finally:
+            lab.stop()
+
+
 def version(prefix: Path) -> str:
     done = subprocess.run(
         [str(prefix / "sbin" / "asterisk"), "-V"], capture_output=True, text=True, check=True
@@ -346,6 +457,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     if what in CALLS or what == "calls":
         record_calls(prefix, out, list(CALLS) if what == "calls" else [what])
+    elif what == "supervise":
+        record_supervise(prefix, out)
     elif what == "startup":
         record_startup(prefix, out)
     elif what == "doctor":

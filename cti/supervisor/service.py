@@ -281,7 +281,7 @@ class Supervision:
 
 def _still(row: dict[str, Any]) -> dict[str, Any]:
     """A call row without what changes every second (compared to know if it changed)."""
-    return {k: v for k, v in row.items() if k not in ("wait_s", "talk_s")}
+    return {k: v for k, v in row.items() if k not in ("wait_s", "talk_s", "hold_s")}
 
 
 def parse_when(value: str, field: str) -> float:

@@ -11,6 +11,8 @@ For each store, on the same data:
   agent and hour (one aggregate query, the 90th percentile window query, repeat calls over
   ``interactions``, outbound calls, agent occupancy), as ``GET /api/stats`` and
   ``cti report`` run it;
+- ``repeat calls alone``: the report's repeat-call query (a window over the customers' calls
+  joined to the legs), timed alone;
 - ``plain``: the simplest implementation, one plain ``SELECT queue, count(*), ... GROUP BY``
   over the legs (no percentile, no repeats, no occupancy);
 - ``count``: an independent ``SELECT count(*)`` of the legs and interactions in the period,
@@ -45,7 +47,7 @@ from sqlalchemy import text  # noqa: E402
 from crm_core.store import CrmStore  # noqa: E402
 from cti.logsetup import configure_logging  # noqa: E402
 from cti.stats.figures import Thresholds  # noqa: E402
-from cti.stats.period import period_figures, report_engine  # noqa: E402
+from cti.stats.period import _repeat_calls, period_figures, report_engine  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 PG_ADMIN = os.environ.get("CTI_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -282,6 +284,14 @@ async def measure(name: str, url: str, calls: int, legs: int, inbound_calls: int
         print(
             f"{name}: plain  one GROUP BY queue: {plain_s * 1000:.0f} ms "
             f"({sum(r[1] for r in plain):,} legs)"
+        )
+        async with reports.connect() as conn:
+            t = time.perf_counter()
+            repeats = await _repeat_calls(conn, START, end, "queue", 7)
+            repeat_s = time.perf_counter() - t
+        print(
+            f"{name}: repeat calls alone (by queue): {repeat_s * 1000:.0f} ms "
+            f"({sum(repeats.values()):,} repeat calls)"
         )
         for by in ("queue", "tier", "agent", "hour"):
             t = time.perf_counter()

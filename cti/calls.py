@@ -135,6 +135,12 @@ class CallContext:
     # Nobody watched the call from ``unseen[0]`` (the daemon stopped) to ``unseen[1]`` (the
     # resync that found it again; None: it ended meanwhile).
     unseen: list[float | None] | None = None
+    # Wrap-up of the agent who took the call (see ``LiveCalls``): who, how long, what ended it
+    # (disposition / next_call / grace); None while it lasts.
+    wrap_up_agent: str | None = None
+    wrap_up_s: float | None = None
+    wrap_up_end: str | None = None
+    recording: str | None = None  # the recording's file name, once MixMonitor started
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -175,6 +181,16 @@ def _candidates(ctx: CallContext) -> dict[str, Any]:
     return {"candidates": [{k: c.get(k) for k in keep} for c in ctx.candidates]}
 
 
+@dataclass(frozen=True, slots=True)
+class WrapUp:
+    """An agent's wrap-up of a call, measured (``LiveCalls.on_wrap_up``)."""
+
+    call_id: str
+    agent: str
+    seconds: float
+    ended_by: str  # disposition / next_call / grace
+
+
 def _dt(ts: float | None) -> datetime | None:
     return datetime.fromtimestamp(ts, UTC) if ts is not None else None
 
@@ -211,6 +227,8 @@ class LiveCalls:
         self._lookup_started: dict[str, float] = {}
         self._releases: dict[str, asyncio.TimerHandle] = {}
         self._published: set[str] = set()
+        self._wrapping: dict[str, str] = {}  # agent -> the call they are wrapping up
+        self._wrap_listeners: list[Callable[[WrapUp], None]] = []
 
     # ---- queries -------------------------------------------------------------------------
 
@@ -436,6 +454,9 @@ class LiveCalls:
     def _on_answered(self, ctx: CallContext, ev: CallEvent) -> None:
         d = ev.data
         agent = d.get("agent")
+        wrapping = self._calls.get(self._wrapping.get(agent or "", ""))
+        if wrapping is not None and wrapping is not ctx:
+            self._end_wrap_up(wrapping, ev.ts if ev.ts is not None else self._clock(), "next_call")
         if ctx.agent and agent and ctx.agent != agent and ctx.agent not in ctx.previous_agents:
             ctx.previous_agents.append(ctx.agent)
         rang = next((r for r in ctx.ringing_agents if r.get("member") == agent), {})
@@ -559,6 +580,7 @@ class LiveCalls:
             ctx.outcome = "unanswered"
         if ctx.direction == "outbound" or d.get("direction") == "outbound":
             self._finish_outbound(ctx, d)
+        self._start_wrap_up(ctx)
         self._record(ctx)
         loop = asyncio.get_running_loop()
         self._releases[ctx.call_id] = loop.call_later(self._grace_s, self._release, ctx.call_id)
@@ -612,6 +634,16 @@ class LiveCalls:
                 "queue_legs": list(ctx.queue_legs),
                 "talk_legs": list(ctx.talk_legs),
                 **({"number": ctx.number, "ring_s": ctx.ring_s} if ctx.number else {}),
+                **(
+                    {
+                        "wrap_up_agent": ctx.wrap_up_agent,
+                        "wrap_up_s": ctx.wrap_up_s,
+                        "wrap_up_end": ctx.wrap_up_end,
+                    }
+                    if ctx.wrap_up_agent
+                    else {}
+                ),
+                **({"recording": ctx.recording} if ctx.recording else {}),
             },
         )
 
@@ -648,7 +680,59 @@ class LiveCalls:
             changes["ended_at"] = record.started_at
         return dataclasses.replace(record, **changes)
 
+    # ---- wrap-up ---------------------------------------------------------------------------
+    # The wrap-up of the agent who took the call (the one talking to the caller when it ended)
+    # runs from the call's end until the first of: a disposition is saved on the call (one
+    # saved before the end: no wrap-up), the agent answers another call, the grace period
+    # ends (then it lasts the grace period). Each is measured once, then given to listeners.
+
+    def on_wrap_up(self, listener: Callable[[WrapUp], None]) -> None:
+        """Be told of every wrap-up measured (the statistics)."""
+        self._wrap_listeners.append(listener)
+
+    def _start_wrap_up(self, ctx: CallContext) -> None:
+        if not ctx.agent or ctx.answered_at is None or ctx.wrap_up_agent is not None:
+            return
+        ctx.wrap_up_agent = ctx.agent
+        if ctx.disposition is not None:
+            self._end_wrap_up(ctx, ctx.ended_at or 0.0, "disposition", record=False)
+        else:
+            self._wrapping[ctx.agent] = ctx.call_id
+
+    def _end_wrap_up(self, ctx: CallContext, at: float, why: str, *, record: bool = True) -> None:
+        agent = ctx.wrap_up_agent
+        if agent is None or ctx.wrap_up_s is not None or ctx.ended_at is None:
+            return
+        if self._wrapping.get(agent) == ctx.call_id:
+            del self._wrapping[agent]
+        end = min(at, ctx.ended_at + self._grace_s)
+        ctx.wrap_up_s = round(max(0.0, end - ctx.ended_at), 3)
+        ctx.wrap_up_end = why
+        if record:
+            self._record(ctx)
+        done = WrapUp(ctx.call_id, agent, ctx.wrap_up_s, why)
+        for listener in self._wrap_listeners:
+            try:
+                listener(done)
+            except Exception as exc:  # the statistics must not break the call flow
+                log.warning("wrap_up listener failed", call_id=ctx.call_id, error=repr(exc))
+
+    def note_recording(self, call_id: str, file_name: str) -> None:
+        """The call is being recorded into ``file_name`` (kept on its interaction)."""
+        ctx = self._calls.get(call_id)
+        if ctx is None:
+            log.warning("recording of an unknown call", call_id=call_id)
+            return
+        ctx.recording = file_name
+        if ctx.state == "ended":
+            self._record(ctx)
+        if self._state is not None:
+            self._state.changed(ctx)
+
     def _release(self, call_id: str) -> None:
+        ctx = self._calls.get(call_id)
+        if ctx is not None and ctx.ended_at is not None:
+            self._end_wrap_up(ctx, ctx.ended_at + self._grace_s, "grace")
         if self._state is not None:
             self._state.gone(call_id)
         self._releases.pop(call_id, None)
@@ -683,6 +767,8 @@ class LiveCalls:
         ctx.disposition = code
         ctx.disposition_by = author
         if ctx.state == "ended":
+            if self._wrapping.get(ctx.wrap_up_agent or "") == call_id:
+                self._end_wrap_up(ctx, self._clock(), "disposition", record=False)
             self._record(ctx)
         if self._state is not None:
             self._state.changed(ctx)

@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from http_world import MemoryCrm, RecordingAmi, agents, customer_view
 
 from crm_core.store import CrmStore
+from crm_core.types import InteractionRecord
 from cti.ami.errors import AmiError
 from cti.calls import LiveCalls
 from cti.config import Config, StatsConfig, SupervisorConfig
@@ -37,6 +38,7 @@ class SupervisorWorld:
     store: CrmStore
     recorder: StatsRecorder
     now: list[float]
+    interactions: dict[str, InteractionRecord]  # the latest record of each call
 
     async def event(self, event: str, call: str, at: float, **data: Any) -> None:
         """A call event at T0 + ``at``, through live calls, the hub and supervision."""
@@ -64,6 +66,13 @@ class SupervisorWorld:
 SUPERVISOR_PHONE = "PJSIP/9000"
 
 
+class LatestRecords(dict[str, InteractionRecord]):
+    """The interaction sink: the latest record submitted for each call."""
+
+    def submit(self, record: InteractionRecord) -> None:
+        self[record.call_id] = record
+
+
 @asynccontextmanager
 async def running_console(
     tmp_path: Path, *, supervisor: SupervisorConfig | None = None, pbx: PbxActions | None = None
@@ -82,9 +91,12 @@ async def running_console(
     store = await CrmStore.open(f"sqlite+aiosqlite:///{tmp_path / 'stats.db'}")
     hub = PopHub(config.agents)
     tiers = {t.queue: n for n, t in config.tiers.items()}
-    calls = LiveCalls(directory=crm, tiers_by_queue=tiers)
-    recorder = StatsRecorder(store.engine)
     now = [T0]
+    records = LatestRecords()
+    calls = LiveCalls(
+        directory=crm, tiers_by_queue=tiers, recorder=records, clock=lambda: now[0], grace_s=120
+    )
+    recorder = StatsRecorder(store.engine)
     supervise = None
     if pbx is not None:
         supervise = Supervise(config.supervisor, pbx, AuditLog(store.engine), clock=lambda: now[0])
@@ -118,7 +130,7 @@ async def running_console(
     await client.start_server()
     await supervision.start()
     try:
-        yield SupervisorWorld(client, hub, calls, supervision, ami, store, recorder, now)
+        yield SupervisorWorld(client, hub, calls, supervision, ami, store, recorder, now, records)
     finally:
         await supervision.stop()
         await client.close()

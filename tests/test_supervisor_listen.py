@@ -202,3 +202,35 @@ async def test_recordings_past_the_retention_are_deleted(
     os.utime(new, (now - 89 * 86400, now - 89 * 86400))
     assert supervise.purge(now) == 1
     assert not old.exists() and new.exists()
+
+
+async def test_a_recorded_calls_interaction_names_its_file_and_plays_to_who_took_it(
+    world: SupervisorWorld, pbx: FakeAmiServer, tmp_path: Path
+) -> None:
+    await talking_call(world, pbx)
+    await world.event("ended", "c1", 65, hangup_by="caller")
+    record = world.interactions["c1"]
+    assert record.extra["recording"] == "c1.wav"
+    recording = tmp_path / "rec" / record.extra["recording"]
+    recording.parent.mkdir(parents=True, exist_ok=True)
+    recording.write_bytes(b"RIFF" + bytes(range(100)))
+    url = "/api/recordings/c1"
+    assert (await world.client.get(url)).status == 401
+    assert (await world.client.get(url, headers=headers(A2))).status == 403
+    whole = await world.client.get(url, headers=headers(A1))
+    assert whole.status == 200 and await whole.read() == recording.read_bytes()
+    part = await world.client.get(url, headers={**headers(A1), "Range": "bytes=4-7"})
+    assert part.status == 206 and await part.read() == bytes(range(4))
+
+
+async def test_a_call_asterisk_refused_to_record_names_no_file(
+    world: SupervisorWorld, pbx: FakeAmiServer
+) -> None:
+    # The caller's channel is gone from Asterisk by the time MixMonitor arrives: refused.
+    await world.event("offered", "c1", 0, caller="+442071234567", channel=CALLER_CHANNEL)
+    await world.event("queued", "c1", 0, queue="tier1", channel=CALLER_CHANNEL)
+    await world.event("answered", "c1", 5, agent=A1, queue="tier1", agent_channel=AGENT_CHANNEL)
+    await world.supervision.supervise.settled()  # type: ignore[union-attr]
+    assert len(sent(pbx, "MixMonitor")) == 1
+    await world.event("ended", "c1", 65, hangup_by="caller")
+    assert "recording" not in world.interactions["c1"].extra

@@ -137,16 +137,19 @@ function callRow(c) {
   const list = el("ul", null, "flags");
   for (const f of c.flags || []) list.append(el("li", f.replace(/_/g, " ")));
   flags.append(list);
-  const wait = c.waiting_since || (c.state !== "talking" ? c.offered_at : null);
+  const bridged = c.state === "talking" || c.state === "on hold";
+  const wait = c.waiting_since || (!bridged ? c.offered_at : null);
   tr.append(
     el("td", c.caller || "withheld"),
     el("td", c.customer || (c.status === "ambiguous" ? "ambiguous caller" : "unknown")),
     flags,
-    el("td", c.detail || c.state, "state"),
+    c.state === "on hold" && c.on_hold_since
+      ? ticking(c.on_hold_since, "state", `${c.detail} for `)
+      : el("td", c.detail || c.state, "state"),
     el("td", c.queue || ""),
     el("td", c.tier || ""),
-    ticking(c.state === "talking" ? null : wait, "num wait"),
-    ticking(c.state === "talking" ? c.answered_at : null, "num talk"),
+    ticking(bridged ? null : wait, "num wait"),
+    ticking(bridged ? c.answered_at : null, "num talk"),
     el("td", c.reason || ""),
   );
   return tr;

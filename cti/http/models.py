@@ -139,6 +139,29 @@ class RouteBody(_Body):
     channel: Line | None = Field(None, max_length=200)
 
 
+class AgentActionBody(_Body):
+    """``POST /api/supervisor/agent``: a supervisor logs an agent in or out of a queue, or
+    pauses or unpauses them (in one queue, or all when ``queue`` is left out)."""
+
+    agent: Line = Field(min_length=1, max_length=100)
+    action: Literal["login", "logout", "pause", "unpause"]
+    queue: Line | None = Field(None, min_length=1, max_length=80)
+    reason: Line = Field("", max_length=80, pattern=r"^[\w .,/'-]*$")
+
+
+class SpyBody(_Body):
+    """``POST /api/calls/{call_id}/spy``: listen (nobody hears the supervisor), whisper (only
+    the agent does) or barge (three-way)."""
+
+    mode: Literal["listen", "whisper", "barge"]
+
+
+class RecordingBody(_Body):
+    """``POST /api/calls/{call_id}/recording``: pause (``true``) or resume the recording."""
+
+    paused: bool
+
+
 BODIES: tuple[type[BaseModel], ...] = (
     LoginBody,
     NoteBody,
@@ -151,6 +174,9 @@ BODIES: tuple[type[BaseModel], ...] = (
     QueueBody,
     PauseBody,
     RouteBody,
+    AgentActionBody,
+    SpyBody,
+    RecordingBody,
 )
 
 

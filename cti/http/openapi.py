@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from cti import __version__
 from cti.http.models import (
     BODIES,
+    AgentActionBody,
     ConfirmBody,
     DispositionBody,
     EscalateBody,
@@ -20,7 +21,9 @@ from cti.http.models import (
     OriginateBody,
     PauseBody,
     QueueBody,
+    RecordingBody,
     RouteBody,
+    SpyBody,
 )
 
 _REF = "#/components/schemas/{model}"
@@ -32,7 +35,8 @@ _ERRORS = {
     "404": "unknown call, customer or agent",
     "409": "refused in the current state (ended call, do-not-call number...)",
     "502": "Asterisk refused or did not answer the AMI action (its message is given)",
-    "503": "the CRM could not be asked (nothing was dialled)",
+    "416": "the Range asked for is not in the file",
+    "503": "a service it needs is not running or could not be asked (the CRM: nothing was dialled)",
 }
 
 
@@ -71,7 +75,54 @@ def _path_param(name: str, kind: str = "string") -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": {"type": kind}}
 
 
+def _query(name: str, description: str, *, required: bool = False, **schema: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": required,
+        "description": description,
+        "schema": schema or {"type": "string"},
+    }
+
+
 CALL = [_path_param("call_id")]
+_WHEN = "an ISO date or time, UTC when it has no zone"
+PERIOD = [
+    _query("from", f"start of the period, included ({_WHEN})", required=True),
+    _query("to", f"end of the period, excluded ({_WHEN})", required=True),
+    _query(
+        "group_by",
+        "how the figures are grouped (default queue)",
+        type="string",
+        enum=["queue", "tier", "agent", "hour"],
+    ),
+]
+AUDIT_PERIOD = [
+    _query("from", f"first entry's time, included ({_WHEN}); default: the beginning"),
+    _query("to", f"last entry's time, excluded ({_WHEN}); default: no end"),
+]
+
+
+def _recording_op() -> dict[str, Any]:
+    audio = {"audio/wav": {"schema": {"type": "string", "format": "binary"}}}
+    op = _op(
+        "Play a call's recording back (supervisors, and the agent who took the call); "
+        "Range requests are served so a player can seek; every playback is audited",
+        errors=("401", "403", "404", "416", "503"),
+        params=[
+            _path_param("call_id"),
+            {
+                "name": "Range",
+                "in": "header",
+                "required": False,
+                "description": "bytes=START-[END]: a part of the file (answered 206)",
+                "schema": {"type": "string"},
+            },
+        ],
+    )
+    op["responses"]["200"] = {"description": "the whole WAV file", "content": audio}
+    op["responses"]["206"] = {"description": "the part of the file asked for", "content": audio}
+    return op
 
 
 def build_openapi() -> dict[str, Any]:
@@ -195,6 +246,78 @@ def build_openapi() -> dict[str, Any]:
                 )
             },
             **_case_paths(),
+            "/api/calls/{call_id}/spy": {
+                "post": _op(
+                    "Listen, whisper or barge: ring the supervisor's phone into ChanSpy on the "
+                    "agent's channel (supervisors; audited)",
+                    SpyBody,
+                    ok="201",
+                    errors=(*act, "503"),
+                    params=CALL,
+                )
+            },
+            "/api/calls/{call_id}/recording": {
+                "post": _op(
+                    "Pause or resume the call's recording (the agent on the call or a "
+                    "supervisor; audited)",
+                    RecordingBody,
+                    errors=(*act, "503"),
+                    params=CALL,
+                )
+            },
+            "/api/recordings/{call_id}": {"get": _recording_op()},
+            "/api/stats/live": {
+                "get": _op(
+                    "Today's figures by queue, tier, agent and hour (supervisors)",
+                    errors=("401", "403", "503"),
+                )
+            },
+            "/api/stats": {
+                "get": _op(
+                    "The figures of a period, grouped by queue, tier, agent or hour "
+                    "(supervisors; at most 400 days)",
+                    errors=("400", "401", "403", "503"),
+                    params=PERIOD,
+                )
+            },
+            "/api/supervisor/board": {
+                "get": _op(
+                    "The console's board: live calls, agents, queues, alerts (supervisors)",
+                    errors=("401", "403", "503"),
+                )
+            },
+            "/api/supervisor/agent": {
+                "post": _op(
+                    "Log an agent in or out of a queue, pause or unpause them (supervisors)",
+                    AgentActionBody,
+                    errors=act,
+                )
+            },
+            "/api/supervisor/audit": {
+                "get": _op(
+                    "The audit log: listen/whisper/barge, recordings, pauses and playbacks "
+                    "(supervisors)",
+                    errors=("400", "401", "403", "503"),
+                    params=AUDIT_PERIOD,
+                )
+            },
+            "/supervisor": {
+                "get": _op(
+                    "The supervisor console page (HTML; its socket asks for the token)",
+                    errors=(),
+                    public=True,
+                )
+            },
+            "/ws/supervisor": {
+                "get": _op(
+                    'The console\'s WebSocket: first frame {"type":"auth","token":...} (a '
+                    "supervisor's), then hello, a snapshot and call_row/call_gone/agent_row/"
+                    "queue_row/hours/alert",
+                    ok="101",
+                    errors=("401",),
+                    public=True,
+                )
+            },
             "/api/openapi.json": {"get": _op("This document", errors=(), public=True)},
             "/healthz": {"get": _op("AMI and database health", errors=(), public=True)},
             "/favicon.ico": {"get": _op("No icon (204)", ok="204", errors=(), public=True)},

@@ -21,16 +21,15 @@ import asyncio
 import contextlib
 import json
 from pathlib import Path
-from typing import Literal
 
 import structlog
 from aiohttp import WSMsgType, web
-from pydantic import BaseModel, ConfigDict, Field
 
 from cti.http.access import is_on_call
 from cti.http.auth import AGENT, agent_info, is_supervisor
 from cti.http.calls import ami_action
 from cti.http.errors import ApiError, parse_body
+from cti.http.models import AgentActionBody, RecordingBody, SpyBody
 from cti.http.state import DEPS, DIRECTORY, SOCKETS
 from cti.http.stats import supervision
 from cti.hub import Subscription
@@ -44,27 +43,6 @@ CLOSE_UNAUTHORISED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_TOO_SLOW = 1013
 AUTH_TIMEOUT_S = 10.0
-
-
-class AgentActionBody(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    agent: str = Field(min_length=1, max_length=100)
-    action: Literal["login", "logout", "pause", "unpause"]
-    queue: str | None = Field(None, min_length=1, max_length=80)
-    reason: str = Field("", max_length=80, pattern=r"^[\w .,/'-]*$")
-
-
-class SpyBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    mode: Literal["listen", "whisper", "barge"]
-
-
-class RecordingBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    paused: bool
 
 
 def _supervise(request: web.Request) -> Supervise:

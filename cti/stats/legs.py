@@ -37,6 +37,17 @@ class Leg:
     exit: str | None = None  # escalation / transfer
     wrap_s: float = 0.0
     customer_id: int | None = None
+    hold_s: float = 0.0  # the caller held by the agent (within talk: still bridged)
+    hold_since: float | None = None  # on hold now, since
+
+    def hold_so_far(self, now: float) -> float:
+        held = self.hold_s + (max(0.0, now - self.hold_since) if self.hold_since else 0.0)
+        return round(held, 3)
+
+    def end_hold(self, ts: float) -> None:
+        if self.hold_since is not None:
+            self.hold_s = self.hold_so_far(ts)
+            self.hold_since = None
 
     @property
     def finished(self) -> bool:
@@ -173,6 +184,7 @@ class LegBook:
         )
         if source is not None:
             source.ended_at = ts
+            source.end_hold(ts)
             to_tier = self.tier_of(f.to_queue) if f.to_queue else None
             source.exit = "escalation" if to_tier and to_tier != source.tier else "transfer"
         return []
@@ -201,8 +213,20 @@ class LegBook:
                 leg.outcome = "abandoned" if f.hangup_by in (None, "caller") else "left"
             elif leg.answered_at is not None and leg.ended_at is None:
                 leg.ended_at = ts
+            leg.end_hold(ts)
         del self._calls[f.call]
         return call.legs
+
+    def _hold(self, call: _Call, f: EventFields, ts: float) -> list[Leg]:
+        """Hold / unhold: on the leg an agent is talking on."""
+        for leg in reversed(call.legs):
+            if leg.answered_at is not None and leg.ended_at is None:
+                if f.name == "hold" and leg.hold_since is None:
+                    leg.hold_since = ts
+                elif f.name == "unhold":
+                    leg.end_hold(ts)
+                break
+        return []
 
 
 _Handler = Callable[[LegBook, _Call, EventFields, float], list[Leg]]
@@ -215,6 +239,8 @@ _HANDLERS: dict[str, _Handler] = {
     "abandoned": LegBook._abandoned,
     "left_queue": LegBook._left_queue,
     "ended": LegBook._ended,
+    "hold": LegBook._hold,
+    "unhold": LegBook._hold,
 }
 
 

@@ -46,6 +46,8 @@ class LiveStats:
         self.now = 0.0
         self.activity_today: list[Activity] = []
         self._answered_today: dict[str, int] = {}  # agent -> legs answered today
+        # Wrap-ups measured before their call's legs finished: call -> agent -> seconds.
+        self._early_wraps: dict[str, dict[str, float]] = {}
 
     def apply(self, event: CallEvent) -> Applied:
         if event.ts is not None and event.ts > self.now:
@@ -57,9 +59,23 @@ class LiveStats:
             for leg in self.legs.legs_of(event.call):
                 if leg.answered_at == event.ts and leg.agent and leg.joined_at >= self._day_start:
                     self._answered_today[leg.agent] = self._answered_today.get(leg.agent, 0) + 1
+        if done.legs and self._early_wraps:
+            for call in {leg.call_id for leg in done.legs}:
+                for agent, seconds in self._early_wraps.pop(call, {}).items():
+                    _set_wrap(done.legs, agent, seconds)
         self._today.extend(done.legs)
         self.activity_today.extend(done.activity)
         return done
+
+    def wrap_up(self, call: str, agent: str, seconds: float) -> list[Leg]:
+        """The agent's wrap-up of a call joins the last leg they answered on it. The call's
+        finished legs, to be written again; [] if it is not finished yet (kept until it is) or
+        no longer known (offered before today)."""
+        if self.legs.legs_of(call):
+            self._early_wraps.setdefault(call, {})[agent] = seconds
+            return []
+        legs = [leg for leg in self._today if leg.call_id == call]
+        return legs if _set_wrap(legs, agent, seconds) else []
 
     def _roll_day(self) -> None:
         self._day_start = self.now - self.now % DAY
@@ -106,3 +122,11 @@ class LiveStats:
 
 
 GROUPS_LIVE = ("queue", "tier", "agent", "hour")
+
+
+def _set_wrap(legs: list[Leg], agent: str, seconds: float) -> bool:
+    for leg in reversed(legs):
+        if leg.agent == agent and leg.answered_at is not None:
+            leg.wrap_s = seconds
+            return True
+    return False

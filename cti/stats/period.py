@@ -24,6 +24,7 @@ LEGS: Table = CallLeg.__table__  # type: ignore[assignment]
 ACTIVITY: Table = AgentActivity.__table__  # type: ignore[assignment]
 CALLS: Table = Interaction.__table__  # type: ignore[assignment]
 LONG_PERIOD_S = 2 * 86400.0
+REPORT_WORK_MEM = "128MB"
 
 
 @dataclass
@@ -198,7 +199,14 @@ def report_engine(url: str, *, statement_timeout_s: float = 600.0) -> AsyncEngin
     from sqlalchemy.ext.asyncio import create_async_engine
 
     if make_url(url).get_backend_name() == "postgresql":
-        args = {"timeout": 5.0, "command_timeout": statement_timeout_s}
+        # The repeat-call window sorts a month of calls, then hashes them: in memory rather
+        # than in temporary files (4 MB, PostgreSQL's default, spills both to disk).
+        settings = {"work_mem": REPORT_WORK_MEM}
+        args = {
+            "timeout": 5.0,
+            "command_timeout": statement_timeout_s,
+            "server_settings": settings,
+        }
         return create_async_engine(url, connect_args=args, pool_size=2)
     return create_async_engine(url)
 
@@ -228,12 +236,16 @@ async def _repeat_calls(
     customer, started = i[INTERACTION_COLUMNS["customer"]], i[INTERACTION_COLUMNS["started"]]
     direction = i[INTERACTION_COLUMNS["direction"]]
     at = _epoch(started, conn.dialect.name)
+    # "+ 0" keeps both databases off the (customer_id, started_at) index here: reading a
+    # month through it fetches every row at random (PostgreSQL: 6 of 14 s); a scan and one
+    # sort is several times faster.
+    by_customer = customer + 0
     calls = (
         select(
             i.call_id,
             at.label("at"),
-            func.lag(at).over(partition_by=customer, order_by=started).label("prev_at"),
-            func.lag(i.call_id).over(partition_by=customer, order_by=started).label("prev_call"),
+            func.lag(at).over(partition_by=by_customer, order_by=started).label("prev_at"),
+            func.lag(i.call_id).over(partition_by=by_customer, order_by=started).label("prev_call"),
         )
         .where(
             customer.is_not(None),
@@ -249,20 +261,19 @@ async def _repeat_calls(
         calls.c.at - calls.c.prev_at <= days * 86400,
     )
     key: ColumnElement[Any]
+    counted: ColumnElement[Any]
     if group_by == "agent":
         key = LEGS.c.agent
         joined = calls.join(
             LEGS, and_(LEGS.c.call_id == calls.c.prev_call, LEGS.c.agent.is_not(None))
         )
+        # An agent who answered two legs of the call before counts it once.
+        counted = func.count(func.distinct(calls.c.call_id))
     else:
         key = _group_column(group_by)
         joined = calls.join(LEGS, and_(LEGS.c.call_id == calls.c.call_id, LEGS.c.seq == 0))
-    query = (
-        select(key, func.count(func.distinct(calls.c.call_id)))
-        .select_from(joined)
-        .where(repeat)
-        .group_by(key)
-    )
+        counted = func.count()  # one first leg per call: no DISTINCT (a sort of every row)
+    query = select(key, counted).select_from(joined).where(repeat).group_by(key)
     return {_group_key(group_by, k): int(n) for k, n in (await conn.execute(query)).all()}
 
 

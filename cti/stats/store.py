@@ -55,9 +55,12 @@ def activity_row(item: Activity) -> dict[str, Any]:
 
 
 async def write_legs(engine: AsyncEngine, legs: Sequence[Leg]) -> None:
-    """Write legs; the legs of a call replace those written for it before."""
+    """Write legs; the legs of a call replace those written for it before (also within
+    ``legs``: a call's legs are given again when its wrap-up is measured)."""
     if not legs:
         return
+    latest: dict[tuple[str, int], Leg] = {(leg.call_id, leg.seq): leg for leg in legs}
+    legs = list(latest.values())
     calls = sorted({leg.call_id for leg in legs})
     async with engine.begin() as conn:
         for start in range(0, len(calls), 500):

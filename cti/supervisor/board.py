@@ -4,9 +4,11 @@ hour. Pure: built from the live call contexts, today's statistics and ``now`` pa
 Rows (JSON objects; the console's contract, see ``cti.supervisor.console``):
 
 - call: ``call_id``, ``caller``, ``customer``, ``status`` (CRM resolution), ``flags``,
-  ``state`` (arriving, waiting, ringing, talking, transferred), ``detail`` (whom it rings or
-  talks to), ``queue``, ``tier``, ``agent``, ``ringing``, ``offered_at``, ``waiting_since``,
-  ``answered_at``, ``wait_s`` and ``talk_s`` so far, ``reason`` (routing or escalation);
+  ``state`` (arriving, waiting, ringing, talking, on hold, transferred), ``detail`` (whom it
+  rings, talks to or who holds it), ``queue``, ``tier``, ``agent``, ``ringing``,
+  ``offered_at``, ``waiting_since``, ``answered_at``, ``wait_s`` and ``talk_s`` so far (talk
+  includes hold: the caller stays bridged), ``on_hold_since``, ``hold_s`` (held so far by
+  the agent on the call), ``reason`` (routing or escalation);
 - agent: ``name``, ``member``, ``state`` (logged_out, available, ringing, on_call, paused),
   ``reason``, ``paused_since``, ``paused_s``, ``call_id``, ``queues``, ``calls_today``;
 - queue: ``queue``, ``tier``, ``waiting``, ``longest_wait_s`` (of the callers waiting now),
@@ -67,8 +69,16 @@ def call_row(ctx: CallView, legs: Sequence[Leg], now: float) -> dict[str, Any]:
         detail = "ringing " + ", ".join(ringing)
     elif state == "talking" and ctx.agent:
         detail = f"talking with {ctx.agent}"
+    talking = next(
+        (leg for leg in reversed(legs) if leg.answered_at is not None and leg.ended_at is None),
+        None,
+    )
+    held = state == "talking" and talking is not None and talking.hold_since is not None
+    if held:
+        state, detail = "on hold", f"on hold by {ctx.agent}"
     waiting = next((leg for leg in reversed(legs) if leg.answered_at is None), None)
-    waiting_since = waiting.joined_at if waiting is not None and state != "talking" else None
+    bridged = state in ("talking", "on hold")
+    waiting_since = waiting.joined_at if waiting is not None and not bridged else None
     escalation = ctx.escalations[-1] if ctx.escalations else None
     return {
         "call_id": ctx.call_id,
@@ -80,15 +90,18 @@ def call_row(ctx: CallView, legs: Sequence[Leg], now: float) -> dict[str, Any]:
         "detail": detail,
         "queue": ctx.queue,
         "tier": ctx.tier,
-        "agent": ctx.agent if state == "talking" else None,
+        "agent": ctx.agent if bridged else None,
         "ringing": ringing,
         "offered_at": ctx.offered_at,
         "waiting_since": waiting_since,
         "answered_at": ctx.answered_at,
         "wait_s": _secs(now, waiting_since if waiting_since else ctx.offered_at)
-        if state != "talking"
+        if not bridged
         else None,
-        "talk_s": _secs(now, ctx.answered_at) if state == "talking" else None,
+        "talk_s": _secs(now, ctx.answered_at) if bridged else None,
+        "on_hold_since": talking.hold_since if held and talking is not None else None,
+        # time on hold on this agent's part of the call so far (within talk_s)
+        "hold_s": round(talking.hold_so_far(now), 1) if talking is not None else None,
         "reason": (escalation or {}).get("reason") or routing.get("reason"),
     }
 

@@ -99,6 +99,7 @@ class Supervise:
         self._recording: dict[str, str] = {}  # call id -> the channel MixMonitor is on
         self._jobs: asyncio.Queue[tuple[str, Any]] | None = None
         self._worker: asyncio.Task[None] | None = None
+        self._recorded: list[Callable[[str, str], None]] = []
 
     # ---- listen / whisper / barge ------------------------------------------------------------
 
@@ -139,6 +140,10 @@ class Supervise:
 
     # ---- recordings --------------------------------------------------------------------------
 
+    def on_recording(self, listener: Callable[[str, str], None]) -> None:
+        """Be told ``(call id, file name)`` when Asterisk accepted to record a call."""
+        self._recorded.append(listener)
+
     def answered(self, ctx: CallLike) -> None:
         """A call was answered: start recording it if its queue is recorded (once per call)."""
         if (
@@ -164,6 +169,8 @@ class Supervise:
             {"Action": "MixMonitor", "Channel": channel, "File": str(path), "Options": "b"}
         )
         self._recording[ctx.call_id] = channel
+        for listener in self._recorded:
+            listener(ctx.call_id, path.name)
         await self.audit.add(
             at=self.clock(),
             supervisor="system",

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cti.calls import WrapUp
 from cti.config import AgentConfig, Config
 from cti.hub import HubMessage, PopHub
 from cti.stats.live import LiveStats, thresholds_of
@@ -44,6 +45,10 @@ class LiveCallsView(Protocol):
     def active(self) -> Sequence[Any]: ...
 
     def get(self, call_id: str) -> Any | None: ...
+
+    def on_wrap_up(self, listener: Callable[[WrapUp], None]) -> None: ...
+
+    def note_recording(self, call_id: str, file_name: str) -> None: ...
 
 
 class Supervision:
@@ -76,6 +81,9 @@ class Supervision:
         self._listeners: list[Callable[[AlertEvent], None]] = []
         self._task: asyncio.Task[None] | None = None
         self._sent_calls: dict[str, dict[str, Any]] = {}  # last call rows pushed by refresh
+        calls.on_wrap_up(self._wrapped)
+        if supervise is not None:
+            supervise.on_recording(calls.note_recording)
 
     # ---- the event flow ------------------------------------------------------------------
 
@@ -93,6 +101,12 @@ class Supervision:
                 self.recorder.submit_activity(done.activity)
         if self.hub.consoles():
             self.hub.to_consoles(self._rows(event, ctx))
+
+    def _wrapped(self, wrap: WrapUp) -> None:
+        """A wrap-up was measured: it joins its leg's handle time (rewritten if written)."""
+        legs = self.stats.wrap_up(wrap.call_id, wrap.agent, wrap.seconds)
+        if legs and self.recorder is not None:
+            self.recorder.submit_legs(legs)
 
     def _rows(self, event: CallEvent, ctx: CallView | None) -> list[HubMessage]:
         now = self.clock()
@@ -267,7 +281,7 @@ class Supervision:
 
 def _still(row: dict[str, Any]) -> dict[str, Any]:
     """A call row without what changes every second (compared to know if it changed)."""
-    return {k: v for k, v in row.items() if k not in ("wait_s", "talk_s")}
+    return {k: v for k, v in row.items() if k not in ("wait_s", "talk_s", "hold_s")}
 
 
 def parse_when(value: str, field: str) -> float:

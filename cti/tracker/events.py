@@ -20,6 +20,10 @@ CallEventName = Literal[
     # answered: agent = who dialled, direction "outbound", customer_channel, ring_s
     "answered",
     "transferred",  # kind (blind/attended), from_agent, to, to_queue
+    # Hold / Unhold: channel, uniqueid, by (the member or device whose phone held the call),
+    # music_class (hold); a hold left open ends with the transfer or the end of the call
+    "hold",
+    "unhold",
     "abandoned",  # caller gave up while queued or ringing: queue, wait_s, position
     "left_queue",  # the caller left a queue without being answered there (redirect, timeout)
     # hangup_by (caller/agent/system; outbound: agent/customer/system), cause, duration_s,

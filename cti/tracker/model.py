@@ -40,6 +40,7 @@ class Channel:
         "linkedid",
         "member",
         "name",
+        "on_hold",
         "partner_name",
         "queue",
         "queues_pending",
@@ -53,6 +54,7 @@ class Channel:
         self.caller_name = ""
         self.bridge: str | None = None
         self.member: str | None = None  # queue member name when a queue rang this channel
+        self.on_hold = False  # its phone put the bridge on hold (Hold, until Unhold)
         self.interface: str | None = None
         self.queue: str | None = None  # the queue whose member this channel is
         self.calls: list[str] = []  # call ids this channel counts towards

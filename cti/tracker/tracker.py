@@ -113,6 +113,8 @@ class CallTracker:
             "AgentRingNoAnswer": self._on_ring_no_answer,
             "BlindTransfer": self._on_blind_transfer,
             "AttendedTransfer": self._on_attended_transfer,
+            "Hold": self._on_hold,
+            "Unhold": self._on_hold,
             "QueueMemberAdded": self._member_event("added"),
             "QueueMemberRemoved": self._member_event("removed"),
             "QueueMemberPause": self._member_event("pause"),
@@ -1184,6 +1186,28 @@ class CallTracker:
         if state is not None:
             state.in_call = False
             self._emit_agent(out, state, ts, event, "complete")
+
+    def _on_hold(self, event: Event, ts: float | None, out: list[CallEvent]) -> None:
+        """Hold / Unhold (Asterisk 22: Channel, Uniqueid, Linkedid; Hold adds MusicClass): the
+        channel that put its bridge on hold, as the phone asked. Reported once per change.
+        Asterisk sends no Unhold when an attended transfer completes a held call: a hold
+        still open ends with the holding agent's part of the call (``cti.stats.legs``)."""
+        chan = self._chan(event)
+        call = self._call_of(chan) if chan is not None else None
+        if chan is None or call is None or call.end_ts is not None:
+            return
+        held = event.get("Event") == "Hold"
+        if chan.on_hold == held:
+            return
+        chan.on_hold = held
+        data: dict[str, Any] = {
+            "channel": chan.name,
+            "uniqueid": chan.uniqueid,
+            "by": self._party_name(chan),
+        }
+        if held and event.get("MusicClass"):
+            data["music_class"] = event.get("MusicClass")
+        self.emit(out, call, "hold" if held else "unhold", ts, **data)
 
     def _on_ring_no_answer(self, event: Event, ts: float | None, out: list[CallEvent]) -> None:
         dest = self._member_channel(event)

@@ -11,7 +11,7 @@ about who is who: it is skipped and counted in ``skipped_blocks``.
 The score of a pair (0-100) is the sum of the points of its reasons:
 
 - same number: +35; same email: +45; same address: +25 (same postcode only: +10);
-- names alike (rapidfuzz ``token_sort_ratio``, so "Smith, John" is "John Smith"):
+- names alike (rapidfuzz ``ratio`` or ``token_sort_ratio``, so "Smith, John" is "John Smith"):
   +60 at 100 %, 0 at 75 %, down to -40 at 50 % or less. Two people of one household share a
   number and an address but not a first name ("Ann Smith" and "Bob Smith", 67 %): they score
   low, which is right: they are two customers (see ``crm_core.merge`` to divide a number).
@@ -90,8 +90,10 @@ def address_key(address: str | None) -> str | None:
 
 
 def name_similarity(first: str, second: str) -> float:
-    """0..1: how alike two names are, word order and case aside."""
-    return float(fuzz.token_sort_ratio(first, second, processor=utils.default_process)) / 100.0
+    """0..1: how alike two names are, word order and case aside (the better of the plain and
+    the word-sorted comparison: sorting alone puts "Katherine Green" after "Green")."""
+    a, b = utils.default_process(first), utils.default_process(second)
+    return max(fuzz.ratio(a, b), fuzz.token_sort_ratio(a, b)) / 100.0
 
 
 def name_points(similarity: float) -> int:

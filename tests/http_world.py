@@ -299,6 +299,7 @@ async def running_api(
     crm: Any = None,
     agi_token: str = AGI_TOKEN,
     grace_s: float = 120.0,
+    customers_admin: Any = None,
 ) -> AsyncIterator[World]:
     """The API on a real socket; ``ami`` replaces the recording double (e.g. an AmiClient),
     ``crm`` the in-memory CRM (e.g. a real ``CrmStore``)."""
@@ -333,6 +334,7 @@ async def running_api(
         ami_connected=lambda: bool((ami or recording).connected),
         db_ok=db_ok,
         route_handler=route_handler_for(crm),
+        customers_admin=customers_admin,
     )
     client = TestClient(TestServer(create_app(deps)))
     await client.start_server()

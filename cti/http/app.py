@@ -9,7 +9,7 @@ from aiohttp import WSCloseCode, web
 from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry
 
-from cti.http import agent_state, calls, customers, health, supervisor, ws
+from cti.http import agent_state, calls, customers, customers_admin, health, supervisor, ws
 from cti.http.auth import AGENT, AgentDirectory, Handler, agent_info, auth_middleware
 from cti.http.deps import ApiDeps
 from cti.http.errors import ApiError, error_response, parse_body
@@ -139,6 +139,7 @@ def create_app(deps: ApiDeps) -> web.Application:
     r.add_post("/api/agent/queues", agent_state.queues)
     r.add_post("/api/agent/pause", agent_state.pause)
     supervisor.setup(app)
+    customers_admin.setup(app)
     if deps.route_handler is not None:
         r.add_post("/api/route", deps.route_handler)
     return app

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from crm_core.merge import CustomerMaintenance
 from crm_core.types import CustomerView, Resolution
 from cti.calls import LiveCalls
 from cti.config import Config
@@ -84,3 +85,5 @@ class ApiDeps:
     route_handler: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = None
     # Statistics and the supervisor console (cti.supervisor.service.Supervision), when wired.
     supervision: SupervisionApi | None = None
+    # Merge, divide and duplicates of the CRM store's customers (supervisors), when wired.
+    customers_admin: CustomerMaintenance | None = None

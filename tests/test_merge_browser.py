@@ -95,8 +95,26 @@ async def test_a_supervisor_merges_two_duplicates_from_the_console(
                 f"Supervisor: merge #{jon} / #{john}"
             )
 
+            # The mobile was John's own: divide it back out to a new customer, with one case.
+            await page.get_by_label("Divide customer").fill(str(jon))
+            await page.get_by_role("button", name="Show records").click()
+            await page.get_by_label("move 07700900123 (mobile)").check()
+            await page.get_by_label("case #2 Router").check()
+            await page.get_by_label("To customer id, or a new customer's name").fill("John Smyth")
+            await page.get_by_role("button", name="Divide").click()
+            await expect(page.locator("#dupes-feedback")).to_have_text(
+                f"divided #{jon}: 2 records moved to #4."
+            )
+            await expect(page.locator("#dupes-audit li")).to_have_count(2)
+
         for table, (a, b) in before.items():
-            assert (await rows(store, table, jon), await rows(store, table, john)) == (a + b, 0)
+            back = 1 if table in ("phone_numbers", "cases") else 0
+            assert (await rows(store, table, jon), await rows(store, table, john)) == (
+                a + b - back,
+                0,
+            )
+            assert await rows(store, table, 4) == back
+        assert (await store.resolve("07700900123")).customer_id == 4
         view = await store.view(jon)
         assert view is not None and "do_not_call" in view.flags
     finally:

@@ -141,32 +141,52 @@ def find_duplicates(
         for i, a in enumerate(ordered):
             for b in ordered[i + 1 :]:
                 shared[(a, b)].setdefault(kind, value)
+    names: dict[int, str] = {}
+    places: dict[int, str | None] = {}
     pairs = []
     for (a, b), kinds in shared.items():
-        first, second = customers[a], customers[b]
-        reasons = _reasons(first, second, kinds)
-        score = max(0, min(100, sum(r.points for r in reasons)))
+        for cid in (a, b):
+            if cid not in names:
+                names[cid] = utils.default_process(customers[cid].name)
+                places[cid] = address_key(customers[cid].address)
+        same_address = places[a] is not None and places[a] == places[b]
+        reasons = _reasons(kinds, same_address, customers[a].address)
+        base = sum(r.points for r in reasons)
+        # The least name likeness that can still reach min_score: pairs that cannot are not
+        # scored further (most pairs of a busy street).
+        needed = 0.75 + 0.25 * (min_score - base) / 60
+        if needed > 1.0:
+            continue
+        cutoff = max(0.0, needed * 100 - 1)
+        similarity = _similarity(names[a], names[b], cutoff)
+        name = Reason("name", f"names {round(similarity * 100)}% alike", name_points(similarity))
+        score = max(0, min(100, base + name.points))
         if score >= min_score:
-            pairs.append(DuplicatePair(a, b, first.name, second.name, score, tuple(reasons)))
+            first, second = customers[a], customers[b]
+            pair = DuplicatePair(a, b, first.name, second.name, score, (*reasons, name))
+            pairs.append(pair)
     pairs.sort(key=lambda p: (-p.score, p.first_id, p.second_id))
     return DuplicateReport(tuple(pairs), len(customers), len(shared), skipped)
 
 
-def _reasons(first: _Customer, second: _Customer, kinds: dict[str, str]) -> list[Reason]:
+def _similarity(a: str, b: str, cutoff: float) -> float:
+    """``name_similarity`` of processed names; below ``cutoff`` (0-100) rapidfuzz answers 0."""
+    best = max(
+        fuzz.ratio(a, b, score_cutoff=cutoff), fuzz.token_sort_ratio(a, b, score_cutoff=cutoff)
+    )
+    return float(best) / 100.0
+
+
+def _reasons(kinds: dict[str, str], same_address: bool, address: str | None) -> list[Reason]:
     reasons = []
     if "number" in kinds:
         reasons.append(Reason("number", f"same number {kinds['number']}", NUMBER_POINTS))
     if "email" in kinds:
         reasons.append(Reason("email", f"same email {kinds['email']}", EMAIL_POINTS))
-    same_address = address_key(first.address) == address_key(second.address) and first.address
     if same_address:
-        reasons.append(Reason("address", f"same address {first.address}", ADDRESS_POINTS))
+        reasons.append(Reason("address", f"same address {address}", ADDRESS_POINTS))
     elif "postcode" in kinds:
         reasons.append(Reason("postcode", f"same postcode {kinds['postcode']}", POSTCODE_POINTS))
-    similarity = name_similarity(first.name, second.name)
-    reasons.append(
-        Reason("name", f"names {round(similarity * 100)}% alike", name_points(similarity))
-    )
     return reasons
 
 

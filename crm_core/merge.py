@@ -216,6 +216,7 @@ class CustomerMaintenance:
             raise MergeConflict(f"customer {survivor_id} cannot be merged into itself")
         numbers: set[str] = set()
         async with self._transaction("merge") as conn:
+            await _lock(conn, survivor_id, merged_id)
             survivor, merged = await self._live_pair(conn, survivor_id, merged_id)
             before = await _counts(conn, (survivor_id, merged_id))
             moved: dict[str, list[int]] = {}
@@ -289,6 +290,7 @@ class CustomerMaintenance:
         if to_customer_id == customer_id:
             raise MergeConflict(f"customer {customer_id} cannot be divided into itself")
         async with self._transaction("divide") as conn:
+            await _lock(conn, customer_id, *([to_customer_id] if to_customer_id else []))
             source = await self._live(conn, customer_id)
             if to_customer_id is not None:
                 await self._live(conn, to_customer_id)
@@ -433,6 +435,17 @@ class CustomerMaintenance:
         }
         audit_id = (await conn.execute(insert(AUDIT).values(row).returning(AUDIT.c.id))).scalar()
         return {"id": int(audit_id or 0), **row}
+
+
+async def _lock(conn: AsyncConnection, *ids: int) -> None:
+    """Take the customers' rows for this transaction before anything is read: a write first,
+    so that SQLite takes its write lock now (its SELECT FOR UPDATE does nothing) and the checks
+    that follow see any merge committed meanwhile; one row at a time in id order on
+    PostgreSQL, so that two merges of the same pair wait for each other, never deadlock."""
+    for customer_id in sorted(set(ids)):
+        await conn.execute(
+            update(CUSTOMERS).where(CUSTOMERS.c.id == customer_id).values(updated_at=func.now())
+        )
 
 
 def _plain(value: Any) -> Any:

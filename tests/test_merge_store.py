@@ -3,6 +3,7 @@ before and after with independent ``SELECT count(*)`` per table), everything is 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -194,3 +195,27 @@ async def test_a_divide_naming_another_customers_record_moves_nothing(store: Crm
                                  phone_ids=[anns_phone, bobs_phone])  # fmt: skip
     assert await counts(store, ann, bob) == before
     assert await maintenance.audit(0, 4e9) == []
+
+
+async def test_two_merges_of_one_pair_at_once_leave_one_survivor(store: CrmStore) -> None:
+    """A into B and B into A at the same moment: one wins, the other is refused (409), and
+    there is no tombstone pointing each way."""
+    a = (await store.upsert_customer(name="Ann Example", phones=["02071234567"])).customer_id
+    b = (await store.upsert_customer(name="Ann Exemple", phones=["02071234568"])).customer_id
+    await records(store, a, "a")
+    await records(store, b, "b")
+    before = await counts(store, a, b)
+    maintenance = CustomerMaintenance(store)
+    results = await asyncio.gather(
+        maintenance.merge(a, b, actor="S1"), maintenance.merge(b, a, actor="S2"),
+        return_exceptions=True,
+    )  # fmt: skip
+    refused = [r for r in results if isinstance(r, MergeConflict)]
+    done = [r for r in results if isinstance(r, dict)]
+    assert (len(done), len(refused)) == (1, 1), results
+    keep, gone = done[0]["customer_id"], done[0]["other_id"]
+    after = await counts(store, keep, gone)
+    for table in TABLES:
+        assert after[table] == (before[table][0] + before[table][1], 0, before[table][2])
+    assert await count(store, "customer_merges") == 1
+    assert await maintenance.survivor_of(keep) is None

@@ -398,3 +398,38 @@ class CallbackTask(Base):
     outcome: Mapped[str | None] = mapped_column(String(20))
     closed_reason: Mapped[str | None] = mapped_column(String(40))
     closed_at: Mapped[float | None] = mapped_column(Float)
+
+
+# ---- merging and dividing customers (migration 0007) -----------------------------------------
+
+
+class CustomerMerge(Base):
+    """The tombstone of a customer merged into another: the row of ``customers`` stays (old ids
+    and links still resolve), and this says which customer now holds its records."""
+
+    __tablename__ = "customer_merges"
+
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
+    )
+    survivor_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
+    merged_at: Mapped[float] = mapped_column(Float)
+    audit_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class CustomerAudit(Base):
+    """Every merge or divide of customers: who, when, what moved, and the rows per table of
+    both customers before and after (``crm_core.merge``). ``at`` is epoch seconds."""
+
+    __tablename__ = "customer_audit"
+    __table_args__ = (Index("ix_customer_audit_at", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[float] = mapped_column(Float)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(16))  # merge / divide
+    customer_id: Mapped[int] = mapped_column(Integer)  # survivor of a merge; source of a divide
+    other_id: Mapped[int] = mapped_column(Integer)  # merged away; the divide's other customer
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

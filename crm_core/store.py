@@ -34,6 +34,7 @@ from crm_core.models import (
     Case,
     Contact,
     Customer,
+    CustomerMerge,
     CustomerWord,
     Interaction,
     InteractionNote,
@@ -512,7 +513,9 @@ class CrmStore:
         text = query.strip()
         if not text or limit <= 0:
             return []
-        base = select(Customer.id, Customer.external_id, Customer.name)
+        base = select(Customer.id, Customer.external_id, Customer.name).where(
+            Customer.id.not_in(select(CustomerMerge.customer_id))  # not merged away
+        )
         queries: list[tuple[str, Any]] = []
         number = normalise(text, self.region, self.internal_max_digits)
         if number.e164:

@@ -28,6 +28,7 @@ COMMANDS = {
     "agent-token": "agent_token",
     "webhooks": "webhooks",
     "report": "report",
+    "duplicates": "duplicates",
 }
 
 

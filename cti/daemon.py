@@ -554,6 +554,7 @@ async def build_daemon(
             supervision=supervision,
             cases=case_book,
             callbacks=callback_book,
+            customers_admin=_customers_admin(store),
         )
         app = create_app(deps)
     except BaseException:
@@ -708,6 +709,14 @@ def _new_tracker(config: Config) -> CallTracker:
         return to_e164(raw, region)
 
     return CallTracker(normalise=normalise)
+
+
+def _customers_admin(store: Any) -> Any:
+    """Merge and divide work on the built-in store only (a connector's records are its own)."""
+    from crm_core.merge import CustomerMaintenance
+    from crm_core.store import CrmStore
+
+    return CustomerMaintenance(store) if isinstance(store, CrmStore) else None
 
 
 def _db_ok(store: Any) -> Any:

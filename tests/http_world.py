@@ -300,6 +300,7 @@ async def running_api(
     agi_token: str = AGI_TOKEN,
     grace_s: float = 120.0,
     recorder: Any = None,
+    customers_admin: Any = None,
 ) -> AsyncIterator[World]:
     """The API on a real socket; ``ami`` replaces the recording double (e.g. an AmiClient),
     ``crm`` the in-memory CRM (e.g. a real ``CrmStore``), ``recorder`` where ended calls go."""
@@ -335,6 +336,7 @@ async def running_api(
         ami_connected=lambda: bool((ami or recording).connected),
         db_ok=db_ok,
         route_handler=route_handler_for(crm),
+        customers_admin=customers_admin,
     )
     client = TestClient(TestServer(create_app(deps)))
     await client.start_server()

@@ -9,7 +9,17 @@ from aiohttp import WSCloseCode, web
 from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry
 
-from cti.http import agent_state, calls, cases, customers, health, identify, supervisor, ws
+from cti.http import (
+    agent_state,
+    calls,
+    cases,
+    customers,
+    customers_admin,
+    health,
+    identify,
+    supervisor,
+    ws,
+)
 from cti.http.auth import AGENT, AgentDirectory, Handler, agent_info, auth_middleware
 from cti.http.deps import ApiDeps
 from cti.http.errors import ApiError, error_response, parse_body
@@ -140,6 +150,7 @@ def create_app(deps: ApiDeps) -> web.Application:
     identify.setup(app)
     supervisor.setup(app)
     cases.setup(app)
+    customers_admin.setup(app)
     if deps.route_handler is not None:
         r.add_post("/api/route", deps.route_handler)
     return app

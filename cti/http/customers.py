@@ -44,7 +44,14 @@ async def search_customers(request: web.Request) -> web.Response:
 
 async def get_customer(request: web.Request) -> web.Response:
     customer_id = int_param(request.match_info["customer_id"], "id")
-    view = await request.app[DEPS].crm.view(customer_id)
+    admin = request.app[DEPS].customers_admin
+    # A customer merged into another answers with the survivor (old links keep working).
+    survivor = await admin.survivor_of(customer_id) if admin is not None else None
+    view = await request.app[DEPS].crm.view(survivor or customer_id)
     if view is None:
         raise ApiError(404, f"id: no customer {customer_id}")
-    return web.json_response(view.to_dict())
+    if survivor is None:
+        return web.json_response(view.to_dict())
+    return web.json_response(
+        {**view.to_dict(), "merged_into": survivor, "requested_id": customer_id}
+    )

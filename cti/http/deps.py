@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from crm_core.callbacks import CallbackBook
 from crm_core.cases import CaseBook
+from crm_core.merge import CustomerMaintenance
 from crm_core.types import CustomerView, Resolution
 from cti.calls import LiveCalls
 from cti.config import Config
@@ -89,3 +90,5 @@ class ApiDeps:
     # Cases from the pop and callback tasks (cti.http.cases), on the CRM's database.
     cases: CaseBook | None = None
     callbacks: CallbackBook | None = None
+    # Merge, divide and duplicates of the CRM store's customers (supervisors), when wired.
+    customers_admin: CustomerMaintenance | None = None

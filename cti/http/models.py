@@ -208,3 +208,40 @@ class CallbackDialBody(_Body):
 
 
 BODIES = (*BODIES, OpenCaseBody, CaseCallBody, CloseCaseBody, CallbackDialBody)
+
+
+# ---- merging and dividing customers (cti.http.customers_admin; supervisors) -------------------
+
+IdList = Annotated[list[Id], Field(max_length=1000)]
+
+
+class MergeBody(_Body):
+    """Merge ``merged_id`` into ``survivor_id``: every record moves, a tombstone stays."""
+
+    survivor_id: Id
+    merged_id: Id
+
+
+class DividedCustomerBody(_Body):
+    """The customer a divide creates for what moves out."""
+
+    name: Line = Field(min_length=1, max_length=200)
+    email: Line | None = Field(None, max_length=254)
+    address: Text | None = Field(None, max_length=1000)
+
+
+class DivideBody(_Body):
+    """Move chosen numbers, interactions and cases of ``customer_id`` to another customer,
+    picked (``to_customer_id``) or created (``new_customer``); ``shared_phone_ids`` are
+    copied so that both hold the number."""
+
+    customer_id: Id
+    to_customer_id: Id | None = None
+    new_customer: DividedCustomerBody | None = None
+    phone_ids: IdList = Field(default_factory=list)
+    shared_phone_ids: IdList = Field(default_factory=list)
+    interaction_ids: IdList = Field(default_factory=list)
+    case_ids: IdList = Field(default_factory=list)
+
+
+BODIES = (*BODIES, MergeBody, DivideBody)

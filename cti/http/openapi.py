@@ -13,8 +13,10 @@ from cti.http.models import (
     AgentActionBody,
     ConfirmBody,
     DispositionBody,
+    DivideBody,
     EscalateBody,
     LoginBody,
+    MergeBody,
     NewCustomerBody,
     NoteBody,
     NumberBody,
@@ -316,6 +318,52 @@ def build_openapi() -> dict[str, Any]:
                     ok="101",
                     errors=("401",),
                     public=True,
+                )
+            },
+            "/api/crm/duplicates": {
+                "get": _op(
+                    "Likely duplicate customers with a score and its reasons (supervisors)",
+                    errors=("400", "401", "403", "503"),
+                    params=[
+                        {"name": "min_score", "in": "query", "schema": {"type": "integer"}},
+                        {"name": "limit", "in": "query", "schema": {"type": "integer"}},
+                    ],
+                )
+            },
+            "/api/crm/customers/{customer_id}/records": {
+                "get": _op(
+                    "A customer's numbers, interactions and cases with their ids (supervisors)",
+                    errors=("400", "401", "403", "404", "503"),
+                    params=[_path_param("customer_id", "integer")],
+                )
+            },
+            "/api/crm/merge": {
+                "post": _op(
+                    "Merge one customer into another in one transaction, audited (supervisors)",
+                    MergeBody,
+                    errors=("400", "401", "403", "404", "409", "503"),
+                )
+            },
+            "/api/crm/divide": {
+                "post": _op(
+                    "Move chosen numbers, interactions and cases to another customer, picked or "
+                    "created (supervisors)",
+                    DivideBody,
+                    errors=("400", "401", "403", "404", "409", "503"),
+                )
+            },
+            "/api/crm/audit": {
+                "get": _op(
+                    "Merges and divides: who, when, what moved (supervisors)",
+                    errors=("400", "401", "403", "503"),
+                    params=[
+                        {"name": n, "in": "query", "schema": {"type": t}}
+                        for n, t in (
+                            ("from", "string"),
+                            ("to", "string"),
+                            ("customer_id", "integer"),
+                        )
+                    ],
                 )
             },
             "/api/openapi.json": {"get": _op("This document", errors=(), public=True)},

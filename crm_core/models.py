@@ -400,7 +400,7 @@ class CallbackTask(Base):
     closed_at: Mapped[float | None] = mapped_column(Float)
 
 
-# ---- merging and dividing customers (migration 0007) -----------------------------------------
+# ---- merging and dividing customers (migration 0008) -----------------------------------------
 
 
 class CustomerMerge(Base):

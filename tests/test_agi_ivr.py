@@ -240,11 +240,12 @@ async def test_a_crm_down_during_the_ivr_gives_the_route_within_the_lookup_deadl
 
 
 async def test_the_callers_typing_time_is_not_counted_against_the_session_deadline() -> None:
-    async with ivr_server(crm(), session_timeout_s=1.0) as (asterisk, _, _):
+    async with ivr_server(crm(), session_timeout_s=2.0) as (asterisk, _, _):
         result = await asterisk.call(
-            UNKNOWN, caller=Caller(["99999#", "10042#"], typing_s=0.7), timeout_s=10
+            UNKNOWN, caller=Caller(["99999#", "10042#"], typing_s=1.5), timeout_s=15
         )
-    assert result.variables.get("CTI_CUSTOMER_ID") == "42"  # 1.4 s of typing, 1 s budget
+    # 3 s of typing against a 2 s budget (margin for the server's own work on a loaded machine).
+    assert result.variables.get("CTI_CUSTOMER_ID") == "42"
 
 
 async def test_an_order_reference_tells_the_delivery_state_and_counts_a_deflected_caller() -> None:

@@ -94,7 +94,9 @@ async def test_a_customer_in_the_store_and_the_phonebook_is_one_match_with_field
     ada = await store.upsert_customer(
         name="Ada King", external_id="ACME-1", phones=["+44 20 7123 4567"], language="en"
     )
-    chain = ChainDirectory([StoreSource(store), phonebook(tmp_path / "book.csv")], region="GB")
+    chain = ChainDirectory(
+        [StoreSource(store, timeout_s=5.0), phonebook(tmp_path / "book.csv")], region="GB"
+    )
 
     resolution = await chain.resolve("+442071234567")
     view = await chain.view(ada.customer_id)
@@ -114,7 +116,9 @@ async def test_a_customer_in_the_store_and_the_phonebook_is_one_match_with_field
 async def test_a_number_stored_in_national_format_matches_the_callers_e164(
     store: CrmStore, tmp_path: Path
 ) -> None:
-    chain = ChainDirectory([StoreSource(store), phonebook(tmp_path / "book.csv")], region="GB")
+    chain = ChainDirectory(
+        [StoreSource(store, timeout_s=5.0), phonebook(tmp_path / "book.csv")], region="GB"
+    )
 
     by_work = await chain.resolve("+442071234567")
     by_mobile = await chain.resolve("00447700900123")
@@ -130,7 +134,9 @@ async def test_two_customers_for_one_number_across_sources_are_ambiguous(
     store: CrmStore, tmp_path: Path
 ) -> None:
     await store.upsert_customer(name="Someone Else", external_id="X-1", phones=["01614960000"])
-    chain = ChainDirectory([StoreSource(store), phonebook(tmp_path / "book.csv")], region="GB")
+    chain = ChainDirectory(
+        [StoreSource(store, timeout_s=5.0), phonebook(tmp_path / "book.csv")], region="GB"
+    )
 
     resolution = await chain.resolve("+441614960000")
 
@@ -143,7 +149,7 @@ async def test_a_slow_source_is_reported_unavailable_and_holds_nothing_past_its_
     store: CrmStore, tmp_path: Path
 ) -> None:
     ada = await store.upsert_customer(name="Ada", external_id="A", phones=["02071234567"])
-    chain = ChainDirectory([StoreSource(store), Hanging(timeout_s=0.2)], region="GB")
+    chain = ChainDirectory([StoreSource(store, timeout_s=5.0), Hanging(timeout_s=0.2)], region="GB")
 
     started = time.monotonic()
     resolution = await chain.resolve("+442071234567")

@@ -9,6 +9,7 @@ batch is written entirely or not at all.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -212,13 +213,24 @@ async def _insert(
             raise driver_error(f"COPY {table}", exc) from exc
         return
     sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
-    await conn.exec_driver_sql(sql, [tuple(map(_sqlite_value, r)) for r in records])
+    # Only the timestamp columns (``*_at``) are converted; most of their values are the batch's
+    # ``now``, formatted once.
+    dated = [i for i, column in enumerate(columns) if column.endswith("_at")]
+    if dated:
+        text = functools.lru_cache(maxsize=64)(_sqlite_datetime)
+        rows: list[tuple[Any, ...]] = []
+        for record in records:
+            row = list(record)
+            for i in dated:
+                if isinstance(row[i], datetime):
+                    row[i] = text(row[i])
+            rows.append(tuple(row))
+        records = rows
+    await conn.exec_driver_sql(sql, records)
 
 
-def _sqlite_value(value: Any) -> Any:
-    """A datetime as SQLAlchemy stores it on SQLite (naive UTC text); anything else as is."""
-    if isinstance(value, datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(UTC).replace(tzinfo=None)
-        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
-    return value
+def _sqlite_datetime(value: datetime) -> str:
+    """A datetime as SQLAlchemy stores it on SQLite (naive UTC text)."""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f")

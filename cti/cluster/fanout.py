@@ -118,8 +118,8 @@ class RedisFanout:
             async with asyncio.timeout(2.0):
                 await self._flush()
         self._stopping = True
-        reader, *others = self._tasks or [None]
-        for task in others:
+        reader = self._tasks[0] if self._tasks else None
+        for task in self._tasks[1:]:
             task.cancel()
         if reader is not None:
             try:

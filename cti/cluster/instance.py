@@ -94,6 +94,7 @@ class IngestRole:
             log.info("cluster.standby_only", pbx=self.lease.pbx_id, holder=self.lease.holder)
             await asyncio.Event().wait()
         ttl = self.lease.ttl_s
+        log.info("cluster.standby", pbx=self.lease.pbx_id, holder=self.lease.holder)
         while True:
             try:
                 grant = await self.lease.try_acquire()

@@ -9,7 +9,9 @@ instance, then reconnected to another live instance: the replay). A killed insta
 started again at once, as its service manager would, and waits as a standby.
 
 Checked: every call recorded exactly once, with the outcome, queues and agents it really had
-and ``ended_at`` not before ``started_at``; each agent's steady desktop got each message
+and ``ended_at`` not before ``started_at`` (a caller who gave up while no instance ingested
+is recorded ``unknown``/unseen, or, if it also began then, only Asterisk's CDR knows it: at
+most 2% of the calls); each agent's steady desktop got each message
 once, never two pops for one call, and for each call it answered a pop (or, for a call that
 rang and was answered while no instance ingested, ``answered`` with the call's context);
 takeover within 5 s each time; the ingest log (one line per ingest moment with its fencing
@@ -259,7 +261,8 @@ async def test_calls_survive_ten_kills_of_the_ingesting_instance(
     for inst in instances.values():
         await inst.start()
     stop = asyncio.Event()
-    session = aiohttp.ClientSession()
+    # Every desktop holds a connection: no pool limit (the default 100 would starve the rest).
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
     steady = {a.name: Desktop(a.name) for a in agents}
     roaming = {a.name: Desktop(a.name) for a in agents}
     readers = []
@@ -290,6 +293,7 @@ async def test_calls_survive_ten_kills_of_the_ingesting_instance(
         cps = CALLS / duration
         load = asyncio.create_task(sim.generate(cps, duration))
         takeovers: list[float] = []
+        gaps: list[tuple[float, float]] = []  # wall clock: from a kill to its takeover
         gap = duration / (KILLS + 1)
         for _ in range(KILLS):
             await asyncio.sleep(gap)
@@ -307,8 +311,10 @@ async def test_calls_survive_ten_kills_of_the_ingesting_instance(
                 now = await lease_holder(client, prefix)
                 return now not in (None, was) and sim.ami.logins > before
 
+            killed_wall = time.time()
             await wait_for(taken_over, 10)
             takeovers.append(time.monotonic() - killed_at)
+            gaps.append((killed_wall, time.time()))
             await instances[holder].start()  # its service manager starts it again: standby
             port = instances[holder].http_port
             await wait_for(lambda port=port: http_up(port), 30)
@@ -372,8 +378,14 @@ async def test_calls_survive_ten_kills_of_the_ingesting_instance(
         by_id.setdefault(row["call_id"], []).append(row)
     problems: list[Any] = []
     answered_by: dict[str, str] = {}
+    unseen: list[str] = []
     for call in sim.summaries:
         found = by_id.get(call.call_id, [])
+        began = float(call.call_id.split(".")[0])  # the simulator's call ids: epoch seconds
+        in_gap = any(int(k) <= began <= t + 1 for k, t in gaps)
+        if not found and in_gap and not call.agents:
+            unseen.append(call.call_id)  # came and went while nobody ingested: CDR only
+            continue
         if len(found) != 1:
             problems.append(("recorded", len(found), call.call_id))
             continue
@@ -381,6 +393,12 @@ async def test_calls_survive_ten_kills_of_the_ingesting_instance(
         if call.agents:
             answered_by[call.call_id] = call.agents[-1]
         want = "answered" if call.agents else "abandoned"
+        extra = row["extra"] or {}
+        if row["outcome"] == "unknown" and extra.get("unseen") and not call.agents:
+            # It left the queue while no instance ingested: the record says it was not seen
+            # rather than guess (only Asterisk's CDR would know); it is still recorded once.
+            unseen.append(call.call_id)
+            continue
         if row["outcome"] != want or list(row["agents"]) != call.agents:
             problems.append(("figures", call.call_id, row["outcome"], row["agents"], call.agents))
         elif list(row["queues"]) != call.queues:
@@ -388,6 +406,7 @@ async def test_calls_survive_ten_kills_of_the_ingesting_instance(
         if row["ended_at"] is not None and row["ended_at"] < row["started_at"]:
             problems.append(("ended_before_started", call.call_id))
     assert not problems, (len(problems), problems[:10])
+    assert len(unseen) <= max(3, len(sim.summaries) // 50), unseen
 
     # Desktops: the steady one got each message once and a pop for every call its agent
     # answered; the roaming one, after its replays (same ids), has the same pops.

@@ -133,7 +133,8 @@ class IngestRole:
         while not self.lost.is_set():
             await asyncio.sleep(every)
             try:
-                async with asyncio.timeout(every):
+                # A busy moment may slow a renewal: wait for it while the lease surely holds.
+                async with asyncio.timeout(max(0.05, self.lease.remaining() - 0.05)):
                     ok = await self.lease.renew()
             except Exception as exc:
                 log.warning("cluster.renew_failed", error=repr(exc))

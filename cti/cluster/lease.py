@@ -113,6 +113,10 @@ class PbxLease:
             self._valid_until = float("-inf")
         return ok
 
+    def remaining(self) -> float:
+        """Seconds the lease is surely still ours (0: not ours, or maybe not)."""
+        return max(0.0, self._valid_until - self._monotonic()) if self.grant else 0.0
+
     def valid(self, margin_s: float = 0.0) -> bool:
         """Ours for at least ``margin_s`` more, as far as this process can tell."""
         return self.grant is not None and self._monotonic() + margin_s < self._valid_until

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -291,6 +292,9 @@ class LivePbx(Base):
     pbx_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     seen_at: Mapped[float | None] = mapped_column(Float)
     stopped_at: Mapped[float | None] = mapped_column(Float)  # set by an orderly shutdown
+    # The fencing token of the instance ingesting this PBX (cti.cluster; 0: one instance):
+    # a write carrying a lower token is refused.
+    fence: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 # ---- statistics and supervision (migration 0005) --------------------------------------------

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import structlog
 from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from crm_core.models import LiveCall, LivePbx
 
@@ -79,11 +79,19 @@ class CallStateStore(Protocol):
 
 
 class SqlCallState:
-    """``CallStateStore`` on the CRM's engine (SQLite or PostgreSQL), same code on both."""
+    """``CallStateStore`` on the CRM's engine (SQLite or PostgreSQL), same code on both.
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    ``guard`` (several instances: ``cti.cluster.fencing``) runs first in every write's
+    transaction and raises to refuse it (a stale fencing token)."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        guard: Callable[[AsyncConnection, str], Awaitable[None]] | None = None,
+    ) -> None:
         self._engine = engine
         self._pg = engine.dialect.name == "postgresql"
+        self._guard = guard
 
     def _insert(self, table: Any) -> Any:
         return (postgresql.insert if self._pg else sqlite.insert)(table)
@@ -140,6 +148,8 @@ class SqlCallState:
         ]
         ids = list(gone)
         async with self._engine.begin() as conn:
+            if self._guard is not None:
+                await self._guard(conn, pbx_id)
             if rows:
                 table = LiveCall.__table__
                 upsert = self._insert(table)

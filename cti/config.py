@@ -248,6 +248,23 @@ class LoggingConfig(_Section):
     format: Literal["console", "json"] = "console"
 
 
+class ClusterConfig(_Section):
+    """Several instances (``cti.cluster``): empty ``redis_url`` is one instance, as always."""
+
+    redis_url: str = ""  # e.g. redis://127.0.0.1:6379/0
+    instance_id: str = Field("", max_length=64)  # empty: host name and process id
+    key_prefix: str = Field("cti", min_length=1, max_length=64)  # Redis keys of this cluster
+    lease_ttl_s: float = Field(2.0, ge=0.3, le=60)  # an ingester silent this long is replaced
+    # PBX ids this instance may ingest (empty: the [ami] pbx_id); the lease is per PBX.
+    pbxs: list[str] = []
+    stream_maxlen: int = Field(100_000, ge=1000)  # desktop messages kept in Redis for replay
+    ingest_log: str = ""  # a JSON line per ingest moment with its fencing token (audits, tests)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.redis_url)
+
+
 class Config(_Section):
     ami: AmiConfig = AmiConfig()
     agi: AgiConfig = AgiConfig()
@@ -261,6 +278,7 @@ class Config(_Section):
     supervisor: SupervisorConfig = SupervisorConfig()
     cases: CasesConfig = CasesConfig()
     callbacks: CallbacksConfig = CallbacksConfig()
+    cluster: ClusterConfig = ClusterConfig()
     tiers: dict[str, TierConfig] = {
         "tier1": TierConfig(queue="tier1", priority=0, exten="8001"),
         "tier2": TierConfig(queue="tier2", priority=0, exten="8002"),

@@ -46,6 +46,7 @@ from cti.callback_feed import CallbackFeed
 from cti.calls import CallContext, LiveCalls, saved_context
 from cti.callstate import CallStateWriter, PbxClock, SavedCall, Snapshot, SqlCallState
 from cti.channel_sweep import ChannelLister, ChannelSweep, ChannelTracker
+from cti.cluster.instance import EXIT_LEASE_LOST, ClusterParts, build_cluster
 from cti.config import Config
 from cti.dead_letters import DeadLetterFile
 from cti.gctune import tune_for_service
@@ -136,6 +137,7 @@ class Parts:
     supervision: Supervision | None = None  # statistics and the supervisor console
     ivr: Any = None  # cti.routing.ivr.IvrFlow, when [ivr] enabled
     callbacks: CallbackFeed | None = None  # callers who gave up → callback tasks
+    cluster: ClusterParts | None = None  # several instances ([cluster]); None: one instance
 
 
 class Daemon:
@@ -146,6 +148,7 @@ class Daemon:
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._pump: asyncio.Task[None] | None = None
+        self._role: asyncio.Task[None] | None = None  # several instances: standby / ingest
         self._sweeper: asyncio.Task[None] | None = None
         self._started: list[str] = []
         self.events_in = 0
@@ -166,7 +169,7 @@ class Daemon:
                 self._started.append("outbox")
             await p.recorder.start()
             self._started.append("recorder")
-            if p.call_state is not None:
+            if p.call_state is not None and p.cluster is None:
                 await self._restore(p.call_state)
                 self._started.append("call_state")
             if p.supervision is not None:
@@ -182,20 +185,47 @@ class Daemon:
             self._site = web.TCPSite(self._runner, p.config.http.host, p.config.http.port)
             await self._site.start()
             self._started.append("http")
-            if p.ami is not None:
-                await p.ami.start()
-                self._started.append("ami")
-                self._pump = asyncio.create_task(self._pump_events(p.ami), name="ami-events")
-                self._start_sweep(p.ami)
+            if p.cluster is not None:
+                await p.cluster.fanout.start(p.hub.deliver_local)
+                self._started.append("fanout")
+                self._role = asyncio.create_task(p.cluster.role.run(self._ingest), name="role")
+            elif p.ami is not None:
+                await self._start_ami(p.ami)
         except BaseException:
             await self.stop()
             raise
         self.ready.set()
         log.info("daemon.ready", http_port=self.http_port, agi_port=self.agi_port)
 
+    async def _start_ami(self, ami: AmiSource) -> None:
+        await ami.start()
+        self._started.append("ami")
+        self._pump = asyncio.create_task(self._pump_events(ami), name="ami-events")
+        self._start_sweep(ami)
+
+    async def _ingest(self, token: int) -> None:
+        """Several instances: this one holds the PBX's lease (fencing ``token``) from now on.
+        The database learns the token first (an older ingester's writes are refused from
+        here), then the calls are taken back as after a restart and Asterisk resynced."""
+        p = self.parts
+        assert p.cluster is not None
+        await p.cluster.fanout.caught_up()
+        adopted = p.hub.adopt_replay()
+        if p.call_state is not None:
+            await p.cluster.claim(token)
+            await self._restore(p.call_state)
+            self._started.append("call_state")
+        log.info("cluster.taking_over", token=token, desktop_calls=adopted)
+        if p.ami is not None:
+            await self._start_ami(p.ami)
+
     async def stop(self) -> None:
         """Stop in reverse order of start; safe to call twice."""
         p = self.parts
+        if self._role is not None:
+            self._role.cancel()
+            await asyncio.gather(self._role, return_exceptions=True)
+            self._role = None
         if self._sweeper is not None:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)
@@ -228,6 +258,8 @@ class Daemon:
                     await p.recorder.stop()
                 elif part == "outbox":
                     await p.outbox.stop()
+                elif part == "fanout" and p.cluster is not None:
+                    await p.cluster.fanout.stop()
             except Exception as exc:
                 log.error("daemon.stop_failed", part=part, error=repr(exc))
         aclose = getattr(p.router, "aclose", None)
@@ -236,6 +268,8 @@ class Daemon:
         if p.directory is not None:
             await p.directory.close()
             p.directory = None
+        if p.cluster is not None:
+            await p.cluster.close()  # an orderly stop gives the lease up at once
         if p.owns_store and hasattr(p.store, "close"):
             await p.store.close()
             p.owns_store = False
@@ -328,6 +362,9 @@ class Daemon:
 
     async def _pump_batch(self, items: Iterable[Any]) -> None:
         """Items in order; raw events (nearly all of them) take the short path."""
+        cluster = self.parts.cluster
+        if cluster is not None and not cluster.ingesting(items):
+            return  # the lease is gone: the next ingester resyncs from Asterisk
         self._in_batch = True
         try:
             await self._pump_items(items)
@@ -425,15 +462,27 @@ class Daemon:
             await self.start()
             tune_for_service()
             waiter = asyncio.create_task(stop_requested.wait(), name="wait-signal")
-            watched: set[asyncio.Task[Any]] = {waiter}
-            if self._pump is not None:
-                watched.add(self._pump)
-            await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+            while True:
+                watched: set[asyncio.Task[Any]] = {waiter}
+                if self._pump is not None:
+                    watched.add(self._pump)
+                if self._role is not None:
+                    watched.add(self._role)
+                # A standby's pump only starts when it takes over: look again now and then.
+                standby = self._role is not None and self._pump is None
+                done, _ = await asyncio.wait(
+                    watched, timeout=0.5 if standby else None, return_when=asyncio.FIRST_COMPLETED
+                )
+                if done:
+                    break
             waiter.cancel()
             pump = self._pump
             if pump is not None and pump.done() and not pump.cancelled() and pump.exception():
                 log.error("ami.events_failed", error=repr(pump.exception()))
                 status = 1
+            role = self._role
+            if role is not None and role.done() and not stop_requested.is_set():
+                status = EXIT_LEASE_LOST  # another instance ingests now: start again as standby
             log.info("daemon.stopping")
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -485,6 +534,7 @@ async def build_daemon(
     if store is None:
         store = await CrmStore.from_config(config)
     chain = None
+    cluster: ClusterParts | None = None
     try:
         chain = build_directory(config, store) if directory is None else None
         crm: Any = directory or chain or store
@@ -501,9 +551,11 @@ async def build_daemon(
             interactions, dead_letters=DeadLetterFile(dead_letter_path(config))
         )
         pbx_clock = PbxClock()
-        call_state = _call_state(config, store, pbx_clock)
+        engine = getattr(store, "engine", None)
+        cluster = build_cluster(config, engine) if config.cluster.enabled else None
+        call_state = _call_state(config, store, pbx_clock, cluster)
         resync = ResyncHealth()
-        hub = PopHub(config.agents)
+        hub = PopHub(config.agents, fanout=cluster.fanout if cluster is not None else None)
         calls = LiveCalls(
             directory=crm,
             decisions=decisions,
@@ -560,6 +612,8 @@ async def build_daemon(
     except BaseException:
         if chain is not None:
             await chain.close()
+        if cluster is not None:
+            await cluster.redis.aclose()
         if owns_store:
             await store.close()
         raise
@@ -586,6 +640,7 @@ async def build_daemon(
         supervision=supervision,
         ivr=ivr,
         callbacks=CallbackFeed(callback_book, hub, calls) if callback_book is not None else None,
+        cluster=cluster,
     )
     return Daemon(parts)
 
@@ -602,8 +657,11 @@ def _ivr(config: Config, crm: Any, router: Any) -> Any:
     return IvrFlow(config.ivr, crm, router)
 
 
-def _call_state(config: Config, store: Any, clock: PbxClock) -> CallStateWriter | None:
-    """The live call state on the CRM's own database (a connector without one: none)."""
+def _call_state(
+    config: Config, store: Any, clock: PbxClock, cluster: ClusterParts | None
+) -> CallStateWriter | None:
+    """The live call state on the CRM's own database (a connector without one: none);
+    with several instances every write carries the ingester's fencing token."""
     engine = getattr(store, "engine", None)
     if engine is None or not config.ami.enabled:
         return None
@@ -619,7 +677,7 @@ def _call_state(config: Config, store: Any, clock: PbxClock) -> CallStateWriter 
         )
 
     return CallStateWriter(
-        SqlCallState(engine),
+        SqlCallState(engine, guard=cluster.guard() if cluster is not None else None),
         config.ami.pbx_id,
         encode=encode,
         clock=clock,

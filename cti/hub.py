@@ -86,6 +86,18 @@ def _make_encode() -> Callable[[Any], str]:
 _encode = _make_encode()
 
 
+class Fanout(Protocol):
+    """Where the hub's messages go on their way to the desktops (``cti.cluster.fanout``):
+    to every instance, which delivers them to its own desktops (``PopHub.deliver_local``)
+    and keeps what a desktop connecting to it is replayed. None: this process's desktops."""
+
+    def send(self, message: HubMessage) -> None: ...
+
+    def replay(self, agent: str) -> list[HubMessage]: ...
+
+    def active(self) -> Iterable[tuple[str, str, list[HubMessage]]]: ...
+
+
 class CallContextLike(Protocol):
     """What the hub reads from the live call context (``cti.calls.CallContext``)."""
 
@@ -299,8 +311,10 @@ class PopHub:
         *,
         queue_limit: int = DEFAULT_QUEUE_LIMIT,
         clock: Callable[[], float] = time.time,
+        fanout: Fanout | None = None,
     ) -> None:
         self._agents = {a.name: a for a in agents}
+        self._fanout = fanout
         self._by_alias: dict[str, str] = {}
         for agent in agents:
             for alias in (agent.name, agent.member, agent.interface):
@@ -316,6 +330,9 @@ class PopHub:
         self._talking: dict[str, set[str]] = {}  # call -> agents who answered it
         self._active: dict[str, dict[str, list[HubMessage]]] = {}  # agent -> call -> replay
         self._active_by_call: dict[str, set[str]] = {}  # call -> agents with replay state
+        # (agent, call) -> "ringing"/"talking": taken over from another instance's messages;
+        # Asterisk's state read back says it again, which is not news to the desktop.
+        self._adopted: dict[tuple[str, str], str] = {}
         self.stats = HubStats()
 
     # -- connections ---------------------------------------------------------------------
@@ -341,9 +358,8 @@ class PopHub:
         if agent.role == "supervisor":
             self._supervisors.add(sub)
         self._subs.setdefault(agent.name, set()).add(sub)
-        for messages in self._active.get(agent.name, {}).values():
-            for message in messages:
-                sub.offer(message)
+        for message in self.active_messages(agent.name):
+            sub.offer(message)
         return sub
 
     def make_message(
@@ -385,7 +401,26 @@ class PopHub:
 
     def active_messages(self, agent_name: str) -> list[HubMessage]:
         """What a desktop of this agent would be replayed now."""
+        if self._fanout is not None:
+            return self._fanout.replay(agent_name)
         return [m for ms in self._active.get(agent_name, {}).values() for m in ms]
+
+    def adopt_replay(self) -> int:
+        """Take over the calls the desktops are shown from the fan-out's replay state (an
+        instance that starts ingesting after another): a call already popped to an agent is
+        not popped again when Asterisk's state is read back. Returns the calls taken."""
+        if self._fanout is None:
+            return 0
+        taken = 0
+        for agent, call, messages in self._fanout.active():
+            self._remember(agent, call, messages)
+            answered = any(
+                m.type == "answered" or '"direction":"outbound"' in m.text for m in messages
+            )
+            (self._talking if answered else self._ringing).setdefault(call, set()).add(agent)
+            self._adopted[(agent, call)] = "talking" if answered else "ringing"
+            taken += 1
+        return taken
 
     # -- events --------------------------------------------------------------------------
 
@@ -425,7 +460,9 @@ class PopHub:
         if name == "ringing":
             agent = self.agent_key(data.get("member"), data.get("interface"))
             ringing = self._ringing.setdefault(call, set())
-            if agent is not None and agent not in ringing:
+            if agent is not None and (agent, call) in self._adopted:
+                pass  # already popped by the instance that ingested before this one
+            elif agent is not None and agent not in ringing:
                 ringing.add(agent)
                 pop = emit("pop", agent, **self._pop_fields(context.data, now))
                 self._remember(agent, call, [pop])
@@ -452,7 +489,9 @@ class PopHub:
         elif name == "answered":
             agent = self.agent_key(data.get("member"), data.get("agent"), data.get("interface"))
             others = self._ringing.pop(call, set())
-            if agent is not None:
+            if agent is not None and self._adopted.pop((agent, call), None) == "talking":
+                self._talking.setdefault(call, set()).add(agent)  # the desktop knows it
+            elif agent is not None:
                 others.discard(agent)
                 replay = [m for m in self._active.get(agent, {}).get(call, []) if m.type == "pop"]
                 # The desktop has the context from its pop; it comes again only without one.
@@ -541,6 +580,8 @@ class PopHub:
         self._active_by_call.setdefault(call, set()).add(agent)
 
     def _forget(self, agent: str, call: str) -> None:
+        if self._adopted:
+            self._adopted.pop((agent, call), None)
         calls = self._active.get(agent)
         if calls is not None:
             calls.pop(call, None)
@@ -604,6 +645,13 @@ class PopHub:
     def _deliver(self, message: HubMessage) -> None:
         self.stats.messages += 1
         self.stats.by_type[message.type] = self.stats.by_type.get(message.type, 0) + 1
+        if self._fanout is not None:
+            self._fanout.send(message)  # every instance delivers it to its desktops
+        else:
+            self.deliver_local(message)
+
+    def deliver_local(self, message: HubMessage) -> None:
+        """Queue a message for this process's desktops it concerns."""
         for sub in self._targets(message.agent):
             if sub.offer(message):
                 self.stats.delivered += 1

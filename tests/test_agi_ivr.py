@@ -107,7 +107,8 @@ async def test_a_caller_identified_by_account_number_is_routed_as_the_known_cust
     with capture_logs() as logs:
         async with ivr_server(directory) as (asterisk, decisions, ivr):
             result = await asterisk.call(UNKNOWN, caller=Caller(["10042#"]))
-    assert result.commands[0] == "GET DATA cti-ivr-account 3000 12"
+    # The dialplan rings back while routing: the IVR answers before its first prompt.
+    assert result.commands[:2] == ["ANSWER", "GET DATA cti-ivr-account 3000 12"]
     assert result.variables == {
         "CTI_QUEUE": "tier2",
         "CTI_PRIORITY": "5",
@@ -208,8 +209,9 @@ async def test_a_caller_who_hangs_up_during_get_data_ends_cleanly() -> None:
     assert [c for c in result.commands if c.startswith("GET DATA")] == [
         "GET DATA cti-ivr-account 3000 12"
     ]
-    # HANGUP comes with the next command; SET VARIABLE is allowed on the dead channel
-    assert result.hangup_sent and result.closed and result.replies == ["200"] * 6
+    # HANGUP comes with the next command; SET VARIABLE is allowed on the dead channel (replies:
+    # ANSWER, GET DATA and five SET VARIABLE)
+    assert result.hangup_sent and result.closed and result.replies == ["200"] * 7
     assert result.variables["CTI_QUEUE"] == "tier1" and directory.asked == []
     logged = decisions.get(UNKNOWN.uniqueid)
     assert logged is not None and logged.ivr == {"outcome": "ended", "attempts": 1}
@@ -383,7 +385,7 @@ async def test_the_daemon_asks_with_ivr_enabled_on_the_built_in_crm_and_shows_it
             http.get(f"http://127.0.0.1:{daemon.http_port}/metrics") as response,
         ):
             metrics = await response.text()
-    assert result.commands[0] == "GET DATA beep 5000 12"
+    assert result.commands[:2] == ["ANSWER", "GET DATA beep 5000 12"]
     assert result.variables["CTI_CUSTOMER_ID"] == str(ann.customer_id)
     assert 'cti_ivr_sessions_total{outcome="identified"} 1.0' in metrics
     assert "cti_ivr_deflected_total 0.0" in metrics

@@ -85,13 +85,15 @@ def test_the_ami_user_is_the_services_with_least_privilege(
     # ChanSpy (a supervisor listening in) is not one of the applications needing system.
     assert not originate_forbidden("ChanSpy", "PJSIP/1001,q", frozenset(write))
     assert not write & {"all", "system", "command", "config"}
-    cti = compose["services"]["cti"]  # type: ignore[index]
-    env_secret = cti["environment"]["CTI_AMI_SECRET"]
-    assert user["secret"] in env_secret, "compose's default secret must match manager.conf"
     assert service.ami.host == "asterisk" and "asterisk" in compose["services"]  # type: ignore[operator]
-    # The service's fixed address on the compose network is one the user may log in from.
-    address = cti["networks"]["cti-net"]["ipv4_address"]
-    assert any(p.startswith(".".join(address.split(".")[:3])) for p in user["permit"].split("\n"))
+    for name in ("cti-a", "cti-b"):  # both instances (one ingests at a time)
+        cti = compose["services"][name]  # type: ignore[index]
+        env_secret = cti["environment"]["CTI_AMI_SECRET"]
+        assert user["secret"] in env_secret, "compose's default secret must match manager.conf"
+        # The service's fixed address on the compose network is one the user may log in from.
+        address = cti["networks"]["cti-net"]["ipv4_address"]
+        permits = user["permit"].split("\n")
+        assert any(p.startswith(".".join(address.split(".")[:3])) for p in permits)
 
 
 def _extensions(context: str) -> list[str]:
@@ -286,20 +288,39 @@ def test_the_image_is_slim_non_root_and_health_checked_on_healthz(service: Confi
     assert service.http.host == "0.0.0.0" and service.agi.host == "0.0.0.0"
 
 
-def test_compose_runs_asterisk_postgres_and_the_service_together(
-    compose: dict[str, object],
+def test_compose_runs_asterisk_postgres_redis_and_two_instances_behind_a_proxy(
+    compose: dict[str, object], service: Config
 ) -> None:
     services = compose["services"]
     assert isinstance(services, dict)
-    assert {"asterisk", "postgres", "cti"} <= set(services)
+    assert {"asterisk", "postgres", "redis", "cti-a", "cti-b", "proxy"} <= set(services)
     mounts = " ".join(services["asterisk"]["volumes"])
     for name in CONF_FILES:
         assert f"./asterisk/{name}:/etc/asterisk/{name}" in mounts
-    cti = services["cti"]
-    assert cti["build"]["dockerfile"] == "docker/Dockerfile"
-    assert cti["depends_on"]["postgres"]["condition"] == "service_healthy"
-    assert cti["environment"]["CTI_DATABASE_URL"].startswith("postgresql://")
-    assert "@postgres:" in cti["environment"]["CTI_DATABASE_URL"]
+    for name in ("cti-a", "cti-b"):
+        cti = services[name]
+        assert cti["build"]["dockerfile"] == "docker/Dockerfile"
+        assert cti["depends_on"]["postgres"]["condition"] == "service_healthy"
+        assert cti["depends_on"]["redis"]["condition"] == "service_healthy"
+        assert cti["environment"]["CTI_DATABASE_URL"].startswith("postgresql://")
+        assert "@postgres:" in cti["environment"]["CTI_DATABASE_URL"]
+    assert service.cluster.redis_url.startswith("redis://redis:")
+    proxy = (DOCKER / "nginx.conf").read_text()
+    assert "server cti-a:8080" in proxy and "server cti-b:8080" in proxy
+    assert "proxy_set_header Upgrade" in proxy  # the desktops' WebSocket
+
+
+def test_inbound_calls_ask_the_second_instance_when_the_first_fails_never_in_silence() -> None:
+    globals_ = one("extensions.conf", "globals")
+    assert globals_["CTI_AGI_URL"] != globals_["CTI_AGI_URL_2"]
+    inbound = _extensions("from-pstn")
+    text = "\n".join(inbound)
+    first, second = text.index("AGI(${CTI_AGI_URL},"), text.index("AGI(${CTI_AGI_URL_2},")
+    assert first < second
+    second_line = next(line for line in inbound if "CTI_AGI_URL_2" in line)
+    assert '"${AGISTATUS}" != "SUCCESS"' in second_line  # only when the first failed
+    # Ringback while the router is asked, the answer only before the queue (music on hold).
+    assert text.index("Ringing()") < first and second < text.index("Answer()")
 
 
 def test_the_systemd_unit_runs_the_daemon_unprivileged() -> None:

@@ -106,6 +106,13 @@ class IvrFlow:
         s = self._settings
         self.stats.sessions += 1
         record: dict[str, Any] = {"outcome": "no_input", "attempts": 0}
+        # The dialplan answers only before the queue (ringback while routing): a prompt needs an
+        # answered channel. Answering one already up is a harmless "200 result=0".
+        answered = await agi.command(b"ANSWER\n")
+        if answered.code != 200 or answered.result == "-1":
+            record["outcome"] = "ended"
+            self._count(record)
+            return dataclasses.replace(decision, ivr=record)
         for attempt in range(1, s.attempts + 1):
             record["attempts"] = attempt
             prompt = s.prompt if attempt == 1 else s.retry_prompt

@@ -1,0 +1,206 @@
+"""Desktop messages through a Redis stream, so that a desktop on any instance gets them.
+
+Why a stream, not pub/sub: pub/sub forgets what it sent while an instance was reconnecting
+to Redis (those desktops would miss pops), and a new instance could not learn what the
+desktops of active calls must be replayed. A stream keeps the last ``maxlen`` messages:
+each instance reads it from where it stopped (a brief Redis disconnect loses nothing), and
+an instance that starts reads it from the beginning to rebuild the replay state
+(``ReplayMirror``) before desktops connect.
+
+The ingesting instance's ``PopHub`` builds each message once (with its unique ``id``) and
+hands it to ``RedisFanout.send`` (never awaits: a sender task ``XADD``s in pipelined
+batches). Every instance, the ingester included, reads the stream and delivers each entry
+once to its own connected desktops (``PopHub.deliver_local``): a desktop gets each message
+exactly once; after a reconnect, to any instance, the replay repeats the same ids, which the
+desktop de-duplicates on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, Protocol
+
+import structlog
+
+from cti.cluster.replay import ReplayMirror
+from cti.hub import HubMessage
+
+log = structlog.get_logger(__name__)
+
+
+class StreamRedis(Protocol):
+    """The part of ``redis.asyncio.Redis`` the fan-out uses."""
+
+    def xread(
+        self, streams: Any, count: int | None = ..., block: int | None = ...
+    ) -> Awaitable[Any]: ...
+
+    def xrange(
+        self, name: str, min: str = ..., max: str = ..., count: int | None = ...
+    ) -> Awaitable[Any]: ...
+
+    def pipeline(self, transaction: bool = ...) -> Any: ...
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def encode(message: HubMessage) -> dict[str, str]:
+    return {
+        "i": message.id,
+        "y": message.type,
+        "c": message.call_id or "",
+        "a": message.agent or "",
+        "k": message.key or "",
+        "t": message.text,
+    }
+
+
+def decode(fields: dict[Any, Any]) -> HubMessage:
+    f = {_text(k): _text(v) for k, v in fields.items()}
+    return HubMessage(f["i"], f["y"], f["c"] or None, f["a"] or None, f["t"], f["k"] or None)
+
+
+class RedisFanout:
+    """``PopHub(fanout=...)`` for several instances (see the module docstring)."""
+
+    def __init__(
+        self, redis: StreamRedis, prefix: str, *, maxlen: int = 100_000, block_ms: int = 250
+    ) -> None:
+        self._redis = redis
+        self.stream = f"{prefix}:hub"
+        self._maxlen = maxlen
+        self._block_ms = block_ms
+        self.mirror = ReplayMirror()
+        self._pending: list[HubMessage] = []
+        self._wake = asyncio.Event()
+        self._last_id = "0-0"
+        self._deliver: Callable[[HubMessage], None] = lambda _m: None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self._seen: OrderedDict[str, None] = OrderedDict()  # ids a retried XADD may repeat
+        self.sent = 0
+        self.received = 0
+        self.errors = 0
+
+    # --- the hub's side ---
+    def send(self, message: HubMessage) -> None:
+        self._pending.append(message)
+        self._wake.set()
+
+    def replay(self, agent: str) -> list[HubMessage]:
+        return self.mirror.messages(agent)
+
+    def active(self) -> Iterator[tuple[str, str, list[HubMessage]]]:
+        return self.mirror.calls()
+
+    # --- lifetime ---
+    async def start(self, deliver: Callable[[HubMessage], None]) -> None:
+        """Rebuild the replay state from the stream, then follow it; ``deliver`` gets every
+        message (for this instance's desktops)."""
+        self._deliver = deliver
+        await self._read_all()
+        self._stopping = False
+        self._tasks = [
+            asyncio.create_task(self._read_loop(), name="fanout-read"),
+            asyncio.create_task(self._send_loop(), name="fanout-send"),
+        ]
+
+    async def stop(self) -> None:
+        """Send what is pending, then stop reading. A blocked ``XREAD`` is not cancelled (a
+        cancelled blocking read can leave redis-py's connection stuck): it ends within
+        ``block_ms`` and the reader sees it is stopping."""
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(2.0):
+                await self._flush()
+        self._stopping = True
+        reader = self._tasks[0] if self._tasks else None
+        for task in self._tasks[1:]:
+            task.cancel()
+        if reader is not None:
+            try:
+                async with asyncio.timeout(self._block_ms / 1000 + 2.0):
+                    await asyncio.shield(reader)
+            except (TimeoutError, Exception):
+                reader.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def caught_up(self) -> None:
+        """Read what is in the stream now (before this instance starts ingesting: what the
+        previous ingester sent is in the replay state)."""
+        await self._read_all()
+
+    # --- internals ---
+    def _take(self, entries: Any) -> None:
+        for entry_id, fields in entries:
+            self._last_id = _text(entry_id)
+            try:
+                message = decode(fields)
+            except (KeyError, UnicodeDecodeError) as exc:
+                self.errors += 1
+                log.error("fanout.bad_entry", entry=self._last_id, error=repr(exc))
+                continue
+            if message.id in self._seen:
+                continue
+            self._seen[message.id] = None
+            if len(self._seen) > 20_000:
+                self._seen.popitem(last=False)
+            self.received += 1
+            self.mirror.apply(message)
+            self._deliver(message)
+
+    async def _read_all(self) -> None:
+        while True:
+            start = "-" if self._last_id == "0-0" else f"({self._last_id}"
+            entries = await self._redis.xrange(self.stream, min=start, max="+", count=5000)
+            if not entries:
+                return
+            self._take(entries)
+
+    async def _read_loop(self) -> None:
+        while not self._stopping:
+            try:
+                reply = await self._redis.xread(
+                    {self.stream: self._last_id}, count=2000, block=self._block_ms
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis away: read on from where we were
+                self.errors += 1
+                log.warning("fanout.read_failed", error=repr(exc))
+                await asyncio.sleep(0.5)
+                continue
+            for _stream, entries in reply or ():
+                self._take(entries)
+
+    async def _send_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self._flush()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # kept and sent again: nothing is lost while it is down
+                self.errors += 1
+                log.warning("fanout.send_failed", error=repr(exc), pending=len(self._pending))
+                await asyncio.sleep(0.5)
+                self._wake.set()
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending[:1000], self._pending[1000:]
+            pipe = self._redis.pipeline(transaction=False)
+            for message in batch:
+                pipe.xadd(self.stream, encode(message), maxlen=self._maxlen, approximate=True)
+            try:
+                await pipe.execute()
+            except BaseException:
+                self._pending[:0] = batch
+                raise
+            self.sent += len(batch)

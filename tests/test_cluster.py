@@ -1,0 +1,164 @@
+"""Several instances, part by part, on the real Redis and PostgreSQL of the machine: the lease
+gives one PBX to one instance at a time with ever larger fencing tokens, the database refuses
+a stale token's writes, and desktop messages reach a desktop on any instance exactly once,
+replayed with the same ids after a reconnect."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+from sqlalchemy import select
+
+from crm_core.models import LivePbx
+from crm_core.testing import empty_store
+from cti.callstate import SavedCall, SqlCallState
+from cti.cluster.fanout import RedisFanout
+from cti.cluster.fencing import StaleFence, fence_guard
+from cti.cluster.lease import PbxLease
+from cti.config import AgentConfig
+from cti.hub import PopHub
+from cti.tracker.events import CallEvent
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.from_url(REDIS_URL)
+    try:
+        await client.ping()
+    except Exception as exc:
+        await client.aclose()
+        pytest.skip(f"Redis at {REDIS_URL} is not reachable: {exc}")
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def prefix(redis: aioredis.Redis) -> AsyncIterator[str]:
+    """A key prefix of this test alone, its keys deleted after it."""
+    name = f"cti-test-{uuid.uuid4().hex[:10]}"
+    yield name
+    keys = [k async for k in redis.scan_iter(match=f"{name}:*")]
+    if keys:
+        await redis.delete(*keys)
+
+
+async def test_one_instance_holds_a_pbx_lease_and_the_next_gets_a_larger_token(
+    redis: aioredis.Redis, prefix: str
+) -> None:
+    a = PbxLease(redis, prefix, "pbx1", "a", ttl_s=0.5)
+    b = PbxLease(redis, prefix, "pbx1", "b", ttl_s=0.5)
+    first = await a.try_acquire()
+    assert first is not None
+    assert await b.try_acquire() is None  # a holds it
+    assert await a.renew()
+    assert await b.try_acquire() is None
+    await asyncio.sleep(0.7)  # a stops renewing (killed): the lease expires
+    assert not a.valid()
+    second = await b.try_acquire()
+    assert second is not None and second.token > first.token
+    assert not await a.renew()  # the old holder cannot take it back by renewing
+    assert await b.holder_now() == f"b {second.token}"
+    other_pbx = PbxLease(redis, prefix, "pbx2", "a", ttl_s=0.5)
+    assert await other_pbx.try_acquire() is not None  # leases are per PBX
+    await b.release()
+    third = await a.try_acquire()  # released: no need to wait for the TTL
+    assert third is not None and third.token > second.token
+
+
+async def test_the_database_refuses_call_state_written_with_a_stale_fencing_token(
+    db_url: str,
+) -> None:
+    store = await empty_store(db_url)
+    try:
+        tokens = {"old": 1, "new": 2}
+        stale: list[StaleFence] = []
+        old = SqlCallState(store.engine, guard=fence_guard(lambda: tokens["old"], stale.append))
+        new = SqlCallState(store.engine, guard=fence_guard(lambda: tokens["new"], stale.append))
+        call = SavedCall("1700000000.1", "queued", 1.0, None, None, {"caller": "x"})
+        await old.write("pbx1", [call], [], seen_at=10.0)
+        await new.write("pbx1", [call], [], seen_at=11.0)  # the new ingester takes over
+        with pytest.raises(StaleFence):
+            await old.write("pbx1", [], ["1700000000.1"], seen_at=12.0)
+        assert [e.token for e in stale] == [1]
+        snapshot = await new.load("pbx1")
+        assert [c.call_id for c in snapshot.calls] == ["1700000000.1"]  # not deleted
+        assert snapshot.seen_at == 11.0  # nor the heartbeat moved
+        async with store.engine.connect() as conn:
+            fence = (await conn.execute(select(LivePbx.fence))).scalar_one()
+        assert fence == 2
+        await new.write("pbx1", [], ["1700000000.1"], seen_at=13.0)  # same token: fine
+        other = SqlCallState(store.engine, guard=fence_guard(lambda: 1, stale.append))
+        await other.write("pbx2", [], [], seen_at=1.0)  # another PBX has its own fence
+    finally:
+        await store.close()
+
+
+AGENTS = [
+    AgentConfig(name="alice", member="alice", interface="PJSIP/alice"),
+    AgentConfig(name="bob", member="bob", interface="PJSIP/bob"),
+]
+
+
+def ev(name: str, call: str, ts: float, **data: object) -> CallEvent:
+    return CallEvent(event=name, call=call, ts=ts, data=dict(data))
+
+
+async def next_message(sub: object, within_s: float = 5.0) -> dict[str, object]:
+    async with asyncio.timeout(within_s):
+        message = await sub.next()  # type: ignore[attr-defined]
+    assert message is not None
+    result: dict[str, object] = json.loads(message.text)
+    return result
+
+
+async def test_a_desktop_on_another_instance_gets_each_pop_once_and_its_replay_after_a_reconnect(
+    redis: aioredis.Redis, prefix: str
+) -> None:
+    fan_a, fan_b = RedisFanout(redis, prefix), RedisFanout(redis, prefix)
+    ingester, other = PopHub(AGENTS, fanout=fan_a), PopHub(AGENTS, fanout=fan_b)
+    await fan_a.start(ingester.deliver_local)
+    await fan_b.start(other.deliver_local)
+    try:
+        on_b = other.subscribe(AGENTS[0])
+        on_a = ingester.subscribe(AGENTS[0])
+        ingester.publish(ev("ringing", "c1", 100.0, member="alice"), None)
+        pop_b, pop_a = await next_message(on_b), await next_message(on_a)
+        assert pop_b["type"] == "pop" and pop_b["call_id"] == "c1"
+        assert pop_a["id"] == pop_b["id"]
+        ingester.publish(ev("answered", "c1", 101.0, member="alice"), None)
+        assert (await next_message(on_b))["type"] == "answered"
+        await asyncio.sleep(0.3)
+        assert on_b.take_nowait() is None  # once, not twice
+        # The desktop reconnects to the other instance: the active call, same ids.
+        other.unsubscribe(on_b)
+        again = other.subscribe(AGENTS[0])
+        replayed = [await next_message(again), await next_message(again)]
+        assert [m["id"] for m in replayed] == [pop_b["id"], replayed[1]["id"]]
+        assert [m["type"] for m in replayed] == ["pop", "answered"]
+        # A third instance that starts now rebuilds the replay from the stream.
+        fan_c = RedisFanout(redis, prefix)
+        late = PopHub(AGENTS, fanout=fan_c)
+        await fan_c.start(late.deliver_local)
+        try:
+            assert [m.id for m in late.active_messages("alice")] == [m["id"] for m in replayed]
+            # It takes over ingesting: the call is not popped again when Asterisk's state
+            # is read back, and its end reaches the desktop.
+            assert late.adopt_replay() == 1
+            late.publish(ev("ringing", "c1", 102.0, member="alice"), None)
+            late.publish(ev("answered", "c1", 102.0, member="alice"), None)
+            late.publish(ev("ended", "c1", 103.0, hangup_by="caller", talk_s=2.0), None)
+            ended = await next_message(again)
+            assert ended["type"] == "ended"
+            assert late.active_messages("alice") == []
+        finally:
+            await fan_c.stop()
+    finally:
+        await fan_a.stop()
+        await fan_b.stop()

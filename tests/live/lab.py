@@ -333,6 +333,7 @@ def lab_config(
         ("port = 8080", f"port = {http_port}"),
         ('originate_context = "from-internal"', 'originate_context = "lab-internal"'),
         ('url = ""', f'url = "{database_url}"'),
+        ('redis_url = "redis://redis:6379/0"', 'redis_url = ""'),  # one instance in the lab
     ):
         text = re.sub(rf"^{re.escape(line)}( .*)?$", new, text, count=1, flags=re.M)
     return re.sub(

@@ -80,7 +80,9 @@ async def test_a_call_from_a_hubspot_contact_pops_goes_out_signed_and_is_logged_
     assert ctx is not None and ctx.view is not None
     assert ctx.view["name"] == "Ada Lovelace" and ctx.view["sources"]["name"] == "hubspot"
     assert ctx.view["unavailable"] == []
-    assert [p["event"] for p in received] == ["offered", "answered", "ended"]
+    # At least once: a delivery in flight when the daemon stops may come again, with its key.
+    unique = list({p["id"]: p for p in received}.values())
+    assert [p["event"] for p in unique] == ["offered", "answered", "ended"]
     customer_id = ctx.customer_id
     assert customer_id is not None and all(p["customer_id"] == customer_id for p in received[1:])
     ended = received[-1]

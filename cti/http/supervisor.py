@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from pathlib import Path
 
 import structlog
@@ -32,6 +31,7 @@ from cti.http.errors import ApiError, parse_body
 from cti.http.models import AgentActionBody, RecordingBody, SpyBody
 from cti.http.state import DEPS, DIRECTORY, SOCKETS
 from cti.http.stats import supervision
+from cti.http.ws import first_message_token
 from cti.hub import Subscription
 from cti.supervisor.listen import Supervise, SupervisionRefused
 from cti.supervisor.service import parse_when
@@ -170,22 +170,6 @@ async def agent_action(request: web.Request) -> web.Response:
     return web.json_response({"agent": target.name, "action": body.action, "queue": body.queue})
 
 
-async def _token(ws: web.WebSocketResponse) -> str | None:
-    try:
-        async with asyncio.timeout(AUTH_TIMEOUT_S):
-            msg = await ws.receive()
-    except TimeoutError:
-        return None
-    if msg.type != WSMsgType.TEXT:
-        return None
-    try:
-        data = json.loads(msg.data)
-    except ValueError:
-        return None
-    token = data.get("token") if isinstance(data, dict) and data.get("type") == "auth" else None
-    return token if isinstance(token, str) else None
-
-
 async def _send_loop(ws: web.WebSocketResponse, sub: Subscription) -> None:
     while True:
         message = await sub.next()
@@ -201,7 +185,7 @@ async def _send_loop(ws: web.WebSocketResponse, sub: Subscription) -> None:
 async def console_socket(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=64 * 1024, compress=False)
     await ws.prepare(request)
-    agent = request.app[DIRECTORY].authenticate(await _token(ws))
+    agent = request.app[DIRECTORY].authenticate(await first_message_token(ws))
     if agent is None or not is_supervisor(agent):
         code = CLOSE_UNAUTHORISED if agent is None else CLOSE_FORBIDDEN
         error = "unknown or missing token" if agent is None else "supervisors only"

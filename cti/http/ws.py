@@ -28,7 +28,7 @@ CLOSE_UNAUTHORISED = 4401
 CLOSE_TOO_SLOW = 1013
 
 
-async def _first_message_token(ws: web.WebSocketResponse) -> str | None:
+async def first_message_token(ws: web.WebSocketResponse) -> str | None:
     try:
         async with asyncio.timeout(AUTH_TIMEOUT_S):
             msg = await ws.receive()
@@ -81,7 +81,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=64 * 1024, compress=False)
     await ws.prepare(request)
     if agent is None:
-        agent = directory.authenticate(await _first_message_token(ws))
+        agent = directory.authenticate(await first_message_token(ws))
         if agent is None:
             await ws.send_json({"type": "error", "error": "unknown or missing token"})
             await ws.close(code=CLOSE_UNAUTHORISED, message=b"unauthorised")

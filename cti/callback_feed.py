@@ -8,6 +8,10 @@
 - ``ended`` of an outbound call → the task being dialled for that number records the
   outcome (answered/no_answer/busy) and closes.
 
+Every task that opens, counts another attempt or closes is announced at once to the desktops
+of its queue's agents and to supervisors (``CallbackNews`` → ``PopHub.publish_callback``: the
+``callback`` message); the desktop reads the list itself only when it (re)connects.
+
 The database work runs on the feed's own task, in the order of the events (an abandon
 before the same number's next call), so a slow database never holds up the AMI event flow;
 a failure is logged and the next event is taken.
@@ -18,14 +22,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
 
-from crm_core.callbacks import CallbackBook
+from crm_core.callbacks import CallbackBook, Task
 from cti.calls import CallContext
+from cti.config import Config
 from cti.tracker.events import CallEvent
 
 log = structlog.get_logger(__name__)
@@ -44,6 +49,39 @@ class CallsLookup(Protocol):
     def get(self, call_id: str) -> CallContext | None: ...
 
     async def lookup_settled(self, call_id: str) -> None: ...
+
+
+class CallbackHub(Protocol):
+    """Where task changes go (``cti.hub.PopHub``)."""
+
+    def publish_callback(self, task: dict[str, Any], agents: Iterable[str]) -> int: ...
+
+
+def queue_agents(config: Config) -> dict[str, list[str]]:
+    """The agents who call back each queue's callers: those whose tiers route to it."""
+    tiers = config.tiers
+    out: dict[str, list[str]] = {}
+    for agent in config.agents:
+        for queue in sorted({tiers[t].queue for t in agent.tiers if t in tiers}):
+            out.setdefault(queue, []).append(agent.name)
+    return out
+
+
+class CallbackNews:
+    """Tells the desktops of a task's queue (and supervisors) that the task changed."""
+
+    def __init__(self, hub: CallbackHub, agents_by_queue: Mapping[str, Sequence[str]]) -> None:
+        self.hub = hub
+        self.agents_by_queue = agents_by_queue
+
+    def changed(self, task: Task) -> None:
+        self.hub.publish_callback(task.to_dict(), self.agents_by_queue.get(task.queue, ()))
+
+    async def changed_ids(self, book: CallbackBook, ids: Iterable[int]) -> None:
+        for task_id in ids:
+            task = await book.get(task_id)
+            if task is not None:
+                self.changed(task)
 
 
 def _masked(e164: str) -> str:
@@ -78,11 +116,13 @@ class CallbackFeed:
         agents: AgentNames,
         calls: CallsLookup,
         *,
+        news: CallbackNews | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.book = book
         self.agents = agents
         self.calls = calls
+        self.news = news
         self.clock = clock
         self.failures = 0
         self.dropped = 0
@@ -187,6 +227,8 @@ class CallbackFeed:
         else:
             log.info("callbacks.task", call_id=event.call, task_id=task.task_id, queue=queue,
                      attempts=task.attempts, number=_masked(e164))  # fmt: skip
+            if self.news is not None:
+                self.news.changed(task)
 
     async def _answered(self, event: CallEvent, ctx: _Caller | None) -> None:
         if ctx is None or ctx.direction != "inbound" or not ctx.caller_e164:
@@ -195,6 +237,8 @@ class CallbackFeed:
         closed = await self.book.called_again(e164, call_id=event.call, at=self._at(event))
         if closed:
             log.info("callbacks.called_again", call_id=event.call, tasks=closed)
+            if self.news is not None:
+                await self.news.changed_ids(self.book, closed)
 
     async def _outbound_ended(self, event: CallEvent) -> None:
         outbound = event.data.get("outbound") or {}
@@ -212,3 +256,5 @@ class CallbackFeed:
         )
         if done:
             log.info("callbacks.called_back", call_id=event.call, tasks=done, outcome=outcome)
+            if self.news is not None:
+                await self.news.changed_ids(self.book, done)

@@ -239,7 +239,8 @@ class CasesConfig(_Section):
 class CallbacksConfig(_Section):
     # Callers who gave up in a queue become callback tasks for that queue's agents.
     enabled: bool = True
-    # How often the desktop asks for the tasks of its queues (GET /api/callbacks).
+    # Tasks are pushed to the desktops (the hub's ``callback`` message); a desktop whose
+    # WebSocket is down asks for them (GET /api/callbacks) this often until it is back.
     poll_s: float = Field(10.0, gt=0)
 
 

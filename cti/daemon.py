@@ -42,7 +42,7 @@ from crm_core.phone import to_e164
 from crm_core.types import CustomerDirectory
 from cti.ami.errors import AmiError
 from cti.ami.stream import Connected, Disconnected, Resynced
-from cti.callback_feed import CallbackFeed
+from cti.callback_feed import CallbackFeed, CallbackNews, queue_agents
 from cti.calls import CallContext, LiveCalls, saved_context
 from cti.callstate import CallStateWriter, PbxClock, SavedCall, Snapshot, SqlCallState
 from cti.channel_sweep import ChannelLister, ChannelSweep, ChannelTracker
@@ -590,6 +590,8 @@ async def build_daemon(
         )
         supervision = _supervision(config, hub, calls, store, actions)
         case_book, callback_book = _cases_and_callbacks(config, store)
+        # A task that opens or closes reaches its queue's desktops at once, through the hub.
+        callback_news = CallbackNews(hub, queue_agents(config))
         deps = ApiDeps(
             config=config,
             hub=hub,
@@ -606,6 +608,7 @@ async def build_daemon(
             supervision=supervision,
             cases=case_book,
             callbacks=callback_book,
+            callback_news=callback_news,
             customers_admin=_customers_admin(store),
         )
         app = create_app(deps)
@@ -639,7 +642,11 @@ async def build_daemon(
         resync=resync,
         supervision=supervision,
         ivr=ivr,
-        callbacks=CallbackFeed(callback_book, hub, calls) if callback_book is not None else None,
+        callbacks=(
+            CallbackFeed(callback_book, hub, calls, news=callback_news)
+            if callback_book is not None
+            else None
+        ),
         cluster=cluster,
     )
     return Daemon(parts)

@@ -31,7 +31,13 @@ Messages (JSON objects), each with a unique ``id`` the desktop de-duplicates on:
 - ``update``: the call's context changed after the pop (the CRM answered late, an agent said who
   is calling): same fields;
 - ``agent_state``: this agent's queue membership/pause changed;
-- ``call``: (supervisors only) any other call event (offered, queued...).
+- ``call``: (supervisors only) any other call event (offered, queued...);
+- ``callback``: a callback task of one of this agent's queues changed (a caller gave up, gave
+  up again, is being called back, was called back or called again): ``task`` (the task as
+  ``GET /api/callbacks`` lists it, with ``since_s``); a task whose ``status`` is ``closed``
+  leaves the list. Not tied to a call (``call_id`` null); only the latest state of a task
+  matters, so a desktop still behind gets the newest one (``key``). A desktop reads the list
+  again (``GET /api/callbacks``) when it connects: what changed while it was away.
 
 Supervisors receive every message; agents only their own. An agent is matched by the event's
 queue member name (``member``/``agent``) or its interface (``interface``).
@@ -547,6 +553,25 @@ class PopHub:
         for message in built:
             self._deliver(message)
         return len(built)
+
+    def publish_callback(self, task: dict[str, Any], agents: Iterable[str]) -> int:
+        """A callback task changed: ``callback`` to each of ``agents`` (its queue's agents);
+        supervisors get these as every message (with no agent of the queue configured, one
+        for them alone). All carry the task's key: a desktop keeps the task's latest state."""
+        now = self._clock()
+        last = _epoch(task.get("last_abandoned_at"))
+        since = round(max(0.0, now - last), 1) if last is not None else None
+        payload = {"task": {**task, "since_s": since}}
+        key = f"callback\0{task.get('task_id')}"
+        names: list[str | None] = [*sorted({self.agent_key(a) or a for a in agents if a})]
+        if not names:
+            names = [None]  # supervisors only
+        for agent in names:
+            message_id = f"{self._prefix}-{next(self._seq)}"
+            head = {"id": message_id, "type": "callback", "call_id": None, "agent": agent}
+            text = _encode({**head, "at": now, **payload})
+            self._deliver(HubMessage(message_id, "callback", None, agent, text, key))
+        return len(names)
 
     async def update(self, ctx: CallContextLike) -> None:
         """``LiveCalls(on_update=hub.update)``: the CRM answered after the pop went out."""

@@ -10,7 +10,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from fakes.ami_server import read_ami_events
-from test_e2e_calls import KNOWN_CALLER, SUPERVISOR, Harness, call_id_of, harness, trace
+from test_e2e_calls import (
+    KNOWN_CALLER,
+    SUPERVISOR,
+    Desktop,
+    Harness,
+    call_id_of,
+    harness,
+    trace,
+)
 
 from crm_core.callbacks import CallbackBook, Task
 
@@ -215,3 +223,73 @@ async def test_a_bad_dial_request_is_refused_and_nothing_reaches_asterisk(
     assert h.ami.actions_named("Originate") == []
     [still] = await callbacks(h, "Agent 1001")
     assert still["status"] == "open"
+
+
+async def pushed(desk: Desktop, status: str, within_s: float = 10.0) -> dict[str, Any]:
+    """The first ``callback`` message this desktop got with a task in ``status``."""
+    async with asyncio.timeout(within_s):
+        while True:
+            for message in desk.of("callback"):
+                if message["task"]["status"] == status:
+                    task: dict[str, Any] = message["task"]
+                    return task
+            await asyncio.sleep(0.02)
+
+
+async def test_a_task_reaches_the_queues_desktops_when_the_caller_gives_up_and_leaves_when_they_ring_again(  # noqa: E501
+    harness: Harness, traces_dir: Path
+) -> None:
+    h = harness
+    await h.start_daemon()
+    a1001, a2001 = await h.desktops_for("Agent 1001", "Agent 2001")
+    call_id = await play_call(h, traces_dir, "abandoned_in_queue")
+    task = await pushed(a1001, "open")
+    assert (task["number"], task["queue"], task["customer_name"]) == (
+        KNOWN_CALLER, "tier1", "Grace Hopper")  # fmt: skip
+    assert task["call_id"] == call_id and task["wait_s"] == 4.004
+    assert task["since_s"] is not None
+    assert (await pushed(h.desktops[SUPERVISOR], "open"))["task_id"] == task["task_id"]
+
+    await play_call(h, traces_dir, "answered_tier1")  # the same number rings in again
+    closed = await pushed(a1001, "closed")
+    assert (closed["task_id"], closed["closed_reason"]) == (task["task_id"], "called again")
+    assert a2001.of("callback") == []  # not a tier2 caller: never on a tier2 desktop
+
+
+async def test_the_queues_other_desktops_see_who_is_calling_back_and_the_task_close(
+    harness: Harness, traces_dir: Path
+) -> None:
+    h = harness
+    await h.start_daemon()
+    [a1002] = await h.desktops_for("Agent 1002")
+    await play_call(h, traces_dir, "abandoned_in_queue")
+    task = await pushed(a1002, "open")
+    status, body = await h.api("POST", f"/api/callbacks/{task['task_id']}/dial", "Agent 1001",
+                               json={})  # fmt: skip
+    assert status == 202, body
+    dialling = await pushed(a1002, "dialling")
+    assert dialling["dialled_by"] == "Agent 1001"
+    await h.ami.play(click_to_dial("busy", "2071234567"))
+    closed = await pushed(a1002, "closed")
+    assert (closed["outcome"], closed["closed_reason"]) == ("busy", "called back")
+
+
+async def test_a_dial_asterisk_refuses_puts_the_task_back_on_every_desktop(
+    harness: Harness, traces_dir: Path
+) -> None:
+    h = harness
+    await h.start_daemon()
+    [a1002] = await h.desktops_for("Agent 1002")
+    await play_call(h, traces_dir, "abandoned_in_queue")
+    task = await pushed(a1002, "open")
+    h.ami.unreachable.add("Local/1001@agents")  # Asterisk: "Originate failed"
+    status, body = await h.api("POST", f"/api/callbacks/{task['task_id']}/dial", "Agent 1001",
+                               json={})  # fmt: skip
+    assert status == 502, body
+    await pushed(a1002, "dialling")
+    opened = [m["task"]["status"] for m in a1002.of("callback")]
+    async with asyncio.timeout(10):
+        while opened[-1] != "open":
+            await asyncio.sleep(0.02)
+            opened = [m["task"]["status"] for m in a1002.of("callback")]
+    assert opened == ["open", "dialling", "open"]

@@ -257,3 +257,35 @@ async def test_a_late_crm_answer_updates_the_pop_of_the_rung_agent() -> None:
     assert update["type"] == "update" and update["call"]["view"]["name"] == "Ada Lovelace"
     assert drain(a2) == []
     assert [m.type for m in hub.active_messages("Agent 1001")] == ["pop", "update"]
+
+
+def sent(sub: Subscription) -> list[dict[str, Any]]:
+    """What the desktop's sender would send now (superseded keyed messages skipped)."""
+    out = []
+    while (message := sub.take_nowait()) is not None:
+        out.append(json.loads(message.text))
+    return out
+
+
+def test_a_callback_task_reaches_its_queues_desktops_in_its_latest_state() -> None:
+    hub = PopHub(AGENTS, clock=lambda: 1060.0)
+    a1, a2, t2, sup = (hub.subscribe(a) for a in (A1, A2, T2, SUP))
+    task = {"task_id": 7, "queue": "tier1", "status": "open", "last_abandoned_at": 1000.0}
+    hub.publish_callback(task, ["Agent 1001", "Agent 1002"])
+    hub.publish_callback({**task, "status": "closed"}, ["Agent 1001", "Agent 1002"])
+
+    for desk in (a1, a2):
+        [latest] = sent(desk)  # the open state, superseded before it was sent
+        assert latest["type"] == "callback" and latest["call_id"] is None
+        assert latest["task"] == {**task, "status": "closed", "since_s": 60.0}
+    assert sent(t2) == []  # a tier2 agent does not call back tier1's callers
+    assert [m["task"]["status"] for m in sent(sup)] == ["closed"]
+
+
+def test_a_callback_task_of_a_queue_without_desktop_users_still_reaches_supervisors() -> None:
+    hub = PopHub(AGENTS)
+    a1, sup = hub.subscribe(A1), hub.subscribe(SUP)
+    assert hub.publish_callback({"task_id": 8, "queue": "sales", "status": "open"}, []) == 1
+    assert sent(a1) == []
+    [message] = sent(sup)
+    assert message["agent"] is None and message["task"]["task_id"] == 8

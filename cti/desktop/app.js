@@ -141,6 +141,7 @@ function connect() {
     if (event.code === 4401) { signOut("Your token was refused: sign in again."); return; }
     if (desk.stopped) return;
     setLink("reconnecting…", "down");
+    window.dispatchEvent(new CustomEvent("cti:link", { detail: { up: false } }));
     setTimeout(connect, desk.retry);
     desk.retry = Math.min(desk.retry * 2, 10000);
   };
@@ -169,7 +170,12 @@ function signOut(message) {
 // the drafts of the call on screen and carry its id, so Save writes to the call it was typed for.
 
 function handle(message) {
-  if (message.type === "hello") { setLink("connected", "up"); desk.retry = 500; return; }
+  if (message.type === "hello") {
+    setLink("connected", "up");
+    desk.retry = 500;
+    window.dispatchEvent(new CustomEvent("cti:link", { detail: { up: true } }));
+    return;
+  }
   if (message.type === "pong" || message.type === "error") return;
   if (message.id) {
     if (desk.seen.has(message.id)) return;
@@ -192,6 +198,9 @@ function handle(message) {
     case "ended":
       if (desk.calls.has(message.call_id)) remember(message);
       break;
+    case "callback":  // a task of the agent's queues changed (cases.js keeps the list)
+      window.dispatchEvent(new CustomEvent("cti:callback", { detail: message.task }));
+      return;
     case "agent_state":
       if (message.paused !== undefined) showPaused(Boolean(message.paused), message.reason);
       break;

@@ -1,6 +1,8 @@
 // Cases from the pop and callbacks of callers who gave up. Plain JS, no build step.
-// Listens to app.js's `cti:call` event (detail: {id, call, state} of the call on screen, or
-// null) and works over the REST API (/api/cases…, /api/callbacks…) with the desk's token.
+// Listens to app.js's events: `cti:call` (detail: {id, call, state} of the call on screen, or
+// null), `cti:callback` (a task of the agent's queues changed: detail is the task) and
+// `cti:link` ({up}: the WebSocket connected or was lost); works over the REST API
+// (/api/cases…, /api/callbacks…) with the desk's token.
 "use strict";
 
 (() => {
@@ -254,6 +256,9 @@
     return s < 60 ? `${s} s` : s < 3600 ? `${Math.floor(s / 60)} min` : `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
   }
 
+  // The list as the daemon last said it: read whole on (re)connecting, then kept up to date
+  // by the `callback` messages of the WebSocket (app.js's `cti:callback` event), one task at a
+  // time. While the link is down the list is read every poll_s instead.
   async function refreshCallbacks() {
     if (!token()) return;
     try {
@@ -264,6 +269,24 @@
     } catch (err) {
       panel.callbacks = [];
     }
+    renderCallbacks();
+  }
+
+  const OPEN = new Set(["open", "dialling"]);
+
+  function taskChanged(task) {
+    if (!task || task.task_id === undefined) return;
+    const rest = panel.callbacks.filter((t) => t.task_id !== task.task_id);
+    if (OPEN.has(task.status)) {
+      rest.push(task);
+      rest.sort((a, b) => a.created_at - b.created_at || a.task_id - b.task_id);
+    }
+    panel.callbacks = rest;
+    renderCallbacks();
+  }
+
+  function renderCallbacks() {
+    build();
     byId("callbacks-card").hidden = Boolean(panel.callbacksOff);
     const list = byId("callback-list");
     list.replaceChildren(...panel.callbacks.map((t) => {
@@ -285,18 +308,24 @@
 
   async function dial(t) {
     try {
-      await api("POST", `/api/callbacks/${t.task_id}/dial`, {});
+      const data = await api("POST", `/api/callbacks/${t.task_id}/dial`, {});
       say(`Calling ${t.customer_name || t.number} back`, true);
+      if (data.task) taskChanged({ ...data.task, since_s: t.since_s });
     } catch (err) {
       say(err.message, false);
     }
-    await refreshCallbacks();
   }
 
-  function poll() {
+  // Polling only while the WebSocket is down (no pushed changes then).
+  function linkChanged(up) {
     clearTimeout(panel.poller);
-    if (panel.callbacksOff) return;  // off in this daemon: nothing to ask for
-    panel.poller = setTimeout(async () => { await refreshCallbacks(); poll(); }, panel.pollMs);
+    panel.poller = null;
+    if (up) { refreshCallbacks(); return; }
+    const again = () => {
+      if (panel.callbacksOff) return;
+      panel.poller = setTimeout(async () => { await refreshCallbacks(); again(); }, panel.pollMs);
+    };
+    again();
   }
 
   window.addEventListener("cti:call", (event) => {
@@ -304,11 +333,10 @@
     if (!panel.reasons.length) loadSetup();
     onCall(event.detail);
   });
+  window.addEventListener("cti:callback", (event) => taskChanged(event.detail));
+  window.addEventListener("cti:link", (event) => linkChanged(event.detail.up));
   document.addEventListener("DOMContentLoaded", () => {
     build();
-    if (token()) { loadSetup(); refreshCallbacks(); }
-    poll();
+    if (token()) loadSetup();
   });
-  // Signing in happens after load: the first render's event starts the callbacks too.
-  window.addEventListener("cti:call", () => { if (!panel.callbacks.length) refreshCallbacks(); }, { once: true });
 })();

@@ -235,6 +235,9 @@ async def dial_callback(request: web.Request) -> web.Response:
     customer_id = await _refuse_do_not_call(deps, number, task.customer_id)
     async with crm_errors():
         task = await book.start_dialling(task_id, agent=who.name, at=time.time())
+    news = deps.callback_news
+    if news is not None:
+        news.changed(task)  # the others see who is calling it
     variables = {"CTI_CALLBACK_TASK": str(task_id)}
     if customer_id is not None:
         variables["CTI_CUSTOMER_ID"] = str(customer_id)
@@ -249,6 +252,8 @@ async def dial_callback(request: web.Request) -> web.Response:
             )
     except BaseException:
         await book.dial_failed(task_id)
+        if news is not None:
+            await news.changed_ids(book, [task_id])
         raise
     log.info("callback dialled", task_id=task_id, agent=who.name, customer_id=customer_id)
     return web.json_response(

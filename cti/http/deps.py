@@ -13,6 +13,7 @@ from crm_core.callbacks import CallbackBook
 from crm_core.cases import CaseBook
 from crm_core.merge import CustomerMaintenance
 from crm_core.types import CustomerView, Resolution
+from cti.callback_feed import CallbackNews
 from cti.calls import LiveCalls
 from cti.config import Config
 from cti.hub import PopHub
@@ -90,5 +91,7 @@ class ApiDeps:
     # Cases from the pop and callback tasks (cti.http.cases), on the CRM's database.
     cases: CaseBook | None = None
     callbacks: CallbackBook | None = None
+    # Tells a task's queue's desktops at once that it changed (dialling, open again).
+    callback_news: CallbackNews | None = None
     # Merge, divide and duplicates of the CRM store's customers (supervisors), when wired.
     customers_admin: CustomerMaintenance | None = None

@@ -220,6 +220,13 @@ class CallbackBook:
             stmt = stmt.where(CallbackTask.queue.in_(list(queues)))
         return await self._load(stmt.order_by(CallbackTask.created_at, CallbackTask.id))
 
+    async def open_for(self, customer_id: int) -> list[Task]:
+        """The customer's open tasks (and those being dialled), oldest first."""
+        stmt = self._select().where(
+            CallbackTask.customer_id == customer_id, CallbackTask.status.in_(OPEN_STATUSES)
+        )
+        return await self._load(stmt.order_by(CallbackTask.created_at, CallbackTask.id))
+
     async def get(self, task_id: int) -> Task | None:
         found = await self._load(self._select().where(CallbackTask.id == task_id))
         return found[0] if found else None

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy import Column, Table, and_, func, insert, select, update
+from sqlalchemy import Column, Table, Text, and_, cast, func, insert, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -45,6 +45,7 @@ from crm_core.models import (
     name_words,
 )
 from crm_core.store import CrmStore
+from crm_core.types import renamed_candidates
 
 log = structlog.get_logger(__name__)
 
@@ -236,8 +237,10 @@ class CustomerMaintenance:
                 )
             after = await _counts(conn, (survivor_id, merged_id))
             _check_merge(before, after, survivor_id, merged_id)
+            renamed = await _rename_candidates(conn, survivor, merged_id)
             detail = {
                 "moved": moved,
+                "candidates_renamed": renamed,
                 "before": before,
                 "after": after,
                 "survivor_changes": {k: _plain(v) for k, v in changes.items()},
@@ -446,6 +449,38 @@ async def _lock(conn: AsyncConnection, *ids: int) -> None:
         await conn.execute(
             update(CUSTOMERS).where(CUSTOMERS.c.id == customer_id).values(updated_at=func.now())
         )
+
+
+async def _rename_candidates(
+    conn: AsyncConnection, survivor: dict[str, Any], merged_id: int
+) -> list[int]:
+    """Calls that listed the merged-away customer among the candidates of a shared number
+    (``interactions.extra.candidates``: a call nobody confirmed is not the customer's, so no
+    foreign key moved it) list the survivor instead, once, marked ``merged_from``. Returns the
+    interactions changed. The JSON is read as text first to skip the calls that cannot name
+    the id; the exact check is on the parsed list."""
+    extra = Interaction.__table__.c.extra
+    as_text = cast(extra, Text)
+    found = await conn.execute(
+        select(Interaction.id, extra).where(
+            as_text.like('%"candidates"%'), as_text.like(f"%{int(merged_id)}%")
+        )
+    )
+    changed: list[int] = []
+    for interaction_id, data in found.all():
+        listed = data.get("candidates") if isinstance(data, dict) else None
+        if not isinstance(listed, list) or not any(
+            isinstance(c, dict) and c.get("customer_id") == merged_id for c in listed
+        ):
+            continue
+        out = renamed_candidates(listed, merged_id, survivor)
+        await conn.execute(
+            update(Interaction)
+            .where(Interaction.id == interaction_id)
+            .values(extra={**data, "candidates": out})
+        )
+        changed.append(int(interaction_id))
+    return changed
 
 
 def _plain(value: Any) -> Any:

@@ -7,6 +7,7 @@ used as-is by the screen-pop, the HTTP API, the router and ``cti lookup --json``
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -39,6 +40,28 @@ class Candidate(_Plain):
     name: str
     # Why this candidate ranks where it does ("open case #12 (tier2)", "order 3 days ago"...).
     rank_reason: str = ""
+
+
+def renamed_candidates(
+    listed: Sequence[Any], merged_id: int, survivor: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """A candidate list (``{customer_id, name, external_id, rank_reason}``) after
+    ``merged_id`` was merged into ``survivor`` (``id``, ``name``, ``external_id``): the merged
+    one is the survivor, marked ``merged_from``; listed once where both were listed."""
+    out: list[dict[str, Any]] = []
+    for c in listed:
+        if not isinstance(c, dict):
+            continue
+        was_merged = c.get("customer_id") == merged_id
+        if was_merged:
+            c = {**c, "customer_id": survivor["id"], "name": survivor["name"],
+                 "external_id": survivor.get("external_id"), "merged_from": merged_id}  # fmt: skip
+        same = next((o for o in out if o.get("customer_id") == c.get("customer_id")), None)
+        if same is None:
+            out.append(dict(c))
+        elif was_merged:
+            same["merged_from"] = merged_id  # both were candidates: now one customer
+    return out
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from crm_core.types import CustomerDirectory, InteractionRecord
+from crm_core.types import CustomerDirectory, InteractionRecord, renamed_candidates
 from cti.tracker.events import CallEvent
 
 log = structlog.get_logger(__name__)
@@ -814,6 +814,47 @@ class LiveCalls:
         if self._state is not None:
             self._state.changed(ctx)
         return ctx
+
+    async def customer_merged(self, merged_id: int, survivor_id: int) -> list[CallContext]:
+        """A supervisor merged customer ``merged_id`` into ``survivor_id``: every call kept
+        here (live, or in its wrap-up) that names the merged one names the survivor (its
+        customer, its routing facts, its candidates; a shared number whose candidates were
+        just these two now has one holder: a match), with the survivor's view, its record
+        rewritten if it ended. Returns the calls changed (the API tells their desktops)."""
+        changed = []
+        for ctx in list(self._calls.values()):
+            routing = ctx.routing or {}
+            listed = any(c.get("customer_id") == merged_id for c in ctx.candidates)
+            if merged_id not in (ctx.customer_id, routing.get("customer_id")) and not listed:
+                continue
+            if ctx.customer_id == merged_id:
+                ctx.customer_id = survivor_id
+            if routing.get("customer_id") == merged_id:
+                ctx.routing = {**routing, "customer_id": survivor_id}
+            view = None
+            if self._directory is not None:
+                try:
+                    view = await self._directory.view(survivor_id)
+                except Exception as exc:  # the ids are right; the view comes without it
+                    log.warning("crm view failed", call_id=ctx.call_id, error=repr(exc))
+            if listed:
+                names = {c.get("customer_id"): c.get("name") for c in ctx.candidates}
+                survivor = {
+                    "id": survivor_id,
+                    "name": view.name if view else names.get(survivor_id, names[merged_id]),
+                    "external_id": view.external_id if view else None,
+                }
+                ctx.candidates = renamed_candidates(ctx.candidates, merged_id, survivor)
+                if ctx.status == "ambiguous" and len(ctx.candidates) == 1 and not ctx.confirmed_by:
+                    ctx.status, ctx.customer_id = "match", survivor_id
+            if ctx.customer_id == survivor_id and view is not None:
+                ctx.view = view.to_dict()
+            if ctx.state == "ended":
+                self._record(ctx)
+            if self._state is not None:
+                self._state.changed(ctx)
+            changed.append(ctx)
+        return changed
 
     def withdraw_escalation(self, call_id: str, escalation: Mapping[str, Any]) -> None:
         """Forget an escalation ``mark_escalation`` recorded (and its note): it did not happen."""

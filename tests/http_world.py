@@ -22,6 +22,7 @@ from crm_core.types import (
     Resolution,
 )
 from cti.ami.errors import AmiActionError, AmiError
+from cti.callback_feed import CallbackNews, queue_agents
 from cti.calls import LiveCalls
 from cti.config import AgentConfig, AgiConfig, Config, HttpConfig, TierConfig
 from cti.http import ApiDeps, create_app
@@ -301,9 +302,11 @@ async def running_api(
     grace_s: float = 120.0,
     recorder: Any = None,
     customers_admin: Any = None,
+    callbacks: Any = None,
 ) -> AsyncIterator[World]:
     """The API on a real socket; ``ami`` replaces the recording double (e.g. an AmiClient),
-    ``crm`` the in-memory CRM (e.g. a real ``CrmStore``), ``recorder`` where ended calls go."""
+    ``crm`` the in-memory CRM (e.g. a real ``CrmStore``), ``recorder`` where ended calls go,
+    ``callbacks`` the callback tasks (a ``CallbackBook``)."""
     config = Config(
         agents=agents(),
         http=HttpConfig(cors_origins=cors_origins or [], originate_context="dial-out"),
@@ -337,6 +340,8 @@ async def running_api(
         db_ok=db_ok,
         route_handler=route_handler_for(crm),
         customers_admin=customers_admin,
+        callbacks=callbacks,
+        callback_news=CallbackNews(hub, queue_agents(config)),
     )
     client = TestClient(TestServer(create_app(deps)))
     await client.start_server()

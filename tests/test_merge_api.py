@@ -3,15 +3,18 @@ duplicates, merge, divide, the audit log, and old customer ids leading to the su
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from http_world import World, headers, running_api
+from http_world import CALLER, World, headers, running_api
 
 from crm_core import CrmStore
+from crm_core.callbacks import CallbackBook
 from crm_core.merge import CustomerMaintenance
 from crm_core.testing import empty_store
+from cti.hub import Subscription
 
 SUPER = headers("Supervisor")
 AGENT = headers("Agent 1001")
@@ -29,7 +32,11 @@ async def world(db_url: str) -> AsyncIterator[tuple[World, CrmStore, dict[str, i
         )
     }
     try:
-        async with running_api(crm=store, customers_admin=CustomerMaintenance(store)) as w:
+        async with running_api(
+            crm=store,
+            customers_admin=CustomerMaintenance(store),
+            callbacks=CallbackBook(store.engine),
+        ) as w:
             yield w, store, ids
     finally:
         await store.close()
@@ -133,3 +140,58 @@ async def test_a_supervisor_divides_a_number_to_a_new_customer_by_the_api(
     zoe = (await resp.json())["other_id"]
     shared = await store.resolve("02079460999")
     assert {c.customer_id for c in shared.candidates} == {z, zoe}
+
+
+def received(sub: Subscription) -> list[dict[str, Any]]:
+    out = []
+    while (message := sub.take_nowait()) is not None:
+        out.append(json.loads(message.text))
+    return out
+
+
+async def test_a_merge_follows_the_merged_id_into_live_calls_and_callback_tasks_on_every_desktop(
+    world: tuple[World, CrmStore, dict[str, int]],
+) -> None:
+    w, store, ids = world
+    a, b = ids["Jon Smith"], ids["John Smith"]
+    agent = next(x for x in w.config.agents if x.name == "Agent 1001")
+    boss = next(x for x in w.config.agents if x.role == "supervisor")
+    desk, console = w.hub.subscribe(agent), w.hub.subscribe(boss)
+    # c1: from the number both share, nobody confirmed yet; c2: withheld, the agent found John.
+    await w.queued_call("c1", caller=CALLER)
+    await w.calls.lookup_settled("c1")
+    await w.ring("c1", "1001")
+    await w.queued_call("c2", caller="anonymous")
+    await w.calls.lookup_settled("c2")
+    await w.ring("c2", "1001")
+    await w.answer("c2", "1001")
+    found = {"customer_id": b, "method": "search"}
+    resp = await w.client.post("/api/calls/c2/customer", json=found, headers=AGENT)
+    assert resp.status == 200, await resp.text()
+    task = await CallbackBook(store.engine).abandoned(
+        queue="tier1", e164="+442079460777", customer_id=b, call_id="c0", wait_s=30.0, at=1.0
+    )
+    assert task is not None and task.customer_name == "John Smith"
+    received(desk), received(console)
+
+    resp = await w.client.post("/api/crm/merge", json={"survivor_id": a, "merged_id": b},
+                               headers=SUPER)  # fmt: skip
+    assert resp.status == 200, await resp.text()
+    followed = (await resp.json())["followed"]
+    assert followed == {"live_calls": ["c1", "c2"], "callback_tasks": [task.task_id]}
+
+    c1, c2 = w.calls.get("c1"), w.calls.get("c2")
+    assert c1 is not None and c2 is not None
+    # The shared number has one holder now: the call is Jon's, shown as such.
+    assert (c1.status, c1.customer_id, c1.view and c1.view["name"]) == ("match", a, "Jon Smith")
+    assert [(k["customer_id"], k.get("merged_from")) for k in c1.candidates] == [(a, b)]
+    assert (c2.customer_id, c2.confirmed_by, c2.view and c2.view["name"]) == (
+        a, "Agent 1001", "Jon Smith")  # fmt: skip
+    for sub in (desk, console):
+        got = received(sub)
+        updates = {m["call_id"]: m["call"] for m in got if m["type"] == "update"}
+        assert {k: (v["customer_id"], v["view"]["name"]) for k, v in updates.items()} == {
+            "c1": (a, "Jon Smith"), "c2": (a, "Jon Smith")}  # fmt: skip
+        [pushed] = [m["task"] for m in got if m["type"] == "callback"]
+        assert (pushed["task_id"], pushed["customer_id"], pushed["customer_name"]) == (
+            task.task_id, a, "Jon Smith")  # fmt: skip

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import insert, text
@@ -219,3 +220,51 @@ async def test_two_merges_of_one_pair_at_once_leave_one_survivor(store: CrmStore
         assert after[table] == (before[table][0] + before[table][1], 0, before[table][2])
     assert await count(store, "customer_merges") == 1
     assert await maintenance.survivor_of(keep) is None
+
+
+def candidate(customer_id: int, name: str, why: str) -> dict[str, object]:
+    return {"customer_id": customer_id, "external_id": None, "name": name, "rank_reason": why}
+
+
+async def shared_call(store: CrmStore, call_id: str, candidates: list[dict[str, object]]) -> None:
+    """A call from a number several customers share, nobody confirmed: unattributed."""
+    await store.record_interaction(
+        InteractionRecord(
+            call_id=call_id, caller="+442071234567", customer_id=None, started_at=NOW,
+            ended_at=NOW, outcome="abandoned",
+            extra={"candidates": candidates, "resolution": "ambiguous"},
+        )
+    )  # fmt: skip
+
+
+async def test_older_calls_listing_the_merged_customer_as_a_candidate_name_the_survivor(
+    store: CrmStore,
+) -> None:
+    jon = await store.upsert_customer(name="Jon Smith", phones=["020 7123 4567"])
+    john = await store.upsert_customer(name="John Smith", phones=["020 7123 4567"])
+    zed = await store.upsert_customer(name="Zed Other", phones=["020 7123 4567"])
+    a, b, c = jon.customer_id, john.customer_id, zed.customer_id
+    await shared_call(store, "both", [candidate(b, "John Smith", "latest call"),
+                                      candidate(a, "Jon Smith", "open case")])  # fmt: skip
+    await shared_call(store, "one", [candidate(b, "John Smith", "latest call"),
+                                     candidate(c, "Zed Other", "")])  # fmt: skip
+    await shared_call(store, "neither", [candidate(c, "Zed Other", "")])
+    before = await count(store, "interactions")
+
+    entry = await CustomerMaintenance(store).merge(a, b, actor="Supervisor")
+
+    both, one, neither = [await store.interaction(k) for k in ("both", "one", "neither")]
+    assert both is not None and one is not None and neither is not None
+
+    def listed(row: dict[str, Any]) -> list[tuple[object, ...]]:
+        return [
+            (k["customer_id"], k["name"], k.get("merged_from")) for k in row["extra"]["candidates"]
+        ]
+
+    # Both were candidates: one customer is left, the survivor, said to be the merged one too.
+    assert listed(both) == [(a, "Jon Smith", b)]
+    assert listed(one) == [(a, "Jon Smith", b), (c, "Zed Other", None)]
+    assert neither["extra"]["candidates"] == [candidate(c, "Zed Other", "")]
+    assert both["customer_id"] is None and both["extra"]["resolution"] == "ambiguous"
+    assert await count(store, "interactions") == before
+    assert sorted(entry["detail"]["candidates_renamed"]) == sorted([both["id"], one["id"]])

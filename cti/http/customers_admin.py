@@ -7,7 +7,9 @@ only (403 for agents); 503 when the daemon has no CRM store of its own to change
   their ids (what a divide chooses from);
 - ``POST /api/crm/merge`` ``{"survivor_id", "merged_id"}``: everything of ``merged_id`` moves
   to ``survivor_id`` in one transaction (``crm_core.merge``); 409 for the same customer twice
-  or one already merged away; answers the audit entry;
+  or one already merged away; answers the audit entry, with ``followed``: the live calls
+  (and calls in their wrap-up) that named the merged customer and now name the survivor on
+  every desktop showing them, and the survivor's open callback tasks shown again with its name;
 - ``POST /api/crm/divide`` ``{"customer_id", "to_customer_id" | "new_customer", "phone_ids",
   "shared_phone_ids", "interaction_ids", "case_ids"}``; answers the audit entry;
 - ``GET /api/crm/audit?from=&to=&customer_id=``: merges and divides, who, when, what moved.
@@ -16,7 +18,9 @@ only (403 for agents); 503 when the daemon has no CRM store of its own to change
 from __future__ import annotations
 
 import time
+from typing import Any
 
+import structlog
 from aiohttp import web
 
 from crm_core.errors import CrmUnavailable
@@ -30,10 +34,13 @@ from crm_core.merge import (
 )
 from cti.http.auth import AGENT, is_supervisor
 from cti.http.customers import int_param
+from cti.http.deps import ApiDeps
 from cti.http.errors import ApiError, parse_body
 from cti.http.models import DivideBody, MergeBody
 from cti.http.state import DEPS
 from cti.supervisor.service import parse_when
+
+log = structlog.get_logger(__name__)
 
 MAX_PERIOD_S = 400 * 86400.0
 
@@ -87,7 +94,27 @@ async def merge(request: web.Request) -> web.Response:
         entry = await service.merge(body.survivor_id, body.merged_id, actor=request[AGENT].name)
     except (CustomerNotFound, MergeConflict, RecordsLost, CrmUnavailable) as exc:
         raise _refused(exc) from None
+    entry["followed"] = await _follow_merge(request.app[DEPS], body.merged_id, body.survivor_id)
     return web.json_response(entry)
+
+
+async def _follow_merge(deps: ApiDeps, merged_id: int, survivor_id: int) -> dict[str, Any]:
+    """What the database does not hold: the calls in progress (and in their wrap-up) that
+    name the merged customer name the survivor, on every desktop that shows them (agents'
+    and supervisors'); the callback tasks now the survivor's are shown with its name."""
+    calls = await deps.calls.customer_merged(merged_id, survivor_id)
+    for ctx in calls:
+        deps.hub.publish_update(ctx)
+    tasks: list[int] = []
+    if deps.callbacks is not None and deps.callback_news is not None:
+        try:
+            for task in await deps.callbacks.open_for(survivor_id):
+                deps.callback_news.changed(task)
+                tasks.append(task.task_id)
+        except CrmUnavailable as exc:  # the merge stands; the desktops read them on reconnect
+            log.warning("merge.callbacks_not_announced", error=str(exc))
+    log.info("merge followed", survivor=survivor_id, merged=merged_id, live_calls=len(calls))
+    return {"live_calls": [c.call_id for c in calls], "callback_tasks": tasks}
 
 
 async def divide(request: web.Request) -> web.Response:

@@ -480,12 +480,13 @@ class CrmStore:
     # -- self-service identification (the IVR) ---------------------------------------------
 
     async def customer_by_external_id(self, external_id: str) -> int | None:
-        """The customer whose account number (external id) this is, or None."""
+        """The customer whose account number (external id) this is, or None; a customer merged
+        into another keeps its number on its tombstone: the survivor is the one."""
         async with self._read("identify") as conn:
             row = (
                 await conn.execute(select(Customer.id).where(Customer.external_id == external_id))
             ).first()
-        return row.id if row is not None else None
+            return await _survivor(conn, row.id) if row is not None else None
 
     async def order_by_reference(self, reference: str) -> tuple[int, OrderFact] | None:
         """The customer and the state of the order with this reference, newest first; None
@@ -527,7 +528,15 @@ class CrmStore:
                     .distinct(),
                 )
             )
-        queries.append(("external id", base.where(Customer.external_id == text)))
+        # With the merged-away too: their account number leads to the survivor (below).
+        queries.append(
+            (
+                "external id",
+                select(Customer.id, Customer.external_id, Customer.name).where(
+                    Customer.external_id == text
+                ),
+            )
+        )
         if "@" in text:
             queries.append(("email", base.where(func.lower(Customer.email) == text.lower())))
         if len(text) <= 64:
@@ -561,7 +570,10 @@ class CrmStore:
         async with self._read("search") as conn:
             for reason, stmt in queries:
                 for row in (await conn.execute(stmt.limit(limit))).all():
-                    found.setdefault(row.id, Candidate(row.id, row.external_id, row.name, reason))
+                    hit = Candidate(row.id, row.external_id, row.name, reason)
+                    if reason == "external id":
+                        hit = await _alive(conn, hit)
+                    found.setdefault(hit.customer_id, hit)
                 if found and reason not in ("name", "postcode"):
                     break  # an exact number, id, email or order match says who it is
         return list(found.values())[:limit]
@@ -897,3 +909,34 @@ class CrmStore:
 
 
 __all__ = ["CrmStore", "PhoneInput", "UpsertResult"]
+
+
+async def _survivor(conn: AsyncConnection, customer_id: int) -> int:
+    """The customer holding a merged-away customer's records now (itself if not merged),
+    following chains (A into B, B into C: C)."""
+    seen = {customer_id}
+    current = customer_id
+    while True:
+        nxt = (
+            await conn.execute(
+                select(CustomerMerge.survivor_id).where(CustomerMerge.customer_id == current)
+            )
+        ).scalar()
+        if nxt is None or nxt in seen:
+            return current
+        seen.add(nxt)
+        current = int(nxt)
+
+
+async def _alive(conn: AsyncConnection, hit: Candidate) -> Candidate:
+    """A customer found by a number its tombstone keeps: the survivor, saying why."""
+    alive = await _survivor(conn, hit.customer_id)
+    if alive == hit.customer_id:
+        return hit
+    row = (
+        await conn.execute(
+            select(Customer.id, Customer.external_id, Customer.name).where(Customer.id == alive)
+        )
+    ).one()
+    why = f"{hit.rank_reason} {hit.external_id} (merged into this customer)"
+    return Candidate(row.id, row.external_id, row.name, why)

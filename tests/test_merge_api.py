@@ -195,3 +195,29 @@ async def test_a_merge_follows_the_merged_id_into_live_calls_and_callback_tasks_
         [pushed] = [m["task"] for m in got if m["type"] == "callback"]
         assert (pushed["task_id"], pushed["customer_id"], pushed["customer_name"]) == (
             task.task_id, a, "Jon Smith")  # fmt: skip
+
+
+async def test_a_customer_merged_away_meanwhile_is_attached_as_the_survivor(
+    world: tuple[World, CrmStore, dict[str, int]],
+) -> None:
+    w, _store, ids = world
+    a, b = ids["Jon Smith"], ids["John Smith"]
+    for call in ("c1", "c2"):
+        await w.queued_call(call, caller=CALLER)  # the number both share: John is a candidate
+        await w.calls.lookup_settled(call)
+        await w.ring(call, "1001")
+    shown = w.calls.get("c1")
+    assert shown is not None and {c["customer_id"] for c in shown.candidates} == {a, b}
+    resp = await w.client.post("/api/crm/merge", json={"survivor_id": a, "merged_id": b},
+                               headers=SUPER)  # fmt: skip
+    assert resp.status == 200
+
+    # A desktop that still shows John (found by search, or as a candidate) attaches Jon.
+    for call, method in (("c1", "search"), ("c2", "candidate")):
+        body = {"customer_id": b, "method": method}
+        resp = await w.client.post(f"/api/calls/{call}/customer", json=body, headers=AGENT)
+        assert resp.status == 200, await resp.text()
+        attached = (await resp.json())["call"]
+        assert (attached["customer_id"], attached["view"]["name"]) == (a, "Jon Smith"), call
+    assert w.ami.names() == ["Setvar", "Setvar"]
+    assert [(x["Variable"], x["Value"]) for x in w.ami.actions] == [("CTI_CUSTOMER_ID", str(a))] * 2

@@ -268,3 +268,18 @@ async def test_older_calls_listing_the_merged_customer_as_a_candidate_name_the_s
     assert both["customer_id"] is None and both["extra"]["resolution"] == "ambiguous"
     assert await count(store, "interactions") == before
     assert sorted(entry["detail"]["candidates_renamed"]) == sorted([both["id"], one["id"]])
+
+
+async def test_the_merged_customers_account_number_still_finds_the_survivor(
+    store: CrmStore,
+) -> None:
+    jon = await store.upsert_customer(name="Jon Smith", external_id="A1", phones=["020 7123 4567"])
+    john = await store.upsert_customer(name="John Smith", external_id="B7")
+    a, b = jon.customer_id, john.customer_id
+    await CustomerMaintenance(store).merge(a, b, actor="Supervisor")
+
+    # The caller reads the account number on their old letter: to the IVR and in the search box.
+    assert await store.customer_by_external_id("B7") == a
+    assert [(c.customer_id, c.name) for c in await store.search("B7")] == [(a, "Jon Smith")]
+    assert await store.customer_by_external_id("A1") == a
+    assert await store.customer_by_external_id("nobody") is None

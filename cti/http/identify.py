@@ -13,7 +13,8 @@ record (``customer_id``, ``extra.confirmed_by`` and ``extra.method``).
 The caller's number is added to the customer only when the agent asks for it
 (``remember_number``): without that, the next call from the number is as unknown (or
 ambiguous) as this one was. A withheld number is never added. The whole request is checked
-(call, customer, number) before anything is written or sent to Asterisk.
+(call, customer, number) before anything is written or sent to Asterisk. A customer merged
+into another since the desktop listed it is attached as the survivor.
 """
 
 from __future__ import annotations
@@ -88,6 +89,20 @@ def _number_to_remember(ctx: CallContext, field: str) -> str:
     return ctx.caller_e164
 
 
+async def _survivor(deps: ApiDeps, customer_id: int) -> int:
+    """The customer to attach: a customer merged away since the desktop listed it (a search
+    result, a candidate) is the survivor now; 503 when the CRM cannot say."""
+    admin = deps.customers_admin
+    if admin is None:
+        return customer_id
+    try:
+        survivor = await admin.survivor_of(customer_id)
+    except Exception as exc:
+        log.warning("crm survivor lookup failed", customer_id=customer_id, error=repr(exc))
+        raise ApiError(503, "crm: cannot check the customer (CRM unavailable)") from exc
+    return survivor if survivor is not None else customer_id
+
+
 async def _existing(deps: ApiDeps, customer_id: int) -> str:
     """The customer's name; 404 when there is no such customer, 503 when the CRM is down."""
     try:
@@ -139,9 +154,11 @@ async def confirm_customer(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
     ctx = _call(request)
     body = await parse_body(request, ConfirmBody)
+    customer_id = await _survivor(deps, body.customer_id)
     if body.method == "candidate":
         known = [c.get("customer_id") for c in ctx.candidates]
-        if body.customer_id not in known:
+        merged = [c.get("merged_from") for c in ctx.candidates]
+        if body.customer_id not in known and body.customer_id not in merged:
             listed = ", ".join(str(k) for k in known) or "none"
             raise ApiError(
                 400,
@@ -150,10 +167,10 @@ async def confirm_customer(request: web.Request) -> web.Response:
             )
     number = _number_to_remember(ctx, "remember_number") if body.remember_number else None
     writer = _writer(deps) if number else None
-    await _existing(deps, body.customer_id)
+    await _existing(deps, customer_id)
     if writer is not None and number is not None:
-        await _add_number(writer, body.customer_id, number, "other")
-    result = await _attach(request, ctx, body.customer_id, body.method)
+        await _add_number(writer, customer_id, number, "other")
+    result = await _attach(request, ctx, customer_id, body.method)
     result["number_added"] = number
     return web.json_response(result)
 

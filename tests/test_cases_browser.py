@@ -4,6 +4,7 @@ recorded calls."""
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +23,7 @@ from test_e2e_calls import (
     trace,
 )
 
+from crm_core.callbacks import CallbackBook
 from crm_core.cases import CaseBook
 from crm_core.models import Case
 
@@ -155,3 +157,28 @@ async def test_a_task_shows_on_the_desktop_at_once_and_leaves_when_the_caller_ri
     await expect(empty).to_have_text("nobody to call back")
     assert reads == [], f"the page polled {len(reads)} times"
     assert shown_after < 5.0
+
+
+async def test_how_long_ago_a_caller_gave_up_counts_on_without_asking_the_daemon(
+    browser: object, harness: Harness
+) -> None:
+    from playwright.async_api import Page, Request, expect
+
+    h = harness
+    await h.start_daemon()
+    book = CallbackBook(h.store.engine)
+    await book.abandoned(queue="tier1", e164="+442079460123", customer_id=None, call_id="c0",
+                         wait_s=75.0, at=time.time() - 56)  # fmt: skip
+    page = await signed_in(browser, h, "Agent 1001", PHONE)
+    assert isinstance(page, Page)
+    since = page.locator("#callback-list li", has_text="+442079460123").locator(".gave-up")
+    await expect(since).to_have_text(re.compile(r"gave up 5[6-9] s ago"))
+    reads: list[str] = []
+
+    def count(request: Request) -> None:
+        if request.url.endswith("/api/callbacks"):
+            reads.append(request.url)
+
+    page.on("request", count)
+    await expect(since).to_have_text("gave up 1 min ago", timeout=10_000)
+    assert reads == []

@@ -108,6 +108,7 @@
     byId("case-open-form").addEventListener("submit", (e) => { e.preventDefault(); openCase(); });
     byId("case-escalate-form").addEventListener("submit", (e) => { e.preventDefault(); escalate(); });
     setInterval(tickClocks, 1000);
+    setInterval(tickGaveUp, 1000);
   }
 
   async function loadSetup() {
@@ -263,7 +264,8 @@
     if (!token()) return;
     try {
       const data = await api("GET", "/api/callbacks");
-      panel.callbacks = data.callbacks || [];
+      const now = Date.now();
+      panel.callbacks = (data.callbacks || []).map((t) => ({ ...t, receivedAt: now }));
       panel.callbacksOff = data.enabled === false;
       if (data.poll_s) panel.pollMs = data.poll_s * 1000;
     } catch (err) {
@@ -274,8 +276,22 @@
 
   const OPEN = new Set(["open", "dialling"]);
 
+  // "gave up 2 min ago", counted on from when the daemon said how long ago it was.
+  function gaveUp(t) {
+    const since = (t.since_s || 0) + (Date.now() - (t.receivedAt || Date.now())) / 1000;
+    return `gave up ${ago(since)} ago`;
+  }
+
+  function tickGaveUp() {
+    for (const node of document.querySelectorAll("#callback-list .gave-up")) {
+      const t = panel.callbacks.find((x) => String(x.task_id) === node.dataset.task);
+      if (t) node.textContent = gaveUp(t);
+    }
+  }
+
   function taskChanged(task) {
     if (!task || task.task_id === undefined) return;
+    task.receivedAt = Date.now();
     const rest = panel.callbacks.filter((t) => t.task_id !== task.task_id);
     if (OPEN.has(task.status)) {
       rest.push(task);
@@ -293,7 +309,10 @@
       const li = el("li", null, "callback");
       li.dataset.task = t.task_id;
       li.append(el("strong", t.customer_name || "Unknown caller"), ` ${t.number} · ${t.queue}`);
-      li.append(` · waited ${ago(t.wait_s || 0)} · gave up ${ago(t.since_s || 0)} ago`);
+      li.append(` · waited ${ago(t.wait_s || 0)} · `);
+      const since = el("span", gaveUp(t), "gave-up");
+      since.dataset.task = t.task_id;
+      li.append(since);
       if (t.attempts > 1) li.append(` · ${t.attempts} attempts`);
       if (t.status === "dialling") {
         li.append(el("span", ` · ${t.dialled_by} is calling`, "muted"));
@@ -310,7 +329,7 @@
     try {
       const data = await api("POST", `/api/callbacks/${t.task_id}/dial`, {});
       say(`Calling ${t.customer_name || t.number} back`, true);
-      if (data.task) taskChanged({ ...data.task, since_s: t.since_s });
+      if (data.task) taskChanged({ ...data.task, since_s: (t.since_s || 0) + (Date.now() - t.receivedAt) / 1000 });
     } catch (err) {
       say(err.message, false);
     }

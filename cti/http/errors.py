@@ -30,8 +30,21 @@ def describe_validation(exc: ValidationError) -> str:
     parts = []
     for item in exc.errors():
         where = ".".join(str(p) for p in item["loc"]) or "body"
-        parts.append(f"{where}: {item['msg']}")
+        parts.append(f"{where}: {_message(item)}")
     return "; ".join(parts)
+
+
+def _message(item: Any) -> str:
+    """Pydantic's message, but a text's length in characters: a length limit on a checked
+    string type (``Line``) is reported as "items after validation", which means nothing to a
+    person who typed a subject."""
+    found, ctx = item.get("input"), item.get("ctx") or {}
+    if isinstance(found, str) and item.get("type") == "too_long" and "max_length" in ctx:
+        return f"String should have at most {ctx['max_length']} characters, not {len(found)}"
+    if isinstance(found, str) and item.get("type") == "too_short" and "min_length" in ctx:
+        least = ctx["min_length"]
+        return f"String should have at least {least} character{'' if least == 1 else 's'}"
+    return str(item["msg"])
 
 
 async def parse_body(request: web.Request, model: type[M]) -> M:

@@ -152,6 +152,8 @@ async def test_a_task_shows_on_the_desktop_at_once_and_leaves_when_the_caller_ri
     # At once: well inside the 10 s the desktop used to poll at (5 s: a loaded 2-core machine).
     await expect(task).to_contain_text("+442071234567 · tier1", timeout=5_000)
     shown_after = time.monotonic() - gave_up
+    news = page.get_by_role("status").filter(has_text="to call back")
+    await expect(news).to_have_text("Grace Hopper gave up in tier1: to call back.")
     await h.ami.play(trace(traces_dir, "answered_tier1"))  # the same number, answered
     await expect(task).to_have_count(0, timeout=5_000)
     await expect(empty).to_have_text("nobody to call back")

@@ -104,6 +104,7 @@
       <section id="callbacks-card" class="card" aria-labelledby="callbacks-title">
         <h3 id="callbacks-title">Callers who gave up</h3>
         <ul id="callback-list" class="callback-list" aria-label="Callers to call back"></ul>
+        <p id="callback-news" class="sr-only" role="status" aria-live="polite"></p>
       </section>`;
     byId("case-open-form").addEventListener("submit", (e) => { e.preventDefault(); openCase(); });
     byId("case-escalate-form").addEventListener("submit", (e) => { e.preventDefault(); escalate(); });
@@ -293,6 +294,11 @@
     if (!task || task.task_id === undefined) return;
     task.receivedAt = Date.now();
     const rest = panel.callbacks.filter((t) => t.task_id !== task.task_id);
+    const fresh = rest.length === panel.callbacks.length;
+    if (fresh && task.status === "open") {
+      // Screen readers hear of a caller to call back as sighted agents see the list grow.
+      byId("callback-news").textContent = `${task.customer_name || task.number} gave up in ${task.queue}: to call back.`;
+    }
     if (OPEN.has(task.status)) {
       rest.push(task);
       rest.sort((a, b) => a.created_at - b.created_at || a.task_id - b.task_id);

@@ -208,7 +208,7 @@ class ChainDirectory:
         external_id = next((r.external_id for _, r in group if r.external_id), None)
         reasons = "; ".join(r.rank_reason for _, r in group if r.rank_reason)
         return SourcedCandidate(
-            customer_id, external_id, first.name, reasons, tuple(s for s, _ in group)
+            customer_id, external_id, first.name, reasons, sources=tuple(s for s, _ in group)
         )
 
     def _remember(

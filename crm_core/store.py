@@ -514,7 +514,8 @@ class CrmStore:
         text = query.strip()
         if not text or limit <= 0:
             return []
-        base = select(Customer.id, Customer.external_id, Customer.name).where(
+        shown = (Customer.id, Customer.external_id, Customer.name, Customer.postcode)
+        base = select(*shown).where(
             Customer.id.not_in(select(CustomerMerge.customer_id))  # not merged away
         )
         queries: list[tuple[str, Any]] = []
@@ -532,9 +533,7 @@ class CrmStore:
         queries.append(
             (
                 "external id",
-                select(Customer.id, Customer.external_id, Customer.name).where(
-                    Customer.external_id == text
-                ),
+                select(*shown).where(Customer.external_id == text),
             )
         )
         if "@" in text:
@@ -570,7 +569,9 @@ class CrmStore:
         async with self._read("search") as conn:
             for reason, stmt in queries:
                 for row in (await conn.execute(stmt.limit(limit))).all():
-                    hit = Candidate(row.id, row.external_id, row.name, reason)
+                    hit = Candidate(
+                        row.id, row.external_id, row.name, reason, _spaced(row.postcode)
+                    )
                     if reason == "external id":
                         hit = await _alive(conn, hit)
                     found.setdefault(hit.customer_id, hit)
@@ -935,8 +936,15 @@ async def _alive(conn: AsyncConnection, hit: Candidate) -> Candidate:
         return hit
     row = (
         await conn.execute(
-            select(Customer.id, Customer.external_id, Customer.name).where(Customer.id == alive)
+            select(Customer.id, Customer.external_id, Customer.name, Customer.postcode).where(
+                Customer.id == alive
+            )
         )
     ).one()
     why = f"{hit.rank_reason} {hit.external_id} (merged into this customer)"
-    return Candidate(row.id, row.external_id, row.name, why)
+    return Candidate(row.id, row.external_id, row.name, why, _spaced(row.postcode))
+
+
+def _spaced(postcode: str | None) -> str | None:
+    """``SW1A1AA`` (as kept, for the index) as written: ``SW1A 1AA``."""
+    return f"{postcode[:-3]} {postcode[-3:]}" if postcode and len(postcode) > 3 else postcode

@@ -40,6 +40,9 @@ class Candidate(_Plain):
     name: str
     # Why this candidate ranks where it does ("open case #12 (tier2)", "order 3 days ago"...).
     rank_reason: str = ""
+    # The address's postcode ("SW1A 1AA"), where the source gives it (search results): what
+    # tells two namesakes apart when the caller is asked for it.
+    postcode: str | None = None
 
 
 def renamed_candidates(

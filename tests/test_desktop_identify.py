@@ -311,3 +311,23 @@ async def test_long_unbroken_text_never_widens_the_page(browser: Any, size: dict
         await page.get_by_role("button", name="Save", exact=True).click()
         await expect(page.locator("#notes li")).to_have_count(1)
         await no_sideways_scroll(page)
+
+
+async def test_search_results_show_each_customers_postcode_to_tell_namesakes_apart(
+    browser: Any, store: CrmStore
+) -> None:
+    from playwright.async_api import expect
+
+    await grace(store)
+    await store.upsert_customer(name="Grace Kelly", address="1 Palace Rd, Manchester M1 1AE")
+    await store.upsert_customer(name="Grace Nobody")  # no address: nothing to show
+    async with running_api(crm=store) as world:
+        page = await signed_in(browser, world, "Agent 1001", SIZES["phone"])
+        await ring(world, "c1", "anonymous")
+        await page.get_by_label("Find the caller").fill("grace")
+        results = page.locator("#search-results li")
+        await expect(results).to_have_count(3)
+        await expect(results.filter(has_text="Grace Hopper")).to_contain_text("SW1A 1AA")
+        await expect(results.filter(has_text="Grace Kelly")).to_contain_text("M1 1AE")
+        await expect(results.filter(has_text="Grace Nobody")).not_to_contain_text("postcode")
+        await no_sideways_scroll(page)

@@ -435,6 +435,7 @@ function showIdentify(entry, call, several) {
     const li = el("li");
     li.append(el("strong", c.name));
     if (c.external_id) li.append(el("span", `account ${c.external_id}`, "muted"));
+    if (c.postcode) li.append(el("span", `postcode ${c.postcode}`, "muted"));
     if (c.rank_reason) li.append(el("span", `by ${c.rank_reason}`, "muted"));
     const attach = el("button", "This is the caller", "attach");
     attach.type = "button";

@@ -432,7 +432,7 @@ class CrmStore:
             language=customer.language,
             email=customer.email,
             address=customer.address,
-            phones=tuple(PhoneView(p.number, p.e164, p.kind) for p in phones),
+            phones=_one_per_number(phones),
             flags=flags,
             highlights=tuple(flag for flag in flags if flag in HIGHLIGHT_FLAGS),
             open_cases=tuple(
@@ -948,3 +948,16 @@ async def _alive(conn: AsyncConnection, hit: Candidate) -> Candidate:
 def _spaced(postcode: str | None) -> str | None:
     """``SW1A1AA`` (as kept, for the index) as written: ``SW1A 1AA``."""
     return f"{postcode[:-3]} {postcode[-3:]}" if postcode and len(postcode) > 3 else postcode
+
+
+def _one_per_number(rows: Sequence[Any]) -> tuple[PhoneView, ...]:
+    """The customer's numbers, each once: two duplicates merged often held the same one (both
+    rows are kept, so that nothing is lost; the agent needs to see it once)."""
+    seen: set[str] = set()
+    out = []
+    for p in rows:
+        key = p.e164 or p.number
+        if key not in seen:
+            seen.add(key)
+            out.append(PhoneView(p.number, p.e164, p.kind))
+    return tuple(out)

@@ -283,3 +283,15 @@ async def test_the_merged_customers_account_number_still_finds_the_survivor(
     assert [(c.customer_id, c.name) for c in await store.search("B7")] == [(a, "Jon Smith")]
     assert await store.customer_by_external_id("A1") == a
     assert await store.customer_by_external_id("nobody") is None
+
+
+async def test_a_number_both_duplicates_had_is_shown_once_on_the_survivor(store: CrmStore) -> None:
+    jon = await store.upsert_customer(name="Jon Smith", phones=["020 7123 4567", "07700 900123"])
+    john = await store.upsert_customer(name="John Smith", phones=["+44 20 7123 4567"])
+    await CustomerMaintenance(store).merge(jon.customer_id, john.customer_id, actor="Supervisor")
+
+    view = await store.view(jon.customer_id)
+    assert view is not None
+    assert [p.e164 for p in view.phones] == ["+442071234567", "+447700900123"]
+    assert await count(store, "phone_numbers", jon.customer_id) == 3  # every row kept
+    assert (await store.resolve("02071234567")).status == "match"

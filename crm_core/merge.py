@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy import Column, Table, Text, and_, cast, func, insert, select, update
+from sqlalchemy import Column, Table, Text, and_, cast, func, insert, or_, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -457,14 +457,15 @@ async def _rename_candidates(
     """Calls that listed the merged-away customer among the candidates of a shared number
     (``interactions.extra.candidates``: a call nobody confirmed is not the customer's, so no
     foreign key moved it) list the survivor instead, once, marked ``merged_from``. Returns the
-    interactions changed. The JSON is read as text first to skip the calls that cannot name
-    the id; the exact check is on the parsed list."""
+    interactions changed. The JSON is read as text first, to skip the calls that do not name
+    the id (compact or spaced, as json.dumps writes it); the exact check is on the parsed list."""
     extra = Interaction.__table__.c.extra
     as_text = cast(extra, Text)
+    token = f'"customer_id":{int(merged_id)}'
+    spaced = f'"customer_id": {int(merged_id)}'
+    names_it = or_(*(as_text.like(f"%{t}{end}%") for t in (token, spaced) for end in (",", "}")))
     found = await conn.execute(
-        select(Interaction.id, extra).where(
-            as_text.like('%"candidates"%'), as_text.like(f"%{int(merged_id)}%")
-        )
+        select(Interaction.id, extra).where(as_text.like('%"candidates"%'), names_it)
     )
     changed: list[int] = []
     for interaction_id, data in found.all():

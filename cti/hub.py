@@ -577,13 +577,16 @@ class PopHub:
         """``LiveCalls(on_update=hub.update)``: the CRM answered after the pop went out."""
         self.publish_update(ctx)
 
-    def publish_update(self, ctx: CallContextLike) -> int:
-        """Send the call's fresh context (``update``) to the agents it rings or talks to."""
+    def publish_update(self, ctx: CallContextLike, *, also: Iterable[str] = ()) -> int:
+        """Send the call's fresh context (``update``) to the agents it rings or talks to, and
+        to ``also`` (e.g. the agents who had an ended call, still on their desk for its
+        wrap-up; a desktop without the call ignores it)."""
         context = _Context("", ctx)
         call = str(context.data.get("call_id") or "")
         context.call = call
         now = self._clock()
         agents = self._ringing.get(call, set()) | self._talking.get(call, set())
+        agents |= {name for a in also if (name := self.agent_key(a)) is not None}
         built = []
         for agent in sorted(agents):
             message = self._message(

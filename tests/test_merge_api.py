@@ -168,6 +168,15 @@ async def test_a_merge_follows_the_merged_id_into_live_calls_and_callback_tasks_
     found = {"customer_id": b, "method": "search"}
     resp = await w.client.post("/api/calls/c2/customer", json=found, headers=AGENT)
     assert resp.status == 200, await resp.text()
+    # c3: John called earlier; the call ended, the agent is still writing its wrap-up.
+    await w.queued_call("c3", caller="anonymous")
+    await w.calls.lookup_settled("c3")
+    await w.ring("c3", "1001")
+    await w.answer("c3", "1001")
+    found = {"customer_id": b, "method": "search"}
+    resp = await w.client.post("/api/calls/c3/customer", json=found, headers=AGENT)
+    assert resp.status == 200, await resp.text()
+    await w.event("ended", "c3", hangup_by="caller")
     task = await CallbackBook(store.engine).abandoned(
         queue="tier1", e164="+442079460777", customer_id=b, call_id="c0", wait_s=30.0, at=1.0
     )
@@ -178,7 +187,7 @@ async def test_a_merge_follows_the_merged_id_into_live_calls_and_callback_tasks_
                                headers=SUPER)  # fmt: skip
     assert resp.status == 200, await resp.text()
     followed = (await resp.json())["followed"]
-    assert followed == {"live_calls": ["c1", "c2"], "callback_tasks": [task.task_id]}
+    assert followed == {"live_calls": ["c1", "c2", "c3"], "callback_tasks": [task.task_id]}
 
     c1, c2 = w.calls.get("c1"), w.calls.get("c2")
     assert c1 is not None and c2 is not None
@@ -191,7 +200,7 @@ async def test_a_merge_follows_the_merged_id_into_live_calls_and_callback_tasks_
         got = received(sub)
         updates = {m["call_id"]: m["call"] for m in got if m["type"] == "update"}
         assert {k: (v["customer_id"], v["view"]["name"]) for k, v in updates.items()} == {
-            "c1": (a, "Jon Smith"), "c2": (a, "Jon Smith")}  # fmt: skip
+            "c1": (a, "Jon Smith"), "c2": (a, "Jon Smith"), "c3": (a, "Jon Smith")}  # fmt: skip
         [pushed] = [m["task"] for m in got if m["type"] == "callback"]
         assert (pushed["task_id"], pushed["customer_id"], pushed["customer_name"]) == (
             task.task_id, a, "Jon Smith")  # fmt: skip

@@ -104,7 +104,7 @@ async def _follow_merge(deps: ApiDeps, merged_id: int, survivor_id: int) -> dict
     and supervisors'); the callback tasks now the survivor's are shown with its name."""
     calls = await deps.calls.customer_merged(merged_id, survivor_id)
     for ctx in calls:
-        deps.hub.publish_update(ctx)
+        deps.hub.publish_update(ctx, also=ctx.agents)  # an ended call: its wrap-up desk
     tasks: list[int] = []
     if deps.callbacks is not None and deps.callback_news is not None:
         try:

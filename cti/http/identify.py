@@ -133,7 +133,7 @@ async def _attach(
         ctx = await deps.calls.confirm_customer(ctx.call_id, customer_id, agent.name, method)
     except UnknownCall:
         raise ApiError(404, f"call_id: no live call {ctx.call_id}") from None
-    deps.hub.publish_update(ctx)
+    deps.hub.publish_update(ctx, also=ctx.agents)  # an ended call: its wrap-up desk
     result: dict[str, Any] = {"call": ctx.to_dict(), "pbx": "not needed (the call has ended)"}
     channel = ctx.caller_channel
     if ctx.state != "ended" and channel:

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import insert
 from test_callbacks_daemon import click_to_dial
 from test_desktop_browser import browser
+from test_desktop_identify import no_sideways_scroll
 from test_e2e_calls import (
     Harness,
     call_id_of,
@@ -116,6 +117,7 @@ async def test_an_abandoned_caller_is_called_back_from_the_desktop(
     await h.ami.play(events)
     task = page.locator("#callback-list li", has_text="Grace Hopper")
     await expect(task).to_contain_text("+442071234567 · tier1 · waited 4 s", timeout=10_000)
+    await no_sideways_scroll(page)  # a phone: the task and its button fit the width
     await page.get_by_role("button", name="Call back Grace Hopper").click()
     originate = await h.ami.wait_for_action("Originate")
     assert originate.headers["exten"] == "+442071234567"

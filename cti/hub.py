@@ -29,7 +29,8 @@ Messages (JSON objects), each with a unique ``id`` the desktop de-duplicates on:
 - ``transferred``: the call left this agent (``to``, ``to_queue``, ``kind``) with its context;
 - ``ended``: the call is over;
 - ``update``: the call's context changed after the pop (the CRM answered late, an agent said who
-  is calling): same fields;
+  is calling, a supervisor merged its customer into another): same fields; also to the desks
+  that keep the call for its wrap-up when an agent or a merge changed it;
 - ``agent_state``: this agent's queue membership/pause changed;
 - ``call``: (supervisors only) any other call event (offered, queued...);
 - ``callback``: a callback task of one of this agent's queues changed (a caller gave up, gave

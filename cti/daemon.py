@@ -539,7 +539,11 @@ async def build_daemon(
         chain = build_directory(config, store) if directory is None else None
         crm: Any = directory or chain or store
         outbox = build_outbox(config, getattr(store, "engine", None), chain)
+        engine = getattr(store, "engine", None)
+        cluster = build_cluster(config, engine) if config.cluster.enabled else None
         interactions = _as_interaction_store(store)
+        if cluster is not None and engine is not None:
+            interactions = cluster.fenced(store)  # a stale ingester's records are refused
         if outbox is not None and chain is not None:
             interactions = WriteBackRecorder(interactions, chain, outbox)
         rules = load_rules(config)
@@ -551,15 +555,13 @@ async def build_daemon(
             interactions, dead_letters=DeadLetterFile(dead_letter_path(config))
         )
         pbx_clock = PbxClock()
-        engine = getattr(store, "engine", None)
-        cluster = build_cluster(config, engine) if config.cluster.enabled else None
         call_state = _call_state(config, store, pbx_clock, cluster)
         resync = ResyncHealth()
         hub = PopHub(config.agents, fanout=cluster.fanout if cluster is not None else None)
         calls = LiveCalls(
             directory=crm,
             decisions=decisions,
-            recorder=recorder,
+            recorder=cluster.stamping(recorder) if cluster is not None else recorder,
             tiers_by_queue=tiers_by_queue(config),
             grace_s=grace_s,
             on_update=hub.update,  # the CRM answered after the pop: the desktops get the view

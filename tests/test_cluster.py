@@ -14,14 +14,16 @@ import pytest
 import redis.asyncio as aioredis
 from sqlalchemy import select
 
-from crm_core.models import LivePbx
+from crm_core.models import Interaction, LivePbx
 from crm_core.testing import empty_store
+from crm_core.types import InteractionRecord
 from cti.callstate import SavedCall, SqlCallState
 from cti.cluster.fanout import RedisFanout
-from cti.cluster.fencing import StaleFence, fence_guard
+from cti.cluster.fencing import Fence, FencedInteractions, FenceStamps, StaleFence, fence_guard
 from cti.cluster.lease import PbxLease
 from cti.config import AgentConfig
 from cti.hub import PopHub
+from cti.interactions import InteractionRecorder
 from cti.tracker.events import CallEvent
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -96,6 +98,58 @@ async def test_the_database_refuses_call_state_written_with_a_stale_fencing_toke
         await new.write("pbx1", [], ["1700000000.1"], seen_at=13.0)  # same token: fine
         other = SqlCallState(store.engine, guard=fence_guard(lambda: 1, stale.append))
         await other.write("pbx2", [], [], seen_at=1.0)  # another PBX has its own fence
+    finally:
+        await store.close()
+
+
+async def test_an_interaction_written_by_a_stale_ingester_is_refused_and_left_to_the_current_one(
+    db_url: str,
+) -> None:
+    """A paused ingester (token 1) wakes after another took the PBX over (token 2): its record of
+    a call is refused, not set aside nor retried; the current ingester's record is the one row."""
+    store = await empty_store(db_url)
+    try:
+        stale: list[StaleFence] = []
+        old_token: dict[str, int] = {"now": 1}
+        old_stamps = FenceStamps()
+        old = InteractionRecorder(FencedInteractions(store, old_stamps, stale.append))
+        old_calls = old_stamps.stamping(old, lambda: Fence("pbx1", old_token["now"]))
+        await old.start()
+        old_calls.submit(InteractionRecord("1700000000.1", None, "201", outcome="answered"))
+        assert await old.flush(10.0)
+        assert old.written == 1 and not stale  # its own token: written
+
+        new_stamps = FenceStamps()
+        new = InteractionRecorder(FencedInteractions(store, new_stamps, stale.append))
+        new_calls = new_stamps.stamping(new, lambda: Fence("pbx1", 2))
+        await new.start()
+        new_calls.submit(InteractionRecord("1700000000.2", None, "202", outcome="answered"))
+        assert await new.flush(10.0)
+
+        # The old ingester, woken from its pause, still ends the call it had (and a record of a
+        # call it made with no lease at all, token 0).
+        old_calls.submit(InteractionRecord("1700000000.2", None, "202", outcome="abandoned"))
+        old_token["now"] = 0
+        old_calls.submit(InteractionRecord("1700000000.3", None, "203", outcome="abandoned"))
+        assert await old.flush(10.0)
+        assert old.fenced == 2 and old.written == 1
+        assert old.pending == 0 and old.dead_letters == 0  # dropped: nothing to retry
+        assert [(e.pbx_id, e.token) for e in stale] == [("pbx1", 1), ("pbx1", 0)]
+
+        async with store.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(Interaction.call_id, Interaction.outcome).order_by(Interaction.call_id)
+                )
+            ).all()
+            fence = (await conn.execute(select(LivePbx.fence))).scalar_one()
+        assert [tuple(r) for r in rows] == [
+            ("1700000000.1", "answered"),
+            ("1700000000.2", "answered"),  # the current ingester's figures, once
+        ]
+        assert fence == 2
+        await old.stop()
+        await new.stop()
     finally:
         await store.close()
 

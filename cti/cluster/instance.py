@@ -26,7 +26,7 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,16 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cti.cluster.fanout import RedisFanout
-from cti.cluster.fencing import StaleFence, claim, fence_guard
+from cti.cluster.fencing import (
+    Fence,
+    FencedInteractions,
+    FencedStore,
+    FenceStamps,
+    InteractionSink,
+    StaleFence,
+    claim,
+    fence_guard,
+)
 from cti.cluster.lease import PbxLease
 from cti.config import Config
 
@@ -166,10 +175,20 @@ class ClusterParts:
     fanout: RedisFanout
     role: IngestRole
     engine: AsyncEngine | None  # the database the fencing token is claimed in
+    stamps: FenceStamps = field(default_factory=FenceStamps)  # token of each call's record
 
     def guard(self) -> Callable[[AsyncConnection, str], Awaitable[None]]:
         """``SqlCallState(guard=...)``: every call-state write carries the current token."""
         return fence_guard(lambda: self.role.token, self.role.stale)
+
+    def stamping(self, sink: InteractionSink) -> InteractionSink:
+        """``LiveCalls(recorder=...)``: each record carries the token it was made under."""
+        pbx_id = self.role.lease.pbx_id
+        return self.stamps.stamping(sink, lambda: Fence(pbx_id, self.role.token or 0))
+
+    def fenced(self, store: FencedStore) -> FencedInteractions:
+        """The recorder's store: a record made under a stale token is refused, not written."""
+        return FencedInteractions(store, self.stamps, self.role.stale)
 
     async def claim(self, token: int) -> None:
         """Tell the database the new token before anything else is written."""

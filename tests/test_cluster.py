@@ -21,6 +21,7 @@ from cti.callstate import SavedCall, SqlCallState
 from cti.cluster.fanout import RedisFanout
 from cti.cluster.fencing import Fence, FencedInteractions, FenceStamps, StaleFence, fence_guard
 from cti.cluster.lease import PbxLease
+from cti.cluster.spread import Spread
 from cti.config import AgentConfig
 from cti.hub import PopHub
 from cti.interactions import InteractionRecorder
@@ -74,6 +75,31 @@ async def test_one_instance_holds_a_pbx_lease_and_the_next_gets_a_larger_token(
     assert third is not None and third.token > second.token
 
 
+async def test_an_instance_takes_a_free_pbx_at_once_only_below_its_fair_share(
+    redis: aioredis.Redis, prefix: str
+) -> None:
+    spreads = [
+        Spread(redis, prefix, name, pbxs=3, ttl_s=0.6, settle_s=0.6) for name in ("a", "b", "c")
+    ]
+    held = {"n": 0}
+    spreads[0].count_held(lambda: held["n"])
+    await asyncio.gather(*(s.joined() for s in spreads))  # present, and waited to settle
+    a = spreads[0]
+    assert a.live == 3 and a.share() == 1
+    assert a.may_try(free_for_s=0.0)  # holds none of its one PBX
+    held["n"] = 1
+    assert not a.may_try(free_for_s=0.0)  # at its share: the others first
+    assert not a.may_try(free_for_s=0.7)
+    assert a.may_try(free_for_s=0.6 + 0.15 + 0.01)  # nobody took it: settle + 1 × ttl/4
+    await spreads[2].leave()  # an instance stops: the survivors' share grows
+    async with asyncio.timeout(5.0):
+        while a.live != 2:  # noqa: ASYNC110 - its next beat counts the live instances
+            await asyncio.sleep(0.05)
+    assert a.share() == 2 and a.may_try(free_for_s=0.0)
+    for s in spreads[:2]:
+        await s.leave()
+
+
 async def test_the_database_refuses_call_state_written_with_a_stale_fencing_token(
     db_url: str,
 ) -> None:
@@ -113,7 +139,7 @@ async def test_an_interaction_written_by_a_stale_ingester_is_refused_and_left_to
         old_token: dict[str, int] = {"now": 1}
         old_stamps = FenceStamps()
         old = InteractionRecorder(FencedInteractions(store, old_stamps, stale.append))
-        old_calls = old_stamps.stamping(old, lambda: Fence("pbx1", old_token["now"]))
+        old_calls = old_stamps.stamping(old, lambda _call: Fence("pbx1", old_token["now"]))
         await old.start()
         old_calls.submit(InteractionRecord("1700000000.1", None, "201", outcome="answered"))
         assert await old.flush(10.0)
@@ -121,7 +147,7 @@ async def test_an_interaction_written_by_a_stale_ingester_is_refused_and_left_to
 
         new_stamps = FenceStamps()
         new = InteractionRecorder(FencedInteractions(store, new_stamps, stale.append))
-        new_calls = new_stamps.stamping(new, lambda: Fence("pbx1", 2))
+        new_calls = new_stamps.stamping(new, lambda _call: Fence("pbx1", 2))
         await new.start()
         new_calls.submit(InteractionRecord("1700000000.2", None, "202", outcome="answered"))
         assert await new.flush(10.0)

@@ -72,19 +72,20 @@ class FenceStamps:
     def get(self, call_id: str) -> Fence | None:
         return self._stamps.get(call_id)
 
-    def stamping(self, sink: InteractionSink, current: Callable[[], Fence]) -> InteractionSink:
-        """``LiveCalls(recorder=...)``: each record is stamped with the token of now."""
+    def stamping(self, sink: InteractionSink, current: Callable[[str], Fence]) -> InteractionSink:
+        """``LiveCalls(recorder=...)``: each record is stamped with the token of now of its
+        call's PBX (``current(call_id)``)."""
         return _Stamping(self, sink, current)
 
 
 class _Stamping:
     def __init__(
-        self, stamps: FenceStamps, sink: InteractionSink, current: Callable[[], Fence]
+        self, stamps: FenceStamps, sink: InteractionSink, current: Callable[[str], Fence]
     ) -> None:
         self._stamps, self._sink, self._current = stamps, sink, current
 
     def submit(self, record: InteractionRecord) -> None:
-        self._stamps.stamp(record.call_id, self._current())
+        self._stamps.stamp(record.call_id, self._current(record.call_id))
         self._sink.submit(record)
 
 

@@ -19,6 +19,12 @@ as ended while the daemon was down (at the last moment they were known up, estim
 link lost while the daemon runs dates the end of the calls that vanish meanwhile. A resync
 list Asterisk refuses makes ``/healthz`` not ok, with the reason and a metric.
 
+Several PBXs (``[[pbx]]``, ``cti.cluster.pbxs``): this daemon is the first PBX's and owns
+everything shared; each other PBX has a daemon of its own in ``others`` that runs only its
+ingest (``ingest_only``: its AMI link with PBX-qualified ids, tracker, call-state writer and,
+with several instances, lease), whose events take the same flow into the shared live calls,
+hub, supervision and recorder.
+
 Ports 0 are allowed; the bound ports are ``http_port`` and ``agi_port`` once started. When
 everything is up the daemon logs ``daemon.ready`` (with the ports) and sets ``ready``.
 """

@@ -18,6 +18,7 @@ from crm_core.models import Interaction, LivePbx
 from crm_core.testing import empty_store
 from crm_core.types import InteractionRecord
 from cti.callstate import SavedCall, SqlCallState
+from cti.cluster.board import BoardMirror
 from cti.cluster.fanout import RedisFanout
 from cti.cluster.fencing import Fence, FencedInteractions, FenceStamps, StaleFence, fence_guard
 from cti.cluster.lease import PbxLease
@@ -242,3 +243,33 @@ async def test_a_desktop_on_another_instance_gets_each_pop_once_and_its_replay_a
     finally:
         await fan_a.stop()
         await fan_b.stop()
+
+
+def test_the_board_mirror_is_the_last_snapshot_with_the_rows_since_applied() -> None:
+    hub = PopHub(AGENTS)
+    mirror = BoardMirror()
+    board = {
+        "at": 1.0,
+        "calls": [{"call_id": "c1", "state": "queued"}, {"call_id": "c2", "state": "ringing"}],
+        "agents": [{"name": "alice", "member": "alice", "state": "available"}],
+        "queues": [{"queue": "tier1", "waiting": 1}],
+        "hours": [{"hour": 9}],
+    }
+    alert = {"kind": "wait", "subject": "tier1", "raised": True}
+    mirror.apply(hub.make_message("snapshot", {"board": board, "alerts": [alert]}))
+    mirror.apply(hub.make_message("call_row", {"row": {"call_id": "c1", "state": "answered"}}))
+    mirror.apply(hub.make_message("call_gone", {"call_id": "c2"}))
+    mirror.apply(hub.make_message("call_row", {"row": {"call_id": "c3", "state": "queued"}}))
+    row = {"name": "alice", "member": "alice", "state": "on_call"}
+    mirror.apply(hub.make_message("agent_row", {"row": row}))
+    mirror.apply(hub.make_message("queue_row", {"row": {"queue": "tier1", "waiting": 0}}))
+    mirror.apply(hub.make_message("alert", {**alert, "raised": False}))
+    mirror.apply(hub.make_message("pop", {"call_id": "c3"}))  # a desktop's: not the board's
+    assert mirror.board()["calls"] == [
+        {"call_id": "c1", "state": "answered"},
+        {"call_id": "c3", "state": "queued"},
+    ]
+    assert mirror.board()["agents"] == [row]
+    assert mirror.board()["queues"] == [{"queue": "tier1", "waiting": 0}]
+    assert mirror.board()["hours"] == [{"hour": 9}]
+    assert mirror.alerts() == []

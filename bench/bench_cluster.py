@@ -1,13 +1,20 @@
 """Several instances: pop latency through Redis beside one instance, routing over three.
 
-Pop latency (one run, the same load for both): ``--cps`` new calls a second (each rings one
-agent, then ends) for ``--duration`` seconds, ``--desktops`` desktops connected.
+Pop latency, real processes, one run, the same load for both set-ups: the fake Asterisk of
+``bench_pop.py`` (another process: the recorded ``answered_tier1`` call, renamed per call)
+offers ``--cps`` new calls a second for ``--duration`` seconds, open loop; each rings one of
+``--desktops`` agents 0.2 s later, is answered 1 s and ends 2 s after its offer. The desktops
+(WebSocket clients in a third process) measure from the ring's *scheduled* time to the pop
+frame (CLOCK_MONOTONIC, shared by the processes).
 
-- ``single``: one ``PopHub`` with every desktop, as one instance today;
-- ``cluster``: the ingesting instance's hub sends through a ``RedisFanout`` (the real Redis);
-  the desktops are spread over two instances (half on the ingester, half on the other), each
-  reading the stream. Latency is from ``publish`` of the ringing event to the desktop's
-  reader having the pop (both instances in this process: same CPU, Redis round trips real).
+- ``1 instance``: one ``cti run`` (no Redis) with every desktop;
+- ``2 instances``: two ``cti run`` of one cluster (Redis, PostgreSQL); the one holding the
+  PBX's lease ingests and publishes through the Redis stream, the desktops are spread over
+  both (half on each), each instance delivering to its own.
+
+Each set-up has its own fresh PostgreSQL database. Inputs are counted independently: calls
+placed (the fake Asterisk's own count), pops received (the desktops'), and rows in the
+database (``SELECT count(*) FROM interactions`` once the calls ended).
 
 Routing: ``--agi-rate`` FastAGI sessions a second for ``--agi-duration`` seconds, spread over
 three ``cti run`` processes of one cluster (same PostgreSQL and Redis), then all to one of
@@ -25,6 +32,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import json
+import multiprocessing
 import os
 import socket
 import subprocess
@@ -32,18 +41,22 @@ import sys
 import tempfile
 import time
 import uuid
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import redis.asyncio as aioredis
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench_pop import TRACE, member, pbx_process, token
+
 from crm_core.testing import empty_store
-from cti.cluster.fanout import RedisFanout
-from cti.config import AgentConfig
-from cti.hub import PopHub, Subscription
+from cti.http.auth import hash_token
 from cti.sim.agi import AgiRequest, run_agi
-from cti.tracker.events import CallEvent
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_URL = os.environ.get("CTI_BENCH_REDIS", "redis://127.0.0.1:6379/0")
@@ -57,71 +70,220 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * p))] * 1000
 
 
-async def read(sub: Subscription, sent: dict[str, float], out: list[float]) -> None:
+# ---- the desktops (another process), spread over the instances -------------------------------
+
+
+async def desktops_main(ports: list[int], count: int, pipe: Connection) -> None:
+    """Desktop i on ``ports[i % len(ports)]``; says how many connected, then records pops."""
+    received: list[tuple[str, float]] = []
+    connected = 0
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def desktop(i: int) -> None:
+            nonlocal connected
+            port = ports[i % len(ports)]
+            url = f"http://127.0.0.1:{port}/ws?token={token(i)}"
+            for _attempt in range(50):
+                try:
+                    async with session.ws_connect(url, heartbeat=None) as ws:
+                        connected += 1
+                        async for msg in ws:
+                            now = time.monotonic()
+                            data = json.loads(msg.data)
+                            if data.get("type") == "pop":
+                                received.append((data["call_id"], now))
+                    return
+                except (aiohttp.ClientError, OSError):
+                    await asyncio.sleep(0.2)
+
+        tasks = [asyncio.create_task(desktop(i)) for i in range(count)]
+        deadline = time.monotonic() + 60
+        while connected < count and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)  # the instances registered them (hello sent before)
+        pipe.send(connected)
+        await asyncio.to_thread(pipe.recv)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    pipe.send(received)
+
+
+def desktops_process(ports: list[int], count: int, pipe: Connection) -> None:
+    asyncio.run(desktops_main(ports, count, pipe))
+
+
+# ---- the instances ----------------------------------------------------------------------------
+
+
+def instance_toml(
+    *, db_url: str, ami_port: int, desktops: int, cluster: dict[str, Any] | None
+) -> str:
+    lines = [
+        "[ami]",
+        f"port = {ami_port}",
+        'username = "cti"',
+        'secret = "cti-secret"',
+        "[agi]",
+        'host = "127.0.0.1"',
+        f"port = {free_port()}",
+        "[http]",
+        'host = "127.0.0.1"',
+        "port = {http_port}",
+        "[database]",
+        f'url = "{db_url}"',
+        "[logging]",
+        'level = "warning"',
+    ]
+    if cluster is not None:
+        lines += ["[cluster]", *(f"{k} = {json.dumps(v)}" for k, v in cluster.items())]
+    for i in range(desktops):
+        lines += [
+            "[[agents]]",
+            f'name = "{member(i)}"',
+            f'member = "{member(i)}"',
+            f'interface = "Local/{1000 + i}@agents"',
+            f'token_sha256 = "{hash_token(token(i))}"',
+        ]
+    return "\n".join(lines) + "\n"
+
+
+async def new_database(admin: asyncpg.Connection) -> tuple[str, str]:
+    name = f"cti_bench_pops_{uuid.uuid4().hex[:6]}"
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    db_url = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    db_url += "/" + name
+    await (await empty_store(db_url)).close()
+    return name, db_url
+
+
+async def wait_port(port: int, within_s: float = 60.0) -> None:
+    deadline = time.monotonic() + within_s
     while True:
-        message = await sub.next()
-        if message is None:
+        try:
+            _, w = await asyncio.open_connection("127.0.0.1", port)
+            w.close()
             return
-        if message.type == "pop":
-            out.append(time.perf_counter() - sent[message.call_id or ""])
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
 
 
-async def pop_run(hubs: list[PopHub], ingester: PopHub, args: argparse.Namespace) -> list[float]:
-    agents = [AgentConfig(name=f"a{i}", member=f"a{i}") for i in range(args.desktops)]
-    latencies: list[float] = []
-    sent: dict[str, float] = {}
-    readers = []
-    for i, agent in enumerate(agents):
-        sub = hubs[i % len(hubs)].subscribe(agent)
-        readers.append(asyncio.create_task(read(sub, sent, latencies)))
-    loop = asyncio.get_running_loop()
-    start, n = loop.time(), 0
-    pending: list[tuple[float, str]] = []
-    while loop.time() - start < args.duration:
-        due = int((loop.time() - start) * args.cps)
-        while n < due:
-            call = f"c{n}"
-            sent[call] = time.perf_counter()
-            ingester.publish(
-                CallEvent(call, "ringing", time.time(), {"member": f"a{n % len(agents)}"}), None
-            )
-            pending.append((loop.time() + 2.0, call))
-            n += 1
-        while pending and pending[0][0] <= loop.time():
-            _, call = pending.pop(0)
-            ingester.publish(CallEvent(call, "ended", time.time(), {"hangup_by": "caller"}), None)
-        await asyncio.sleep(0.005)
-    await asyncio.sleep(2.0)
-    for task in readers:
-        task.cancel()
-    await asyncio.gather(*readers, return_exceptions=True)
-    return latencies
-
-
-async def pops(args: argparse.Namespace) -> dict[str, Any]:
-    agents = [AgentConfig(name=f"a{i}", member=f"a{i}") for i in range(args.desktops)]
-    single = PopHub(agents)
-    one = await pop_run([single], single, args)
+async def pop_setup(
+    name: str,
+    args: argparse.Namespace,
+    pbx: Connection,
+    ami_port: int,
+    admin: asyncpg.Connection,
+    workdir: Path,
+) -> dict[str, Any]:
+    """One set-up (1 or 2 instances): start, connect the desktops, run the load, count."""
+    count = 1 if name == "single" else 2
+    db_name, db_url = await new_database(admin)
     prefix = f"cti-bench-{uuid.uuid4().hex[:8]}"
-    clients = [aioredis.from_url(REDIS_URL), aioredis.from_url(REDIS_URL)]
-    fans = [RedisFanout(c, prefix) for c in clients]
-    hubs = [PopHub(agents, fanout=f) for f in fans]
-    for hub, fan in zip(hubs, fans, strict=True):
-        await fan.start(hub.deliver_local)
+    procs, ports = [], []
     try:
-        two = await pop_run(hubs, hubs[0], args)
+        for i in range(count):
+            cluster: dict[str, Any] | None = None
+            if count > 1:
+                cluster = {"redis_url": REDIS_URL, "key_prefix": prefix, "instance_id": f"i{i}"}
+                # Latency, not failover, is measured: a loaded machine's stall must not move
+                # the lease in the middle of the run.
+                cluster["lease_ttl_s"] = 10.0
+            http = free_port()
+            text = instance_toml(
+                db_url=db_url, ami_port=ami_port, desktops=args.desktops, cluster=cluster
+            )
+            config = workdir / f"{name}-{i}.toml"
+            config.write_text(text.replace("{http_port}", str(http)))
+            procs.append(
+                await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "cti",
+                    "run",
+                    "-c",
+                    str(config),
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=(workdir / f"{name}-{i}.log").open("ab"),
+                )
+            )
+            ports.append(http)
+        for port in ports:
+            await wait_port(port)
+        await asyncio.sleep(3.0)  # the lease taken, AMI logged in and resynced
+        parent, child = multiprocessing.Pipe()
+        desks = multiprocessing.get_context("spawn").Process(
+            target=desktops_process, args=(ports, args.desktops, child), daemon=True
+        )
+        desks.start()
+        try:
+            connected: int = await asyncio.to_thread(parent.recv)
+            pbx.send((args.cps, args.duration, args.desktops))
+            due, lag = await asyncio.to_thread(pbx.recv)
+            await asyncio.sleep(2.0)
+            parent.send("stop")
+            received: list[tuple[str, float]] = await asyncio.to_thread(parent.recv)
+        finally:
+            desks.join(timeout=10)
+        rows = 0
+        deadline = time.monotonic() + 60
+        conn = await asyncpg.connect(PG_ADMIN.rsplit("/", 1)[0] + "/" + db_name)
+        try:
+            while time.monotonic() < deadline:  # every call ended: its record is written
+                rows = int(await conn.fetchval("SELECT count(*) FROM interactions"))
+                if rows >= len(due):
+                    break
+                await asyncio.sleep(0.5)
+        finally:
+            await conn.close()
     finally:
-        for fan in fans:
-            await fan.stop()
-        keys = [k async for k in clients[0].scan_iter(match=f"{prefix}:*")]
-        if keys:
-            await clients[0].delete(*keys)
-        for c in clients:
-            await c.aclose()
+        for p in procs:
+            if p.returncode is None:
+                p.terminate()
+        for p in procs:
+            await p.wait()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+        if count > 1:
+            client = aioredis.from_url(REDIS_URL)
+            keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
+            if keys:
+                await client.delete(*keys)
+            await client.aclose()
+    pops_per_call: dict[str, int] = {}
+    for call, _at in received:
+        pops_per_call[call] = pops_per_call.get(call, 0) + 1
+    latencies = [at - due[call] for call, at in received if call in due]
     return {
-        "single": (len(one), pct(one, 0.5), pct(one, 0.99)),
-        "cluster": (len(two), pct(two, 0.5), pct(two, 0.99)),
+        "desktops": connected,
+        "placed": len(due),
+        "pops": len(received),
+        "twice": sum(1 for n in pops_per_call.values() if n > 1),
+        "rows": rows,
+        "p50": pct(latencies, 0.5),
+        "p99": pct(latencies, 0.99),
+        "lag": lag * 1000,
     }
+
+
+async def pops(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    parent, child = multiprocessing.Pipe()
+    pbx = multiprocessing.get_context("spawn").Process(
+        target=pbx_process, args=(child,), daemon=True
+    )
+    pbx.start()
+    ami_port: int = await asyncio.to_thread(parent.recv)
+    admin = await asyncpg.connect(PG_ADMIN)
+    try:
+        single = await pop_setup("single", args, parent, ami_port, admin, workdir)
+        cluster = await pop_setup("cluster", args, parent, ami_port, admin, workdir)
+    finally:
+        await admin.close()
+        parent.send(None)
+        pbx.join(timeout=10)
+    return {"single": single, "cluster": cluster}
 
 
 def free_port() -> int:
@@ -257,11 +419,23 @@ def main() -> int:
     parser.add_argument("--agi-duration", type=float, default=10.0)
     parser.add_argument("--failover", action="store_true", help="the 1,000-call failover run")
     args = parser.parse_args()
-    result = asyncio.run(pops(args))
-    print(f"pop latency at {args.cps:.0f} new calls/s, {args.desktops} desktops (ms):")
-    for name, (count, p50, p99) in result.items():
-        where = "1 instance" if name == "single" else "2 instances via Redis stream"
-        print(f"  {where:30} pops {count:6}  p50 {p50:7.2f}  p99 {p99:7.2f}")
+    if not TRACE.exists():
+        print(f"recorded trace not found at {TRACE}")
+        return 1
+    with tempfile.TemporaryDirectory(prefix="bench-cluster-pops-") as tmp:
+        result = asyncio.run(pops(args, Path(tmp)))
+    print(
+        f"pop latency at {args.cps:.0f} new calls/s open loop for {args.duration:g} s, "
+        f"{args.desktops} desktops (ring due -> pop frame at the desktop, ms):"
+    )
+    for name, r in result.items():
+        where = "1 instance (cti run)" if name == "single" else "2 instances via Redis stream"
+        print(
+            f"  {where:30} desktops {r['desktops']:5}  calls placed {r['placed']:6}  "
+            f"pops {r['pops']:6} (twice {r['twice']})  rows in DB {r['rows']:6}  "
+            f"p50 {r['p50']:8.2f}  p99 {r['p99']:8.2f}  driver lag {r['lag']:6.1f}"
+        )
+    print(f"load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory(prefix="bench-cluster-") as tmp:
         routed = asyncio.run(routing(args, Path(tmp)))
     print(f"routing (FastAGI) at {args.agi_rate:.0f} sessions/s (ms):")

@@ -25,6 +25,8 @@ from crm_core.cache import TtlCache
 from crm_core.cases import calls_of_cases
 from crm_core.db import create_engine, sqlite_path
 from crm_core.errors import CrmError, CrmUnavailable, InvalidCustomer
+from crm_core.fence import Fence
+from crm_core.fence import claim as claim_fence
 from crm_core.lookup import EngineLookup, Facts, Holder, NumberLookup
 from crm_core.models import (
     CASE_OPEN_STATUSES,
@@ -759,10 +761,15 @@ class CrmStore:
             return postgresql.insert(Interaction)
         return sqlite.insert(Interaction)
 
-    async def record_interaction(self, rec: InteractionRecord) -> int:
+    async def record_interaction(
+        self, rec: InteractionRecord, *, fence: Fence | None = None
+    ) -> int:
         """Write the call into the history once (keyed on ``call_id``); later calls update it.
 
-        ``InvalidInteraction`` when the record cannot be stored (see ``crm_core.records``)."""
+        ``InvalidInteraction`` when the record cannot be stored (see ``crm_core.records``).
+        With ``fence`` (several instances) the write claims the ingester's token in the same
+        transaction: ``StaleFence``, and nothing written, when a newer ingester has written
+        for the PBX since (``crm_core.fence``)."""
         rec = storable(rec)
         values: dict[str, Any] = {
             "call_id": rec.call_id,
@@ -796,6 +803,8 @@ class CrmStore:
         )
         try:
             async with self._write("record_interaction") as conn:
+                if fence is not None:
+                    await claim_fence(conn, fence.pbx_id, fence.token)
                 interaction_id = int((await conn.execute(stmt)).scalar_one())
         except CrmError as exc:
             if rec.customer_id is None or isinstance(exc, CrmUnavailable):
@@ -805,7 +814,7 @@ class CrmStore:
                         customer_id=rec.customer_id)  # fmt: skip
             extra = {**rec.extra, "missing_customer_id": rec.customer_id}
             return await self.record_interaction(
-                dataclasses.replace(rec, customer_id=None, extra=extra)
+                dataclasses.replace(rec, customer_id=None, extra=extra), fence=fence
             )
         caller = normalise(rec.caller, self.region, self.internal_max_digits).e164
         if caller:

@@ -346,15 +346,18 @@ class LiveCalls:
         }
 
     def after_resync(
-        self, alive: set[str], at: float | None, now: float | None = None
+        self, alive: set[str], at: float | None, now: float | None = None, *, only: str = ""
     ) -> list[CallEvent]:
         """After a resync with the full channel list (``alive``: the call ids Asterisk has,
         ``now``: its clock then): ``ended`` events for restored calls it no longer has (they
         ended while the daemon was down) at ``at``, the last moment they were known up,
         estimated, never before what is known of them; the caller feeds them through
-        ``apply`` like any event. Calls found again, or adopted, note the time nobody saw."""
+        ``apply`` like any event. Calls found again, or adopted, note the time nobody saw.
+        ``only``: the prefix of the resynced PBX's call ids (``[[pbx]]``: ``id:``)."""
         out = []
         for ctx in list(self._calls.values()):
+            if not ctx.call_id.startswith(only):
+                continue  # another PBX's call: its own resync decides
             if not ctx.restored and ctx.unseen is None and "started_at" in ctx.estimated:
                 ctx.unseen = [None, now]  # adopted by this resync: it began unseen
             if not ctx.restored or ctx.state == "ended":

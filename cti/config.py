@@ -249,6 +249,17 @@ class LoggingConfig(_Section):
     format: Literal["console", "json"] = "console"
 
 
+class PbxConfig(_Section):
+    """One PBX of several (``[[pbx]]``): its AMI link; the rest of ``[ami]`` applies to all.
+    Each has its own lease; its call ids are qualified ``id:linkedid`` (``cti.cluster.pbxs``)."""
+
+    id: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")
+    host: str = "127.0.0.1"
+    port: int = Field(5038, ge=1, le=65535)
+    username: str | None = None  # None: [ami] username
+    secret: str | None = None  # None: [ami] secret
+
+
 class ClusterConfig(_Section):
     """Several instances (``cti.cluster``): empty ``redis_url`` is one instance, as always."""
 
@@ -260,6 +271,9 @@ class ClusterConfig(_Section):
     pbxs: list[str] = []
     stream_maxlen: int = Field(100_000, ge=1000)  # desktop messages kept in Redis for replay
     ingest_log: str = ""  # a JSON line per ingest moment with its fencing token (audits, tests)
+    # Several PBXs ([[pbx]]): a starting instance announces itself and waits this long before
+    # its first lease, so that instances started together split the PBXs (cti.cluster.spread).
+    settle_s: float = Field(5.0, ge=0, le=300)
 
     @property
     def enabled(self) -> bool:
@@ -280,6 +294,8 @@ class Config(_Section):
     cases: CasesConfig = CasesConfig()
     callbacks: CallbacksConfig = CallbacksConfig()
     cluster: ClusterConfig = ClusterConfig()
+    # Several PBXs ([[pbx]]); none: the one PBX of [ami], as always.
+    pbx: list[PbxConfig] = []
     tiers: dict[str, TierConfig] = {
         "tier1": TierConfig(queue="tier1", priority=0, exten="8001"),
         "tier2": TierConfig(queue="tier2", priority=0, exten="8002"),
@@ -306,6 +322,31 @@ class Config(_Section):
                 f"(known: {', '.join(sorted(self.tiers))})"
             )
         return self
+
+    @model_validator(mode="after")
+    def _pbx_ids_are_unique(self) -> Config:
+        ids = [p.id for p in self.pbx]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"pbx: every [[pbx]] needs its own id (got {', '.join(ids)})")
+        return self
+
+    def pbx_links(self) -> list[AmiConfig]:
+        """The AMI link of each PBX: ``[ami]`` alone, or one per ``[[pbx]]`` (``pbx_id`` its
+        id, the other settings from ``[ami]``)."""
+        if not self.pbx:
+            return [self.ami]
+        return [
+            self.ami.model_copy(
+                update={
+                    "pbx_id": p.id,
+                    "host": p.host,
+                    "port": p.port,
+                    "username": self.ami.username if p.username is None else p.username,
+                    "secret": self.ami.secret if p.secret is None else p.secret,
+                }
+            )
+            for p in self.pbx
+        ]
 
     @property
     def database_url(self) -> str:

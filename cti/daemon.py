@@ -19,6 +19,12 @@ as ended while the daemon was down (at the last moment they were known up, estim
 link lost while the daemon runs dates the end of the calls that vanish meanwhile. A resync
 list Asterisk refuses makes ``/healthz`` not ok, with the reason and a metric.
 
+Several PBXs (``[[pbx]]``, ``cti.cluster.pbxs``): this daemon is the first PBX's and owns
+everything shared; each other PBX has a daemon of its own in ``others`` that runs only its
+ingest (``ingest_only``: its AMI link with PBX-qualified ids, tracker, call-state writer and,
+with several instances, lease), whose events take the same flow into the shared live calls,
+hub, supervision and recorder.
+
 Ports 0 are allowed; the bound ports are ``http_port`` and ``agi_port`` once started. When
 everything is up the daemon logs ``daemon.ready`` (with the ports) and sets ``ready``.
 """
@@ -26,6 +32,7 @@ everything is up the daemon logs ``daemon.ready`` (with the ports) and sets ``re
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import signal
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -47,7 +54,8 @@ from cti.calls import CallContext, LiveCalls, saved_context
 from cti.callstate import CallStateWriter, PbxClock, SavedCall, Snapshot, SqlCallState
 from cti.channel_sweep import ChannelLister, ChannelSweep, ChannelTracker
 from cti.cluster.instance import EXIT_LEASE_LOST, ClusterParts, build_cluster
-from cti.config import Config
+from cti.cluster.pbxs import CallStateByPbx, QualifiedAmi, UnqualifiedDecisions
+from cti.config import AmiConfig, Config
 from cti.dead_letters import DeadLetterFile
 from cti.gctune import tune_for_service
 from cti.hub import PopHub
@@ -138,6 +146,10 @@ class Parts:
     ivr: Any = None  # cti.routing.ivr.IvrFlow, when [ivr] enabled
     callbacks: CallbackFeed | None = None  # callers who gave up → callback tasks
     cluster: ClusterParts | None = None  # several instances ([cluster]); None: one instance
+    # Several PBXs ([[pbx]]): this PBX's call ids start with ``call_prefix``; the daemon of a
+    # PBX after the first runs only its ingest (``ingest_only``), the rest is the first's.
+    call_prefix: str = ""
+    ingest_only: bool = False
 
 
 class Daemon:
@@ -157,12 +169,16 @@ class Daemon:
         self.resyncs = 0
         self._lost_at: float | None = None  # PBX time the calls were last known up, if lost
         self._in_batch = False  # the pump is handling a batch (a stop lets it finish)
+        self.others: list[Daemon] = []  # several PBXs: the ingest of each PBX after the first
 
     # ---- lifetime --------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Bring everything up; on failure, what was started is stopped again and it raises."""
         p = self.parts
+        if p.ingest_only:
+            await self._start_ingest()
+            return
         try:
             if p.outbox is not None:  # before the recorder: it stops after, taking its drain
                 await p.outbox.start()
@@ -186,16 +202,40 @@ class Daemon:
             await self._site.start()
             self._started.append("http")
             if p.cluster is not None:
-                await p.cluster.fanout.start(p.hub.deliver_local)
+                await p.cluster.fanout.start(
+                    p.hub.deliver_local, p.hub.deliver_console, p.hub.consoles
+                )
                 self._started.append("fanout")
                 self._role = asyncio.create_task(p.cluster.role.run(self._ingest), name="role")
             elif p.ami is not None:
                 await self._start_ami(p.ami)
+            for other in self.others:
+                await other.start()
         except BaseException:
             await self.stop()
             raise
         self.ready.set()
         log.info("daemon.ready", http_port=self.http_port, agi_port=self.agi_port)
+
+    async def _start_ingest(self) -> None:
+        """A PBX after the first (``[[pbx]]``): its lease, or its calls and AMI link."""
+        p = self.parts
+        try:
+            if p.cluster is not None:
+                self._role = asyncio.create_task(p.cluster.role.run(self._ingest), name="role")
+            elif p.ami is not None:
+                if p.call_state is not None:
+                    await self._restore(p.call_state)
+                    self._started.append("call_state")
+                await self._start_ami(p.ami)
+        except BaseException:
+            await self.stop()
+            raise
+        self.ready.set()
+
+    def watched(self) -> list[asyncio.Task[Any]]:
+        """The tasks whose end stops the process: each PBX's event pump and lease role."""
+        return [t for d in (self, *self.others) for t in (d._pump, d._role) if t is not None]
 
     async def _start_ami(self, ami: AmiSource) -> None:
         await ami.start()
@@ -210,7 +250,7 @@ class Daemon:
         p = self.parts
         assert p.cluster is not None
         await p.cluster.fanout.caught_up()
-        adopted = p.hub.adopt_replay()
+        adopted = p.hub.adopt_replay(only=p.call_prefix)
         if p.call_state is not None:
             await p.cluster.claim(token)
             await self._restore(p.call_state)
@@ -222,6 +262,8 @@ class Daemon:
     async def stop(self) -> None:
         """Stop in reverse order of start; safe to call twice."""
         p = self.parts
+        for other in reversed(self.others):
+            await other.stop()
         if self._role is not None:
             self._role.cancel()
             await asyncio.gather(self._role, return_exceptions=True)
@@ -263,7 +305,7 @@ class Daemon:
             except Exception as exc:
                 log.error("daemon.stop_failed", part=part, error=repr(exc))
         aclose = getattr(p.router, "aclose", None)
-        if callable(aclose):
+        if callable(aclose) and not p.ingest_only:
             await aclose()
         if p.directory is not None:
             await p.directory.close()
@@ -420,7 +462,8 @@ class Daemon:
             alive = {
                 i.get("Linkedid", "") for i in item.items if i.get("Event") == "CoreShowChannel"
             }
-            for event in p.calls.after_resync(alive, lost_at if lost_at else now, now):
+            at = lost_at if lost_at else now
+            for event in p.calls.after_resync(alive, at, now, only=p.call_prefix):
                 await self.handle(event)
             self._lost_at = None
         if item.refused != p.resync.refused:
@@ -463,26 +506,24 @@ class Daemon:
             tune_for_service()
             waiter = asyncio.create_task(stop_requested.wait(), name="wait-signal")
             while True:
-                watched: set[asyncio.Task[Any]] = {waiter}
-                if self._pump is not None:
-                    watched.add(self._pump)
-                if self._role is not None:
-                    watched.add(self._role)
+                watched: set[asyncio.Task[Any]] = {waiter, *self.watched()}
                 # A standby's pump only starts when it takes over: look again now and then.
-                standby = self._role is not None and self._pump is None
+                engines = (self, *self.others)
+                standby = any(d._role is not None and d._pump is None for d in engines)
                 done, _ = await asyncio.wait(
                     watched, timeout=0.5 if standby else None, return_when=asyncio.FIRST_COMPLETED
                 )
                 if done:
                     break
             waiter.cancel()
-            pump = self._pump
-            if pump is not None and pump.done() and not pump.cancelled() and pump.exception():
-                log.error("ami.events_failed", error=repr(pump.exception()))
-                status = 1
-            role = self._role
-            if role is not None and role.done() and not stop_requested.is_set():
-                status = EXIT_LEASE_LOST  # another instance ingests now: start again as standby
+            for engine in (self, *self.others):
+                pump = engine._pump
+                if pump is not None and pump.done() and not pump.cancelled() and pump.exception():
+                    log.error("ami.events_failed", error=repr(pump.exception()))
+                    status = 1
+                role = engine._role
+                if role is not None and role.done() and not stop_requested.is_set():
+                    status = EXIT_LEASE_LOST  # another instance ingests now: start as standby
             log.info("daemon.stopping")
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -527,8 +568,12 @@ async def build_daemon(
         updates["http"] = config.http.model_copy(update={"port": http_port})
     if agi_port is not None:
         updates["agi"] = config.agi.model_copy(update={"port": agi_port})
+    links = config.pbx_links()  # several PBXs ([[pbx]]): this daemon runs the first
+    if config.pbx:
+        updates["ami"] = links[0]
     if updates:
         config = config.model_copy(update=updates)
+    several = len(config.pbx) > 0
 
     owns_store = store is None
     if store is None:
@@ -539,7 +584,11 @@ async def build_daemon(
         chain = build_directory(config, store) if directory is None else None
         crm: Any = directory or chain or store
         outbox = build_outbox(config, getattr(store, "engine", None), chain)
+        engine = getattr(store, "engine", None)
+        cluster = build_cluster(config, engine) if config.cluster.enabled else None
         interactions = _as_interaction_store(store)
+        if cluster is not None and engine is not None:
+            interactions = cluster.fenced(store)  # a stale ingester's records are refused
         if outbox is not None and chain is not None:
             interactions = WriteBackRecorder(interactions, chain, outbox)
         rules = load_rules(config)
@@ -551,24 +600,27 @@ async def build_daemon(
             interactions, dead_letters=DeadLetterFile(dead_letter_path(config))
         )
         pbx_clock = PbxClock()
-        engine = getattr(store, "engine", None)
-        cluster = build_cluster(config, engine) if config.cluster.enabled else None
         call_state = _call_state(config, store, pbx_clock, cluster)
+        by_pbx = CallStateByPbx() if several else None  # each call to its PBX's writer
+        if by_pbx is not None and call_state is not None:
+            by_pbx.writers[config.ami.pbx_id] = call_state
         resync = ResyncHealth()
         hub = PopHub(config.agents, fanout=cluster.fanout if cluster is not None else None)
         calls = LiveCalls(
             directory=crm,
-            decisions=decisions,
-            recorder=recorder,
+            decisions=UnqualifiedDecisions(decisions) if several else decisions,
+            recorder=cluster.stamping(recorder) if cluster is not None else recorder,
             tiers_by_queue=tiers_by_queue(config),
             grace_s=grace_s,
             on_update=hub.update,  # the CRM answered after the pop: the desktops get the view
-            state=call_state,
+            state=by_pbx if by_pbx is not None else call_state,
         )
         if ami is None and config.ami.enabled:
             from cti.ami.client import AmiClient
 
             ami = AmiClient(config.ami)
+        if ami is not None and several:
+            ami = QualifiedAmi(ami, config.ami.pbx_id)
         if ami is not None:
             source = ami
             resync.retries = lambda: int(getattr(source, "resync_retries", 0))
@@ -588,7 +640,7 @@ async def build_daemon(
                 )
             )
         )
-        supervision = _supervision(config, hub, calls, store, actions)
+        supervision = _supervision(config, hub, calls, store, actions, cluster)
         case_book, callback_book = _cases_and_callbacks(config, store)
         # A task that opens or closes reaches its queue's desktops at once, through the hub.
         callback_news = CallbackNews(hub, queue_agents(config))
@@ -648,6 +700,47 @@ async def build_daemon(
             else None
         ),
         cluster=cluster,
+        call_prefix=f"{config.ami.pbx_id}:" if several else "",
+    )
+    daemon = Daemon(parts)
+    for link in links[1:]:
+        assert by_pbx is not None
+        daemon.others.append(_pbx_daemon(parts, link, by_pbx, channel_check_s))
+    return daemon
+
+
+def _pbx_daemon(
+    first: Parts, link: AmiConfig, by_pbx: CallStateByPbx, channel_check_s: float
+) -> Daemon:
+    """The ingest of a PBX after the first (``[[pbx]]``): its own AMI link, tracker, call
+    state writer and lease; the live calls, hub, recorder and supervision are the first's."""
+    config = first.config.model_copy(update={"ami": link})
+    engine = getattr(first.store, "engine", None)
+    cluster = build_cluster(config, engine, shared=first.cluster) if first.cluster else None
+    clock = PbxClock()
+    call_state = _call_state(config, first.store, clock, cluster)
+    if call_state is not None:
+        by_pbx.writers[link.pbx_id] = call_state
+    ami: AmiSource | None = None
+    if link.enabled:
+        from cti.ami.client import AmiClient
+
+        ami = QualifiedAmi(AmiClient(link), link.pbx_id)
+    parts = dataclasses.replace(
+        first,
+        config=config,
+        tracker=_new_tracker(config),
+        ami=ami,
+        owns_store=False,
+        directory=None,
+        outbox=None,
+        sweep=ChannelSweep(channel_check_s),
+        call_state=call_state,
+        pbx_clock=clock,
+        resync=ResyncHealth(),
+        cluster=cluster,
+        call_prefix=f"{link.pbx_id}:",
+        ingest_only=True,
     )
     return Daemon(parts)
 
@@ -693,10 +786,16 @@ def _call_state(
 
 
 def _supervision(
-    config: Config, hub: PopHub, calls: LiveCalls, store: Any, actions: Any
+    config: Config,
+    hub: PopHub,
+    calls: LiveCalls,
+    store: Any,
+    actions: Any,
+    cluster: ClusterParts | None = None,
 ) -> Supervision:
     """Statistics, the console, spying and recordings; legs and the audit log are written
-    where the store's engine is (a store without one: live statistics only)."""
+    where the store's engine is (a store without one: live statistics only). Several
+    instances: every instance's consoles show the ingester's board (``cti.cluster.board``)."""
     from cti.stats.period import report_engine
     from cti.stats.store import StatsRecorder
     from cti.supervisor.audit import AuditLog
@@ -715,7 +814,17 @@ def _supervision(
         engine=engine,
         supervise=supervise,
         report_engine=reports,
+        **(_console_of(cluster) if cluster is not None else {}),
     )
+
+
+def _console_of(cluster: ClusterParts) -> dict[str, Any]:
+    """Several instances: every instance's consoles show the ingester's board."""
+    return {
+        "board_view": cluster.fanout.board,
+        "publishing": lambda: cluster.role.token is not None,
+        "consoles_anywhere": cluster.fanout.consoles_anywhere,
+    }
 
 
 def _cases_and_callbacks(config: Config, store: Any) -> tuple[Any, Any]:

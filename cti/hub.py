@@ -100,6 +100,8 @@ class Fanout(Protocol):
 
     def send(self, message: HubMessage) -> None: ...
 
+    def send_console(self, message: HubMessage) -> None: ...
+
     def replay(self, agent: str) -> list[HubMessage]: ...
 
     def active(self) -> Iterable[tuple[str, str, list[HubMessage]]]: ...
@@ -378,7 +380,22 @@ class PopHub:
         return HubMessage(message_id, kind, payload.get("call_id"), None, text, key)
 
     def to_consoles(self, messages: Iterable[HubMessage]) -> int:
-        """Queue messages for every supervisor console (a stuck one is dropped)."""
+        """Queue messages for every supervisor console (a stuck one is dropped); with
+        several instances, through the fan-out to the consoles of every instance."""
+        if self._fanout is not None:
+            sent = 0
+            for message in messages:
+                self._fanout.send_console(message)
+                sent += 1
+            return sent
+        return self.to_local_consoles(messages)
+
+    def deliver_console(self, message: HubMessage) -> None:
+        """A console message from the fan-out, for this process's consoles."""
+        self.to_local_consoles((message,))
+
+    def to_local_consoles(self, messages: Iterable[HubMessage]) -> int:
+        """Queue messages for this process's supervisor consoles (a stuck one is dropped)."""
         consoles = [s for s in self._supervisors if s.console]
         sent = 0
         for message in messages:
@@ -412,14 +429,17 @@ class PopHub:
             return self._fanout.replay(agent_name)
         return [m for ms in self._active.get(agent_name, {}).values() for m in ms]
 
-    def adopt_replay(self) -> int:
+    def adopt_replay(self, only: str = "") -> int:
         """Take over the calls the desktops are shown from the fan-out's replay state (an
         instance that starts ingesting after another): a call already popped to an agent is
-        not popped again when Asterisk's state is read back. Returns the calls taken."""
+        not popped again when Asterisk's state is read back. Returns the calls taken.
+        ``only``: the prefix of the call ids of the PBX taken over (several PBXs)."""
         if self._fanout is None:
             return 0
         taken = 0
         for agent, call, messages in self._fanout.active():
+            if not call.startswith(only):
+                continue
             self._remember(agent, call, messages)
             answered = any(
                 m.type == "answered" or '"direction":"outbound"' in m.text for m in messages

@@ -16,6 +16,12 @@ Two failures, two answers:
 
 ``stop()`` drains what it can within its timeout, saves what is left in the dead-letter file
 (state ``unwritten``) and returns how many records were lost (neither written nor saved).
+
+A third answer with several instances: the database refuses a record made under a stale
+fencing token (``StaleFence``, ``cti.cluster.fencing``): this instance no longer ingests the
+call's PBX, the one that does took the call back and writes its record. The record is
+dropped, not retried nor set aside (a copy would only duplicate or overwrite it), and counted
+as ``fenced``.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from typing import Any, Protocol
 import structlog
 
 from crm_core.errors import CrmUnavailable
+from crm_core.fence import StaleFence
 from crm_core.types import InteractionRecord
 from cti.dead_letters import DeadLetter, DeadLetterFile
 
@@ -73,6 +80,7 @@ class InteractionRecorder:
         self.failures = 0  # write attempts that failed with the CRM down or slow
         self.refused = 0  # records the CRM refused, set aside
         self.lost = 0  # records neither written nor saved when stopped
+        self.fenced = 0  # records refused as made by a stale ingester, dropped
 
     # ---- state ---------------------------------------------------------------------------
 
@@ -96,6 +104,7 @@ class InteractionRecorder:
             "pending": self.pending,
             "refused": self.refused,
             "dead_letters": self.dead_letters,
+            "fenced": self.fenced,
             "dead_letter_path": self.dead_letter_path,
             "last_error": self._last_error or None,
         }
@@ -208,6 +217,9 @@ class InteractionRecorder:
                         await self._store.record_interaction(record)
                 except asyncio.CancelledError:
                     raise
+                except StaleFence as exc:
+                    delay = self._retry_initial_s
+                    self._fenced(record, exc)
                 except TRANSIENT as exc:
                     self.failures += 1
                     self._last_error = _describe(exc)
@@ -245,6 +257,12 @@ class InteractionRecorder:
         if self._loaded.pop(call_id, None) is not None:
             self._dirty = True
         log.debug("interaction written", call_id=call_id, outcome=record.outcome)
+
+    def _fenced(self, record: InteractionRecord, exc: StaleFence) -> None:
+        if self._pending.get(record.call_id) is record:
+            del self._pending[record.call_id]
+        self.fenced += 1
+        log.warning("interaction.fenced", call_id=record.call_id, pbx=exc.pbx_id, token=exc.token)
 
     def _set_aside(self, record: InteractionRecord, exc: Exception) -> None:
         call_id = record.call_id

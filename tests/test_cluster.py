@@ -14,14 +14,18 @@ import pytest
 import redis.asyncio as aioredis
 from sqlalchemy import select
 
-from crm_core.models import LivePbx
+from crm_core.models import Interaction, LivePbx
 from crm_core.testing import empty_store
+from crm_core.types import InteractionRecord
 from cti.callstate import SavedCall, SqlCallState
+from cti.cluster.board import BoardMirror
 from cti.cluster.fanout import RedisFanout
-from cti.cluster.fencing import StaleFence, fence_guard
+from cti.cluster.fencing import Fence, FencedInteractions, FenceStamps, StaleFence, fence_guard
 from cti.cluster.lease import PbxLease
+from cti.cluster.spread import Spread
 from cti.config import AgentConfig
 from cti.hub import PopHub
+from cti.interactions import InteractionRecorder
 from cti.tracker.events import CallEvent
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -72,6 +76,31 @@ async def test_one_instance_holds_a_pbx_lease_and_the_next_gets_a_larger_token(
     assert third is not None and third.token > second.token
 
 
+async def test_an_instance_takes_a_free_pbx_at_once_only_below_its_fair_share(
+    redis: aioredis.Redis, prefix: str
+) -> None:
+    spreads = [
+        Spread(redis, prefix, name, pbxs=3, ttl_s=0.6, settle_s=0.6) for name in ("a", "b", "c")
+    ]
+    held = {"n": 0}
+    spreads[0].count_held(lambda: held["n"])
+    await asyncio.gather(*(s.joined() for s in spreads))  # present, and waited to settle
+    a = spreads[0]
+    assert a.live == 3 and a.share() == 1
+    assert a.may_try(free_for_s=0.0)  # holds none of its one PBX
+    held["n"] = 1
+    assert not a.may_try(free_for_s=0.0)  # at its share: the others first
+    assert not a.may_try(free_for_s=0.7)
+    assert a.may_try(free_for_s=0.6 + 0.15 + 0.01)  # nobody took it: settle + 1 × ttl/4
+    await spreads[2].leave()  # an instance stops: the survivors' share grows
+    async with asyncio.timeout(5.0):
+        while a.live != 2:  # noqa: ASYNC110 - its next beat counts the live instances
+            await asyncio.sleep(0.05)
+    assert a.share() == 2 and a.may_try(free_for_s=0.0)
+    for s in spreads[:2]:
+        await s.leave()
+
+
 async def test_the_database_refuses_call_state_written_with_a_stale_fencing_token(
     db_url: str,
 ) -> None:
@@ -96,6 +125,58 @@ async def test_the_database_refuses_call_state_written_with_a_stale_fencing_toke
         await new.write("pbx1", [], ["1700000000.1"], seen_at=13.0)  # same token: fine
         other = SqlCallState(store.engine, guard=fence_guard(lambda: 1, stale.append))
         await other.write("pbx2", [], [], seen_at=1.0)  # another PBX has its own fence
+    finally:
+        await store.close()
+
+
+async def test_an_interaction_written_by_a_stale_ingester_is_refused_and_left_to_the_current_one(
+    db_url: str,
+) -> None:
+    """A paused ingester (token 1) wakes after another took the PBX over (token 2): its record of
+    a call is refused, not set aside nor retried; the current ingester's record is the one row."""
+    store = await empty_store(db_url)
+    try:
+        stale: list[StaleFence] = []
+        old_token: dict[str, int] = {"now": 1}
+        old_stamps = FenceStamps()
+        old = InteractionRecorder(FencedInteractions(store, old_stamps, stale.append))
+        old_calls = old_stamps.stamping(old, lambda _call: Fence("pbx1", old_token["now"]))
+        await old.start()
+        old_calls.submit(InteractionRecord("1700000000.1", None, "201", outcome="answered"))
+        assert await old.flush(10.0)
+        assert old.written == 1 and not stale  # its own token: written
+
+        new_stamps = FenceStamps()
+        new = InteractionRecorder(FencedInteractions(store, new_stamps, stale.append))
+        new_calls = new_stamps.stamping(new, lambda _call: Fence("pbx1", 2))
+        await new.start()
+        new_calls.submit(InteractionRecord("1700000000.2", None, "202", outcome="answered"))
+        assert await new.flush(10.0)
+
+        # The old ingester, woken from its pause, still ends the call it had (and a record of a
+        # call it made with no lease at all, token 0).
+        old_calls.submit(InteractionRecord("1700000000.2", None, "202", outcome="abandoned"))
+        old_token["now"] = 0
+        old_calls.submit(InteractionRecord("1700000000.3", None, "203", outcome="abandoned"))
+        assert await old.flush(10.0)
+        assert old.fenced == 2 and old.written == 1
+        assert old.pending == 0 and old.dead_letters == 0  # dropped: nothing to retry
+        assert [(e.pbx_id, e.token) for e in stale] == [("pbx1", 1), ("pbx1", 0)]
+
+        async with store.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(Interaction.call_id, Interaction.outcome).order_by(Interaction.call_id)
+                )
+            ).all()
+            fence = (await conn.execute(select(LivePbx.fence))).scalar_one()
+        assert [tuple(r) for r in rows] == [
+            ("1700000000.1", "answered"),
+            ("1700000000.2", "answered"),  # the current ingester's figures, once
+        ]
+        assert fence == 2
+        await old.stop()
+        await new.stop()
     finally:
         await store.close()
 
@@ -162,3 +243,33 @@ async def test_a_desktop_on_another_instance_gets_each_pop_once_and_its_replay_a
     finally:
         await fan_a.stop()
         await fan_b.stop()
+
+
+def test_the_board_mirror_is_the_last_snapshot_with_the_rows_since_applied() -> None:
+    hub = PopHub(AGENTS)
+    mirror = BoardMirror()
+    board = {
+        "at": 1.0,
+        "calls": [{"call_id": "c1", "state": "queued"}, {"call_id": "c2", "state": "ringing"}],
+        "agents": [{"name": "alice", "member": "alice", "state": "available"}],
+        "queues": [{"queue": "tier1", "waiting": 1}],
+        "hours": [{"hour": 9}],
+    }
+    alert = {"kind": "wait", "subject": "tier1", "raised": True}
+    mirror.apply(hub.make_message("snapshot", {"board": board, "alerts": [alert]}))
+    mirror.apply(hub.make_message("call_row", {"row": {"call_id": "c1", "state": "answered"}}))
+    mirror.apply(hub.make_message("call_gone", {"call_id": "c2"}))
+    mirror.apply(hub.make_message("call_row", {"row": {"call_id": "c3", "state": "queued"}}))
+    row = {"name": "alice", "member": "alice", "state": "on_call"}
+    mirror.apply(hub.make_message("agent_row", {"row": row}))
+    mirror.apply(hub.make_message("queue_row", {"row": {"queue": "tier1", "waiting": 0}}))
+    mirror.apply(hub.make_message("alert", {**alert, "raised": False}))
+    mirror.apply(hub.make_message("pop", {"call_id": "c3"}))  # a desktop's: not the board's
+    assert mirror.board()["calls"] == [
+        {"call_id": "c1", "state": "answered"},
+        {"call_id": "c3", "state": "queued"},
+    ]
+    assert mirror.board()["agents"] == [row]
+    assert mirror.board()["queues"] == [{"queue": "tier1", "waiting": 0}]
+    assert mirror.board()["hours"] == [{"hour": 9}]
+    assert mirror.alerts() == []

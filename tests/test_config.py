@@ -83,3 +83,30 @@ def test_broken_toml_gives_the_line() -> None:
 def test_an_unsupported_database_scheme_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"cti.toml:2: database.url"):
         parse_config('[database]\nurl = "mysql://x/y"\n', "cti.toml", env={})
+
+
+def test_one_ami_section_is_one_pbx_as_always() -> None:
+    config = parse_config('[ami]\nhost = "10.0.0.5"\nsecret = "s"\npbx_id = "main"\n')
+    assert config.pbx_links() == [config.ami]
+
+
+def test_several_pbxs_each_have_their_link_and_share_the_rest_of_ami() -> None:
+    config = parse_config(
+        '[ami]\nsecret = "common"\nheartbeat_s = 1.0\n'
+        '[[pbx]]\nid = "paris"\nhost = "10.0.0.1"\n'
+        '[[pbx]]\nid = "lyon"\nhost = "10.0.0.2"\nport = 5039\nsecret = "own"\n'
+    )
+    paris, lyon = config.pbx_links()
+    assert (paris.pbx_id, paris.host, paris.port, paris.secret) == (
+        "paris",
+        "10.0.0.1",
+        5038,
+        "common",
+    )
+    assert (lyon.pbx_id, lyon.host, lyon.port, lyon.secret) == ("lyon", "10.0.0.2", 5039, "own")
+    assert paris.heartbeat_s == lyon.heartbeat_s == 1.0
+
+
+def test_two_pbxs_with_one_id_are_refused() -> None:
+    with pytest.raises(ConfigError, match="own id"):
+        parse_config('[[pbx]]\nid = "a"\n[[pbx]]\nid = "a"\nport = 5039\n')

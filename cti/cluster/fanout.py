@@ -13,6 +13,13 @@ batches). Every instance, the ingester included, reads the stream and delivers e
 once to its own connected desktops (``PopHub.deliver_local``): a desktop gets each message
 exactly once; after a reconnect, to any instance, the replay repeats the same ids, which the
 desktop de-duplicates on.
+
+The supervisor console's messages go the same way on a stream of their own (``send_console``,
+``{prefix}:console``, kept short: the board is sent whole every few seconds): every instance
+applies them to its ``BoardMirror`` (``cti.cluster.board``) and delivers them to its own
+consoles, so a console on a standby shows the ingester's board. The instances with consoles
+connected say so in ``{prefix}:consoles`` (``consoles_anywhere``): with none anywhere, the
+ingester builds no console rows at all, as a single instance does.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from cti.cluster.board import BOARD_STATE, BoardMirror
 from cti.cluster.replay import ReplayMirror
 from cti.hub import HubMessage
 
@@ -38,6 +46,8 @@ class StreamRedis(Protocol):
         self, streams: Any, count: int | None = ..., block: int | None = ...
     ) -> Awaitable[Any]: ...
 
+    def eval(self, script: str, numkeys: int, *keys_and_args: Any) -> Awaitable[Any]: ...
+
     def xrange(
         self, name: str, min: str = ..., max: str = ..., count: int | None = ...
     ) -> Awaitable[Any]: ...
@@ -49,8 +59,24 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def encode(message: HubMessage) -> dict[str, str]:
-    return {
+# ``o`` of a console stream entry: a console message, or the board for the mirrors only.
+_CONSOLE, _MIRROR = "c", "b"
+
+_CONSOLES = """
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+if tonumber(ARGV[2]) > 0 then
+  redis.call('ZADD', KEYS[1], ms + tonumber(ARGV[3]), ARGV[1])
+else
+  redis.call('ZREM', KEYS[1], ARGV[1])
+end
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) * 10)
+return redis.call('ZCOUNT', KEYS[1], ms, '+inf')
+"""
+
+
+def encode(message: HubMessage, kind: str = "") -> dict[str, str]:
+    fields = {
         "i": message.id,
         "y": message.type,
         "c": message.call_id or "",
@@ -58,6 +84,9 @@ def encode(message: HubMessage) -> dict[str, str]:
         "k": message.key or "",
         "t": message.text,
     }
+    if kind:
+        fields["o"] = kind
+    return fields
 
 
 def decode(fields: dict[Any, Any]) -> HubMessage:
@@ -69,17 +98,33 @@ class RedisFanout:
     """``PopHub(fanout=...)`` for several instances (see the module docstring)."""
 
     def __init__(
-        self, redis: StreamRedis, prefix: str, *, maxlen: int = 100_000, block_ms: int = 250
+        self,
+        redis: StreamRedis,
+        prefix: str,
+        *,
+        maxlen: int = 100_000,
+        block_ms: int = 250,
+        console_maxlen: int = 20_000,
+        holder: str = "",
     ) -> None:
         self._redis = redis
         self.stream = f"{prefix}:hub"
+        self.console_stream = f"{prefix}:console"
+        self._consoles_key = f"{prefix}:consoles"
+        self._holder = holder or prefix
+        self._console_maxlen = console_maxlen
+        self._last_console_id = "0-0"
+        self._local_consoles: Callable[[], int] = lambda: 0
+        self._consoles_anywhere = False
         self._maxlen = maxlen
         self._block_ms = block_ms
         self.mirror = ReplayMirror()
-        self._pending: list[HubMessage] = []
+        self.board = BoardMirror()  # the supervisor console's board, on every instance
+        self._pending: list[tuple[HubMessage, str]] = []
         self._wake = asyncio.Event()
         self._last_id = "0-0"
         self._deliver: Callable[[HubMessage], None] = lambda _m: None
+        self._deliver_console: Callable[[HubMessage], None] = lambda _m: None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._seen: OrderedDict[str, None] = OrderedDict()  # ids a retried XADD may repeat
@@ -89,7 +134,13 @@ class RedisFanout:
 
     # --- the hub's side ---
     def send(self, message: HubMessage) -> None:
-        self._pending.append(message)
+        self._pending.append((message, ""))
+        self._wake.set()
+
+    def send_console(self, message: HubMessage) -> None:
+        """A supervisor console message, for every instance's consoles and board mirror
+        (``board_state``: for the mirrors only)."""
+        self._pending.append((message, _MIRROR if message.type == BOARD_STATE else _CONSOLE))
         self._wake.set()
 
     def replay(self, agent: str) -> list[HubMessage]:
@@ -99,16 +150,31 @@ class RedisFanout:
         return self.mirror.calls()
 
     # --- lifetime ---
-    async def start(self, deliver: Callable[[HubMessage], None]) -> None:
+    async def start(
+        self,
+        deliver: Callable[[HubMessage], None],
+        deliver_console: Callable[[HubMessage], None] | None = None,
+        local_consoles: Callable[[], int] | None = None,
+    ) -> None:
         """Rebuild the replay state from the stream, then follow it; ``deliver`` gets every
-        message (for this instance's desktops)."""
+        message (for this instance's desktops), ``deliver_console`` every console message
+        (for its supervisor consoles, ``local_consoles()`` of them connected now)."""
         self._deliver = deliver
+        if deliver_console is not None:
+            self._deliver_console = deliver_console
+        if local_consoles is not None:
+            self._local_consoles = local_consoles
         await self._read_all()
         self._stopping = False
         self._tasks = [
             asyncio.create_task(self._read_loop(), name="fanout-read"),
             asyncio.create_task(self._send_loop(), name="fanout-send"),
+            asyncio.create_task(self._consoles_loop(), name="fanout-consoles"),
         ]
+
+    def consoles_anywhere(self) -> bool:
+        """Is a supervisor console connected to any instance (as of the last second)?"""
+        return self._consoles_anywhere or self._local_consoles() > 0
 
     async def stop(self) -> None:
         """Send what is pending, then stop reading. A blocked ``XREAD`` is not cancelled (a
@@ -154,19 +220,36 @@ class RedisFanout:
             self.mirror.apply(message)
             self._deliver(message)
 
+    def _take_console(self, entries: Any) -> None:
+        for entry_id, fields in entries:
+            self._last_console_id = _text(entry_id)
+            try:
+                message = decode(fields)
+            except (KeyError, UnicodeDecodeError) as exc:
+                self.errors += 1
+                log.error("fanout.bad_entry", entry=self._last_console_id, error=repr(exc))
+                continue
+            self.board.apply(message)
+            if _text(fields.get(b"o", fields.get("o", ""))) == _CONSOLE:
+                self._deliver_console(message)
+
     async def _read_all(self) -> None:
-        while True:
-            start = "-" if self._last_id == "0-0" else f"({self._last_id}"
-            entries = await self._redis.xrange(self.stream, min=start, max="+", count=5000)
-            if not entries:
-                return
-            self._take(entries)
+        for stream, take in ((self.stream, self._take), (self.console_stream, self._take_console)):
+            while True:
+                last = self._last_id if stream == self.stream else self._last_console_id
+                start = "-" if last == "0-0" else f"({last}"
+                entries = await self._redis.xrange(stream, min=start, max="+", count=2000)
+                if not entries:
+                    break
+                take(entries)
 
     async def _read_loop(self) -> None:
         while not self._stopping:
             try:
                 reply = await self._redis.xread(
-                    {self.stream: self._last_id}, count=2000, block=self._block_ms
+                    {self.stream: self._last_id, self.console_stream: self._last_console_id},
+                    count=2000,
+                    block=self._block_ms,
                 )
             except asyncio.CancelledError:
                 raise
@@ -175,8 +258,11 @@ class RedisFanout:
                 log.warning("fanout.read_failed", error=repr(exc))
                 await asyncio.sleep(0.5)
                 continue
-            for _stream, entries in reply or ():
-                self._take(entries)
+            for stream, entries in reply or ():
+                if _text(stream) == self.console_stream:
+                    self._take_console(entries)
+                else:
+                    self._take(entries)
 
     async def _send_loop(self) -> None:
         while True:
@@ -196,11 +282,35 @@ class RedisFanout:
         while self._pending:
             batch, self._pending = self._pending[:1000], self._pending[1000:]
             pipe = self._redis.pipeline(transaction=False)
-            for message in batch:
-                pipe.xadd(self.stream, encode(message), maxlen=self._maxlen, approximate=True)
+            for message, kind in batch:
+                if kind:
+                    stream, maxlen = self.console_stream, self._console_maxlen
+                else:
+                    stream, maxlen = self.stream, self._maxlen
+                pipe.xadd(stream, encode(message, kind), maxlen=maxlen, approximate=True)
             try:
                 await pipe.execute()
             except BaseException:
                 self._pending[:0] = batch
                 raise
             self.sent += len(batch)
+
+    async def _consoles_loop(self, every_s: float = 1.0) -> None:
+        """Say whether this instance has consoles; learn whether any instance has."""
+        ttl_ms = int(every_s * 3000)
+        while True:
+            try:
+                count = await self._redis.eval(
+                    _CONSOLES,
+                    1,
+                    self._consoles_key,
+                    self._holder,
+                    int(self._local_consoles()),
+                    ttl_ms,
+                )
+                self._consoles_anywhere = int(count) > 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis away: keep what we knew
+                log.warning("fanout.consoles_failed", error=repr(exc))
+            await asyncio.sleep(every_s)

@@ -1,46 +1,24 @@
-"""The database's half of fencing: a call-state write with a stale token is refused.
+"""The database's half of fencing for the call state (``crm_core.fence`` has the claim).
 
-``live_pbx.fence`` holds the highest fencing token that wrote a PBX's calls. Every write of
-an ingesting instance first runs, in its own transaction,
-``INSERT ... ON CONFLICT (pbx_id) DO UPDATE SET fence = :token WHERE live_pbx.fence <= :token``:
-no row changed means a newer ingester has written since, and the transaction is rolled back
-with ``StaleFence``. On PostgreSQL the row lock serialises it with the newer writer's own
-claim, so an old holder woken from a pause cannot slip a write in after its successor's.
+Every call-state write of an ingesting instance claims its token on ``live_pbx.fence`` in
+the same transaction (``fence_guard``); interaction records go the same way
+(``FencedInteractions``): each carries the token its call was ingested under, and one
+refused as stale is not written (the current ingester took the call back from the
+database and writes it).
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from crm_core.models import LivePbx
+from crm_core.fence import Fence, StaleFence, claim
+from crm_core.types import InteractionRecord
 
-
-class StaleFence(Exception):
-    """A newer instance ingests this PBX: this one must stop."""
-
-    def __init__(self, pbx_id: str, token: int) -> None:
-        super().__init__(f"fencing token {token} for PBX {pbx_id!r} is stale: a newer ingester")
-        self.pbx_id = pbx_id
-        self.token = token
-
-
-async def claim(conn: AsyncConnection, pbx_id: str, token: int) -> None:
-    """Record ``token`` as the PBX's fence, or raise ``StaleFence`` if a larger one wrote."""
-    table: Any = LivePbx.__table__
-    pg = conn.dialect.name == "postgresql"
-    stmt = (postgresql.insert if pg else sqlite.insert)(table).values(pbx_id=pbx_id, fence=token)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["pbx_id"],
-        set_={"fence": stmt.excluded.fence},
-        where=table.c.fence <= stmt.excluded.fence,
-    )
-    result = await conn.execute(stmt)
-    if result.rowcount == 0:
-        raise StaleFence(pbx_id, token)
+__all__ = ["Fence", "FenceStamps", "FencedInteractions", "StaleFence", "claim", "fence_guard"]
 
 
 def fence_guard(
@@ -61,3 +39,73 @@ def fence_guard(
             raise
 
     return guard
+
+
+class InteractionSink(Protocol):
+    def submit(self, record: InteractionRecord) -> None: ...
+
+
+class FencedStore(Protocol):
+    """``CrmStore``: writes a record under a fence, in the same transaction."""
+
+    async def record_interaction(
+        self, record: InteractionRecord, *, fence: Fence | None = None
+    ) -> Any: ...
+
+
+class FenceStamps:
+    """The token each call's record was made under: stamped when the live calls hand the
+    record over (``stamping``), read when the recorder writes it (``FencedInteractions``).
+    A record with no stamp (read back from the dead-letter file at start) is written
+    unfenced: it was refused or unwritten before, not made by a stale ingester now."""
+
+    def __init__(self, keep: int = 50_000) -> None:
+        self._stamps: OrderedDict[str, Fence] = OrderedDict()
+        self._keep = keep
+
+    def stamp(self, call_id: str, fence: Fence) -> None:
+        self._stamps.pop(call_id, None)
+        self._stamps[call_id] = fence
+        while len(self._stamps) > self._keep:
+            self._stamps.popitem(last=False)
+
+    def get(self, call_id: str) -> Fence | None:
+        return self._stamps.get(call_id)
+
+    def stamping(self, sink: InteractionSink, current: Callable[[str], Fence]) -> InteractionSink:
+        """``LiveCalls(recorder=...)``: each record is stamped with the token of now of its
+        call's PBX (``current(call_id)``)."""
+        return _Stamping(self, sink, current)
+
+
+class _Stamping:
+    def __init__(
+        self, stamps: FenceStamps, sink: InteractionSink, current: Callable[[str], Fence]
+    ) -> None:
+        self._stamps, self._sink, self._current = stamps, sink, current
+
+    def submit(self, record: InteractionRecord) -> None:
+        self._stamps.stamp(record.call_id, self._current(record.call_id))
+        self._sink.submit(record)
+
+
+class FencedInteractions:
+    """``InteractionRecorder``'s store: each record is written under the fencing token its
+    call was ingested with. The database refuses it (``StaleFence``) when a newer ingester
+    has written for the PBX since: the recorder drops it (the newer ingester took the call
+    back from ``live_calls`` and writes its record), and ``on_stale`` stops this ingester."""
+
+    def __init__(
+        self, store: FencedStore, stamps: FenceStamps, on_stale: Callable[[StaleFence], None]
+    ) -> None:
+        self._store = store
+        self._stamps = stamps
+        self._on_stale = on_stale
+
+    async def record_interaction(self, record: InteractionRecord) -> Any:
+        fence = self._stamps.get(record.call_id)
+        try:
+            return await self._store.record_interaction(record, fence=fence)
+        except StaleFence as error:
+            self._on_stale(error)
+            raise

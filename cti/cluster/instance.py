@@ -15,6 +15,10 @@ Each ingest is also appended to ``[cluster] ingest_log`` when set, one JSON line
 being ingested: the failover test checks from it that no two tokens ever ingested one PBX at
 the same time.
 
+With several PBXs (``[[pbx]]``) each PBX has its own role and lease, and the roles of one
+instance share a ``Spread`` (``cti.cluster.spread``): they take leases up to the instance's
+fair share, so the PBXs are spread over the live instances.
+
 ``build_cluster`` makes the parts from the config; the daemon (the composition root) calls it.
 """
 
@@ -26,7 +30,7 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +38,19 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cti.cluster.fanout import RedisFanout
-from cti.cluster.fencing import StaleFence, claim, fence_guard
-from cti.cluster.lease import PbxLease
+from cti.cluster.fencing import (
+    Fence,
+    FencedInteractions,
+    FencedStore,
+    FenceStamps,
+    InteractionSink,
+    StaleFence,
+    claim,
+    fence_guard,
+)
+from cti.cluster.lease import Grant, PbxLease
+from cti.cluster.pbxs import pbx_of
+from cti.cluster.spread import Spread
 from cti.config import Config
 
 log = structlog.get_logger(__name__)
@@ -55,9 +70,12 @@ class IngestRole:
         *,
         eligible: bool = True,
         ingest_log: Path | None = None,
+        spread: Spread | None = None,
     ) -> None:
         self.lease = lease
         self._eligible = eligible
+        self._spread = spread
+        self._free_since: float | None = None
         self._ingest_log = ingest_log
         self.ingesting = asyncio.Event()
         self.lost = asyncio.Event()
@@ -95,9 +113,11 @@ class IngestRole:
             await asyncio.Event().wait()
         ttl = self.lease.ttl_s
         log.info("cluster.standby", pbx=self.lease.pbx_id, holder=self.lease.holder)
+        if self._spread is not None:
+            await self._spread.joined()
         while True:
             try:
-                grant = await self.lease.try_acquire()
+                grant = await self._attempt()
             except Exception as exc:  # Redis away: a standby just tries again
                 log.warning("cluster.lease_unavailable", error=repr(exc))
                 grant = None
@@ -120,6 +140,26 @@ class IngestRole:
         finally:
             renewer.cancel()
             await asyncio.gather(renewer, return_exceptions=True)
+
+    async def _attempt(self) -> Grant | None:
+        """Try for the lease (with several PBXs, only as the fair share allows)."""
+        spread = self._spread
+        if spread is None:
+            return await self.lease.try_acquire()
+        if await self.lease.holder_now() is not None:
+            self._free_since = None
+            return None
+        now = time.monotonic()
+        if self._free_since is None:
+            self._free_since = now
+        async with spread.lock:
+            if not spread.may_try(now - self._free_since):
+                return None
+            return await self.lease.try_acquire()
+
+    @property
+    def holding(self) -> bool:
+        return self.lease.grant is not None and not self.lost.is_set()
 
     def note_ingest(self) -> None:
         """AMI events are being ingested now (the ingest log, at most every 0.25 s)."""
@@ -166,10 +206,28 @@ class ClusterParts:
     fanout: RedisFanout
     role: IngestRole
     engine: AsyncEngine | None  # the database the fencing token is claimed in
+    stamps: FenceStamps = field(default_factory=FenceStamps)  # token of each call's record
+    spread: Spread | None = None  # several PBXs: the fair share of this instance
+    roles: dict[str, IngestRole] = field(default_factory=dict)  # PBX -> role, shared by PBXs
+    owns_redis: bool = True  # another PBX's parts close the shared client
 
     def guard(self) -> Callable[[AsyncConnection, str], Awaitable[None]]:
         """``SqlCallState(guard=...)``: every call-state write carries the current token."""
         return fence_guard(lambda: self.role.token, self.role.stale)
+
+    def stamping(self, sink: InteractionSink) -> InteractionSink:
+        """``LiveCalls(recorder=...)``: each record carries the token it was made under."""
+        roles, own = self.roles, self.role
+
+        def current(call_id: str) -> Fence:
+            role = roles.get(pbx_of(call_id) or "", own)  # several PBXs: the call's own
+            return Fence(role.lease.pbx_id, role.token or 0)
+
+        return self.stamps.stamping(sink, current)
+
+    def fenced(self, store: FencedStore) -> FencedInteractions:
+        """The recorder's store: a record made under a stale token is refused, not written."""
+        return FencedInteractions(store, self.stamps, self.role.stale)
 
     async def claim(self, token: int) -> None:
         """Tell the database the new token before anything else is written."""
@@ -198,20 +256,61 @@ class ClusterParts:
                     await self.role.lease.release()
         except Exception as exc:
             log.warning("cluster.release_failed", error=repr(exc))
+        if not self.owns_redis:
+            return
+        if self.spread is not None:
+            try:
+                async with asyncio.timeout(2.0):
+                    await self.spread.leave()
+            except Exception as exc:
+                log.warning("cluster.leave_failed", error=repr(exc))
         await self.redis.aclose()
 
 
-def build_cluster(config: Config, engine: AsyncEngine | None) -> ClusterParts:
-    """The cluster parts of one instance from ``[cluster]`` (``redis_url`` set)."""
-    import redis.asyncio as aioredis
-
+def build_cluster(
+    config: Config, engine: AsyncEngine | None, *, shared: ClusterParts | None = None
+) -> ClusterParts:
+    """The cluster parts of one instance for the PBX of ``config.ami`` (``redis_url`` set);
+    ``shared``: another PBX's parts of this instance (``[[pbx]]``), whose Redis client,
+    fan-out, spread and fence stamps are shared."""
     cluster = config.cluster
     pbx_id = config.ami.pbx_id
     holder = cluster.instance_id or default_instance_id()
-    client = aioredis.from_url(cluster.redis_url)
+    if shared is None:
+        import redis.asyncio as aioredis
+
+        client: Any = aioredis.from_url(cluster.redis_url)
+        fanout = RedisFanout(
+            client, cluster.key_prefix, maxlen=cluster.stream_maxlen, holder=holder
+        )
+        stamps, roles = FenceStamps(), {}
+        spread = None
+        if config.pbx:
+            spread = Spread(
+                client,
+                cluster.key_prefix,
+                holder,
+                pbxs=len(config.pbx),
+                ttl_s=cluster.lease_ttl_s,
+                settle_s=cluster.settle_s,
+            )
+    else:
+        client, fanout, stamps = shared.redis, shared.fanout, shared.stamps
+        spread, roles = shared.spread, shared.roles
     lease = PbxLease(client, cluster.key_prefix, pbx_id, holder, cluster.lease_ttl_s)
     eligible = config.ami.enabled and (not cluster.pbxs or pbx_id in cluster.pbxs)
     ingest_log = Path(cluster.ingest_log).expanduser() if cluster.ingest_log else None
-    role = IngestRole(lease, eligible=eligible, ingest_log=ingest_log)
-    fanout = RedisFanout(client, cluster.key_prefix, maxlen=cluster.stream_maxlen)
-    return ClusterParts(redis=client, fanout=fanout, role=role, engine=engine)
+    role = IngestRole(lease, eligible=eligible, ingest_log=ingest_log, spread=spread)
+    roles[pbx_id] = role
+    if spread is not None:
+        spread.count_held(lambda: sum(1 for r in roles.values() if r.holding))
+    return ClusterParts(
+        redis=client,
+        fanout=fanout,
+        role=role,
+        engine=engine,
+        stamps=stamps,
+        spread=spread,
+        roles=roles,
+        owns_redis=shared is None,
+    )

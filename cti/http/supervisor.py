@@ -130,7 +130,7 @@ async def page(request: web.Request) -> web.FileResponse:
 
 
 async def get_board(request: web.Request) -> web.Response:
-    return web.json_response(supervision(request).board())
+    return web.json_response(supervision(request).view())
 
 
 async def agent_action(request: web.Request) -> web.Response:
@@ -204,7 +204,7 @@ async def console_socket(request: web.Request) -> web.StreamResponse:
         if transport is not None and transport.get_write_buffer_size() > 0:
             transport.abort()
 
-    sub = deps.hub.subscribe(agent, cut, first=[deps.supervision.snapshot()], console=True)
+    sub = deps.hub.subscribe(agent, cut, first=[deps.supervision.console_snapshot()], console=True)
     sockets = request.app[SOCKETS]
     sockets.add(ws)
     sender = asyncio.create_task(_send_loop(ws, sub), name=f"console-send-{agent.name}")

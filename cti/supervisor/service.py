@@ -14,6 +14,14 @@ Console messages (what ``/ws/supervisor`` sends after ``hello``; the rows are
   (``rows``): every ``[supervisor] refresh_s``, coalesced;
 - ``alert``: an ``AlertEvent`` raised or cleared (never coalesced);
 - and every message a supervisor's desktop gets (``pop``, ``answered``, ``call``...).
+
+Several instances (``board_view`` given): while a console is connected to any instance
+(``consoles_anywhere``), the ingester builds the rows from its call events and the hub sends
+them through the fan-out to every instance's consoles, with the whole board when the first
+console appears and every ``BOARD_STATE_EVERY_S``; a console connecting to any instance, and
+``GET /supervisor/board``, read the board as rebuilt there from those messages
+(``cti.cluster.board``). A standby (``publishing()`` false) neither refreshes nor raises
+alerts: the ingester does.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cti.calls import WrapUp
+from cti.cluster.board import BOARD_STATE
 from cti.config import AgentConfig, Config
 from cti.hub import HubMessage, PopHub
 from cti.stats.live import LiveStats, thresholds_of
@@ -39,6 +48,16 @@ from cti.supervisor.listen import Supervise
 from cti.tracker.events import CallEvent
 
 log = structlog.get_logger(__name__)
+
+BOARD_STATE_EVERY_S = 5.0
+
+
+class BoardView(Protocol):
+    """The board as every instance rebuilds it (``cti.cluster.board.BoardMirror``)."""
+
+    def board(self) -> dict[str, Any]: ...
+
+    def alerts(self) -> list[dict[str, Any]]: ...
 
 
 class LiveCallsView(Protocol):
@@ -64,6 +83,9 @@ class Supervision:
         supervise: Supervise | None = None,
         report_engine: AsyncEngine | None = None,
         clock: Callable[[], float] = time.time,
+        board_view: BoardView | None = None,
+        publishing: Callable[[], bool] = lambda: True,
+        consoles_anywhere: Callable[[], bool] | None = None,
     ) -> None:
         self.config = config
         self.hub = hub
@@ -75,6 +97,11 @@ class Supervision:
         self.report_engine = report_engine
         self.supervise = supervise
         self.clock = clock
+        self.board_view = board_view
+        self.publishing = publishing
+        self._anywhere = consoles_anywhere or (lambda: bool(hub.consoles()))
+        self._had_consoles = False
+        self._board_state_at = float("-inf")
         self._purged_at = 0.0
         self._agents = {agent_key(a): a for a in config.agents if a.role == "agent"}
         self._alerts: dict[str, AlertEvent] = {}
@@ -99,8 +126,20 @@ class Supervision:
                 self.recorder.submit_legs(done.legs)
             if done.activity:
                 self.recorder.submit_activity(done.activity)
-        if self.hub.consoles():
+        if self._consoles():
             self.hub.to_consoles(self._rows(event, ctx))
+
+    def _consoles(self) -> bool:
+        """Are rows read by anyone? Several instances: a console may be on any of them; when
+        the first one appears the ingester sends the whole board (the mirrors were idle)."""
+        if self.board_view is None:
+            return bool(self.hub.consoles())
+        anywhere = self._anywhere()
+        if anywhere and not self._had_consoles and self.publishing():
+            self._had_consoles = True
+            self.hub.to_consoles([self.snapshot()])
+        self._had_consoles = anywhere
+        return anywhere
 
     def _wrapped(self, wrap: WrapUp) -> None:
         """A wrap-up was measured: it joins its leg's handle time (rewritten if written)."""
@@ -139,16 +178,28 @@ class Supervision:
 
     def resynced(self) -> None:
         """After a resync the console starts again from a snapshot."""
-        if self.hub.consoles():
+        if self._consoles():
             self.hub.to_consoles([self.snapshot()])
 
     # ---- what the console and the API read -----------------------------------------------
 
     def board(self) -> dict[str, Any]:
+        """The board built here from the call events (several instances: the ingester's)."""
         return board(self.config, self.stats, list(self.calls.active()), self.clock())
 
     def snapshot(self) -> HubMessage:
         payload = {"board": self.board(), "alerts": [a.to_dict() for a in self._alerts.values()]}
+        return self.hub.make_message("snapshot", payload, key="snapshot")
+
+    def view(self) -> dict[str, Any]:
+        """The board a console on this instance shows (``GET /supervisor/board``)."""
+        return self.board_view.board() if self.board_view is not None else self.board()
+
+    def console_snapshot(self) -> HubMessage:
+        """What a console connecting to this instance starts from."""
+        if self.board_view is None:
+            return self.snapshot()
+        payload = {"board": self.board_view.board(), "alerts": self.board_view.alerts()}
         return self.hub.make_message("snapshot", payload, key="snapshot")
 
     def live_stats(self) -> dict[str, Any]:
@@ -179,6 +230,8 @@ class Supervision:
 
     def refresh(self) -> list[AlertEvent]:
         """Queue rows, the day's chart and alerts, now; returns the alerts raised or cleared."""
+        if not self.publishing():
+            return []  # a standby: the ingester refreshes every instance's consoles
         now = self.clock()
         current = self.board()
         changed: list[AlertEvent] = []
@@ -206,7 +259,7 @@ class Supervision:
                     listener(alert)
                 except Exception as exc:
                     log.warning("alert listener failed", error=repr(exc))
-        if self.hub.consoles():
+        if self._consoles():
             messages = [
                 self.hub.make_message("queue_row", {"row": row}, key=f"queue\0{row['queue']}")
                 for row in current["queues"]
@@ -214,6 +267,10 @@ class Supervision:
             messages.append(self.hub.make_message("hours", {"rows": current["hours"]}, key="hours"))
             messages.extend(self._changed_calls(current["calls"]))
             messages.extend(self.hub.make_message("alert", a.to_dict()) for a in changed)
+            if self.board_view is not None and now - self._board_state_at >= BOARD_STATE_EVERY_S:
+                self._board_state_at = now  # the mirrors' whole board (a trimmed stream)
+                payload = {"board": current, "alerts": [a.to_dict() for a in self._alerts.values()]}
+                messages.append(self.hub.make_message(BOARD_STATE, payload))
             self.hub.to_consoles(messages)
         return changed
 

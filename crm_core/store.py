@@ -46,6 +46,7 @@ from crm_core.models import (
 )
 from crm_core.phone import normalise
 from crm_core.records import storable
+from crm_core.repeats import mark_calls
 from crm_core.types import (
     Candidate,
     CaseView,
@@ -784,6 +785,8 @@ class CrmStore:
         try:
             async with self._write("record_interaction") as conn:
                 interaction_id = int((await conn.execute(stmt)).scalar_one())
+                # Its legs (if written) and the customer's next call: repeat or not.
+                await mark_calls(conn, [rec.call_id])
         except CrmError as exc:
             if rec.customer_id is None or isinstance(exc, CrmUnavailable):
                 raise

@@ -1,0 +1,179 @@
+"""Repeat calls, marked when they are written: each inbound call's gap to its customer's
+previous inbound call, kept on the call's legs (``call_legs.repeat_gap_s``, ``repeat_of``,
+``repeat_agents``).
+
+A period report then counts repeat calls within any ``repeat_days`` in its one GROUP BY over
+``call_legs`` (``repeat_gap_s <= days * 86400``) instead of a window over a month of
+``interactions`` joined back to the legs (SQLite has no hash join: that join was most of a
+report's time).
+
+The previous call is the customer's latest inbound interaction that started before this one
+(on a tie, the one with the smaller ``call_id``), at any distance; ``repeat_gap_s`` is the
+difference of the two ``interactions.started_at`` in seconds (to the millisecond);
+``repeat_agents`` the agents who answered a leg of the previous call (sorted, a JSON list),
+for the report by agent (the agent whose call did not settle it).
+
+The legs and the interaction of a call are written by two recorders, in either order, and a
+customer's calls may end out of order. So a call's mark is computed again whenever its
+legs or its interaction are written, and so is the mark of the customer's next call (its
+gap and its agents may depend on this one). ``backfill`` marks every call at once (migration
+0010; the benchmark).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Table, and_, bindparam, or_, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from crm_core.models import CallLeg, Interaction
+
+LEGS: Table = CallLeg.__table__  # type: ignore[assignment]
+CALLS: Table = Interaction.__table__  # type: ignore[assignment]
+BATCH = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """The repeat mark of one call's legs (all None: not a repeat of anything)."""
+
+    gap_s: float | None = None
+    of: str | None = None
+    agents: str | None = None
+
+
+NOT_A_REPEAT = Mark()
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def gap_seconds(later: datetime, earlier: datetime) -> float:
+    return round((_utc(later) - _utc(earlier)).total_seconds(), 3)
+
+
+def agents_json(agents: Iterable[str]) -> str | None:
+    names = sorted(set(agents))
+    return json.dumps(names) if names else None
+
+
+def _inbound_of(customer: Any) -> Any:
+    c = CALLS.c
+    return and_(c.customer_id == customer, c.direction == "inbound", c.started_at.is_not(None))
+
+
+def _mark_one(conn: Connection, call_id: str) -> tuple[Mark, tuple[int, datetime] | None]:
+    """This call's mark, and (customer, start) when it is an inbound call of a customer."""
+    c = CALLS.c
+    row = conn.execute(
+        select(c.customer_id, c.direction, c.started_at).where(c.call_id == call_id)
+    ).first()
+    if row is None or row.customer_id is None or row.direction != "inbound":
+        return NOT_A_REPEAT, None
+    if row.started_at is None:
+        return NOT_A_REPEAT, None
+    customer, started = int(row.customer_id), row.started_at
+    before = or_(c.started_at < started, and_(c.started_at == started, c.call_id < call_id))
+    prev = conn.execute(
+        select(c.call_id, c.started_at)
+        .where(_inbound_of(customer), before)
+        .order_by(c.started_at.desc(), c.call_id.desc())
+        .limit(1)
+    ).first()
+    if prev is None:
+        return NOT_A_REPEAT, (customer, started)
+    agents = conn.execute(
+        select(LEGS.c.agent).where(LEGS.c.call_id == prev.call_id, LEGS.c.agent.is_not(None))
+    ).scalars()
+    mark = Mark(gap_seconds(started, prev.started_at), prev.call_id, agents_json(agents))
+    return mark, (customer, started)
+
+
+def _next_call(conn: Connection, call_id: str, customer: int, started: datetime) -> str | None:
+    c = CALLS.c
+    after = or_(c.started_at > started, and_(c.started_at == started, c.call_id > call_id))
+    return conn.execute(
+        select(c.call_id)
+        .where(_inbound_of(customer), after)
+        .order_by(c.started_at, c.call_id)
+        .limit(1)
+    ).scalar()
+
+
+def _set_marks(conn: Connection, marks: dict[str, Mark]) -> None:
+    if not marks:
+        return
+    stmt = (
+        update(LEGS)
+        .where(LEGS.c.call_id == bindparam("b_call"))
+        .values(
+            repeat_gap_s=bindparam("b_gap"),
+            repeat_of=bindparam("b_of"),
+            repeat_agents=bindparam("b_agents"),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    rows = [
+        {"b_call": call, "b_gap": m.gap_s, "b_of": m.of, "b_agents": m.agents}
+        for call, m in marks.items()
+    ]
+    for start in range(0, len(rows), BATCH):
+        conn.execute(stmt, rows[start : start + BATCH])
+
+
+def mark_calls_sync(conn: Connection, call_ids: Iterable[str]) -> None:
+    """Mark these calls' legs, and the legs of each one's customer's next call."""
+    marks: dict[str, Mark] = {}
+    nexts: set[str] = set()
+    for call_id in dict.fromkeys(call_ids):
+        mark, known = _mark_one(conn, call_id)
+        marks[call_id] = mark
+        if known is not None:
+            following = _next_call(conn, call_id, *known)
+            if following is not None:
+                nexts.add(following)
+    for call_id in sorted(nexts - marks.keys()):
+        marks[call_id] = _mark_one(conn, call_id)[0]
+    _set_marks(conn, marks)
+
+
+async def mark_calls(conn: AsyncConnection, call_ids: Sequence[str]) -> None:
+    """``mark_calls_sync`` within an open (async) transaction."""
+    if call_ids:
+        await conn.run_sync(mark_calls_sync, list(call_ids))
+
+
+def marks_of(calls: Iterable[tuple[int, datetime, str]]) -> Iterator[tuple[str, str, float]]:
+    """(call, previous call, gap) for inbound calls given as (customer, start, call_id),
+    sorted by customer, start and call_id."""
+    last: tuple[int, datetime, str] | None = None
+    for customer, started, call_id in calls:
+        if last is not None and last[0] == customer:
+            yield call_id, last[2], gap_seconds(started, last[1])
+        last = (customer, started, call_id)
+
+
+def backfill(conn: Connection) -> int:
+    """Mark the legs of every call that repeats an earlier one, from the interactions and legs
+    in the database (the others keep NULL); returns how many calls repeat an earlier one."""
+    c = CALLS.c
+    ordered = conn.execute(
+        select(c.customer_id, c.started_at, c.call_id)
+        .where(c.customer_id.is_not(None), c.direction == "inbound", c.started_at.is_not(None))
+        .order_by(c.customer_id, c.started_at, c.call_id)
+    )
+    pairs = list(marks_of((int(r[0]), r[1], str(r[2])) for r in ordered))
+    agents: dict[str, list[str]] = {}
+    answered = select(LEGS.c.call_id, LEGS.c.agent).where(LEGS.c.agent.is_not(None))
+    for call_id, agent in conn.execute(answered):
+        agents.setdefault(call_id, []).append(agent)
+    marks = {call: Mark(gap, prev, agents_json(agents.get(prev, ()))) for call, prev, gap in pairs}
+    _set_marks(conn, marks)
+    return len(marks)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, or_, select, update
+from sqlalchemy import Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -160,20 +160,34 @@ def marks_of(calls: Iterable[tuple[int, datetime, str]]) -> Iterator[tuple[str, 
         last = (customer, started, call_id)
 
 
-def backfill(conn: Connection) -> int:
+def backfill(conn: Connection, *, customers_per_step: int = 5000) -> int:
     """Mark the legs of every call that repeats an earlier one, from the interactions and legs
-    in the database (the others keep NULL); returns how many calls repeat an earlier one."""
+    in the database (the others keep NULL); returns how many calls repeat an earlier one.
+
+    In steps of ``customers_per_step`` customer ids, each statement small: the store's
+    connections cut a statement at 10 s, and the migration runs on them."""
     c = CALLS.c
-    ordered = conn.execute(
-        select(c.customer_id, c.started_at, c.call_id)
-        .where(c.customer_id.is_not(None), c.direction == "inbound", c.started_at.is_not(None))
-        .order_by(c.customer_id, c.started_at, c.call_id)
-    )
-    pairs = list(marks_of((int(r[0]), r[1], str(r[2])) for r in ordered))
-    agents: dict[str, list[str]] = {}
-    answered = select(LEGS.c.call_id, LEGS.c.agent).where(LEGS.c.agent.is_not(None))
-    for call_id, agent in conn.execute(answered):
-        agents.setdefault(call_id, []).append(agent)
-    marks = {call: Mark(gap, prev, agents_json(agents.get(prev, ()))) for call, prev, gap in pairs}
-    _set_marks(conn, marks)
-    return len(marks)
+    inbound = and_(c.customer_id.is_not(None), c.direction == "inbound", c.started_at.is_not(None))
+    top = conn.execute(select(func.max(c.customer_id)).where(inbound)).scalar()
+    marked = 0
+    for low in range(0, int(top or 0) + 1, customers_per_step):
+        ordered = conn.execute(
+            select(c.customer_id, c.started_at, c.call_id)
+            .where(inbound, c.customer_id >= low, c.customer_id < low + customers_per_step)
+            .order_by(c.customer_id, c.started_at, c.call_id)
+        )
+        pairs = list(marks_of((int(r[0]), r[1], str(r[2])) for r in ordered))
+        agents: dict[str, list[str]] = {}
+        previous = sorted({prev for _, prev, _ in pairs})
+        for start in range(0, len(previous), 1000):
+            answered = select(LEGS.c.call_id, LEGS.c.agent).where(
+                LEGS.c.call_id.in_(previous[start : start + 1000]), LEGS.c.agent.is_not(None)
+            )
+            for call_id, agent in conn.execute(answered):
+                agents.setdefault(call_id, []).append(agent)
+        _set_marks(
+            conn,
+            {call: Mark(gap, prev, agents_json(agents.get(prev, ()))) for call, prev, gap in pairs},
+        )
+        marked += len(pairs)
+    return marked

@@ -13,12 +13,13 @@ from typing import Any
 
 import pytest
 from alembic import command
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.engine import Connection
 from stats_reference import repeat_calls_by_window
 
 from crm_core import schema
 from crm_core.models import AgentActivity, CallLeg, Interaction
+from crm_core.repeats import backfill
 from crm_core.store import CrmStore
 from crm_core.types import InteractionRecord
 from cti.stats.figures import Thresholds
@@ -199,6 +200,14 @@ async def test_the_migration_marks_the_calls_written_before_it(store: CrmStore) 
         await conn.run_sync(migrate, "0009")
     async with store.engine.begin() as conn:
         await conn.run_sync(migrate, "0010")
+    async with store.engine.connect() as conn:
+        assert sorted((await conn.execute(select(*columns))).all()) == live
+    # In steps of a few customers (as on a large database), the same marks.
+    async with store.engine.begin() as conn:
+        await conn.execute(
+            update(LEGS).values(repeat_gap_s=None, repeat_of=None, repeat_agents=None)
+        )
+        await conn.run_sync(lambda sync: backfill(sync, customers_per_step=2))
     async with store.engine.connect() as conn:
         assert sorted((await conn.execute(select(*columns))).all()) == live
 

@@ -140,8 +140,8 @@ async def test_with_500_calls_in_progress_a_new_call_reaches_the_screen_quickly(
     """Event → painted row, measured in the page over 30 new calls with 500 in progress, beside
     a bare WebSocket push and DOM append with as many rows (``console_latency``; the benchmark
     is bench/bench_console.py). The target is 100 ms on a quiet machine; the bounds hold on a
-    loaded shared one: the console's median within 50 ms of the bare page's, no call later
-    than 3 s."""
+    loaded shared one: the console's median below 1.3x the bare page's (+ 10 ms), no call
+    later than 3 s."""
     from console_latency import console_beside_bare, load
 
     found = await console_beside_bare(browser, tmp_path, events=30)
@@ -149,7 +149,8 @@ async def test_with_500_calls_in_progress_a_new_call_reaches_the_screen_quickly(
     for latencies in found.values():
         print(latencies.summary())
     console, bare = found["console"], found["bare"]
-    # The table laid out and painted whole in each frame was 70-110 ms behind the bare page
-    # at a load of 12-18 on 2 cores; a row rendered alone is level with it.
-    assert console.p50() < bare.p50() + 50
+    # At a load of 12-18 on 2 cores, the table laid out and painted whole in each frame took
+    # 1.8-3.8x the bare page's median (89 against 50 ms over 150 events); a row rendered alone
+    # takes about 0.6x (the bare page lays out its whole table).
+    assert console.p50() < 1.3 * bare.p50() + 10
     assert max(console.painted_ms) < 3000

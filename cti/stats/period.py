@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Integer, Table, and_, case, cast, func, literal, select
+from sqlalchemy import BigInteger, Integer, Table, and_, case, cast, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
 from crm_core.models import AgentActivity, CallLeg, Interaction
 from cti.stats.adapter import INTERACTION_COLUMNS
-from cti.stats.figures import GROUPS, Figures, Thresholds, nearest_rank_index
+from cti.stats.figures import GROUPS, Figures, Thresholds
 
 LEGS: Table = CallLeg.__table__  # type: ignore[assignment]
 ACTIVITY: Table = AgentActivity.__table__  # type: ignore[assignment]
@@ -134,19 +134,26 @@ async def period_figures(
         .where(in_period)
         .group_by(g)
     )
-    # 90th percentile of the speed of answer, nearest rank, to the tenth of a second below.
-    tenths = _floor(wait * 10, dialect)
-    histogram = None
-    if dialect == "postgresql":
-        # In the one scan: an ordered-set aggregate over the answered legs' waits in tenths
-        # (NULL for the others, which it skips); percentile_disc is the nearest rank.
-        p90 = func.percentile_disc(literal(0.9)).within_group(case((answered, tenths)))
-        main = main.add_columns(p90.label("p90"))
-    else:
-        # SQLite has no percentile: a histogram of the waits in tenths per group, ranked here.
-        # Sorting every wait (a window query) costs ~20x more.
-        t = tenths.label("t")
-        histogram = select(g, t, func.count()).where(in_period, answered).group_by(g, t)
+    # 90th percentile of the speed of answer, nearest rank, to the tenth of a second below:
+    # a histogram of the waits in tenths per group (hash-aggregated, in parallel on
+    # PostgreSQL), then the first bucket whose running count reaches ceil(0.9 n), i.e.
+    # 10 * running >= 9 * n in integers, by a window over the histogram's few rows per group.
+    # (percentile_disc sorts every leg on one core, 7x slower on PostgreSQL; ranking the
+    # histogram here moved up to 200,000 rows to Python by hour or agent.)
+    t = _floor(wait * 10, dialect).label("t")
+    buckets = select(g, t, func.count().label("n")).where(in_period, answered).group_by(g, t)
+    h = buckets.subquery()
+    running = select(
+        h.c.g,
+        h.c.t,
+        cast(func.sum(h.c.n).over(partition_by=h.c.g, order_by=h.c.t), BigInteger).label("run"),
+        cast(func.sum(h.c.n).over(partition_by=h.c.g), BigInteger).label("total"),
+    ).subquery()
+    p90 = (
+        select(running.c.g, func.min(running.c.t))
+        .where(running.c.run * 10 >= running.c.total * 9)
+        .group_by(running.c.g)
+    )
     groups: dict[str, Figures] = {}
     repeats: dict[str, int] = {}
     handled_by_agent: dict[str, tuple[int, float]] = {}
@@ -171,18 +178,12 @@ async def period_figures(
             )
             key = _group_key(group_by, row.g)
             groups[key] = fig
-            if histogram is None and row.p90 is not None:
-                fig.p90_answer_s = int(row.p90) / 10
             if row.repeats:
                 repeats[key] = int(row.repeats)
             if group_by == "agent" and row.handled:
                 handled_by_agent[key] = (int(row.handled), float(row.handle_s or 0.0))
-        if histogram is not None:
-            counts: dict[Any, list[tuple[int, int]]] = {}
-            for value, tenth, n in (await conn.execute(histogram)).all():
-                counts.setdefault(value, []).append((int(tenth), int(n)))
-            for value, buckets in counts.items():  # a group's key made once, not per bucket
-                groups[_group_key(group_by, value)].p90_answer_s = p90_of_histogram(buckets)
+        for value, tenths in (await conn.execute(p90)).all():
+            groups[_group_key(group_by, value)].p90_answer_s = int(tenths) / 10
         in_range = and_(joined >= start, joined < end)
         if group_by == "agent":
             # for the agents of the call before: a query of its own
@@ -195,20 +196,6 @@ async def period_figures(
     return PeriodReport(
         start, end, group_by, dict(sorted(groups.items())), repeats, repeat_days, outbound, agents
     )
-
-
-def p90_of_histogram(buckets: list[tuple[int, int]]) -> float | None:
-    """The nearest-rank 90th percentile of (tenths of a second, count) buckets."""
-    total = sum(n for _, n in buckets)
-    if not total:
-        return None
-    rank = nearest_rank_index(total, 0.9)
-    seen = 0
-    for tenth, n in sorted(buckets):
-        seen += n
-        if seen >= rank:
-            return tenth / 10
-    return None
 
 
 def _floor(value: ColumnElement[Any], dialect: str) -> ColumnElement[Any]:

@@ -69,42 +69,59 @@ def _inbound_of(customer: Any) -> Any:
     return and_(c.customer_id == customer, c.direction == "inbound", c.started_at.is_not(None))
 
 
-def _mark_one(conn: Connection, call_id: str) -> tuple[Mark, tuple[int, datetime] | None]:
-    """This call's mark, and (customer, start) when it is an inbound call of a customer."""
+def _known(conn: Connection, call_id: str) -> tuple[int, datetime] | None:
+    """(customer, start) when the call is an inbound call of a customer."""
     c = CALLS.c
     row = conn.execute(
         select(c.customer_id, c.direction, c.started_at).where(c.call_id == call_id)
     ).first()
     if row is None or row.customer_id is None or row.direction != "inbound":
-        return NOT_A_REPEAT, None
-    if row.started_at is None:
-        return NOT_A_REPEAT, None
-    customer, started = int(row.customer_id), row.started_at
-    before = or_(c.started_at < started, and_(c.started_at == started, c.call_id < call_id))
-    prev = conn.execute(
-        select(c.call_id, c.started_at)
-        .where(_inbound_of(customer), before)
-        .order_by(c.started_at.desc(), c.call_id.desc())
-        .limit(1)
-    ).first()
-    if prev is None:
-        return NOT_A_REPEAT, (customer, started)
-    agents = conn.execute(
-        select(LEGS.c.agent).where(LEGS.c.call_id == prev.call_id, LEGS.c.agent.is_not(None))
+        return None
+    return None if row.started_at is None else (int(row.customer_id), row.started_at)
+
+
+def _agents_of(conn: Connection, call_id: str) -> str | None:
+    legs = LEGS.c
+    found = conn.execute(
+        select(legs.agent).where(legs.call_id == call_id, legs.agent.is_not(None))
     ).scalars()
-    mark = Mark(gap_seconds(started, prev.started_at), prev.call_id, agents_json(agents))
-    return mark, (customer, started)
+    return agents_json(found)
 
 
-def _next_call(conn: Connection, call_id: str, customer: int, started: datetime) -> str | None:
+def _neighbour(
+    conn: Connection, call_id: str, customer: int, started: datetime, *, after: bool
+) -> tuple[str, datetime] | None:
+    """The customer's inbound call just before (or after) this one."""
     c = CALLS.c
-    after = or_(c.started_at > started, and_(c.started_at == started, c.call_id > call_id))
-    return conn.execute(
-        select(c.call_id)
-        .where(_inbound_of(customer), after)
-        .order_by(c.started_at, c.call_id)
-        .limit(1)
-    ).scalar()
+    order: tuple[Any, ...]
+    if after:
+        side = or_(c.started_at > started, and_(c.started_at == started, c.call_id > call_id))
+        order = (c.started_at, c.call_id)
+    else:
+        side = or_(c.started_at < started, and_(c.started_at == started, c.call_id < call_id))
+        order = (c.started_at.desc(), c.call_id.desc())
+    row = conn.execute(
+        select(c.call_id, c.started_at).where(_inbound_of(customer), side).order_by(*order).limit(1)
+    ).first()
+    return None if row is None else (str(row.call_id), row.started_at)
+
+
+def _marks_around(
+    conn: Connection, call_id: str, known: tuple[int, datetime] | None
+) -> dict[str, Mark]:
+    """This call's mark and its customer's next call's (whose call before is this one)."""
+    if known is None:
+        return {call_id: NOT_A_REPEAT}
+    customer, started = known
+    marks = {call_id: NOT_A_REPEAT}
+    prev = _neighbour(conn, call_id, customer, started, after=False)
+    if prev is not None:
+        marks[call_id] = Mark(gap_seconds(started, prev[1]), prev[0], _agents_of(conn, prev[0]))
+    following = _neighbour(conn, call_id, customer, started, after=True)
+    if following is not None:
+        gap = gap_seconds(following[1], started)
+        marks[following[0]] = Mark(gap, call_id, _agents_of(conn, call_id))
+    return marks
 
 
 def _set_marks(conn: Connection, marks: dict[str, Mark]) -> None:
@@ -131,16 +148,8 @@ def _set_marks(conn: Connection, marks: dict[str, Mark]) -> None:
 def mark_calls_sync(conn: Connection, call_ids: Iterable[str]) -> None:
     """Mark these calls' legs, and the legs of each one's customer's next call."""
     marks: dict[str, Mark] = {}
-    nexts: set[str] = set()
     for call_id in dict.fromkeys(call_ids):
-        mark, known = _mark_one(conn, call_id)
-        marks[call_id] = mark
-        if known is not None:
-            following = _next_call(conn, call_id, *known)
-            if following is not None:
-                nexts.add(following)
-    for call_id in sorted(nexts - marks.keys()):
-        marks[call_id] = _mark_one(conn, call_id)[0]
+        marks.update(_marks_around(conn, call_id, _known(conn, call_id)))
     _set_marks(conn, marks)
 
 
@@ -148,6 +157,18 @@ async def mark_calls(conn: AsyncConnection, call_ids: Sequence[str]) -> None:
     """``mark_calls_sync`` within an open (async) transaction."""
     if call_ids:
         await conn.run_sync(mark_calls_sync, list(call_ids))
+
+
+async def mark_recorded(
+    conn: AsyncConnection, call_id: str, customer: int, started: datetime
+) -> None:
+    """An inbound call of a customer was recorded (its interaction as given): mark its legs
+    and its customer's next call's, within the open transaction."""
+
+    def run(sync: Connection) -> None:
+        _set_marks(sync, _marks_around(sync, call_id, (customer, started)))
+
+    await conn.run_sync(run)
 
 
 def marks_of(calls: Iterable[tuple[int, datetime, str]]) -> Iterator[tuple[str, str, float]]:

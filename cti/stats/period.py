@@ -138,11 +138,13 @@ async def period_figures(
     # a histogram of the waits in tenths per group (hash-aggregated, in parallel on
     # PostgreSQL), then the first bucket whose running count reaches ceil(0.9 n), i.e.
     # 10 * running >= 9 * n in integers, by a window over the histogram's few rows per group.
-    # (percentile_disc sorts every leg on one core, 7x slower on PostgreSQL; ranking the
-    # histogram here moved up to 200,000 rows to Python by hour or agent.)
+    # (percentile_disc sorts every leg on one core, on disk; ranking the histogram here moved
+    # up to 200,000 rows to Python by hour or agent.)
     t = _floor(wait * 10, dialect).label("t")
     buckets = select(g, t, func.count().label("n")).where(in_period, answered).group_by(g, t)
-    h = buckets.subquery()
+    # Materialized on PostgreSQL: planned apart, the histogram is hash-aggregated; inlined, the
+    # planner sorts every leg for the window's order (17.6 against 8.0 s by agent, 1.5 M legs).
+    h = buckets.cte("h").prefix_with("MATERIALIZED", dialect="postgresql")
     running = select(
         h.c.g,
         h.c.t,

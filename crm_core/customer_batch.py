@@ -155,6 +155,17 @@ async def apply(conn: AsyncConnection, writes: Sequence[CustomerWrite], now: dat
     for w in old:
         by_columns.setdefault(w.changed, []).append(w)
     for columns, group in by_columns.items():
+        if conn.dialect.name == "sqlite":
+            names = [*columns, "updated_at"]
+            sql = f"UPDATE {Customer.__tablename__} SET {', '.join(f'{c} = ?' for c in names)} "
+            await conn.exec_driver_sql(
+                sql + "WHERE id = ?",
+                _sqlite_rows(
+                    [*names, "id"],
+                    [(*(w.values[c] for c in columns), now, w.customer_id) for w in group],
+                ),
+            )
+            continue
         statement = (
             update(Customer)
             .where(Customer.id == bindparam("_id"))
@@ -228,20 +239,25 @@ async def _insert(
             raise driver_error(f"COPY {table}", exc) from exc
         return
     sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
-    # Only the timestamp columns (``*_at``) are converted; most of their values are the batch's
-    # ``now``, formatted once.
+    await conn.exec_driver_sql(sql, _sqlite_rows(columns, records))
+
+
+def _sqlite_rows(columns: list[str], records: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """``records`` as SQLAlchemy would bind them on SQLite, for the driver's executemany.
+    Only the timestamp columns (``*_at``) are converted; most of their values are the batch's
+    ``now``, formatted once."""
     dated = [i for i, column in enumerate(columns) if column.endswith("_at")]
-    if dated:
-        text = functools.lru_cache(maxsize=64)(_sqlite_datetime)
-        rows: list[tuple[Any, ...]] = []
-        for record in records:
-            row = list(record)
-            for i in dated:
-                if isinstance(row[i], datetime):
-                    row[i] = text(row[i])
-            rows.append(tuple(row))
-        records = rows
-    await conn.exec_driver_sql(sql, records)
+    if not dated:
+        return records
+    text = functools.lru_cache(maxsize=64)(_sqlite_datetime)
+    rows: list[tuple[Any, ...]] = []
+    for record in records:
+        row = list(record)
+        for i in dated:
+            if isinstance(row[i], datetime):
+                row[i] = text(row[i])
+        rows.append(tuple(row))
+    return rows
 
 
 def _sqlite_datetime(value: datetime) -> str:

@@ -14,12 +14,13 @@ import itertools
 import re
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 import pytest
+from daemon_world import DaemonWorld, Desktop, token_of, wait_until
 from live.lab import (
     AGENTS,
     DOCKER_ASTERISK,
@@ -30,13 +31,11 @@ from live.lab import (
     free_port,
     lab_config,
 )
-from test_e2e_calls import Desktop, wait_until
 
 from crm_core.store import CrmStore
 from cti.ami.protocol import AmiProtocol
 from cti.commands.doctor import diagnose
 from cti.config import Config, parse_config
-from cti.daemon import Daemon, build_daemon
 
 pytestmark = pytest.mark.slow
 
@@ -52,10 +51,6 @@ LIST_ACTIONS = {"QueueStatus", "CoreShowChannels"}
 WRAPUP_S = max(
     int(w) for w in re.findall(r"^wrapuptime = (\d+)", QUEUES_CONF.read_text(), flags=re.M)
 )
-
-
-def token_of(name: str) -> str:
-    return "tok-" + name.replace(" ", "-").lower()
 
 
 def live_config(lab: AsteriskLab, db_url: str, *, recordings: Path | None = None) -> Config:
@@ -168,50 +163,16 @@ class LabAmi:
         self.protocol.abort("test done")
 
 
-@dataclass
-class Live:
+@dataclass(kw_only=True)
+class Live(DaemonWorld):
+    """The daemon against the lab's real Asterisk (slower to answer than the fake server)."""
+
     lab: AsteriskLab
     ami: LabAmi
-    store: CrmStore
-    config: Config
-    session: aiohttp.ClientSession
-    daemon: Daemon | None = None
-    desktops: dict[str, Desktop] = field(default_factory=dict)
 
-    @property
-    def base(self) -> str:
-        assert self.daemon is not None
-        return f"http://127.0.0.1:{self.daemon.http_port}"
-
-    async def start_daemon(self) -> Daemon:
-        self.daemon = await build_daemon(self.config, store=self.store)
-        await self.daemon.start()
-        await wait_until(lambda: self.daemon is not None and self.daemon.resyncs >= 1, 20)
-        return self.daemon
-
-    async def stop_daemon(self) -> None:
-        for desk in self.desktops.values():
-            await desk.close()
-        self.desktops.clear()
-        if self.daemon is not None:
-            await self.daemon.stop()
-            self.daemon = None
-
-    async def desktop(self, name: str) -> Desktop:
-        ws = await self.session.ws_connect(f"{self.base}/ws?token={token_of(name)}")
-        desk = self.desktops[name] = Desktop(name, ws)
-        await desk.wait_for("hello", within_s=10)
-        return desk
-
-    async def api(self, method: str, path: str, who: str, **kwargs: Any) -> tuple[int, Any]:
-        headers = {"Authorization": f"Bearer {token_of(who)}"}
-        async with self.session.request(method, self.base + path, headers=headers, **kwargs) as r:
-            return r.status, await r.json()
-
-    async def interaction(self, call_id: str) -> dict[str, Any] | None:
-        assert self.daemon is not None
-        assert await self.daemon.parts.recorder.flush(10.0)
-        return await self.store.interaction(call_id)
+    ready_within_s: ClassVar[float] = 20.0
+    hello_within_s: ClassVar[float] = 10.0
+    flush_within_s: ClassVar[float] = 10.0
 
 
 @pytest.fixture
@@ -230,7 +191,7 @@ async def live(asterisk: AsteriskLab, tmp_path: Path) -> AsyncIterator[Live]:
     await ami.connect()
     await ami.reset()
     session = aiohttp.ClientSession()
-    h = Live(asterisk, ami, store, live_config(asterisk, url), session)
+    h = Live(lab=asterisk, ami=ami, store=store, config=live_config(asterisk, url), session=session)
     try:
         yield h
     finally:

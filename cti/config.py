@@ -265,6 +265,37 @@ class ClusterConfig(_Section):
         return bool(self.redis_url)
 
 
+class QueueLogConfig(_Section):
+    """Asterisk's queue_log (``cti.queuelog``): after a start or a takeover, the queue calls
+    no daemon saw are recorded from it, and those seen in part completed. One of ``file``
+    (Asterisk on this host) or ``table`` (``extconfig.conf`` ``queue_log => pgsql,...``)."""
+
+    file: str = ""  # e.g. /var/log/asterisk/queue_log
+    table: str = ""  # e.g. queue_log (its columns as contrib/ast-db-manage creates them)
+    database_url: str = ""  # where the table is; empty: [database] url
+    # The table's ``time`` zone: "UTC" with logger.conf queue_log_realtime_use_gmt = yes;
+    # empty: this host's local time zone (Asterisk's default, local time).
+    timezone: str = ""
+    lookback_s: float = Field(3600.0, ge=0, le=7 * 86400)  # read from this long before
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.file or self.table)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> QueueLogConfig:
+        if self.file and self.table:
+            raise ValueError("[queue_log]: set file or table, not both")
+        if self.timezone:
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                ZoneInfo(self.timezone)
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                raise ValueError(f"[queue_log] timezone: unknown zone {self.timezone!r}") from exc
+        return self
+
+
 class Config(_Section):
     ami: AmiConfig = AmiConfig()
     agi: AgiConfig = AgiConfig()
@@ -279,6 +310,7 @@ class Config(_Section):
     cases: CasesConfig = CasesConfig()
     callbacks: CallbacksConfig = CallbacksConfig()
     cluster: ClusterConfig = ClusterConfig()
+    queue_log: QueueLogConfig = QueueLogConfig()
     tiers: dict[str, TierConfig] = {
         "tier1": TierConfig(queue="tier1", priority=0, exten="8001"),
         "tier2": TierConfig(queue="tier2", priority=0, exten="8002"),

@@ -54,6 +54,7 @@ from cti.hub import PopHub
 from cti.interactions import InteractionRecorder, InteractionStore
 from cti.logsetup import suppressed_warnings
 from cti.metrics import AmiLinkCounts, DaemonCollector, MetricSources
+from cti.queuelog.backfill import QueueLogBackfill
 from cti.routing.http import route_handler
 from cti.supervisor.service import Supervision
 from cti.tracker.events import CallEvent
@@ -138,6 +139,7 @@ class Parts:
     ivr: Any = None  # cti.routing.ivr.IvrFlow, when [ivr] enabled
     callbacks: CallbackFeed | None = None  # callers who gave up → callback tasks
     cluster: ClusterParts | None = None  # several instances ([cluster]); None: one instance
+    queue_log: QueueLogBackfill | None = None  # calls no daemon saw, from Asterisk's queue_log
 
 
 class Daemon:
@@ -150,6 +152,8 @@ class Daemon:
         self._pump: asyncio.Task[None] | None = None
         self._role: asyncio.Task[None] | None = None  # several instances: standby / ingest
         self._sweeper: asyncio.Task[None] | None = None
+        self._backfill: asyncio.Task[Any] | None = None  # queue_log: what nobody saw
+        self._backfill_from: float | None = None  # the PBX last known observed (restored)
         self._started: list[str] = []
         self.events_in = 0
         self.call_events = 0
@@ -230,6 +234,10 @@ class Daemon:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)
             self._sweeper = None
+        if self._backfill is not None:
+            self._backfill.cancel()
+            await asyncio.gather(self._backfill, return_exceptions=True)
+            self._backfill = None
         if self._pump is not None:
             await self._drain_events(p.ami)
             self._pump.cancel()
@@ -270,6 +278,8 @@ class Daemon:
             p.directory = None
         if p.cluster is not None:
             await p.cluster.close()  # an orderly stop gives the lease up at once
+        if p.queue_log is not None:
+            await p.queue_log.source.close()
         if p.owns_store and hasattr(p.store, "close"):
             await p.store.close()
             p.owns_store = False
@@ -345,6 +355,7 @@ class Daemon:
             set_aside=set_aside,
         )
         self._lost_at = snapshot.last_known_up
+        self._backfill_from = snapshot.last_known_up  # queue_log is read from then
         writer.link_up = lambda: bool(getattr(p.ami, "connected", False))
         writer.start()
         if snapshot.calls:
@@ -423,12 +434,25 @@ class Daemon:
             for event in p.calls.after_resync(alive, lost_at if lost_at else now, now):
                 await self.handle(event)
             self._lost_at = None
+            self._start_backfill(now)
         if item.refused != p.resync.refused:
             for action, message in item.refused.items():
                 log.error("daemon.resync_refused", action=action, message=message)
         p.resync.refused = dict(item.refused)
         self.resyncs += 1
         log.info("ami.resynced", calls=len(p.calls.active()), refused=sorted(item.refused))
+
+    def _start_backfill(self, resynced_at: float) -> None:
+        """The first full resync after a start or a takeover: from here the tracker sees
+        every call; before it, queue_log says what it missed (``cti.queuelog.backfill``)."""
+        p, since = self.parts, self._backfill_from
+        if p.queue_log is None or since is None or self._backfill is not None:
+            return
+        self._backfill_from = None
+        adopted = {c.call_id for c in p.calls.active() if c.midway or c.restored}
+        self._backfill = asyncio.create_task(
+            p.queue_log.run(since, resynced_at, adopted), name="queue-log-backfill"
+        )
 
     async def handle(self, event: CallEvent) -> None:
         """One call event: update the live call, then tell the desktops."""
@@ -590,6 +614,7 @@ async def build_daemon(
         )
         supervision = _supervision(config, hub, calls, store, actions)
         case_book, callback_book = _cases_and_callbacks(config, store)
+        queue_log = _queue_log(config, store, recorder, calls, crm, pbx_clock)
         deps = ApiDeps(
             config=config,
             hub=hub,
@@ -641,6 +666,7 @@ async def build_daemon(
         ivr=ivr,
         callbacks=CallbackFeed(callback_book, hub, calls) if callback_book is not None else None,
         cluster=cluster,
+        queue_log=queue_log,
     )
     return Daemon(parts)
 
@@ -682,6 +708,47 @@ def _call_state(
         encode=encode,
         clock=clock,
         heartbeat_s=config.ami.heartbeat_s,
+    )
+
+
+def _queue_log(
+    config: Config,
+    store: Any,
+    recorder: InteractionRecorder,
+    calls: LiveCalls,
+    crm: Any,
+    clock: PbxClock,
+) -> QueueLogBackfill | None:
+    """``[queue_log]``: its file or realtime table, checked against the store's interactions."""
+    qconf = config.queue_log
+    engine = getattr(store, "engine", None)
+    if not qconf.enabled or not config.ami.enabled:
+        return None
+    if engine is None:
+        log.warning("queue_log disabled: the interactions are not in a database of ours")
+        return None
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from cti.queuelog.sources import FileSource, QueueLogSource, TableSource
+
+    source: QueueLogSource
+    if qconf.file:
+        source = FileSource(Path(qconf.file).expanduser())
+    elif qconf.database_url:
+        other = create_async_engine(qconf.database_url)
+        source = TableSource(other, qconf.table, timezone=qconf.timezone, owns_engine=True)
+    else:
+        source = TableSource(engine, qconf.table, timezone=qconf.timezone)
+    return QueueLogBackfill(
+        source,
+        engine,
+        recorder,
+        calls,
+        resolver=crm if callable(getattr(crm, "resolve", None)) else None,
+        tiers_by_queue=tiers_by_queue(config),
+        pbx_id=config.ami.pbx_id,
+        lookback_s=qconf.lookback_s,
+        clock=clock.now,
     )
 
 

@@ -262,28 +262,51 @@ class QueueLogBackfill:
         return None, {}
 
 
+def _partial(row: Mapping[str, Any]) -> bool:
+    """The record says the tracker did not see all of the call."""
+    extra = row.get("extra") or {}
+    return bool(
+        row["outcome"] in ("unknown", "in_progress")
+        or extra.get("not_known")
+        or extra.get("estimated")
+        or extra.get("restored")
+        or extra.get("midway")
+        or extra.get("unseen")
+    )
+
+
+def _differs(old: Any, new: Any) -> bool:
+    if old is None or new is None:
+        return old is not new
+    if isinstance(new, datetime):
+        return abs((_ts(old) or 0.0) - (_ts(new) or 0.0)) > 0.001
+    if isinstance(new, float):
+        return abs(float(old) - new) > 0.001
+    return bool(old != new)
+
+
 def _completed(
     row: Mapping[str, Any], call: QueueLogCall, tiers: Mapping[str, str]
 ) -> InteractionRecord | None:
-    """The stored record with what it did not know taken from queue_log; None if complete."""
+    """A record the tracker made of a call it saw in part, with Asterisk's figures from
+    queue_log where they differ (the tracker's are estimates there); None if it saw all."""
+    if not _partial(row):
+        return None
     extra = dict(row.get("extra") or {})
     not_known = set(extra.get("not_known") or ())
     estimated = set(extra.get("estimated") or ())
-    unsure = not_known | estimated
-    values: dict[str, Any] = {}
-    if row["outcome"] in ("unknown", "in_progress") or "outcome" in unsure:
-        values["outcome"] = call.outcome
-    if call.agents and ("agents" in unsure or not row["agents"]):
-        values["agents"] = tuple(dict.fromkeys([*row["agents"], *call.agents]))
-    if call.wait_s is not None and (row["wait_s"] is None or "wait_s" in unsure):
-        values["wait_s"] = call.wait_s
     talk = call.talk_s if call.agents else None
-    if talk is not None and (row["talk_s"] is None or "talk_s" in unsure):
-        values["talk_s"] = talk
-    if call.answered_at is not None and (row["answered_at"] is None or "answered_at" in unsure):
-        values["answered_at"] = _dt(call.answered_at)
-    if call.ended_at is not None and (row["ended_at"] is None or "ended_at" in unsure):
-        values["ended_at"] = _dt(call.ended_at)
+    told: dict[str, Any] = {
+        "outcome": call.outcome,
+        "wait_s": call.wait_s,
+        "talk_s": talk,
+        "answered_at": _dt(call.answered_at),
+        "ended_at": _dt(call.ended_at),
+    }
+    values = {k: v for k, v in told.items() if v is not None and _differs(row[k], v)}
+    agents = tuple(dict.fromkeys([*(row["agents"] or ()), *call.agents]))
+    if agents != tuple(row["agents"] or ()):
+        values["agents"] = agents
     if row["started_at"] is None:
         values["started_at"] = _dt(call.entered)
         estimated.add("started_at")
@@ -291,7 +314,11 @@ def _completed(
     if missing_queues:
         values["queues"] = tuple([*row["queues"], *missing_queues])
         values["tiers"] = tuple(tiers_of(values["queues"], dict(tiers)))
-    if not values:
+    # What queue_log says is no longer unknown, changed or not.
+    confirmed = {k for k, v in told.items() if v is not None} | (
+        {"agents"} if call.agents else set()
+    )
+    if not values and not (not_known | estimated) & confirmed:
         return None
     filled = sorted(values)
     if "wait_s" in values or "talk_s" in values:
@@ -299,15 +326,15 @@ def _completed(
             {**leg, "tier": tiers.get(leg["queue"])} for leg in call.queue_legs()
         ]
         extra["talk_legs"] = call.talk_legs()
-    if "outcome" in values and extra.get("hangup_by") is None:
+    if call.hangup_by is not None:
         extra["hangup_by"] = call.hangup_by
-    extra["not_known"] = sorted(not_known - set(filled))
-    extra["estimated"] = sorted(estimated - (set(filled) - {"started_at"}))
+    extra["not_known"] = sorted(not_known - confirmed)
+    extra["estimated"] = sorted(estimated - confirmed)
     extra["queue_log"] = {"filled": filled, "callids": call.callids, "linked": call.linked}
-    started = values.get("started_at", row["started_at"])
-    ended = values.get("ended_at", row["ended_at"])
-    if started is not None and ended is not None and _ts(ended) < _ts(started):  # type: ignore[operator]
-        values["ended_at"] = started
+    started = _ts(values.get("started_at", row["started_at"]))
+    ended = _ts(values.get("ended_at", row["ended_at"]))
+    if started is not None and ended is not None and ended < started:
+        values["ended_at"] = _dt(started)
     record = InteractionRecord(
         call_id=row["call_id"],
         customer_id=row["customer_id"],

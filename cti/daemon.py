@@ -154,6 +154,7 @@ class Daemon:
         self._sweeper: asyncio.Task[None] | None = None
         self._backfill: asyncio.Task[Any] | None = None  # queue_log: what nobody saw
         self._backfill_from: float | None = None  # the PBX last known observed (restored)
+        self._backfill_since = 0.0  # where the running backfill reads from
         self._started: list[str] = []
         self.events_in = 0
         self.call_events = 0
@@ -434,7 +435,7 @@ class Daemon:
             for event in p.calls.after_resync(alive, lost_at if lost_at else now, now):
                 await self.handle(event)
             self._lost_at = None
-            self._start_backfill(now)
+            self._start_backfill(now, lost_at)
         if item.refused != p.resync.refused:
             for action, message in item.refused.items():
                 log.error("daemon.resync_refused", action=action, message=message)
@@ -442,13 +443,19 @@ class Daemon:
         self.resyncs += 1
         log.info("ami.resynced", calls=len(p.calls.active()), refused=sorted(item.refused))
 
-    def _start_backfill(self, resynced_at: float) -> None:
-        """The first full resync after a start or a takeover: from here the tracker sees
-        every call; before it, queue_log says what it missed (``cti.queuelog.backfill``)."""
-        p, since = self.parts, self._backfill_from
-        if p.queue_log is None or since is None or self._backfill is not None:
+    def _start_backfill(self, resynced_at: float, lost_at: float | None) -> None:
+        """A full resync after a start, a takeover or a lost link: from here the tracker
+        sees every call; before it, queue_log says what it missed (``cti.queuelog``), from
+        the moment the PBX was last known observed (or the link was lost)."""
+        p = self.parts
+        since = self._backfill_from if self._backfill_from is not None else lost_at
+        if p.queue_log is None or since is None:
             return
         self._backfill_from = None
+        if self._backfill is not None and not self._backfill.done():
+            self._backfill.cancel()  # another gap before it finished: one run covers both
+            since = min(since, self._backfill_since)
+        self._backfill_since = since
         adopted = {c.call_id for c in p.calls.active() if c.midway or c.restored}
         self._backfill = asyncio.create_task(
             p.queue_log.run(since, resynced_at, adopted), name="queue-log-backfill"

@@ -185,3 +185,28 @@ async def test_calls_that_came_and_went_while_the_daemon_was_down_are_recorded_f
     assert s["extra"].get("source") != "queue_log"  # the tracker's record, completed
     assert {"outcome", "agents", "talk_s"} <= set(s["extra"]["queue_log"]["filled"])
     assert "outcome" not in s["extra"].get("not_known", [])
+
+
+async def test_calls_that_came_and_went_while_the_ami_link_was_down_are_recorded_after_it(
+    world: World,
+) -> None:
+    """The daemon runs on, its link to Asterisk cut (a network outage): what queue_log
+    logged meanwhile is recorded once the link is back, as after a restart."""
+    sim = world.sim
+    daemon = await world.start()
+    await sim.ami.stop()  # the link goes; Asterisk's calls go on
+    during = [sim.place_call(PATIENT, KNOWN), sim.place_call(IMPATIENT, SHARED)]
+    truths = {s.call_id: s for s in await asyncio.gather(*during)}
+    await sim.ami.start()  # back on the same port: the daemon reconnects and resyncs
+    await until(lambda: _true(daemon.resyncs >= 2))
+
+    async def recorded() -> bool:
+        rows = await world.rows()
+        return all(cid in rows for cid in truths)
+
+    await until(recorded)
+    rows = await world.rows()
+    for call_id, truth in truths.items():
+        assert len(rows[call_id]) == 1
+        assert rows[call_id][0]["extra"]["source"] == "queue_log"
+        check_figures(rows[call_id][0], truth)

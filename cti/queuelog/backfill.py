@@ -208,8 +208,8 @@ class QueueLogBackfill:
                 for c in unlinked:
                     hit = next((by_uid[u] for u in c.callids if u in by_uid), None)
                     if hit is not None:
-                        found[c.call_id] = hit
                         c.call_id = hit["call_id"]  # the call as the tracker keyed it
+                        found[c.call_id] = hit
         return found
 
     async def _reconstructed(self, call: QueueLogCall) -> InteractionRecord:

@@ -16,7 +16,10 @@ Restarts (``cti.callstate``): the live call contexts are kept in the database as
 last in view. At start the daemon takes them back; the first resync adopts those Asterisk
 still has with their real start, answer, queues, agents and routing, and closes the others
 as ended while the daemon was down (at the last moment they were known up, estimated). A
-link lost while the daemon runs dates the end of the calls that vanish meanwhile. A resync
+link lost while the daemon runs dates the end of the calls that vanish meanwhile. With
+``[queue_log]``, that resync (after a start, a takeover or a lost link) also starts
+``cti.queuelog``'s backfill: the queue calls nobody saw are recorded from Asterisk's
+queue_log, and those seen in part completed. A resync
 list Asterisk refuses makes ``/healthz`` not ok, with the reason and a metric.
 
 Ports 0 are allowed; the bound ports are ``http_port`` and ``agi_port`` once started. When

@@ -12,11 +12,17 @@ from pathlib import Path
 
 import pytest
 
+from crm_core.types import InteractionRecord
+from cti.calls import LiveCalls
 from cti.queuelog.model import QueueLogRow, calls_from_rows, parse_line, settled
 from cti.queuelog.sources import FileSource
+from cti.replay import read_events
 from cti.sim.queue_log import QueueLogFile
 from cti.sim.scenarios import AgentBehaviour, CallerProfile, Dialplan
 from cti.sim.simulator import AgentSpec, SimSettings, Simulator
+from cti.tracker import CallTracker
+
+RECORDINGS = Path(__file__).resolve().parent / "recordings" / "asterisk22"
 
 # One answered call and one abandoned call as Asterisk 22 writes them (queue_log file),
 # the first with the shipped dialplan's Linkedid row before Queue().
@@ -156,7 +162,20 @@ async def test_the_simulator_writes_the_queue_log_asterisk_would_for_its_calls(
     finally:
         await sim.stop()
     source = FileSource(path)
-    calls = {c.call_id: c for c in calls_from_rows(await source.read(0.0))}
+    written = await source.read(0.0)
+    # Each row shaped as Asterisk 22.10.1 wrote the same event (tests/recordings/asterisk22):
+    # as many data fields, the agent field NONE or the member's name alike.
+    real = {
+        r.event: (len(r.data), r.agent == "NONE")
+        for name in ("queue_log_answered", "queue_log_abandoned")
+        for r in rows((RECORDINGS / f"{name}.queue_log").read_text())
+    }
+    real["COMPLETECALLER"] = real["COMPLETEAGENT"]
+    shaped = [r for r in written if r.event in real]
+    assert {r.event for r in shaped} >= {"ENTERQUEUE", "CONNECT", "ABANDON", "COMPLETECALLER"}
+    for r in shaped:
+        assert (len(r.data), r.agent == "NONE") == real[r.event], r
+    calls = {c.call_id: c for c in calls_from_rows(written)}
     assert len(calls) == len(sim.summaries) == 12
     for truth in sim.summaries:
         call = calls[truth.call_id]
@@ -167,3 +186,52 @@ async def test_the_simulator_writes_the_queue_log_asterisk_would_for_its_calls(
         assert call.wait_s == pytest.approx(truth.queued_s, abs=1.0)
         if truth.agents:
             assert call.talk_s == pytest.approx(truth.talk_s, abs=1.0)
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.records: list[InteractionRecord] = []
+
+    def submit(self, record: InteractionRecord) -> None:
+        self.records.append(record)
+
+
+async def _tracker_record(trace: Path) -> InteractionRecord:
+    sink = _Sink()
+    calls = LiveCalls(recorder=sink, tiers_by_queue={"tier1": "T1"})
+    tracker = CallTracker()
+    for event in read_events(trace):
+        for out in tracker.feed(event):
+            await calls.apply(out)
+    await calls.close()
+    (record,) = sink.records
+    return record
+
+
+@pytest.mark.parametrize("name", ["queue_log_answered", "queue_log_abandoned"])
+async def test_asterisk_22s_own_queue_log_tells_the_call_as_the_tracker_saw_it(name: str) -> None:
+    """Recorded on Asterisk 22.10.1 with the shipped dialplan: the queue_log lines of a call
+    answered by an agent who hangs up, and of a caller who gives up while a phone rings, say
+    what the tracker, fed every AMI event of the same call, recorded (whole seconds: 1 s)."""
+    text = (RECORDINGS / f"{name}.queue_log").read_text()
+    events = [r.event for r in rows(text)]
+    (call,) = calls_from_rows(rows(text))
+    record = await _tracker_record(RECORDINGS / f"{name}.ami")
+    assert call.linked and call.call_id == record.call_id  # the dialplan's Linkedid row
+    assert call.caller == record.caller == "+442071234567"
+    assert (call.outcome, call.agents, call.queues) == (
+        record.outcome,
+        list(record.agents),
+        list(record.queues),
+    )
+    assert call.wait_s == pytest.approx(record.wait_s, abs=1.0)
+    assert record.ended_at is not None and call.ended_at is not None
+    assert call.ended_at == pytest.approx(record.ended_at.timestamp(), abs=1.0)
+    if name == "queue_log_answered":
+        assert events == ["CTI_LINKEDID", "ENTERQUEUE", "CONNECT", "COMPLETEAGENT"]
+        assert call.talk_s == pytest.approx(record.talk_s, abs=1.0)
+        assert call.hangup_by == "agent"
+    else:
+        assert events == ["CTI_LINKEDID", "ENTERQUEUE", "RINGCANCELED", "ABANDON"]
+        assert call.talk_s is None and record.talk_s is None
+        assert call.hangup_by == "caller"

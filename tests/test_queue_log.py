@@ -235,3 +235,21 @@ async def test_asterisk_22s_own_queue_log_tells_the_call_as_the_tracker_saw_it(n
         assert events == ["CTI_LINKEDID", "ENTERQUEUE", "RINGCANCELED", "ABANDON"]
         assert call.talk_s is None and record.talk_s is None
         assert call.hangup_by == "caller"
+
+
+async def test_a_large_queue_log_file_is_read_from_the_moment_asked_not_from_its_start(
+    tmp_path: Path,
+) -> None:
+    """Years of queue_log on disk: a daemon starting reads from ``since`` on (a bisection
+    over the time-ordered lines), then only what is appended."""
+    path = tmp_path / "queue_log"
+    lines = [f"{1_700_000_000 + i}|{i}.1|tier1|NONE|ENTERQUEUE||+441|1" for i in range(20000)]
+    path.write_text("\n".join(lines) + "\n")
+    source = FileSource(path)
+    got = await source.read(1_700_019_990.0)
+    assert [r.callid for r in got] == [f"{i}.1" for i in range(19990, 20000)]
+    assert source.bytes_read < path.stat().st_size / 10  # not the whole file
+    with path.open("a") as f:
+        f.write("1700020000|20000.1|tier1|NONE|ENTERQUEUE||+441|1\n1700020001|20000.1|tier1")
+    got = await source.read(1_700_019_990.0)
+    assert got[-1].callid == "20000.1" and len(got) == 11  # the half-written line waits

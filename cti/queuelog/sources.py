@@ -16,7 +16,7 @@ import asyncio
 import re
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
@@ -53,6 +53,7 @@ class FileSource:
         self._inode: int | None = None
         self._rows: list[QueueLogRow] = []
         self._from: float | None = None
+        self.bytes_read = 0
 
     async def read(self, since: float) -> list[QueueLogRow]:
         if self._from is None or since < self._from:
@@ -68,8 +69,11 @@ class FileSource:
         if stat.st_ino != self._inode or stat.st_size < self._offset:  # rotated, truncated
             self._inode, self._offset, self._rows = stat.st_ino, 0, []
         with self.path.open("rb") as f:
+            if self._offset == 0 and self._from:
+                self._offset = _first_at_or_after(f, stat.st_size, int(self._from))
             f.seek(self._offset)
             data = f.read()
+        self.bytes_read += len(data)
         end = data.rfind(b"\n") + 1  # a line still being written waits for the next read
         self._offset += end
         floor = int(self._from or 0)
@@ -80,6 +84,27 @@ class FileSource:
 
     async def close(self) -> None:
         return None
+
+
+def _first_at_or_after(f: BinaryIO, size: int, since: int) -> int:
+    """The offset of a line start at or before the first line logged at ``since`` or later
+    (the file is in time order): a bisection, not a read of years of queue_log."""
+    low, high = 0, size
+    while high - low > 65536:
+        mid = (low + high) // 2
+        f.seek(mid)
+        f.readline()  # to the next line start
+        line = f.readline()
+        head = line.split(b"|", 1)[0]
+        if not line or not head.isdigit() or int(head) >= since:
+            high = mid
+        else:
+            low = mid
+    if low:
+        f.seek(low)
+        f.readline()
+        return f.tell()
+    return 0
 
 
 class TableSource:

@@ -31,11 +31,12 @@ from live.lab import (
     free_port,
     lab_config,
 )
+from sqlalchemy import text
 
 from crm_core.store import CrmStore
 from cti.ami.protocol import AmiProtocol
 from cti.commands.doctor import diagnose
-from cti.config import Config, parse_config
+from cti.config import Config, QueueLogConfig, parse_config
 
 pytestmark = pytest.mark.slow
 
@@ -445,6 +446,45 @@ async def test_a_daemon_restart_mid_call_keeps_wait_talk_and_routing_reason(live
     talk = row["ended_at"].timestamp() - answered_at
     assert row["talk_s"] == pytest.approx(talk, abs=1.0)
     assert row["talk_s"] > row["ended_at"].timestamp() - restarted_at + 1.5
+
+
+async def test_a_call_that_came_and_went_while_the_daemon_was_down_is_read_from_queue_log(
+    live: Live,
+) -> None:
+    """Asterisk's own queue_log file (the lab's logger.conf keeps it) read at the restart."""
+    queue_log = live.lab.log_dir / "queue_log"
+    live.config = live.config.model_copy(update={"queue_log": QueueLogConfig(file=str(queue_log))})
+    for agent in ("1001", "1002", "1003"):
+        await live.ami.db("agent", f"{agent}/ringdelay", "1")
+        await live.ami.db("agent", f"{agent}/talk", "3")
+    await live.start_daemon()
+    await live.stop_daemon()
+    # Nobody listens: FastAGI is refused, the dialplan falls back to tier1; the agent rung
+    # answers after 1 s and hangs up 3 s later.
+    await live.ami.call_in(KNOWN)
+    await asyncio.sleep(2.0)
+    async with asyncio.timeout(CALL_S):
+        while await live.ami.channels():  # noqa: ASYNC110 - Asterisk's state
+            await asyncio.sleep(0.5)
+    await live.start_daemon()
+    deadline = time.monotonic() + CALL_S
+    while True:
+        async with live.store.engine.connect() as conn:
+            query = text("SELECT call_id FROM interactions WHERE caller = :c")
+            rows = (await conn.execute(query, {"c": KNOWN})).scalars().all()
+        if rows or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    assert len(rows) == 1, rows
+    row = await live.interaction(rows[0])
+    assert row is not None
+    assert row["extra"]["source"] == "queue_log"
+    assert row["outcome"] == "answered" and row["queues"] == ["tier1"]
+    assert row["agents"][0] in {"Agent 1001", "Agent 1002", "Agent 1003"}
+    assert row["talk_s"] == pytest.approx(3.0, abs=1.0)
+    assert row["wait_s"] is not None and row["wait_s"] <= 3.0
+    assert row["customer_id"] is not None  # Grace Hopper, resolved from the caller ID
+    assert "routing" in row["extra"]["not_known"]
 
 
 async def test_asterisk_killed_mid_call_ends_the_call_when_the_link_dropped(live: Live) -> None:

@@ -151,3 +151,29 @@ async def test_a_call_the_tracker_saw_whole_is_left_as_it_wrote_it(store: CrmSto
     assert report.already == 1 and not report.completed and not report.recorded
     assert (rows["9.0"]["wait_s"], rows["9.0"]["talk_s"]) == (3.41, 16.8)
     assert "queue_log" not in rows["9.0"]["extra"]
+
+
+async def test_a_record_missing_a_figure_queue_log_gives_is_completed_even_if_unmarked(
+    store: CrmStore,
+) -> None:
+    """Seen in the failover run: the tracker wrote a queued, answered call with no wait and
+    no mark saying it was unknown. queue_log knows the wait: it is filled, not left empty."""
+    record = InteractionRecord(
+        call_id="9.0",
+        customer_id=None,
+        caller="+442071234567",
+        started_at=at(-2),
+        answered_at=at(3),
+        ended_at=at(20),
+        queues=("tier1",),
+        agents=("Agent 1001",),
+        outcome="answered",
+        wait_s=None,
+        talk_s=17.0,
+        extra={"queue_legs": [{"queue": "tier1", "wait_s": None, "uniqueid": "9.1"}]},
+    )
+    await store.record_interaction(record)
+    report, rows = await backfill(store, UNLINKED)
+    assert report.completed == ["9.0"]
+    assert rows["9.0"]["wait_s"] == 3.0
+    assert "wait_s" in rows["9.0"]["extra"]["queue_log"]["filled"]

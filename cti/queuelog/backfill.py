@@ -265,10 +265,14 @@ class QueueLogBackfill:
 
 
 def _partial(row: Mapping[str, Any]) -> bool:
-    """The record says the tracker did not see all of the call."""
+    """The record says the tracker did not see all of the call, or lacks a figure that a
+    queued call always has (its wait; its talk once answered; its end), marked or not."""
     extra = row.get("extra") or {}
     return bool(
         row["outcome"] in ("unknown", "in_progress")
+        or row["wait_s"] is None
+        or row["ended_at"] is None
+        or (row["agents"] and row["talk_s"] is None)
         or extra.get("not_known")
         or extra.get("estimated")
         or extra.get("restored")

@@ -62,6 +62,7 @@ from cti.hub import PopHub
 from cti.interactions import InteractionRecorder, InteractionStore
 from cti.logsetup import suppressed_warnings
 from cti.metrics import AmiLinkCounts, DaemonCollector, MetricSources
+from cti.pbx_actions import PbxLinks
 from cti.routing.http import route_handler
 from cti.supervisor.service import Supervision
 from cti.tracker.events import CallEvent
@@ -206,6 +207,8 @@ class Daemon:
                     p.hub.deliver_local, p.hub.deliver_console, p.hub.consoles
                 )
                 self._started.append("fanout")
+                if p.cluster.relay is not None:  # actions for this instance's PBXs (stops with it)
+                    await p.cluster.relay.start()
                 self._role = asyncio.create_task(p.cluster.role.run(self._ingest), name="role")
             elif p.ami is not None:
                 await self._start_ami(p.ami)
@@ -626,6 +629,19 @@ async def build_daemon(
             resync.retries = lambda: int(getattr(source, "resync_retries", 0))
         tracker = tracker or _new_tracker(config)
         actions: Any = ami if ami is not None else _NoAmi()
+        # Each action to its call's or agent's PBX; one ingested elsewhere through its ingester.
+        pbx_links = PbxLinks([link.pbx_id for link in links], several=several)
+        if cluster is not None:
+            pbx_links = PbxLinks(
+                pbx_links.pbx_ids,
+                several=several,
+                ingesting=cluster.ingests,
+                remote=cluster.relay.remote if cluster.relay is not None else None,
+            )
+            if cluster.relay is not None:
+                cluster.relay.serve(pbx_links.links, cluster.ingests)
+        pbx_links.links[config.ami.pbx_id] = actions
+        every_pbx: list[Parts] = []  # each PBX's parts, for /healthz (filled below)
         sweep = ChannelSweep(channel_check_s)
         registry = CollectorRegistry()
         registry.register(
@@ -640,7 +656,7 @@ async def build_daemon(
                 )
             )
         )
-        supervision = _supervision(config, hub, calls, store, actions, cluster)
+        supervision = _supervision(config, hub, calls, store, actions, cluster, pbx_links)
         case_book, callback_book = _cases_and_callbacks(config, store)
         # A task that opens or closes reaches its queue's desktops at once, through the hub.
         callback_news = CallbackNews(hub, queue_agents(config))
@@ -662,6 +678,8 @@ async def build_daemon(
             callbacks=callback_book,
             callback_news=callback_news,
             customers_admin=_customers_admin(store),
+            pbx=pbx_links,
+            pbx_status=lambda: [pbx_health(p) for p in every_pbx],
         )
         app = create_app(deps)
     except BaseException:
@@ -705,8 +723,26 @@ async def build_daemon(
     daemon = Daemon(parts)
     for link in links[1:]:
         assert by_pbx is not None
-        daemon.others.append(_pbx_daemon(parts, link, by_pbx, channel_check_s))
+        other = _pbx_daemon(parts, link, by_pbx, channel_check_s)
+        daemon.others.append(other)
+        other_ami: Any = other.parts.ami if other.parts.ami is not None else _NoAmi()
+        pbx_links.links[link.pbx_id] = other_ami
+    every_pbx.extend(d.parts for d in (daemon, *daemon.others))
     return daemon
+
+
+def pbx_health(parts: Parts) -> dict[str, Any]:
+    """One PBX as ``/healthz`` reports it: its link, last resync and (several instances)
+    whether this instance ingests it (``lease``: ``held``, ``standby``; None: one instance)."""
+    role = parts.cluster.role if parts.cluster is not None else None
+    lease = None if role is None else ("held" if role.token is not None else "standby")
+    return {
+        "pbx": parts.config.ami.pbx_id,
+        "ingested": lease != "standby",
+        "lease": lease,
+        "ami": bool(getattr(parts.ami, "connected", False)),
+        "resync": parts.resync.status(),
+    }
 
 
 def _pbx_daemon(
@@ -792,6 +828,7 @@ def _supervision(
     store: Any,
     actions: Any,
     cluster: ClusterParts | None = None,
+    links: PbxLinks | None = None,
 ) -> Supervision:
     """Statistics, the console, spying and recordings; legs and the audit log are written
     where the store's engine is (a store without one: live statistics only). Several
@@ -803,7 +840,9 @@ def _supervision(
 
     engine = getattr(store, "engine", None)
     recorder = StatsRecorder(engine) if engine is not None else None
-    supervise = Supervise(config.supervisor, actions, AuditLog(engine)) if engine else None
+    supervise = (
+        Supervise(config.supervisor, actions, AuditLog(engine), links=links) if engine else None
+    )
     reports = report_engine(engine.url.render_as_string(hide_password=False)) if engine else None
     return Supervision(
         config,

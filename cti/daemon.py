@@ -54,6 +54,7 @@ from cti.calls import CallContext, LiveCalls, saved_context
 from cti.callstate import CallStateWriter, PbxClock, SavedCall, Snapshot, SqlCallState
 from cti.channel_sweep import ChannelLister, ChannelSweep, ChannelTracker
 from cti.cluster.instance import EXIT_LEASE_LOST, ClusterParts, build_cluster
+from cti.cluster.livestats import live_everywhere
 from cti.cluster.pbxs import CallStateByPbx, QualifiedAmi, UnqualifiedDecisions
 from cti.config import AmiConfig, Config
 from cti.dead_letters import DeadLetterFile
@@ -657,6 +658,16 @@ async def build_daemon(
             )
         )
         supervision = _supervision(config, hub, calls, store, actions, cluster, pbx_links)
+        live_stats = None
+        if cluster is not None and cluster.relay is not None:  # the same on every instance
+            cluster.relay.answer("live_stats", supervision.live_stats)
+            live_stats = functools.partial(
+                live_everywhere,
+                cluster.relay,
+                pbx_links.pbx_ids,
+                supervision.live_stats,
+                cluster.relay.holder,
+            )
         case_book, callback_book = _cases_and_callbacks(config, store)
         # A task that opens or closes reaches its queue's desktops at once, through the hub.
         callback_news = CallbackNews(hub, queue_agents(config))
@@ -680,6 +691,7 @@ async def build_daemon(
             customers_admin=_customers_admin(store),
             pbx=pbx_links,
             pbx_status=lambda: [pbx_health(p) for p in every_pbx],
+            live_stats=live_stats,
         )
         app = create_app(deps)
     except BaseException:

@@ -1,7 +1,8 @@
 """Several instances (real Redis): an action from the API reaches its PBX whichever instance
 the desktop's request landed on. Only the ingester is logged in to a PBX's AMI; another
 instance sends the action through it, and refuses with 503 naming the PBX when nobody
-ingests it. Each instance's ``/healthz`` reports every PBX, with the lease held or standby.
+ingests it. Each instance's ``/healthz`` reports every PBX, with the lease held or standby,
+and ``/api/stats/live`` is the same on every instance: the figures of every PBX's ingester.
 
 Two daemons run in this process, each with its own HTTP port, on one database and one Redis
 key prefix, against fake Asterisks that record every action they receive."""
@@ -13,14 +14,16 @@ import hashlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
-from fakes.ami_server import FakeAmiServer
+from fakes.ami_server import FakeAmiServer, read_ami_events
 
 from crm_core.store import CrmStore
+from cti.cluster.livestats import merge_live
 from cti.config import Config
 from cti.daemon import Daemon, build_daemon
 
@@ -49,12 +52,13 @@ def token(name: str) -> str:
     return "tok-" + name.replace(" ", "-").lower()
 
 
-def agent(name: str, pbx: str = "") -> dict[str, Any]:
+def agent(name: str, pbx: str = "", role: str = "agent") -> dict[str, Any]:
     return {
         "name": name,
         "member": name,
         "interface": "PJSIP/1001",
         "pbx": pbx,
+        "role": role,
         "tiers": ["tier1"],
         "token_sha256": hashlib.sha256(token(name).encode()).hexdigest(),
     }
@@ -84,9 +88,14 @@ def instance(
                 "settle_s": 0,
                 "pbxs": ingests,
             },
-            "agents": [agent("Paris Agent", "paris"), agent("Lyon Agent", "lyon")]
-            if several
-            else [agent("Agent")],
+            "agents": [
+                *(
+                    [agent("Paris Agent", "paris"), agent("Lyon Agent", "lyon")]
+                    if several
+                    else [agent("Agent")]
+                ),
+                agent("Boss", role="supervisor"),
+            ],
         }
     )
 
@@ -191,6 +200,62 @@ async def test_an_agents_action_on_a_standby_instance_goes_through_the_ingester_
         assert sent(pbx) == ["queuepause"]
 
 
+async def two_instances(
+    stack: AsyncExitStack, db_url: str, prefix: str, paris: FakeAmiServer, lyon: FakeAmiServer
+) -> tuple[Daemon, Daemon]:
+    """A ingests paris, B lyon; both links logged in."""
+    pbxs = {"paris": paris.port, "lyon": lyon.port}
+
+    def holding(pbx_id: str) -> Callable[[Daemon], Awaitable[None]]:
+        async def wait(d: Daemon) -> None:
+            await eventually(ingesting(d, pbx_id))
+
+        return wait
+
+    a = await started(
+        stack, instance("A", db_url, prefix, pbxs=pbxs, ingests=["paris"]), db_url, holding("paris")
+    )
+    b = await started(
+        stack, instance("B", db_url, prefix, pbxs=pbxs, ingests=["lyon"]), db_url, holding("lyon")
+    )
+    await eventually(lambda: bool(getattr(a.parts.ami, "connected", False)))
+    await eventually(lambda: bool(getattr(b.others[0].parts.ami, "connected", False)))
+    return a, b
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_live_statistics_are_the_same_on_every_instance_and_count_every_pbx(
+    db_url: str, prefix: str, traces_dir: Path
+) -> None:
+    events = read_ami_events(traces_dir / "asterisk22" / "answered_tier1.ami")
+    async with (
+        AsyncExitStack() as stack,
+        FakeAmiServer() as paris,
+        FakeAmiServer() as lyon,
+        aiohttp.ClientSession() as session,
+    ):
+        api = Api(session)
+        a, b = await two_instances(stack, db_url, prefix, paris, lyon)
+        await paris.play(events)  # the same recorded call on each PBX, each ingested apart
+        await lyon.play(events)
+
+        def offered(d: Daemon) -> int:
+            assert d.parts.supervision is not None
+            return sum(f["offered"] for f in d.parts.supervision.live_stats()["queue"].values())
+
+        await eventually(lambda: offered(a) == 1 and offered(b) == 1)
+        seen = []
+        for via in (a, b):
+            status, body = await api(via, "GET", "/api/stats/live", "Boss")
+            assert status == 200, body
+            assert body["pbxs"] == {"paris": "A", "lyon": "B"} and "missing" not in body
+            seen.append({by: body[by] for by in ("queue", "tier", "agent", "hour")})
+        assert seen[0] == seen[1]  # the same figures whichever instance is asked
+        (queue,) = seen[0]["queue"].values()
+        assert queue["offered"] == 2 and queue["answered"] == 2
+        assert queue["service_level"] is not None
+
+
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 async def test_with_two_pbxs_on_two_instances_each_action_reaches_its_pbx_from_either_instance(
     db_url: str, prefix: str
@@ -202,28 +267,7 @@ async def test_with_two_pbxs_on_two_instances_each_action_reaches_its_pbx_from_e
         aiohttp.ClientSession() as session,
     ):
         api = Api(session)
-        pbxs = {"paris": paris.port, "lyon": lyon.port}
-
-        def holding(pbx_id: str) -> Callable[[Daemon], Awaitable[None]]:
-            async def wait(d: Daemon) -> None:
-                await eventually(ingesting(d, pbx_id))
-
-            return wait
-
-        a = await started(
-            stack,
-            instance("A", db_url, prefix, pbxs=pbxs, ingests=["paris"]),
-            db_url,
-            holding("paris"),
-        )
-        b = await started(
-            stack,
-            instance("B", db_url, prefix, pbxs=pbxs, ingests=["lyon"]),
-            db_url,
-            holding("lyon"),
-        )
-        await eventually(lambda: bool(getattr(a.parts.ami, "connected", False)))
-        await eventually(lambda: bool(getattr(b.others[0].parts.ami, "connected", False)))
+        a, b = await two_instances(stack, db_url, prefix, paris, lyon)
         for who, via in (("Lyon Agent", a), ("Paris Agent", b), ("Lyon Agent", b)):
             status, body = await api(via, "POST", "/api/agent/pause", who, json={"paused": True})
             assert status == 200, (who, body)
@@ -244,3 +288,22 @@ async def test_with_two_pbxs_on_two_instances_each_action_reaches_its_pbx_from_e
         metrics = await (await session.get(f"http://127.0.0.1:{a.http_port}/metrics")).text()
         assert 'cti_pbx_ingested{pbx="paris"} 1.0' in metrics
         assert 'cti_pbx_ingested{pbx="lyon"} 0.0' in metrics
+
+
+def test_figures_of_pbxs_on_two_instances_merge_into_the_figures_of_all_their_calls() -> None:
+    paris = {"offered": 4, "answered": 3, "short_abandoned": 0, "answered_in_sl": 3}
+    paris |= {"asa_s": 10.0, "aht_s": 100.0, "p90_answer_s": 12.0, "longest_wait_s": 30.0}
+    lyon = {"offered": 2, "answered": 1, "short_abandoned": 1, "answered_in_sl": 0}
+    lyon |= {"asa_s": 40.0, "aht_s": 200.0, "p90_answer_s": 40.0, "longest_wait_s": 50.0}
+    part = {"now": 5.0, "day_start": 0.0, "tier": {}, "agent": {}, "hour": {}}
+    merged = merge_live([part | {"queue": {"tier1": paris}}, part | {"queue": {"tier1": lyon}}])
+    tier1 = merged["queue"]["tier1"]
+    assert tier1["offered"] == 6 and tier1["answered"] == 4 and tier1["answered_in_sl"] == 3
+    assert tier1["service_level"] == 0.6  # 3 answered in time of 6 offered less 1 short abandon
+    assert tier1["asa_s"] == 17.5  # (3 × 10 + 1 × 40) / 4
+    assert tier1["aht_s"] == 125.0
+    assert tier1["longest_wait_s"] == 50.0 and tier1["p90_answer_s"] == 40.0
+    # One instance's figures are given as they are; yesterday's part is left out.
+    assert merge_live([part | {"queue": {"tier1": paris}}])["queue"]["tier1"] == paris
+    yesterday = part | {"day_start": -86400.0, "queue": {"tier1": lyon}}
+    assert merge_live([part | {"queue": {"tier1": paris}}, yesterday])["queue"]["tier1"] == paris

@@ -12,6 +12,9 @@ Outcomes: sent (None), Asterisk refused or failed it (``AmiError`` with its mess
 nobody ingests the PBX or the instance no longer does (``PbxRefused`` 503 naming the PBX).
 No answer within ``timeout_s``: ``AmiError`` (the action may have been sent; not retried).
 Only the actions of ``METHODS`` are carried, with JSON arguments.
+
+The same way an instance asks another a question it answers from its memory (``ask``, e.g.
+``live_stats``: today's figures of the PBXs it ingests; ``answer`` registers them).
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ class ActionRelay:
         self._ingesting: Callable[[str], bool] = lambda _pbx: False
         self._task: asyncio.Task[None] | None = None
         self._jobs: set[asyncio.Task[None]] = set()
+        self._queries: dict[str, Callable[[], Any]] = {}
         self.served = 0  # actions this instance sent for another one
 
     def _channel(self, holder: str) -> str:
@@ -80,7 +84,42 @@ class ActionRelay:
         """What this instance sends for the others: its links, while it ingests their PBX."""
         self._links, self._ingesting = links, ingesting
 
+    def answer(self, name: str, value: Callable[[], Any]) -> None:
+        """What this instance answers to ``ask(…, name)`` (a JSON value)."""
+        self._queries[name] = value
+
     # ---- sending ---------------------------------------------------------------------------
+
+    async def holders(self, pbx_ids: list[str]) -> dict[str, str | None]:
+        """The instance holding each PBX's lease now (None: nobody)."""
+        out: dict[str, str | None] = {}
+        for pbx in pbx_ids:
+            lease = await self._redis.get(f"{self._prefix}:lease:{pbx}")
+            text = lease.decode() if isinstance(lease, bytes) else lease
+            out[pbx] = None if text is None else str(text).rsplit(" ", 1)[0]
+        return out
+
+    async def ask(self, holder: str, name: str) -> Any:
+        """``name``'s value on instance ``holder`` (this one: at once)."""
+        if holder == self.holder:
+            return self._queries[name]()
+        outcome = await self._request(holder, {"query": name}, f"asking {name}")
+        if "value" not in outcome:
+            raise AmiError(outcome.get("error") or f"instance {holder} cannot answer {name}")
+        return outcome["value"]
+
+    async def _request(self, holder: str, request: dict[str, Any], what: str) -> dict[str, Any]:
+        """Publish to ``holder`` and wait for its outcome (``PbxRefused`` 503: unreachable)."""
+        reply = f"{self._prefix}:action-reply:{uuid.uuid4().hex}"
+        if not await self._redis.publish(
+            self._channel(holder), json.dumps(request | {"reply": reply})
+        ):
+            raise PbxRefused(503, f"pbx: instance {holder} is not reachable ({what})")
+        got = await self._redis.blpop([reply], timeout=self.timeout_s)
+        if got is None:
+            raise AmiError(f"no answer from instance {holder} within {self.timeout_s:g} s ({what})")
+        outcome: dict[str, Any] = json.loads(got[1])
+        return outcome
 
     def remote(self, pbx: str) -> ActionLink:
         return _RemoteLink(self, pbx)  # type: ignore[return-value]  # __getattr__ serves all
@@ -98,17 +137,9 @@ class ActionRelay:
         if holder == self.holder and self._ingesting(pbx) and pbx in self._links:
             await getattr(self._links[pbx], method)(*args, **kwargs)  # we just took it over
             return
-        reply = f"{self._prefix}:action-reply:{uuid.uuid4().hex}"
-        request = {"pbx": pbx, "method": method, "args": args, "kwargs": kwargs, "reply": reply}
-        if not await self._redis.publish(self._channel(holder), json.dumps(request)):
-            raise PbxRefused(503, f"pbx: instance {holder} ingesting PBX {pbx} is not reachable")
-        got = await self._redis.blpop([reply], timeout=self.timeout_s)
-        if got is None:
-            raise AmiError(
-                f"no answer from instance {holder} ingesting PBX {pbx} within "
-                f"{self.timeout_s:g} s (the action may have been sent)"
-            )
-        outcome = json.loads(got[1])
+        request = {"pbx": pbx, "method": method, "args": args, "kwargs": kwargs}
+        what = f"{method} for PBX {pbx}, which it ingests; the action may have been sent"
+        outcome = await self._request(holder, request, what)
         if "refused" in outcome:
             raise PbxRefused(503, outcome["refused"])
         if "error" in outcome:
@@ -146,7 +177,11 @@ class ActionRelay:
     async def _serve_one(self, data: bytes | str) -> None:
         try:
             request = json.loads(data)
-            pbx, method, reply = str(request["pbx"]), str(request["method"]), str(request["reply"])
+            reply = str(request["reply"])
+            if "query" in request:
+                await self._answer(str(request["query"]), reply)
+                return
+            pbx, method = str(request["pbx"]), str(request["method"])
             args, kwargs = list(request["args"]), dict(request["kwargs"])
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("relay.bad_request", error=repr(exc))
@@ -165,7 +200,19 @@ class ActionRelay:
                 outcome["error"] = str(exc)
             except (ConnectionError, TimeoutError) as exc:
                 outcome["error"] = repr(exc)
-        await self._redis.rpush(reply, json.dumps(outcome | {"ok": not outcome}))
+        await self._reply(reply, outcome | {"ok": not outcome})
+
+    async def _answer(self, name: str, reply: str) -> None:
+        query = self._queries.get(name)
+        outcome: dict[str, Any] = {}
+        if query is None:
+            outcome["error"] = f"instance {self.holder} does not answer {name}"
+        else:
+            outcome["value"] = query()
+        await self._reply(reply, outcome)
+
+    async def _reply(self, reply: str, outcome: Mapping[str, Any]) -> None:
+        await self._redis.rpush(reply, json.dumps(outcome))
         await self._redis.expire(reply, max(1, int(self.timeout_s * 2)))
 
 

@@ -100,3 +100,5 @@ class ApiDeps:
     pbx: PbxLinks | None = None
     # Each PBX's link, resync and lease state for /healthz (PbxStatus.status), when wired.
     pbx_status: Callable[[], Sequence[Mapping[str, Any]]] | None = None
+    # GET /api/stats/live with several instances: every ingester's figures (cti.cluster.livestats).
+    live_stats: Callable[[], Awaitable[Mapping[str, Any]]] | None = None

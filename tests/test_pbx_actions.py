@@ -43,7 +43,7 @@ def agent(name: str, interface: str, pbx: str, role: str = "agent") -> dict[str,
     }
 
 
-def two_pbx_config(db_url: str, paris: int, lyon: int) -> Config:
+def two_pbx_config(db_url: str, paris: int, lyon: int, recordings: Path) -> Config:
     return Config.model_validate(
         {
             "ami": {"secret": "cti-secret", "reconnect_initial_s": 0.05, "reconnect_max_s": 0.2},
@@ -51,6 +51,7 @@ def two_pbx_config(db_url: str, paris: int, lyon: int) -> Config:
             "agi": {"host": "127.0.0.1", "port": 0},
             "http": {"host": "127.0.0.1", "port": 0, "originate_context": "dial-out"},
             "database": {"url": db_url},
+            "supervisor": {"record_queues": ["tier1"], "recordings_dir": str(recordings)},
             "agents": [
                 agent("Paris Agent", "PJSIP/1001", "paris"),
                 agent("Lyon Agent", "PJSIP/1001", "lyon"),  # the same phone name, other PBX
@@ -85,7 +86,9 @@ async def two_pbxs(tmp_path: Path) -> AsyncIterator[TwoPbxs]:
         FakeAmiServer(queues={"tier1": ["PJSIP/1001"]}) as paris,
         FakeAmiServer(queues={"tier1": []}) as lyon,
     ):
-        config = two_pbx_config(f"sqlite+aiosqlite:///{tmp_path / 'crm.db'}", paris.port, lyon.port)
+        config = two_pbx_config(
+            f"sqlite+aiosqlite:///{tmp_path / 'crm.db'}", paris.port, lyon.port, tmp_path
+        )
         daemon = await build_daemon(config, store=store, http_port=0, agi_port=0)
         session = aiohttp.ClientSession()
         try:
@@ -171,6 +174,10 @@ async def test_actions_on_a_call_reach_the_pbx_of_the_call_not_the_one_with_the_
     w = two_pbxs
     call_id = await both_answered(w, traces_dir)
     lyon_call = f"lyon:{call_id}"
+    # Each PBX records its own call (tier1 is recorded): MixMonitor on its own link.
+    for name, pbx in (("paris", w.paris), ("lyon", w.lyon)):
+        mixmonitor = await pbx.wait_for_action("MixMonitor")
+        assert Path(mixmonitor.headers["file"]).name == f"{name}_{call_id}.wav"
 
     status, body = await w.api(
         "POST", f"/api/calls/{lyon_call}/spy", "Lyon Supervisor", json={"mode": "listen"}
@@ -184,6 +191,23 @@ async def test_actions_on_a_call_reach_the_pbx_of_the_call_not_the_one_with_the_
     )
     assert status == 409 and "paris" in body["error"] and "lyon" in body["error"], body
 
+    grace = await w.daemon.parts.store.upsert_customer(name="Grace Hopper", phones=[])
+    status, body = await w.api(
+        "POST",
+        f"/api/calls/{lyon_call}/customer",
+        "Lyon Supervisor",
+        json={"customer_id": grace.customer_id, "method": "search"},
+    )
+    assert status == 200 and body["pbx"] == "CTI_CUSTOMER_ID set on the caller's channel", body
+    setvar = await w.lyon.wait_for_action("Setvar")
+    assert setvar.headers["variable"] == "CTI_CUSTOMER_ID"
+
+    status, body = await w.api(
+        "POST", f"/api/calls/{lyon_call}/recording", "Lyon Supervisor", json={"paused": True}
+    )
+    assert status == 200, body
+    await w.lyon.wait_for_action("MixMonitorMute")
+
     status, body = await w.api(
         "POST",
         f"/api/calls/{lyon_call}/escalate",
@@ -193,8 +217,10 @@ async def test_actions_on_a_call_reach_the_pbx_of_the_call_not_the_one_with_the_
     assert status == 200, body
     await w.lyon.wait_for_action("BlindTransfer")
     await asyncio.sleep(0.2)
-    assert w.sent(w.lyon) == ["originate", "setvar", "setvar", "blindtransfer"]
-    assert w.sent(w.paris) == []
+    sent = ["mixmonitor", "originate", "setvar", "mixmonitormute", "setvar", "setvar"]
+    sent.append("blindtransfer")
+    assert w.sent(w.lyon) == sent
+    assert w.sent(w.paris) == ["mixmonitor"]
 
 
 def test_a_call_on_no_configured_pbx_is_refused_before_anything_is_chosen() -> None:

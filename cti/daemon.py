@@ -25,6 +25,10 @@ ingest (``ingest_only``: its AMI link with PBX-qualified ids, tracker, call-stat
 with several instances, lease), whose events take the same flow into the shared live calls,
 hub, supervision and recorder.
 
+AMI actions from the API go to the PBX of the call or of the agent's phone (``PbxLinks``,
+``cti.pbx_actions``); with several instances, those for a PBX another instance ingests go
+through it (``cti.cluster.relay``), which also answers ``/api/stats/live`` for its PBXs.
+
 Ports 0 are allowed; the bound ports are ``http_port`` and ``agi_port`` once started. When
 everything is up the daemon logs ``daemon.ready`` (with the ports) and sets ``ready``.
 """
@@ -630,17 +634,7 @@ async def build_daemon(
             resync.retries = lambda: int(getattr(source, "resync_retries", 0))
         tracker = tracker or _new_tracker(config)
         actions: Any = ami if ami is not None else _NoAmi()
-        # Each action to its call's or agent's PBX; one ingested elsewhere through its ingester.
-        pbx_links = PbxLinks([link.pbx_id for link in links], several=several)
-        if cluster is not None:
-            pbx_links = PbxLinks(
-                pbx_links.pbx_ids,
-                several=several,
-                ingesting=cluster.ingests,
-                remote=cluster.relay.remote if cluster.relay is not None else None,
-            )
-            if cluster.relay is not None:
-                cluster.relay.serve(pbx_links.links, cluster.ingests)
+        pbx_links = _pbx_links([link.pbx_id for link in links], several, cluster)
         pbx_links.links[config.ami.pbx_id] = actions
         every_pbx: list[Parts] = []  # each PBX's parts, for /healthz (filled below)
         sweep = ChannelSweep(channel_check_s)
@@ -741,6 +735,18 @@ async def build_daemon(
         pbx_links.links[link.pbx_id] = other_ami
     every_pbx.extend(d.parts for d in (daemon, *daemon.others))
     return daemon
+
+
+def _pbx_links(pbx_ids: list[str], several: bool, cluster: ClusterParts | None) -> PbxLinks:
+    """Each action to its call's or agent's PBX; a PBX another instance ingests through it
+    (the relay, which sends this instance's links for the others)."""
+    if cluster is None or cluster.relay is None:
+        return PbxLinks(pbx_ids, several=several)
+    links = PbxLinks(
+        pbx_ids, several=several, ingesting=cluster.ingests, remote=cluster.relay.remote
+    )
+    cluster.relay.serve(links.links, cluster.ingests)
+    return links
 
 
 def pbx_health(parts: Parts) -> dict[str, Any]:

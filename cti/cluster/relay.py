@@ -20,6 +20,7 @@ The same way an instance asks another a question it answers from its memory (``a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -163,16 +164,25 @@ class ActionRelay:
         await asyncio.gather(*self._jobs, return_exceptions=True)
 
     async def _listen(self, pubsub: Any) -> None:
-        try:
-            while True:
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                if message is None or message.get("type") != "message":
-                    continue
-                job = asyncio.create_task(self._serve_one(message["data"]), name="relay-action")
-                self._jobs.add(job)
-                job.add_done_callback(self._jobs.discard)
-        finally:
-            await pubsub.aclose()
+        """Serve requests as they come; Redis lost: subscribe again once it is back."""
+        while True:
+            try:
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is None or message.get("type") != "message":
+                        continue
+                    job = asyncio.create_task(self._serve_one(message["data"]), name="relay-job")
+                    self._jobs.add(job)
+                    job.add_done_callback(self._jobs.discard)
+            except Exception as exc:
+                log.warning("relay.listen_failed", error=repr(exc))
+                await asyncio.sleep(1.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+            pubsub = self._redis.pubsub()
+            with contextlib.suppress(Exception):
+                await pubsub.subscribe(self._channel(self.holder))
 
     async def _serve_one(self, data: bytes | str) -> None:
         try:
@@ -198,7 +208,7 @@ class ActionRelay:
                 self.served += 1
             except AmiError as exc:
                 outcome["error"] = str(exc)
-            except (ConnectionError, TimeoutError) as exc:
+            except Exception as exc:  # the sender must hear back whatever happened
                 outcome["error"] = repr(exc)
         await self._reply(reply, outcome | {"ok": not outcome})
 
@@ -212,8 +222,11 @@ class ActionRelay:
         await self._reply(reply, outcome)
 
     async def _reply(self, reply: str, outcome: Mapping[str, Any]) -> None:
-        await self._redis.rpush(reply, json.dumps(outcome))
-        await self._redis.expire(reply, max(1, int(self.timeout_s * 2)))
+        try:
+            await self._redis.rpush(reply, json.dumps(outcome))
+            await self._redis.expire(reply, max(1, int(self.timeout_s * 2)))
+        except Exception as exc:  # Redis away: the sender times out and says so
+            log.warning("relay.reply_failed", error=repr(exc))
 
 
 class _RemoteLink:

@@ -7,6 +7,7 @@ interface exists on both."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator
@@ -19,6 +20,7 @@ import pytest
 from fakes.ami_server import FakeAmiServer, read_ami_events
 
 from crm_core.store import CrmStore
+from cti.commands import check_config
 from cti.config import Config
 from cti.daemon import Daemon, build_daemon
 from cti.pbx_actions import PbxLinks, PbxRefused
@@ -261,3 +263,17 @@ async def test_healthz_reports_every_pbx_and_one_pbx_down_leaves_the_daemon_degr
         metrics = await r.text()
     assert 'cti_pbx_ami_connected{pbx="lyon"} 0.0' in metrics
     assert 'cti_pbx_ami_connected{pbx="paris"} 1.0' in metrics
+
+
+def test_check_config_warns_of_agents_whose_phone_is_on_no_pbx_when_there_are_several(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = two_pbx_config(f"sqlite+aiosqlite:///{tmp_path / 'crm.db'}", 5038, 5039, tmp_path)
+    assert check_config.run(argparse.Namespace(), config) == 0
+    out = capsys.readouterr().out
+    assert "warning: several PBXs and no pbx for Nowhere Agent:" in out
+    assert "Lyon Agent" not in out.partition("warning")[2]
+    with pytest.raises(ValueError, match="pbx 'marseille' is not a PBX of the config"):
+        Config.model_validate(
+            {"pbx": [{"id": "paris"}], "agents": [{"name": "x", "pbx": "marseille"}]}
+        )

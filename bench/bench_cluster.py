@@ -436,6 +436,10 @@ def main() -> int:
             f"p50 {r['p50']:8.2f}  p99 {r['p99']:8.2f}  driver lag {r['lag']:6.1f}"
         )
     print(f"load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    short = [n for n, r in result.items() if not r["placed"] == r["pops"] == r["rows"]]
+    if short:  # a latency over fewer pops than calls placed is not the figure asked for
+        print(f"counts disagree for {', '.join(short)}: those latencies are not valid figures")
+        return 1
     with tempfile.TemporaryDirectory(prefix="bench-cluster-") as tmp:
         routed = asyncio.run(routing(args, Path(tmp)))
     print(f"routing (FastAGI) at {args.agi_rate:.0f} sessions/s (ms):")

@@ -125,14 +125,17 @@ async def count(url: str, table: str) -> int:
         await conn.close()
 
 
-async def timed(fn: Callable[[], Awaitable[Any]]) -> tuple[Any, float]:
-    started = time.perf_counter()
+async def timed(fn: Callable[[], Awaitable[Any]]) -> tuple[Any, float, float]:
+    """The result, the seconds it took and the CPU seconds this process spent on it (all its
+    threads: aiosqlite's included, PostgreSQL's server not)."""
+    started, cpu = time.perf_counter(), time.process_time()
     result = await fn()
-    return result, time.perf_counter() - started
+    return result, time.perf_counter() - started, time.process_time() - cpu
 
 
-def figure(name: str, rows: int, seconds: float, note: str = "") -> str:
-    return f"  {name:<34} {seconds:7.2f} s  {rows / seconds:8.0f} rows/s  {note}"
+def figure(name: str, rows: int, seconds: float, cpu: float, note: str = "") -> str:
+    return (f"  {name:<44} {seconds:6.2f} s {rows / seconds:7.0f} rows/s  "
+            f"(CPU {cpu:5.2f} s, {rows / cpu:6.0f} rows per CPU s)  {note}")  # fmt: skip
 
 
 async def bench_store(name: str, url: str, bare: Callable[[Path], Awaitable[None]],
@@ -147,7 +150,7 @@ async def bench_store(name: str, url: str, bare: Callable[[Path], Awaitable[None
             return False
         for label, path in (("import (creates)", first), ("re-import, unchanged", first),
                             ("re-import, every row changed", changed)):  # fmt: skip
-            report, seconds = await timed(lambda path=path: import_csv(store, path))
+            report, seconds, cpu = await timed(lambda path=path: import_csv(store, path))
             assert isinstance(report, ImportReport)
             counted = await count(url, "customers")
             if counted != rows or report.rejected:
@@ -156,7 +159,7 @@ async def bench_store(name: str, url: str, bare: Callable[[Path], Awaitable[None
                 return False
             what = (f"{report.created} created, {report.updated - report.unchanged} changed, "
                     f"{len(report.changes)} field changes")  # fmt: skip
-            print(figure(f"import_csv, {label}", rows, seconds, what), flush=True)
+            print(figure(f"import_csv, {label}", rows, seconds, cpu, what), flush=True)
         numbers = await count(url, "phone_numbers")
         if not await bare_run(store, url, bare, first, rows, "after"):
             return False
@@ -170,12 +173,12 @@ async def bench_store(name: str, url: str, bare: Callable[[Path], Awaitable[None
 async def bare_run(store: CrmStore, url: str, bare: Callable[[Path], Awaitable[None]],
                    path: Path, rows: int, when: str) -> bool:  # fmt: skip
     await wipe(store)
-    _, seconds = await timed(lambda: bare(path))
+    _, seconds, cpu = await timed(lambda: bare(path))
     counted = await count(url, "customers")
     if counted != rows:
         print(f"  bare ({when}): SELECT count(*) finds {counted:,} customers: no figure")
         return False
-    print(figure(f"bare csv + normalise + executemany ({when})", rows, seconds), flush=True)
+    print(figure(f"bare csv + normalise + executemany ({when})", rows, seconds, cpu), flush=True)
     await wipe(store)
     return True
 
@@ -192,6 +195,7 @@ async def main(args: argparse.Namespace) -> int:
         for number in numbers:
             normalise(number, "GB")
         parse = time.perf_counter() - started
+        print(f"load average {', '.join(f'{x:.1f}' for x in os.getloadavg())} at the start")
         print(f"import of {args.rows:,} rows ({files[0].stat().st_size / 1e6:.1f} MB, "
               f"{len(numbers):,} numbers); normalise alone: {parse:.2f} s, "
               f"{len(numbers) / parse:.0f} numbers/s")  # fmt: skip
@@ -212,6 +216,7 @@ async def main(args: argparse.Namespace) -> int:
             url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
             ok &= await bench_store("PostgreSQL", url, lambda p: bare_pg(dsn, p), files,
                                     args.rows)  # fmt: skip
+    print(f"load average {', '.join(f'{x:.1f}' for x in os.getloadavg())} at the end")
     return 0 if ok else 1
 
 

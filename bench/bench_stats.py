@@ -11,8 +11,11 @@ For each store, on the same data:
   agent and hour (one aggregate query, the 90th percentile window query, repeat calls over
   ``interactions``, outbound calls, agent occupancy), as ``GET /api/stats`` and
   ``cti report`` run it;
-- ``repeat calls alone``: the report's repeat-call query (a window over the customers' calls
-  joined to the legs), timed alone;
+- ``marks``: ``crm_core.repeats.backfill`` (what migration 0010 runs): every call's gap to its
+  customer's previous call, written on its legs, timed once after loading;
+- ``repeat calls, before``: the query reports ran before repeat calls were marked when written
+  (a window over the customers' calls in ``interactions`` joined back to the legs,
+  ``tests/stats_reference.py``), timed beside the report's repeat counts (which must agree);
 - ``plain``: the simplest implementation, one plain ``SELECT queue, count(*), ... GROUP BY``
   over the legs (no percentile, no repeats, no occupancy);
 - ``count``: an independent ``SELECT count(*)`` of the legs and interactions in the period,
@@ -40,14 +43,17 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 
 import asyncpg  # noqa: E402
 from sqlalchemy import text  # noqa: E402
+from stats_reference import repeat_calls_by_window  # noqa: E402
 
+from crm_core.repeats import backfill  # noqa: E402
 from crm_core.store import CrmStore  # noqa: E402
 from cti.logsetup import configure_logging  # noqa: E402
 from cti.stats.figures import Thresholds  # noqa: E402
-from cti.stats.period import _repeat_calls, period_figures, report_engine  # noqa: E402
+from cti.stats.period import period_figures, report_engine  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 PG_ADMIN = os.environ.get("CTI_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -285,30 +291,58 @@ async def measure(name: str, url: str, calls: int, legs: int, inbound_calls: int
             f"{name}: plain  one GROUP BY queue: {plain_s * 1000:.0f} ms "
             f"({sum(r[1] for r in plain):,} legs)"
         )
-        async with reports.connect() as conn:
-            t = time.perf_counter()
-            repeats = await _repeat_calls(conn, START, end, "queue", 7)
-            repeat_s = time.perf_counter() - t
-        print(
-            f"{name}: repeat calls alone (by queue): {repeat_s * 1000:.0f} ms "
-            f"({sum(repeats.values()):,} repeat calls)"
-        )
         for by in ("queue", "tier", "agent", "hour"):
+            async with reports.connect() as conn:
+                t = time.perf_counter()
+                before = await repeat_calls_by_window(conn, START, end, by, 7)
+                before_s = time.perf_counter() - t
             t = time.perf_counter()
             report = await period_figures(reports, START, end, by, limits)
             took = time.perf_counter() - t
             offered = sum(f.offered for f in report.groups.values())
             extra = ""
             if by == "queue":
-                repeats = sum(report.repeat_calls.values())
-                extra = f", {repeats:,} repeat calls, {report.outbound['calls']:,} outbound"
+                extra = f", {report.outbound['calls']:,} outbound"
                 assert offered == n_legs, (offered, n_legs)
             print(
                 f"{name}: report group_by={by}: {took * 1000:.0f} ms, {len(report.groups)} "
-                f"groups, {offered:,} legs offered{extra}"
+                f"groups, {offered:,} legs offered, "
+                f"{sum(report.repeat_calls.values()):,} repeat calls{extra}; "
+                f"before: the repeat-call window query alone {before_s * 1000:.0f} ms"
             )
+            # The month's first legs were all offered in the month (calls start in it), so
+            # the marks and the window over interactions count the same calls.
+            assert report.repeat_calls == before, by
     finally:
         await reports.dispose()
+        await store.close()
+
+
+async def mark(url: str, name: str) -> None:
+    """Repeat-call marks for the loaded month, as migration 0010 writes them."""
+    store = await CrmStore.open(url)
+    try:
+        t = time.perf_counter()
+        async with store.engine.begin() as conn:
+            repeats = await conn.run_sync(backfill)
+        took = time.perf_counter() - t
+        async with store.engine.connect() as conn:
+            marked = (
+                await conn.execute(
+                    text(
+                        "SELECT count(*) FROM call_legs WHERE seq = 0 AND repeat_gap_s IS NOT NULL"
+                    )
+                )
+            ).scalar_one()
+            if name == "postgresql":
+                await conn.execute(text("ANALYZE call_legs"))
+            else:
+                await conn.execute(text("ANALYZE"))
+        print(
+            f"{name}: marks (the migration's backfill): {took:.1f} s, {repeats:,} calls follow "
+            f"an earlier one; count(*) of marked first legs {marked:,}"
+        )
+    finally:
         await store.close()
 
 
@@ -349,6 +383,7 @@ async def main() -> None:
             t = time.perf_counter()
             load_sqlite(path, interactions, legs)
             print(f"sqlite: loaded in {time.perf_counter() - t:.1f} s")
+            await mark(url, "sqlite")
         await measure("sqlite", url, len(interactions), in_month, inbound)
     if "postgresql" in stores:
         dsn = f"{PG_ADMIN.rsplit('/', 1)[0]}/{PG_DB}"
@@ -364,6 +399,7 @@ async def main() -> None:
             t = time.perf_counter()
             await load_pg(dsn, interactions, legs)
             print(f"postgresql: loaded in {time.perf_counter() - t:.1f} s")
+            await mark(url, "postgresql")
         await measure("postgresql", url, len(interactions), in_month, inbound)
 
 

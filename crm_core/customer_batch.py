@@ -10,12 +10,23 @@ batch is written entirely or not at all.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Integer, String, any_, bindparam, delete, func, select, update
+from sqlalchemy import (
+    Integer,
+    String,
+    any_,
+    bindparam,
+    delete,
+    func,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -64,9 +75,9 @@ async def load(conn: AsyncConnection, external_ids: Sequence[str]) -> dict[str, 
     stored: dict[str, StoredCustomer] = {}
     by_id: dict[int, StoredCustomer] = {}
     names = [c.name for c in columns[2:]]
-    rows = await conn.execute(
-        select(*columns).where(among(conn, Customer.external_id, external_ids))
-    )
+    rows = (
+        await conn.execute(select(*columns).where(among(conn, Customer.external_id, external_ids)))
+    ).all()
     for customer_id, external_id, *values in rows:
         customer = StoredCustomer(customer_id, dict(zip(names, values, strict=True)), [])
         stored[external_id] = by_id[customer_id] = customer
@@ -76,7 +87,7 @@ async def load(conn: AsyncConnection, external_ids: Sequence[str]) -> dict[str, 
             .where(among(conn, PhoneNumber.customer_id, list(by_id)))
             .order_by(PhoneNumber.id)
         )
-        for customer_id, kind, number, e164 in phones:
+        for customer_id, kind, number, e164 in phones.all():
             by_id[customer_id].phones.append(StoredPhone(kind, number, e164))
     return stored
 
@@ -104,11 +115,15 @@ def driver_error(statement: str, exc: Exception) -> sa_exc.DBAPIError:
 
 
 def among(conn: AsyncConnection, column: Any, values: Sequence[Any]) -> Any:
-    """``column IN values``; on PostgreSQL ``= ANY(array)``, one parameter instead of a
-    thousand rendered into each statement."""
+    """``column IN values`` with the values as one parameter instead of a thousand rendered
+    into each statement: ``= ANY(array)`` on PostgreSQL, ``IN (SELECT value FROM
+    json_each(array))`` on SQLite (both look each value up in the column's index)."""
     if conn.dialect.name == "postgresql":
         item = String() if isinstance(column.type, String) else Integer()
         return column == any_(bindparam(None, list(values), type_=ARRAY(item)))
+    if conn.dialect.name == "sqlite":
+        array = bindparam(None, json.dumps(list(values)), type_=String())
+        return column.in_(select(literal_column("value")).select_from(func.json_each(array)))
     return column.in_(values)
 
 
@@ -140,6 +155,17 @@ async def apply(conn: AsyncConnection, writes: Sequence[CustomerWrite], now: dat
     for w in old:
         by_columns.setdefault(w.changed, []).append(w)
     for columns, group in by_columns.items():
+        if conn.dialect.name == "sqlite":
+            names = [*columns, "updated_at"]
+            sql = f"UPDATE {Customer.__tablename__} SET {', '.join(f'{c} = ?' for c in names)} "
+            await conn.exec_driver_sql(
+                sql + "WHERE id = ?",
+                _sqlite_rows(
+                    [*names, "id"],
+                    [(*(w.values[c] for c in columns), now, w.customer_id) for w in group],
+                ),
+            )
+            continue
         statement = (
             update(Customer)
             .where(Customer.id == bindparam("_id"))
@@ -213,20 +239,25 @@ async def _insert(
             raise driver_error(f"COPY {table}", exc) from exc
         return
     sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
-    # Only the timestamp columns (``*_at``) are converted; most of their values are the batch's
-    # ``now``, formatted once.
+    await conn.exec_driver_sql(sql, _sqlite_rows(columns, records))
+
+
+def _sqlite_rows(columns: list[str], records: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """``records`` as SQLAlchemy would bind them on SQLite, for the driver's executemany.
+    Only the timestamp columns (``*_at``) are converted; most of their values are the batch's
+    ``now``, formatted once."""
     dated = [i for i, column in enumerate(columns) if column.endswith("_at")]
-    if dated:
-        text = functools.lru_cache(maxsize=64)(_sqlite_datetime)
-        rows: list[tuple[Any, ...]] = []
-        for record in records:
-            row = list(record)
-            for i in dated:
-                if isinstance(row[i], datetime):
-                    row[i] = text(row[i])
-            rows.append(tuple(row))
-        records = rows
-    await conn.exec_driver_sql(sql, records)
+    if not dated:
+        return records
+    text = functools.lru_cache(maxsize=64)(_sqlite_datetime)
+    rows: list[tuple[Any, ...]] = []
+    for record in records:
+        row = list(record)
+        for i in dated:
+            if isinstance(row[i], datetime):
+                row[i] = text(row[i])
+        rows.append(tuple(row))
+    return rows
 
 
 def _sqlite_datetime(value: datetime) -> str:

@@ -133,18 +133,23 @@ def columns_of(headers: list[str], name: str) -> Columns:
     return Columns(len(headers), index, phones, covers, unknown)
 
 
+_OPTIONAL_FIELDS = ("kind", "organisation", "email", "address", "language")
+
+
 def parse_row(line: int, cells: list[str], cols: Columns, options: ImportOptions) -> Row:
     """The row's values, validated; raises ``InvalidCustomer`` with the reason."""
-    if len(cells) > cols.width:
+    width = len(cells)
+    if width > cols.width:
         raise InvalidCustomer(f"more fields than the header's {cols.width}")
-    for i, text in enumerate(cells):
-        if "\x00" in text:
-            raise InvalidCustomer(f"a NUL character (\\u0000) in column {i + 1}")
+    if "\x00" in "".join(cells):
+        at = next(i for i, text in enumerate(cells, 1) if "\x00" in text)
+        raise InvalidCustomer(f"a NUL character (\\u0000) in column {at}")
+    index = cols.index
 
     def cell(key: str) -> str | None:
         """The stripped cell; None when the column is absent (or the row is short)."""
-        i = cols.index.get(key)
-        return cells[i].strip() if i is not None and i < len(cells) else None
+        i = index.get(key)
+        return cells[i].strip() if i is not None and i < width else None
 
     external_id = cell("external_id")
     if not external_id:
@@ -153,11 +158,14 @@ def parse_row(line: int, cells: list[str], cols: Columns, options: ImportOptions
     if not name:
         raise InvalidCustomer("missing name")
     fields: dict[str, str | None] = {"name": name}
-    for key in ("kind", "organisation", "email", "address", "language"):
-        value = cell(key)
-        if value:
-            fields[key] = value
-        elif value is not None and options.clear_empty:
+    for key in _OPTIONAL_FIELDS:
+        i = index.get(key)
+        if i is None or i >= width:
+            continue  # the column is absent (or the row is short)
+        stripped = cells[i].strip()
+        if stripped:
+            fields[key] = stripped
+        elif options.clear_empty:
             fields[key] = "person" if key == "kind" else None
     for key, value in (*fields.items(), ("external_id", external_id)):
         limit = _LIMITS.get(key)
@@ -178,10 +186,11 @@ def parse_row(line: int, cells: list[str], cols: Columns, options: ImportOptions
     phones: dict[str, list[tuple[PhoneColumn, str]]] = {}
     present: set[str] = set()
     for column in cols.phones:
-        if column.index >= len(cells):
+        if column.index >= width:
             continue
         present.add(column.scope)
-        for value in _NUMBERS_SPLIT.split(cells[column.index]):
+        text = cells[column.index]
+        for value in _NUMBERS_SPLIT.split(text) if ";" in text or "|" in text else (text,):
             number = value.strip()
             if not number:
                 continue

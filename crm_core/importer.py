@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -83,14 +83,20 @@ __all__ = [
 BATCH = 1000
 
 
-@dataclass
+@dataclass(slots=True)
 class _Outcome:
     write: CustomerWrite | None  # None: nothing to write (unchanged)
-    changes: list[FieldChange] = field(default_factory=list)
-    kept_dnc: bool = False
-    invalid: list[InvalidNumber] = field(default_factory=list)
-    e164s: set[str] = field(default_factory=set)  # numbers written or removed
-    numbers: set[str] = field(default_factory=set)  # the valid numbers in the row
+    changes: list[FieldChange]
+    kept_dnc: bool
+    invalid: list[InvalidNumber]
+    e164s: set[str]  # numbers written or removed
+    numbers: set[str]  # the valid numbers in the row
+
+
+# What a customer the file creates starts from.
+_BLANK: dict[str, Any] = {**dict.fromkeys(FIELDS), "kind": "person", **dict.fromkeys(FLAGS, False),
+                          "marketing_opt_in_at": None}  # fmt: skip
+_REPORTED = frozenset((*FIELDS, *FLAGS))  # the columns whose changes the report lists
 
 
 class _Planner:
@@ -101,30 +107,37 @@ class _Planner:
         self.cols = cols
         self.options = options
         self.now = datetime.now(UTC)
+        self._replaced: dict[tuple[str, ...], frozenset[str]] = {}
 
     @staticmethod
     def to_parse(rows: Sequence[Row], stored: dict[str, StoredCustomer]) -> list[str]:
         """The numbers of ``rows`` to normalise: those not stored as typed for the customer."""
         numbers: set[str] = set()
         for row in rows:
+            if not row.phones:
+                continue
             customer = stored.get(row.external_id)
-            known = {p.number for p in customer.phones} if customer else set()
+            known = {p.number for p in customer.phones} if customer else ()
             numbers.update(
                 n for entries in row.phones.values() for _, n in entries if n not in known
             )
         return sorted(numbers)
 
+    def replaced(self, scopes: tuple[str, ...]) -> frozenset[str]:
+        """The phone kinds that the numbers of columns of ``scopes`` replace."""
+        kinds = self._replaced.get(scopes)
+        if kinds is None:
+            kinds = self._replaced[scopes] = frozenset().union(
+                *(self.cols.covers[s] for s in scopes)
+            )
+        return kinds
+
     def plan(
         self, row: Row, stored: StoredCustomer | None, parsed: dict[str, str | None]
     ) -> _Outcome:
-        before: dict[str, Any] = (
-            dict(stored.values)
-            if stored
-            else {**dict.fromkeys(FIELDS), "kind": "person", **dict.fromkeys(FLAGS, False),
-                  "marketing_opt_in_at": None}
-        )  # fmt: skip
+        before = stored.values if stored else _BLANK  # read, never written
         after = {**before, **row.fields}
-        outcome = _Outcome(None)
+        outcome = _Outcome(None, [], False, [], set(), set())
         if row.flags is not None:
             for flag in FLAGS:
                 after[flag] = flag in row.flags
@@ -139,7 +152,7 @@ class _Planner:
         old_phones = stored.phones if stored else []
         new_phones: list[StoredPhone] | None = None
         if row.phones:
-            replaced = frozenset().union(*(self.cols.covers[s] for s in row.phones))
+            replaced = self.replaced(tuple(row.phones))
             known = {p.number: p.e164 for p in old_phones}
             new_phones = [p for p in old_phones if p.kind not in replaced]
             for entries in row.phones.values():
@@ -155,34 +168,43 @@ class _Planner:
                     new_phones.append(StoredPhone(column.kind, number, e164))
             if _same(old_phones, new_phones):
                 new_phones = None
+            else:
+                outcome.e164s = {p.e164 for p in (*old_phones, *new_phones) if p.e164}
+        if stored is None:
+            outcome.write = CustomerWrite(row.external_id, None, after, new_phones, rename=True)
+            return outcome
+        changed = tuple(k for k in ROW_COLUMNS if before[k] != after[k]) if after != before else ()
         changes = [
             FieldChange(row.line, row.external_id, key, before[key], after[key])
-            for key in (*FIELDS, *FLAGS)
-            if before[key] != after[key]
+            for key in changed
+            if key in _REPORTED
         ]
         if new_phones is not None:
             changes.append(
                 FieldChange(row.line, row.external_id, "phones",
                             [p.number for p in old_phones], [p.number for p in new_phones])
             )  # fmt: skip
-            outcome.e164s = {p.e164 for p in (*old_phones, *new_phones) if p.e164}
-        if stored is None or changes:
+        if changes:
             outcome.write = CustomerWrite(
                 row.external_id,
-                stored.id if stored else None,
+                stored.id,
                 after,
                 new_phones,
                 rename=before["name"] != after["name"]
                 or before["organisation"] != after["organisation"],
-                changed=tuple(k for k in ROW_COLUMNS if before[k] != after[k]),
+                changed=changed,
             )
-        if stored is not None:
-            outcome.changes = changes
+        outcome.changes = changes
         return outcome
 
 
 def _same(old: Sequence[StoredPhone], new: Sequence[StoredPhone]) -> bool:
-    return sorted((p.kind, p.number) for p in old) == sorted((p.kind, p.number) for p in new)
+    """The same numbers of the same kinds, in any order."""
+    if len(old) != len(new):
+        return False
+    before = [(p.kind, p.number) for p in old]
+    after = [(p.kind, p.number) for p in new]
+    return before == after or sorted(before) == sorted(after)
 
 
 async def import_csv(

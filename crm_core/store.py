@@ -48,6 +48,7 @@ from crm_core.models import (
 )
 from crm_core.phone import normalise
 from crm_core.records import storable
+from crm_core.repeats import mark_recorded
 from crm_core.types import (
     Candidate,
     CaseView,
@@ -806,6 +807,11 @@ class CrmStore:
                 if fence is not None:
                     await claim_fence(conn, fence.pbx_id, fence.token)
                 interaction_id = int((await conn.execute(stmt)).scalar_one())
+                # A customer's inbound call: its legs (if written) and the customer's next
+                # call are marked repeat or not (crm_core.repeats); 4 indexed look-ups.
+                started = values["started_at"]
+                if rec.customer_id is not None and rec.direction == "inbound" and started:
+                    await mark_recorded(conn, rec.call_id, rec.customer_id, started)
         except CrmError as exc:
             if rec.customer_id is None or isinstance(exc, CrmUnavailable):
                 raise

@@ -283,6 +283,37 @@ class ClusterConfig(_Section):
         return bool(self.redis_url)
 
 
+class QueueLogConfig(_Section):
+    """Asterisk's queue_log (``cti.queuelog``): after a start or a takeover, the queue calls
+    no daemon saw are recorded from it, and those seen in part completed. One of ``file``
+    (Asterisk on this host) or ``table`` (``extconfig.conf`` ``queue_log => pgsql,...``)."""
+
+    file: str = ""  # e.g. /var/log/asterisk/queue_log
+    table: str = ""  # e.g. queue_log (its columns as contrib/ast-db-manage creates them)
+    database_url: str = ""  # where the table is; empty: [database] url
+    # The table's ``time`` zone: "UTC" with logger.conf queue_log_realtime_use_gmt = yes;
+    # empty: this host's local time zone (Asterisk's default, local time).
+    timezone: str = ""
+    lookback_s: float = Field(3600.0, ge=0, le=7 * 86400)  # read from this long before
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.file or self.table)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> QueueLogConfig:
+        if self.file and self.table:
+            raise ValueError("[queue_log]: set file or table, not both")
+        if self.timezone:
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                ZoneInfo(self.timezone)
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                raise ValueError(f"[queue_log] timezone: unknown zone {self.timezone!r}") from exc
+        return self
+
+
 class Config(_Section):
     ami: AmiConfig = AmiConfig()
     agi: AgiConfig = AgiConfig()
@@ -299,6 +330,7 @@ class Config(_Section):
     cluster: ClusterConfig = ClusterConfig()
     # Several PBXs ([[pbx]]); none: the one PBX of [ami], as always.
     pbx: list[PbxConfig] = []
+    queue_log: QueueLogConfig = QueueLogConfig()
     tiers: dict[str, TierConfig] = {
         "tier1": TierConfig(queue="tier1", priority=0, exten="8001"),
         "tier2": TierConfig(queue="tier2", priority=0, exten="8002"),
@@ -338,6 +370,17 @@ class Config(_Section):
                     f"agents: {agent.name}'s pbx {agent.pbx!r} is not a PBX of the config "
                     f"(known: {', '.join(known)})"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _queue_log_is_one_pbxs(self) -> Config:
+        # queue_log names calls by the PBX's own Uniqueid; with [[pbx]] every call id carries
+        # its PBX, and which PBX wrote which queue_log is not configured per PBX yet.
+        if self.queue_log.enabled and self.pbx:
+            raise ValueError(
+                "queue_log: reads the queue_log of the one PBX of [ami]; "
+                "it cannot be combined with [[pbx]] yet"
+            )
         return self
 
     def pbx_links(self) -> list[AmiConfig]:

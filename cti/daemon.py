@@ -16,7 +16,10 @@ Restarts (``cti.callstate``): the live call contexts are kept in the database as
 last in view. At start the daemon takes them back; the first resync adopts those Asterisk
 still has with their real start, answer, queues, agents and routing, and closes the others
 as ended while the daemon was down (at the last moment they were known up, estimated). A
-link lost while the daemon runs dates the end of the calls that vanish meanwhile. A resync
+link lost while the daemon runs dates the end of the calls that vanish meanwhile. With
+``[queue_log]``, that resync (after a start, a takeover or a lost link) also starts
+``cti.queuelog``'s backfill: the queue calls nobody saw are recorded from Asterisk's
+queue_log, and those seen in part completed. A resync
 list Asterisk refuses makes ``/healthz`` not ok, with the reason and a metric.
 
 Several PBXs (``[[pbx]]``, ``cti.cluster.pbxs``): this daemon is the first PBX's and owns
@@ -68,6 +71,7 @@ from cti.interactions import InteractionRecorder, InteractionStore
 from cti.logsetup import suppressed_warnings
 from cti.metrics import AmiLinkCounts, DaemonCollector, MetricSources
 from cti.pbx_actions import PbxLinks
+from cti.queuelog.backfill import QueueLogBackfill
 from cti.routing.http import route_handler
 from cti.supervisor.service import Supervision
 from cti.tracker.events import CallEvent
@@ -156,6 +160,7 @@ class Parts:
     # PBX after the first runs only its ingest (``ingest_only``), the rest is the first's.
     call_prefix: str = ""
     ingest_only: bool = False
+    queue_log: QueueLogBackfill | None = None  # calls no daemon saw, from Asterisk's queue_log
 
 
 class Daemon:
@@ -168,6 +173,9 @@ class Daemon:
         self._pump: asyncio.Task[None] | None = None
         self._role: asyncio.Task[None] | None = None  # several instances: standby / ingest
         self._sweeper: asyncio.Task[None] | None = None
+        self._backfill: asyncio.Task[Any] | None = None  # queue_log: what nobody saw
+        self._backfill_from: float | None = None  # the PBX last known observed (restored)
+        self._backfill_since = 0.0  # where the running backfill reads from
         self._started: list[str] = []
         self.events_in = 0
         self.call_events = 0
@@ -280,6 +288,10 @@ class Daemon:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)
             self._sweeper = None
+        if self._backfill is not None:
+            self._backfill.cancel()
+            await asyncio.gather(self._backfill, return_exceptions=True)
+            self._backfill = None
         if self._pump is not None:
             await self._drain_events(p.ami)
             self._pump.cancel()
@@ -320,6 +332,8 @@ class Daemon:
             p.directory = None
         if p.cluster is not None:
             await p.cluster.close()  # an orderly stop gives the lease up at once
+        if p.queue_log is not None:
+            await p.queue_log.source.close()
         if p.owns_store and hasattr(p.store, "close"):
             await p.store.close()
             p.owns_store = False
@@ -395,6 +409,7 @@ class Daemon:
             set_aside=set_aside,
         )
         self._lost_at = snapshot.last_known_up
+        self._backfill_from = snapshot.last_known_up  # queue_log is read from then
         writer.link_up = lambda: bool(getattr(p.ami, "connected", False))
         writer.start()
         if snapshot.calls:
@@ -474,12 +489,31 @@ class Daemon:
             for event in p.calls.after_resync(alive, at, now, only=p.call_prefix):
                 await self.handle(event)
             self._lost_at = None
+            self._start_backfill(now, lost_at)
         if item.refused != p.resync.refused:
             for action, message in item.refused.items():
                 log.error("daemon.resync_refused", action=action, message=message)
         p.resync.refused = dict(item.refused)
         self.resyncs += 1
         log.info("ami.resynced", calls=len(p.calls.active()), refused=sorted(item.refused))
+
+    def _start_backfill(self, resynced_at: float, lost_at: float | None) -> None:
+        """A full resync after a start, a takeover or a lost link: from here the tracker
+        sees every call; before it, queue_log says what it missed (``cti.queuelog``), from
+        the moment the PBX was last known observed (or the link was lost)."""
+        p = self.parts
+        since = self._backfill_from if self._backfill_from is not None else lost_at
+        if p.queue_log is None or since is None:
+            return
+        self._backfill_from = None
+        if self._backfill is not None and not self._backfill.done():
+            self._backfill.cancel()  # another gap before it finished: one run covers both
+            since = min(since, self._backfill_since)
+        self._backfill_since = since
+        adopted = {c.call_id for c in p.calls.active() if c.midway or c.restored}
+        self._backfill = asyncio.create_task(
+            p.queue_log.run(since, resynced_at, adopted), name="queue-log-backfill"
+        )
 
     async def handle(self, event: CallEvent) -> None:
         """One call event: update the live call, then tell the desktops."""
@@ -665,6 +699,7 @@ async def build_daemon(
         case_book, callback_book = _cases_and_callbacks(config, store)
         # A task that opens or closes reaches its queue's desktops at once, through the hub.
         callback_news = CallbackNews(hub, queue_agents(config))
+        queue_log = _queue_log(config, store, recorder, calls, crm, pbx_clock)
         deps = ApiDeps(
             config=config,
             hub=hub,
@@ -724,6 +759,7 @@ async def build_daemon(
             else None
         ),
         cluster=cluster,
+        queue_log=queue_log,
         call_prefix=f"{config.ami.pbx_id}:" if several else "",
     )
     daemon = Daemon(parts)
@@ -795,6 +831,7 @@ def _pbx_daemon(
         cluster=cluster,
         call_prefix=f"{link.pbx_id}:",
         ingest_only=True,
+        queue_log=None,
     )
     return Daemon(parts)
 
@@ -836,6 +873,47 @@ def _call_state(
         encode=encode,
         clock=clock,
         heartbeat_s=config.ami.heartbeat_s,
+    )
+
+
+def _queue_log(
+    config: Config,
+    store: Any,
+    recorder: InteractionRecorder,
+    calls: LiveCalls,
+    crm: Any,
+    clock: PbxClock,
+) -> QueueLogBackfill | None:
+    """``[queue_log]``: its file or realtime table, checked against the store's interactions."""
+    qconf = config.queue_log
+    engine = getattr(store, "engine", None)
+    if not qconf.enabled or not config.ami.enabled:
+        return None
+    if engine is None:
+        log.warning("queue_log disabled: the interactions are not in a database of ours")
+        return None
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from cti.queuelog.sources import FileSource, QueueLogSource, TableSource
+
+    source: QueueLogSource
+    if qconf.file:
+        source = FileSource(Path(qconf.file).expanduser())
+    elif qconf.database_url:
+        other = create_async_engine(qconf.database_url)
+        source = TableSource(other, qconf.table, timezone=qconf.timezone, owns_engine=True)
+    else:
+        source = TableSource(engine, qconf.table, timezone=qconf.timezone)
+    return QueueLogBackfill(
+        source,
+        engine,
+        recorder,
+        calls,
+        resolver=crm if callable(getattr(crm, "resolve", None)) else None,
+        tiers_by_queue=tiers_by_queue(config),
+        pbx_id=config.ami.pbx_id,
+        lookback_s=qconf.lookback_s,
+        clock=clock.now,
     )
 
 

@@ -8,17 +8,21 @@ killed. Each agent has a desktop on C (never cut) and one on A or B (cut at each
 instance, then reconnected to another live instance: the replay). A killed instance is
 started again at once, as its service manager would, and waits as a standby.
 
-Checked: every call recorded exactly once, with the outcome, queues and agents it really had
-and ``ended_at`` not before ``started_at`` (a caller who gave up while no instance ingested
-is recorded ``unknown``/unseen, or, if it also began then, only Asterisk's CDR knows it: at
-most 2% of the calls); each agent's steady desktop got each message
-once, never two pops for one call, and for each call it answered a pop (or, for a call that
-rang and was answered while no instance ingested, ``answered`` with the call's context);
-takeover within 5 s each time; the ingest log (one line per ingest moment with its fencing
-token) shows no two tokens ingesting at once.
+The simulated PBX keeps Asterisk's realtime queue_log in the shared PostgreSQL (as
+``extconfig.conf`` ``queue_log => pgsql,...`` with ``queue_log_realtime_use_gmt``), and the
+instances read it (``[queue_log] table``): a call that came and went while no instance
+ingested, or ended then, is recorded or completed from it by the instance that takes over.
 
-``CTI_CLUSTER_CALLS`` sets the number of calls (default 300 here, to stay within a couple
-of minutes on 2 loaded cores; ``bench/bench_cluster.py --failover`` runs 1,000).
+Checked: every call recorded exactly once, none unknown, with the outcome, queues and agents
+it really had, its wait and talk within 1 s of what the simulator knows they were, and
+``ended_at`` not before ``started_at``; each agent's steady desktop got each message
+once, never two pops for one call, and for each call it answered a pop (or, for a call that
+rang and was answered while no instance ingested, ``answered`` with the call's context; one
+answered and ended then was never on a desktop); takeover within 5 s each time; the ingest
+log (one line per ingest moment with its fencing token) shows no two tokens ingesting at once.
+
+``CTI_CLUSTER_CALLS`` sets the number of calls (default 1,000, over the same minute as
+fewer: the call rate rises with it).
 """
 
 from __future__ import annotations
@@ -47,11 +51,12 @@ from sqlalchemy import text
 
 from crm_core.store import CrmStore
 from crm_core.testing import empty_store
+from cti.sim.queue_log import QueueLogTable, create_table
 from cti.sim.scenarios import AgentBehaviour
 from cti.sim.simulator import SimSettings, Simulator, generated_agents
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
-CALLS = int(os.environ.get("CTI_CLUSTER_CALLS", "300"))
+CALLS = int(os.environ.get("CTI_CLUSTER_CALLS", "1000"))
 KILLS = 10
 # Calls last 4.25 s to 8 s (a takeover takes 2 to 3 s): enough agents for them all.
 AGENTS = max(40, CALLS // 5)
@@ -65,6 +70,15 @@ def free_port() -> int:
 
 def token_of(name: str) -> str:
     return "tok-" + hashlib.sha256(name.encode()).hexdigest()[:16]
+
+
+def _how(extra: dict[str, Any]) -> str:
+    """How a record was made, for a failure's message."""
+    if extra.get("source") == "queue_log":
+        return "from queue_log"
+    if "queue_log" in extra:
+        return f"completed from queue_log: {extra['queue_log'].get('filled')}"
+    return f"tracker (estimated {extra.get('estimated')}, not known {extra.get('not_known')})"
 
 
 @dataclass
@@ -135,6 +149,9 @@ def instance_toml(
         "lease_ttl_s = 2.0",
         f"pbxs = {json.dumps(pbxs)}",
         f'ingest_log = "{ingest_log}"',
+        "[queue_log]",
+        'table = "queue_log"',
+        'timezone = "UTC"',
     ]
     for spec in generated_agents(AGENTS, ["tier1", "tier2", "tier3"]):
         digest = hashlib.sha256(token_of(spec.name).encode()).hexdigest()
@@ -219,7 +236,8 @@ async def test_calls_survive_ten_kills_of_the_ingesting_instance(
 ) -> None:
     client, prefix = redis_prefix
     db_url = pg_server_url.replace("postgresql://", "postgresql+asyncpg://", 1)
-    await (await empty_store(db_url)).close()
+    pbx_db = await empty_store(db_url)
+    await create_table(pbx_db.engine)  # Asterisk's realtime queue_log, as ast-db-manage makes it
     agents = generated_agents(AGENTS, ["tier1", "tier2", "tier3"])
     behaviour = AgentBehaviour(
         ring_s=(1.0, 2.0), miss_rate=0.0, talk_s=(16.0, 30.0), endings={"caller": 0.6, "agent": 0.4}
@@ -234,6 +252,7 @@ async def test_calls_survive_ten_kills_of_the_ingesting_instance(
             agents=agents,
             queues={"tier1": "rrmemory", "tier2": "ringall", "tier3": "rrmemory"},
             queue_timeout_s=60.0,
+            queue_log=QueueLogTable(pbx_db.engine, gmt=True),
         )
     )
     await sim.start()
@@ -293,7 +312,6 @@ async def test_calls_survive_ten_kills_of_the_ingesting_instance(
         cps = CALLS / duration
         load = asyncio.create_task(sim.generate(cps, duration))
         takeovers: list[float] = []
-        gaps: list[tuple[float, float]] = []  # wall clock: from a kill to its takeover
         gap = duration / (KILLS + 1)
         for _ in range(KILLS):
             await asyncio.sleep(gap)
@@ -301,6 +319,13 @@ async def test_calls_survive_ten_kills_of_the_ingesting_instance(
                 if not inst.alive:
                     await inst.start()
                     await wait_for(lambda p=inst.http_port: http_up(p), 30)
+
+            # An ingester starved past its lease's TTL (a loaded machine) gives the PBX up and
+            # exits; the other takes it over: kill whichever ingests now.
+            async def ingesting() -> bool:
+                return await lease_holder(client, prefix) in ("A", "B")
+
+            await wait_for(ingesting, 30)
             holder = await lease_holder(client, prefix)
             assert holder in ("A", "B"), holder
             logins = sim.ami.logins
@@ -311,17 +336,30 @@ async def test_calls_survive_ten_kills_of_the_ingesting_instance(
                 now = await lease_holder(client, prefix)
                 return now not in (None, was) and sim.ami.logins > before
 
-            killed_wall = time.time()
             await wait_for(taken_over, 10)
             takeovers.append(time.monotonic() - killed_at)
-            gaps.append((killed_wall, time.time()))
             await instances[holder].start()  # its service manager starts it again: standby
             port = instances[holder].http_port
-            await wait_for(lambda port=port: http_up(port), 30)
+            # A process starting on 2 cores loaded by the ingester at 17 calls/s (and other
+            # jobs) can take a while; what is timed is the takeover, above.
+            await wait_for(lambda port=port: http_up(port), 90)
             await asyncio.sleep(1.0)  # its fan-out read, its role started: a standby
         await load
         await sim.drain(120)
-        await asyncio.sleep(4.0)  # the last events reach the ingester and are written
+
+        async def all_recorded() -> bool:
+            """Each call written, none unknown (the last takeover's queue_log check done)."""
+            async with pbx_db.engine.connect() as conn:
+                done = (
+                    await conn.execute(
+                        text("SELECT count(*) FROM interactions WHERE outcome <> 'unknown'")
+                    )
+                ).scalar_one()
+            return int(done) >= len(sim.summaries)
+
+        with contextlib.suppress(TimeoutError):
+            await wait_for(all_recorded, 60, step=0.5)
+        await asyncio.sleep(2.0)  # anything written twice would be by now
         stop.set()
     finally:
         stop.set()
@@ -338,6 +376,9 @@ async def test_calls_survive_ten_kills_of_the_ingesting_instance(
                         await inst.proc.wait()
                 await inst.kill()
         await sim.stop()
+        async with pbx_db.engine.begin() as conn:  # the PBX's table, not one of the CRM's
+            await conn.execute(text("DROP TABLE IF EXISTS queue_log"))
+        await pbx_db.close()
 
     assert len(sim.summaries) >= CALLS * 0.8  # Poisson arrivals over CALLS / cps seconds
     # Takeover within 5 s of each kill (the lease's TTL, a login and a resync).
@@ -355,7 +396,7 @@ async def test_calls_survive_ten_kills_of_the_ingesting_instance(
     for older, newer in itertools.pairwise(tokens):
         assert max(spans[older]) < min(spans[newer]), (older, newer)
 
-    # Every call recorded exactly once, as it happened.
+    # Every call recorded exactly once, as it happened: none unknown, none missing.
     store = await CrmStore.open(db_url)
     try:
         async with store.engine.connect() as conn:
@@ -363,8 +404,8 @@ async def test_calls_survive_ten_kills_of_the_ingesting_instance(
                 (
                     await conn.execute(
                         text(
-                            "SELECT call_id, outcome, agents, queues, started_at, ended_at, extra"
-                            " FROM interactions"
+                            "SELECT call_id, outcome, agents, queues, started_at, ended_at,"
+                            " wait_s, talk_s, extra FROM interactions"
                         )
                     )
                 )
@@ -378,35 +419,46 @@ async def test_calls_survive_ten_kills_of_the_ingesting_instance(
         by_id.setdefault(row["call_id"], []).append(row)
     problems: list[Any] = []
     answered_by: dict[str, str] = {}
-    unseen: list[str] = []
+    from_queue_log: list[str] = []  # nobody saw them: recorded from Asterisk's queue_log
+    completed: list[str] = []  # seen in part, completed from it
+    never_shown: set[str] = set()  # answered and ended unseen: no desktop could be told
     for call in sim.summaries:
         found = by_id.get(call.call_id, [])
-        began = float(call.call_id.split(".")[0])  # the simulator's call ids: epoch seconds
-        in_gap = any(int(k) <= began <= t + 1 for k, t in gaps)
-        if not found and in_gap and not call.agents:
-            unseen.append(call.call_id)  # came and went while nobody ingested: CDR only
-            continue
         if len(found) != 1:
             problems.append(("recorded", len(found), call.call_id))
             continue
         row = found[0]
+        extra = row["extra"] or {}
+        if extra.get("source") == "queue_log":
+            from_queue_log.append(call.call_id)
+            never_shown.add(call.call_id)
+        elif "queue_log" in extra:
+            completed.append(call.call_id)
+            if "agents" in extra["queue_log"]["filled"]:
+                never_shown.add(call.call_id)  # answered and ended while nobody ingested
         if call.agents:
             answered_by[call.call_id] = call.agents[-1]
         want = "answered" if call.agents else "abandoned"
-        extra = row["extra"] or {}
-        if row["outcome"] == "unknown" and extra.get("unseen") and not call.agents:
-            # It left the queue while no instance ingested: the record says it was not seen
-            # rather than guess (only Asterisk's CDR would know); it is still recorded once.
-            unseen.append(call.call_id)
-            continue
         if row["outcome"] != want or list(row["agents"]) != call.agents:
             problems.append(("figures", call.call_id, row["outcome"], row["agents"], call.agents))
         elif list(row["queues"]) != call.queues:
             problems.append(("queues", call.call_id, row["queues"], call.queues))
+        # Wait: time in queues; talk: time bridged with agents (queue_log's table has them to
+        # the microsecond, AMI to the event): within 1 s of the truth.
+        if row["wait_s"] is None or abs(row["wait_s"] - call.queued_s) > 1.0:
+            problems.append(
+                ("wait_s", call.call_id, row["wait_s"], round(call.queued_s, 3), _how(extra))
+            )
+        talk = row["talk_s"] if call.agents else None
+        if call.agents and (talk is None or abs(talk - call.talk_s) > 1.0):
+            problems.append(
+                ("talk_s", call.call_id, row["talk_s"], round(call.talk_s, 3), _how(extra))
+            )
         if row["ended_at"] is not None and row["ended_at"] < row["started_at"]:
             problems.append(("ended_before_started", call.call_id))
     assert not problems, (len(problems), problems[:10])
-    assert len(unseen) <= max(3, len(sim.summaries) // 50), unseen
+    # The kills did leave calls nobody saw, or saw in part: queue_log was what told them.
+    assert from_queue_log or completed
 
     # Desktops: the steady one got each message once and a pop for every call its agent
     # answered; the roaming one, after its replays (same ids), has the same pops.
@@ -426,7 +478,7 @@ async def test_calls_survive_ten_kills_of_the_ingesting_instance(
                 popped_ids.setdefault(m["call_id"], set()).add(m["id"])
         assert all(len(v) == 1 for v in popped_ids.values()), agent  # one pop per call
         for call_id, who in answered_by.items():
-            if who == agent and call_id not in shown:
+            if who == agent and call_id not in shown and call_id not in never_shown:
                 missing.append((agent, call_id))
         roam = {m["id"] for m in roaming[agent].received if m["type"] == "pop"}
         assert roam <= {i for s in popped_ids.values() for i in s}, agent

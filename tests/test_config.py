@@ -110,3 +110,8 @@ def test_several_pbxs_each_have_their_link_and_share_the_rest_of_ami() -> None:
 def test_two_pbxs_with_one_id_are_refused() -> None:
     with pytest.raises(ConfigError, match="own id"):
         parse_config('[[pbx]]\nid = "a"\n[[pbx]]\nid = "a"\nport = 5039\n')
+
+
+def test_queue_log_with_several_pbxs_is_refused_rather_than_read_as_one_pbxs() -> None:
+    with pytest.raises(ConfigError, match="queue_log"):
+        parse_config('[queue_log]\nfile = "/var/log/asterisk/queue_log"\n[[pbx]]\nid = "a"\n')

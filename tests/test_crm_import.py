@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -400,3 +401,44 @@ async def test_the_store_refuses_a_nul_character_as_invalid_customer_data(
     with pytest.raises(InvalidCustomer, match="phone number contains a NUL"):
         await store.upsert_customer(name="Ann", phones=["0207\x00"])
     assert await store.count_customers() == 0
+
+
+async def test_an_update_stores_the_marketing_consent_time_as_the_store_reads_it_back(
+    store: CrmStore, tmp_path: Path
+) -> None:
+    """Updates go by the driver's executemany on SQLite: their timestamps must read back as
+    the same instants SQLAlchemy writes, or the next import would see a change."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import select
+
+    from crm_core.models import Customer
+
+    await import_csv(store, write(tmp_path, "external_id,name,flags\nM-1,Mo Market,vip\n"))
+    before = datetime.now(UTC)
+    report = await import_csv(
+        store, write(tmp_path, "external_id,name,flags\nM-1,Mo Market,vip;marketing\n", "b.csv")
+    )
+    assert [(c.field, c.old, c.new) for c in report.changes] == [("marketing_opt_in", False, True)]
+    async with store.engine.connect() as conn:
+        consent, updated = (
+            await conn.execute(
+                select(Customer.marketing_opt_in_at, Customer.updated_at).where(
+                    Customer.external_id == "M-1"
+                )
+            )
+        ).one()
+        if conn.dialect.name == "sqlite":  # as SQLAlchemy writes them: naive UTC text
+            raw = await conn.exec_driver_sql(
+                "SELECT marketing_opt_in_at, updated_at FROM customers WHERE external_id = 'M-1'"
+            )
+            for text in raw.one():
+                assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}", text), text
+    for stamp in (consent, updated):
+        stamp = stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+        assert before - timedelta(seconds=1) <= stamp <= datetime.now(UTC)
+
+    again = await import_csv(
+        store, write(tmp_path, "external_id,name,flags\nM-1,Mo Market,vip;marketing\n", "c.csv")
+    )
+    assert (again.updated, again.unchanged, again.changes) == (1, 1, [])

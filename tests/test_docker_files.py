@@ -124,6 +124,18 @@ def test_inbound_calls_ask_the_services_fastagi_port_then_queue_with_its_priorit
     assert list(steps) == sorted(steps), "fallback must sit between the AGI and the Queue"
 
 
+def test_every_queue_entry_is_tied_to_its_call_in_queue_log_before_queue() -> None:
+    """queue_log names a queue entry by the waiting channel's Uniqueid; the row before each
+    ``Queue()`` gives the call's Linkedid (``cti.queuelog``: calls nobody saw)."""
+    link = "QueueLog(${CTI_QUEUE},${UNIQUEID},NONE,CTI_LINKEDID,${CHANNEL(linkedid)})"
+    for context in ("from-pstn", "transfer"):
+        lines = _extensions(context)
+        queues = [i for i, line in enumerate(lines) if "Queue(${CTI_QUEUE}," in line]
+        assert queues, context
+        for i in queues:
+            assert lines[i - 1].endswith(link), (context, lines[i - 1])
+
+
 def _queues() -> dict[str, dict[str, str]]:
     return {
         name: bodies[0] for name, bodies in sections("queues.conf").items() if name != "general"

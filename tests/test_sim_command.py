@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import socket
 import sys
+from pathlib import Path
 
 import pytest
+
+from cti.queuelog.model import parse_line
 
 pytestmark = pytest.mark.slow
 
@@ -17,12 +20,15 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def test_sim_waits_for_a_client_then_generates_calls_and_prints_figures() -> None:
+async def test_sim_waits_for_a_client_then_generates_calls_and_prints_figures(
+    tmp_path: Path,
+) -> None:
     port = _free_port()
+    queue_log = tmp_path / "queue_log"
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "cti", "sim", "--calls-per-second", "20", "--agents", "12",
         "--duration", "1", "--ami-port", str(port), "--agi", "none", "--time-scale", "0.05",
-        "--seed", "1", "--log-level", "warning",
+        "--seed", "1", "--log-level", "warning", "--queue-log", str(queue_log),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert proc.stdout is not None
@@ -43,3 +49,8 @@ async def test_sim_waits_for_a_client_then_generates_calls_and_prints_figures() 
     assert calls >= 5
     assert received.count(b"Event: QueueCallerJoin\r\n") >= calls
     assert b"Event: VarSet" not in received  # dialplan class not asked for
+    # Asterisk's queue_log, as app_queue writes it: a queue entry per call joining a queue.
+    entries = [r for r in map(parse_line, queue_log.read_text().splitlines()) if r]
+    assert sum(r.event == "ENTERQUEUE" for r in entries) == received.count(
+        b"Event: QueueCallerJoin\r\n"
+    )

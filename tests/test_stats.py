@@ -211,6 +211,7 @@ async def test_the_same_hour_in_sql_gives_the_same_figures(store: CrmStore) -> N
     by_agent = await period_figures(store.engine, T0, T0 + HOUR, "agent", LIMITS)
     assert by_agent.repeat_calls == {"Agent 1001": 1}  # A, the call before D, was 1001's
     assert by_agent.groups["Agent 1001"].answered == 2
+    assert by_agent.agents == report.agents  # handle time by agent: from its own GROUP BY
 
     later = await period_figures(store.engine, T0 + HOUR, T0 + 2 * HOUR, "queue", LIMITS)
     assert later.groups == {}  # E was answered after the boundary but offered before it
@@ -230,7 +231,7 @@ def test_live_figures_and_calls_today_start_again_each_day() -> None:
     assert {k: f.offered for k, f in live.figures("tier").items()} == {"tier1": 1}
 
 
-async def test_sql_and_python_agree_on_many_fractional_waits(store: CrmStore) -> None:
+async def test_sql_and_python_agree_on_many_fractional_waits_and_holds(store: CrmStore) -> None:
     import random
 
     rnd = random.Random(3)
@@ -243,6 +244,8 @@ async def test_sql_and_python_agree_on_many_fractional_waits(store: CrmStore) ->
             leg.answered_at = joined + rnd.expovariate(1 / 18)
             leg.ended_at, leg.outcome = leg.answered_at + rnd.uniform(10, 300), "answered"
             leg.agent = rnd.choice(("Agent 1001", "Agent 1002", "Agent 2001"))
+            if rnd.random() < 0.3:  # held for part of the talk (kept on the leg)
+                leg.hold_s = round(rnd.uniform(0, leg.ended_at - leg.answered_at), 3)
         else:
             leg.left_at, leg.outcome = joined + rnd.uniform(0, 60), "abandoned"
         legs.append(leg)
@@ -253,3 +256,19 @@ async def test_sql_and_python_agree_on_many_fractional_waits(store: CrmStore) ->
         assert {k: v.to_dict() for k, v in report.groups.items()} == {
             k: v.to_dict() for k, v in python.items()
         }
+        assert any(v.avg_hold_s for v in report.groups.values())
+
+
+async def test_the_90th_percentile_is_the_nearest_rank_where_floating_point_rounds_up(
+    store: CrmStore,
+) -> None:
+    # 0.9 * 70 is 63.00000000000001 in floating point; the nearest rank is still the 63rd.
+    legs = []
+    for n in range(1, 71):
+        leg = Leg(f"p{n}", 0, "tier1", "tier1", T0 + n * 60)
+        leg.answered_at, leg.agent, leg.outcome = leg.joined_at + n, "Agent 1001", "answered"
+        legs.append(leg)
+    await write_legs(store.engine, legs)
+    report = await period_figures(store.engine, T0, T0 + 3 * HOUR, "queue", LIMITS)
+    assert report.groups["tier1"].p90_answer_s == 63.0
+    assert grouped(legs, "queue", LIMITS)["tier1"].p90_answer_s == 63.0

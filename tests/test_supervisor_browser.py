@@ -137,29 +137,20 @@ async def test_the_numbers_on_screen_are_the_apis(browser: Any, tmp_path: Path) 
 async def test_with_500_calls_in_progress_a_new_call_reaches_the_screen_quickly(
     browser: Any, tmp_path: Path
 ) -> None:
-    """Event → row on screen, measured (printed) over 20 new calls with 500 in progress; the
-    assertion is generous (the machine is shared), the target is 100 ms."""
-    import statistics
-    import time
+    """Event → painted row, measured in the page over 30 new calls with 500 in progress, beside
+    a bare WebSocket push and DOM append with as many rows (``console_latency``; the benchmark
+    is bench/bench_console.py). The target is 100 ms on a quiet machine; the bounds hold on a
+    loaded shared one: the console's median below 1.3x the bare page's (+ 10 ms), no call
+    later than 3 s."""
+    from console_latency import console_beside_bare, load
 
-    from playwright.async_api import expect
-
-    async with running_console(tmp_path) as world:
-        page = await browser.new_page(viewport={"width": 1400, "height": 1000})
-        await page.goto(str(world.client.make_url("/supervisor")))
-        await page.get_by_label("Supervisor token").fill(TOKENS["Supervisor"])
-        await page.get_by_role("button", name="Sign in").click()
-        await expect(page.locator("#link")).to_have_text("connected")
-        for n in range(500):
-            await world.event("offered", f"bg{n}", n * 0.1, caller="+441632960001")
-            await world.event("queued", f"bg{n}", n * 0.1, queue="tier1" if n % 2 else "tier2")
-        await expect(page.locator("#call-count")).to_have_text("500", timeout=30_000)
-        took = []
-        for n in range(20):
-            start = time.perf_counter()
-            await world.event("offered", f"new{n}", 60 + n, caller="+441632960001")
-            await page.wait_for_selector(f'#calls tr[data-call="new{n}"]', timeout=10_000)
-            took.append((time.perf_counter() - start) * 1000)
-        print(f"event to screen, 500 calls: median {statistics.median(took):.0f} ms, "
-              f"max {max(took):.0f} ms")  # fmt: skip
-        assert statistics.median(took) < 1000
+    found = await console_beside_bare(browser, tmp_path, events=30)
+    print(load())
+    for latencies in found.values():
+        print(latencies.summary())
+    console, bare = found["console"], found["bare"]
+    # At a load of 12-18 on 2 cores, the table laid out and painted whole in each frame took
+    # 1.8-3.8x the bare page's median (89 against 50 ms over 150 events); a row rendered alone
+    # takes about 0.6x (the bare page lays out its whole table).
+    assert console.p50() < 1.3 * bare.p50() + 10
+    assert max(console.painted_ms) < 3000

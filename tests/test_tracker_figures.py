@@ -147,6 +147,7 @@ async def test_an_abandoned_calls_record_has_the_wait_the_abandoned_event_carrie
             "tier": "T1",
             "wait_s": pytest.approx(4.0, abs=0.01),
             "result": "abandon",
+            "uniqueid": "1795394572.9",  # the waiting channel: queue_log's callid
         }
     ]
 

@@ -24,6 +24,7 @@ COLUMNS = (
     "p90_answer_s",
     "longest_wait_s",
     "aht_s",
+    "avg_hold_s",
     "transfers_out",
     "escalations_out",
     "repeat_calls",

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from cti.config import Config
 
 if TYPE_CHECKING:
+    from cti.sim.queue_log import QueueLogWriter
     from cti.sim.simulator import Simulator
 
 HELP = "Run the PBX simulator (AMI server + FastAGI client) as a load generator"
@@ -42,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-wait", action="store_true", help="start calls before an AMI client logs in"
     )
     parser.add_argument("--drain", type=float, default=120.0, help="max seconds to let calls end")
+    parser.add_argument(
+        "--queue-log", help="write Asterisk's queue_log file here, as app_queue writes it"
+    )
 
 
 def _agi_target(text: str | None, config: Config) -> tuple[str | None, int]:
@@ -57,10 +61,17 @@ def _agi_target(text: str | None, config: Config) -> tuple[str | None, int]:
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
-    return asyncio.run(_sim(args, config))
+    queue_log = None
+    if args.queue_log:
+        from pathlib import Path
+
+        from cti.sim.queue_log import QueueLogFile
+
+        queue_log = QueueLogFile(Path(args.queue_log).expanduser())
+    return asyncio.run(_sim(args, config, queue_log))
 
 
-async def _sim(args: argparse.Namespace, config: Config) -> int:
+async def _sim(args: argparse.Namespace, config: Config, queue_log: QueueLogWriter | None) -> int:
     from cti.sim.simulator import LADDER, Simulator, generated_agents, settings_from_config
 
     settings = settings_from_config(
@@ -74,6 +85,7 @@ async def _sim(args: argparse.Namespace, config: Config) -> int:
     if args.agents > 0:
         queues = [config.tiers[t].queue for t in LADDER if t in config.tiers]
         settings.agents = generated_agents(args.agents, queues or ["tier1"])
+    settings.queue_log = queue_log
     sim = Simulator(settings)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

@@ -268,7 +268,13 @@
       const now = Date.now();
       panel.callbacks = (data.callbacks || []).map((t) => ({ ...t, receivedAt: now }));
       panel.callbacksOff = data.enabled === false;
-      if (data.poll_s) panel.pollMs = data.poll_s * 1000;
+      // The daemon's pace applies from now on: the wait already scheduled (the default's,
+      // set at page load, before sign-in) would otherwise come first.
+      const pollMs = data.poll_s ? data.poll_s * 1000 : panel.pollMs;
+      if (pollMs !== panel.pollMs) {
+        panel.pollMs = pollMs;
+        poll();
+      }
     } catch (err) {
       panel.callbacks = [];
     }

@@ -6,7 +6,9 @@ const state = {
   token: null,
   ws: null,
   calls: new Map(),
+  callRows: new Map(), // call id -> its <tr> on screen (found without searching 500 rows)
   agents: new Map(),
+  agentRows: new Map(), // agent name -> its <tr>
   queues: new Map(),
   hours: [],
   alerts: new Map(),
@@ -52,7 +54,8 @@ function ticking(ts, cls, prefix = "", suffix = "") {
 
 function tick() {
   for (const td of document.querySelectorAll("[data-since]")) {
-    td.textContent = td.dataset.prefix + since(Number(td.dataset.since)) + td.dataset.suffix;
+    const text = td.dataset.prefix + since(Number(td.dataset.since)) + td.dataset.suffix;
+    if (td.textContent !== text) td.textContent = text; // an unchanged cell is not laid out again
   }
 }
 
@@ -110,23 +113,30 @@ function shownCall(c) {
 
 function renderCalls() {
   const body = $("calls").tBodies[0];
-  body.replaceChildren();
+  const rows = [];
+  state.callRows.clear();
   for (const c of state.calls.values()) {
-    if (shownCall(c)) body.append(callRow(c));
+    if (!shownCall(c)) continue;
+    const tr = callRow(c);
+    state.callRows.set(c.call_id, tr);
+    rows.push(tr);
   }
-  $("call-count").textContent = String(body.rows.length);
+  body.replaceChildren(...rows);
+  $("call-count").textContent = String(state.callRows.size);
 }
 
-// One call changed (or went): only its row is touched, not the other 500.
+// One call changed (or went): only its row is touched, found by its id (no search, no other
+// row rebuilt), so a change costs the same with 5 calls or 500.
 function updateCall(id) {
-  const body = $("calls").tBodies[0];
-  const old = body.querySelector(`tr[data-call="${CSS.escape(id)}"]`);
+  const old = state.callRows.get(id);
   const c = state.calls.get(id);
   const row = c && shownCall(c) ? callRow(c) : null;
+  if (row) state.callRows.set(id, row);
+  else state.callRows.delete(id);
   if (old && row) old.replaceWith(row);
   else if (old) old.remove();
-  else if (row) body.append(row);
-  $("call-count").textContent = String(body.rows.length);
+  else if (row) $("calls").tBodies[0].append(row);
+  $("call-count").textContent = String(state.callRows.size);
 }
 
 function callRow(c) {
@@ -177,25 +187,42 @@ function agentButtons(a) {
 }
 
 function renderAgents() {
-  const body = $("agents").tBodies[0];
-  body.replaceChildren();
+  const rows = [];
+  state.agentRows.clear();
   for (const a of state.agents.values()) {
-    const tr = el("tr");
-    tr.dataset.agent = a.name;
-    const text = a.state.replace(/_/g, " ");
-    const stateCell = a.state === "paused"
-      ? ticking(a.paused_since, `state state-${a.state}`, `${text} (${a.reason || "no reason"}, `, ")")
-      : el("td", text, `state state-${a.state}`);
-    tr.append(
-      el("td", a.name),
-      stateCell,
-      el("td", a.call_id || ""),
-      el("td", a.calls_today, "num calls-today"),
-      el("td", (a.queues || []).join(", ")),
-      agentButtons(a),
-    );
-    body.append(tr);
+    const tr = agentRow(a);
+    state.agentRows.set(a.name, tr);
+    rows.push(tr);
   }
+  $("agents").tBodies[0].replaceChildren(...rows);
+}
+
+// One agent changed: only their row is rebuilt.
+function updateAgent(name) {
+  const a = state.agents.get(name);
+  const old = state.agentRows.get(name);
+  const tr = agentRow(a);
+  state.agentRows.set(name, tr);
+  if (old) old.replaceWith(tr);
+  else $("agents").tBodies[0].append(tr);
+}
+
+function agentRow(a) {
+  const tr = el("tr");
+  tr.dataset.agent = a.name;
+  const text = a.state.replace(/_/g, " ");
+  const stateCell = a.state === "paused"
+    ? ticking(a.paused_since, `state state-${a.state}`, `${text} (${a.reason || "no reason"}, `, ")")
+    : el("td", text, `state state-${a.state}`);
+  tr.append(
+    el("td", a.name),
+    stateCell,
+    el("td", a.call_id || ""),
+    el("td", a.calls_today, "num calls-today"),
+    el("td", (a.queues || []).join(", ")),
+    agentButtons(a),
+  );
+  return tr;
 }
 
 function renderChart() {
@@ -302,7 +329,7 @@ function apply(msg) {
       break;
     case "agent_row":
       state.agents.set(msg.row.name, msg.row);
-      renderAgents();
+      updateAgent(msg.row.name);
       break;
     case "queue_row":
       state.queues.set(msg.row.queue, msg.row);

@@ -41,7 +41,9 @@ class Leg:
     two: Channel
     started: float
     waiting: Channel  # the channel in the queue that dials: the caller's, or a consultation
+    entry: Entry  # its stay in the queue (queue_log's hold time and position)
     timer: asyncio.Task[None] | None = None
+    connected: float | None = None  # when it was answered
 
 
 @dataclass
@@ -58,6 +60,10 @@ class CallSummary:
     hangup_by: str | None = None
     wait_s: float | None = None
     agi_status: str = ""
+    # Time the caller's channel spent in queues, and bridged with agents (the truth for the
+    # figures of the record, as the tracker and Asterisk's queue_log measure them).
+    queued_s: float = 0.0
+    talk_s: float = 0.0
 
 
 class SimCall:
@@ -230,6 +236,7 @@ class SimCall:
         trunk.priority = 11 if trunk.context == "from-pstn" else 4
         trunk.application, trunk.app_data = "Queue", f"{name},t,,,300"
         entry = pbx.join(queue, self, priority)
+        self._enter_queue_log(queue, entry, trunk)
         pbx.channel_event(
             "QueueCallerJoin",
             trunk,
@@ -274,12 +281,32 @@ class SimCall:
                 context, exten = message[1], message[2]
                 return self._redirect_from_queue(queue, entry, context, exten)
 
+    def _enter_queue_log(self, queue: SimQueue, entry: Entry, channel: Channel) -> None:
+        """The shipped dialplan's ``QueueLog(...,CTI_LINKEDID,${CHANNEL(linkedid)})`` before
+        ``Queue()``, then app_queue's ENTERQUEUE (url|caller ID|position; the number only
+        when its presentation is allowed)."""
+        pbx = self.pbx
+        pbx.queue_log_row(queue.name, channel.uniqueid, "NONE", "CTI_LINKEDID", channel.linkedid)
+        number = "" if self.number is None else channel.caller_num
+        pbx.queue_log_row(
+            queue.name, channel.uniqueid, "NONE", "ENTERQUEUE", "", number, entry.original_position
+        )
+
+    def _exit_queue_log(self, queue: SimQueue, entry: Entry, channel: Channel) -> None:
+        """ABANDON: the caller hung up, or was redirected out (Asterisk logs it so)."""
+        pbx = self.pbx
+        wait = int(pbx.clock()) - int(entry.joined)
+        position = queue.position(entry)
+        pbx.queue_log_row(
+            queue.name, channel.uniqueid, "NONE", "ABANDON", position, entry.original_position, wait
+        )
+
     def offer(self, queue: SimQueue, entry: Entry, members: list[Member]) -> None:
         """Called by the queue dispatcher: ring these members' phones now."""
         for member in members:
-            self._ring(queue, member, entry.channel or self.trunk)
+            self._ring(queue, member, entry.channel or self.trunk, entry)
 
-    def _ring(self, queue: SimQueue, member: Member, trunk: Channel) -> None:
+    def _ring(self, queue: SimQueue, member: Member, trunk: Channel, entry: Entry) -> None:
         pbx = self.pbx
         exten = member.phone.exten
         one, two = local_pair(pbx.ids, exten, "agents", self.caller.linkedid)
@@ -337,7 +364,7 @@ class SimCall:
         pbx.emit(
             "DialState", "call", [*trunk.headers(), *one.headers("Dest"), ("DialStatus", "RINGING")]
         )
-        leg = Leg(member, queue, one, two, pbx.clock(), trunk)
+        leg = Leg(member, queue, one, two, pbx.clock(), trunk, entry)
         answers = self.rng.random() >= self.behaviour.miss_rate
         delay = self._uniform(self.behaviour.ring_s)
         if not answers or delay >= queue.timeout_s:
@@ -363,6 +390,9 @@ class SimCall:
 
     def _ring_no_answer(self, leg: Leg, reject: bool = False) -> None:
         ring_ms = int((self.pbx.clock() - leg.started) * 1000)
+        self.pbx.queue_log_row(
+            leg.queue.name, leg.waiting.uniqueid, leg.member.name, "RINGNOANSWER", ring_ms
+        )
         if not reject:
             self.pbx.emit(
                 "AgentRingNoAnswer",
@@ -400,7 +430,12 @@ class SimCall:
         pbx.channel_event("SoftHangupRequest", caller, ("Cause", "16"))
         pbx.channel_event("HangupRequest", trunk, ("Cause", "16"))
         pbx.hangup(caller, 16, soft=False)
+        for leg in self.legs:
+            ring_ms = int((pbx.clock() - leg.started) * 1000)
+            pbx.queue_log_row(queue.name, trunk.uniqueid, leg.member.name, "RINGCANCELED", ring_ms)
         self._cancel_legs(cause=0)
+        self._exit_queue_log(queue, entry, trunk)
+        self.summary.queued_s += pbx.clock() - entry.joined
         hold = int(pbx.clock() - entry.joined)
         pbx.channel_event(
             "QueueCallerAbandon",
@@ -423,6 +458,8 @@ class SimCall:
         """AMI Redirect of a waiting caller: Asterisk reports an abandon, then a leave."""
         pbx, trunk = self.pbx, self.trunk
         self._cancel_legs(cause=0)
+        self._exit_queue_log(queue, entry, trunk)
+        self.summary.queued_s += pbx.clock() - entry.joined
         trunk.context, trunk.exten, trunk.priority = context, exten, 1
         pbx.channel_event(
             "QueueCallerAbandon",
@@ -467,6 +504,8 @@ class SimCall:
         self._leave_queue(queue, entry)
         now = pbx.clock()
         hold = int(now - entry.joined)
+        self._connect_queue_log(leg, now)
+        self.summary.queued_s += now - entry.joined
         pbx.emit(
             "AgentConnect",
             "agent",
@@ -489,6 +528,38 @@ class SimCall:
         queue.completed += 1
         queue.holdtime_total += hold
         return await self._talk(queue, leg, now)
+
+    def _connect_queue_log(self, leg: Leg, now: float) -> None:
+        """CONNECT: hold time | the member channel's Uniqueid | ring time (seconds)."""
+        leg.connected = now
+        self.pbx.queue_log_row(
+            leg.queue.name,
+            leg.waiting.uniqueid,
+            leg.member.name,
+            "CONNECT",
+            int(now) - int(leg.entry.joined),
+            leg.one.uniqueid,
+            int(now - leg.started),
+        )
+
+    def _complete_queue_log(self, leg: Leg, reason: str, transfer: tuple[str, ...] = ()) -> None:
+        """COMPLETECALLER/COMPLETEAGENT (hold | talk | position), or a transfer's row with
+        its destination first (BLINDTRANSFER exten|context, ATTENDEDTRANSFER BRIDGE|id)."""
+        now = self.pbx.clock()
+        connected = leg.connected if leg.connected is not None else now
+        event = {"caller": "COMPLETECALLER", "agent": "COMPLETEAGENT"}.get(reason)
+        if event is None:
+            event = "BLINDTRANSFER" if transfer and transfer[0] != "BRIDGE" else "ATTENDEDTRANSFER"
+        self.pbx.queue_log_row(
+            leg.queue.name,
+            leg.waiting.uniqueid,
+            leg.member.name,
+            event,
+            *transfer,
+            int(connected) - int(leg.entry.joined),
+            int(now) - int(connected),
+            leg.entry.original_position,
+        )
 
     def _ending(self, queue: SimQueue, transfers: bool = True) -> TalkEnd:
         endings = dict(self.behaviour.endings)
@@ -548,7 +619,11 @@ class SimCall:
                     self._agent_hangs_up(leg, answered_at)
                     return None
 
-    def _agent_complete(self, leg: Leg, answered_at: float, reason: str) -> None:
+    def _agent_complete(
+        self, leg: Leg, answered_at: float, reason: str, transfer: tuple[str, ...] = ()
+    ) -> None:
+        self._complete_queue_log(leg, reason, transfer)
+        self.summary.talk_s += self.pbx.clock() - answered_at
         talk = self._emit_agent_complete(
             leg, answered_at, reason, [*leg.waiting.headers(), *leg.one.headers("Dest")]
         )
@@ -648,7 +723,7 @@ class SimCall:
         )
         self.summary.transfers.append({"kind": "blind", "from": leg.member.name, "to": exten})
         trunk.context, trunk.exten, trunk.priority = context, exten, 1
-        self._agent_complete(leg, answered_at, "transfer")
+        self._agent_complete(leg, answered_at, "transfer", (exten, context))
         pbx.leave_bridge(trunk)
         self._release_agent(leg)
         return self._goto(context, exten)
@@ -704,6 +779,7 @@ class SimCall:
         pbx.enter(consult_bridge, leg.one)
         far.priority = 4
         entry = pbx.join(target, self, 0, channel=far)
+        self._enter_queue_log(target, entry, far)
         pbx.channel_event(
             "QueueCallerJoin",
             far,
@@ -765,6 +841,7 @@ class SimCall:
         pbx.channel_event("MusicOnHoldStop", far)
         self._leave_queue_channel(target, entry, far)
         now = pbx.clock()
+        self._connect_queue_log(specialist, now)
         pbx.emit(
             "AgentConnect",
             "agent",
@@ -826,6 +903,9 @@ class SimCall:
         )
         pbx.destroy_bridge(consult_bridge)
         pbx.hangup(leg.one, 16, soft=False)
+        bridge_id = caller_bridge.uniqueid if caller_bridge is not None else ""
+        self._complete_queue_log(leg, "transfer", ("BRIDGE", bridge_id))
+        self.summary.talk_s += pbx.clock() - answered_at
         self._emit_agent_complete(leg, answered_at, "transfer", trunk.headers())
         leg.two.exten, leg.two.priority = "h", 2
         pbx.hangup(leg.two, 16, soft=False)
@@ -904,6 +984,7 @@ class SimCall:
         pbx.channel_event("HangupRequest", far, ("Cause", "16"))
         pbx.leave_bridge(near, destroy=False)
         pbx.hangup(near, 16, soft=False)
+        self._exit_queue_log(target, entry, far)
         pbx.channel_event(
             "QueueCallerAbandon",
             far,

@@ -15,7 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+from cti.queuelog.model import QueueLogRow
 from cti.sim.channels import Bridge, Channel, Ids
+from cti.sim.queue_log import QueueLogWriter
 from cti.sim.wire import Headers
 
 if TYPE_CHECKING:
@@ -177,6 +179,13 @@ class Pbx:
         self._subscribers: list[Subscriber] = []
         self._seq = itertools.count()
         self.events_sent = 0
+        self.queue_log: QueueLogWriter | None = None  # app_queue's rows, when configured
+
+    def queue_log_row(self, queue: str, callid: str, agent: str, event: str, *data: object) -> None:
+        """One row of Asterisk's queue_log (``ast_queue_log``), now."""
+        if self.queue_log is not None:
+            row = QueueLogRow(self.clock(), callid, queue, agent, event, tuple(map(str, data)))
+            self.queue_log.write(row)
 
     # -- events -----------------------------------------------------------------------------
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:

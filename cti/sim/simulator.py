@@ -19,6 +19,7 @@ from cti.sim.agi import AgiRequest, AgiResult, run_agi
 from cti.sim.ami_server import AmiServer
 from cti.sim.call import CallSummary, SimCall
 from cti.sim.pbx import Pbx, SimQueue
+from cti.sim.queue_log import QueueLogWriter
 from cti.sim.scenarios import AgentBehaviour, CallerProfile, Dialplan, load_mix, pick_caller
 
 log = structlog.get_logger(__name__)
@@ -50,6 +51,8 @@ class SimSettings:
     )
     agents: list[AgentSpec] = field(default_factory=list)
     seed: int | None = None
+    # Asterisk's queue_log, written as app_queue writes it (None: not kept, as queue_log = no).
+    queue_log: QueueLogWriter | None = None
 
 
 class Simulator:
@@ -57,6 +60,7 @@ class Simulator:
         self.settings = settings
         self.rng = random.Random(settings.seed)
         self.pbx = Pbx()
+        self.pbx.queue_log = settings.queue_log
         self.actions = Actions(self.pbx, self._spawn, self.rng)
         self.ami = AmiServer(
             self.pbx, self.actions, settings.users, settings.ami_host, settings.ami_port
@@ -93,6 +97,8 @@ class Simulator:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.ami.stop()
+        if self.settings.queue_log is not None:
+            await self.settings.queue_log.close()
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro)

@@ -14,6 +14,7 @@ Definitions (the README's "Supervisor console and statistics" states them for us
   second below) of the wait of the answered legs; ``longest_wait_s``: the longest wait of
   any leg (answered or not; for a leg still waiting, its wait so far);
 - ``aht_s``: mean of talk + wrap-up over the answered legs whose talk has ended;
+  ``avg_hold_s``: mean time on hold over the same legs (hold is within talk);
 - ``transfers_out`` / ``escalations_out``: answered legs the agent transferred elsewhere /
   legs whose call went on to another tier's queue (answered or not);
 - by agent, a leg counts for the agent who answered it.
@@ -97,6 +98,7 @@ class Figures:
     p90_answer_s: float | None = None
     longest_wait_s: float | None = None
     aht_s: float | None = None
+    avg_hold_s: float | None = None
     transfers_out: int = 0
     escalations_out: int = 0
 
@@ -113,6 +115,7 @@ def figures(legs: Iterable[Leg], thresholds: Thresholds, now: float | None = Non
     out = Figures()
     waits: list[float] = []
     handles: list[float] = []
+    holds: list[float] = []
     longest: float | None = None
     for leg in legs:
         out.offered += 1
@@ -130,6 +133,7 @@ def figures(legs: Iterable[Leg], thresholds: Thresholds, now: float | None = Non
             talk = leg.talk_s
             if talk is not None:
                 handles.append(talk + leg.wrap_s)
+                holds.append(leg.hold_s)
         elif leg.outcome == "abandoned" and wait is not None:
             if wait <= thresholds.short_abandon_s:
                 out.short_abandoned += 1
@@ -147,6 +151,7 @@ def figures(legs: Iterable[Leg], thresholds: Thresholds, now: float | None = Non
     out.p90_answer_s = tenth_below(nearest_rank(waits, 0.9))
     out.longest_wait_s = _round(longest)
     out.aht_s = _round(sum(handles) / len(handles)) if handles else None
+    out.avg_hold_s = _round(sum(holds) / len(holds)) if holds else None
     return out
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import Table, delete, insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crm_core.models import AgentActivity, CallLeg
+from crm_core.repeats import mark_calls
 from cti.stats.legs import Activity, Leg
 
 log = structlog.get_logger(__name__)
@@ -41,6 +42,7 @@ def leg_row(leg: Leg) -> dict[str, Any]:
         "outcome": leg.outcome,
         "exit": leg.exit,
         "wrap_s": leg.wrap_s,
+        "hold_s": leg.hold_s,
     }
 
 
@@ -56,7 +58,8 @@ def activity_row(item: Activity) -> dict[str, Any]:
 
 async def write_legs(engine: AsyncEngine, legs: Sequence[Leg]) -> None:
     """Write legs; the legs of a call replace those written for it before (also within
-    ``legs``: a call's legs are given again when its wrap-up is measured)."""
+    ``legs``: a call's legs are given again when its wrap-up is measured). Each call is
+    marked as a repeat call or not (``crm_core.repeats``) in the same transaction."""
     if not legs:
         return
     latest: dict[tuple[str, int], Leg] = {(leg.call_id, leg.seq): leg for leg in legs}
@@ -67,6 +70,7 @@ async def write_legs(engine: AsyncEngine, legs: Sequence[Leg]) -> None:
             chunk = calls[start : start + 500]
             await conn.execute(delete(LEGS).where(LEGS.c.call_id.in_(chunk)))
         await conn.execute(insert(LEGS), [leg_row(leg) for leg in legs])
+        await mark_calls(conn, calls)
 
 
 async def write_activity(engine: AsyncEngine, items: Sequence[Activity]) -> None:

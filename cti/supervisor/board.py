@@ -111,6 +111,23 @@ def agent_key(agent: AgentConfig) -> str:
     return agent.member or agent.name
 
 
+def agents_on(ctx: CallView) -> set[str]:
+    """The agents (queue member names) a call is ringing or talking to."""
+    found = {str(r["member"]) for r in ctx.ringing_agents if r.get("member")}
+    if ctx.agent:
+        found.add(ctx.agent)
+    return found
+
+
+def calls_by_agent(calls: Iterable[CallView]) -> dict[str, list[CallView]]:
+    """Each agent's calls (ringing or talking to them), in one pass over the calls."""
+    out: dict[str, list[CallView]] = {}
+    for ctx in calls:
+        for agent in agents_on(ctx):
+            out.setdefault(agent, []).append(ctx)
+    return out
+
+
 def agent_row(
     agent: AgentConfig,
     stats: LiveStats,
@@ -202,7 +219,8 @@ def board(
         legs_by_call.setdefault(leg.call_id, []).append(leg)
     calls_today = stats.calls_today()
     people = [a for a in config.agents if a.role == "agent"]
-    agents = [agent_row(a, stats, calls, calls_today, now) for a in people]
+    theirs = calls_by_agent(calls)
+    agents = [agent_row(a, stats, theirs.get(agent_key(a), []), calls_today, now) for a in people]
     by_queue = stats.figures("queue", now)
     queues = {t.queue: name for name, t in config.tiers.items()}
     for queue in by_queue:

@@ -43,7 +43,7 @@ from cti.stats.live import LiveStats, thresholds_of
 from cti.stats.period import period_figures
 from cti.stats.store import StatsSink
 from cti.supervisor.alerts import AlertEvent, alerts
-from cti.supervisor.board import CallView, agent_key, agent_row, board, call_row
+from cti.supervisor.board import CallView, agent_key, agent_row, agents_on, board, call_row
 from cti.supervisor.listen import Supervise
 from cti.tracker.events import CallEvent
 
@@ -108,6 +108,10 @@ class Supervision:
         self._listeners: list[Callable[[AlertEvent], None]] = []
         self._task: asyncio.Task[None] | None = None
         self._sent_calls: dict[str, dict[str, Any]] = {}  # last call rows pushed by refresh
+        # Which calls ring or talk to each agent, kept as events arrive: an agent's row is
+        # built from their own calls, never from a scan of every call in progress.
+        self._calls_of: dict[str, dict[str, None]] = {}  # agent -> call ids (in order)
+        self._agents_of: dict[str, set[str]] = {}  # call id -> agents
         calls.on_wrap_up(self._wrapped)
         if supervise is not None:
             supervise.on_recording(calls.note_recording)
@@ -115,6 +119,8 @@ class Supervision:
     # ---- the event flow ------------------------------------------------------------------
 
     def apply(self, event: CallEvent, ctx: CallView | None) -> None:
+        if ctx is not None and event.call:
+            self._index(event.call, ctx)
         done = self.stats.apply(event)
         if self.supervise is not None and ctx is not None:
             if event.event == "answered":
@@ -141,6 +147,31 @@ class Supervision:
         self._had_consoles = anywhere
         return anywhere
 
+    def _index(self, call: str, ctx: CallView | None) -> None:
+        now = agents_on(ctx) if ctx is not None and ctx.state != "ended" else set()
+        before = self._agents_of.pop(call, set())
+        for agent in before - now:
+            calls = self._calls_of.get(agent)
+            if calls is not None:
+                calls.pop(call, None)
+                if not calls:
+                    del self._calls_of[agent]
+        for agent in now - before:
+            self._calls_of.setdefault(agent, {})[call] = None
+        if now:
+            self._agents_of[call] = now
+
+    def _reindex(self) -> None:
+        self._calls_of.clear()
+        self._agents_of.clear()
+        for ctx in self.calls.active():
+            self._index(ctx.call_id, ctx)
+
+    def calls_of(self, agent: str) -> list[CallView]:
+        """The calls ringing or talking to this agent (queue member name) now."""
+        found = (self.calls.get(call) for call in self._calls_of.get(agent, ()))
+        return [ctx for ctx in found if ctx is not None]
+
     def _wrapped(self, wrap: WrapUp) -> None:
         """A wrap-up was measured: it joins its leg's handle time (rewritten if written)."""
         legs = self.stats.wrap_up(wrap.call_id, wrap.agent, wrap.seconds)
@@ -164,7 +195,6 @@ class Supervision:
         involved = {d.get("member"), d.get("agent"), d.get("from_agent"), d.get("to")}
         if ctx is not None:
             involved.add(ctx.agent)
-        active = self.calls.active()
         calls_today: dict[str, int] | None = None
         for name in involved:
             agent = self._agents.get(name) if isinstance(name, str) else None
@@ -172,12 +202,13 @@ class Supervision:
                 continue
             if calls_today is None:
                 calls_today = self.stats.calls_today()
-            row = agent_row(agent, self.stats, active, calls_today, now)
+            row = agent_row(agent, self.stats, self.calls_of(agent_key(agent)), calls_today, now)
             out.append(self.hub.make_message("agent_row", {"row": row}, key=f"agent\0{name}"))
         return out
 
     def resynced(self) -> None:
         """After a resync the console starts again from a snapshot."""
+        self._reindex()
         if self._consoles():
             self.hub.to_consoles([self.snapshot()])
 

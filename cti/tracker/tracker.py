@@ -1074,7 +1074,16 @@ class CallTracker:
         call = self._call_for_caller_side(chan)
         if call is not None:
             call.queues.append(queue)
-            call.queue_legs.append({"queue": queue, "wait_s": None, "result": None, "_joined": ts})
+            # The waiting channel's Uniqueid: Asterisk's queue_log names the entry by it.
+            call.queue_legs.append(
+                {
+                    "queue": queue,
+                    "wait_s": None,
+                    "result": None,
+                    "uniqueid": chan.uniqueid,
+                    "_joined": ts,
+                }
+            )
             call.abandon_queue = None
             for transfer in call.transfers:
                 if transfer["kind"] == "blind" and transfer.get("to_queue") is None:

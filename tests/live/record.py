@@ -3,9 +3,10 @@
     .venv/bin/python tests/live/record.py PREFIX WHAT [OUT_DIR]
 
 PREFIX is an Asterisk install prefix (``/opt/asterisk22``); WHAT one of the recordings below;
-OUT_DIR defaults to tests/recordings/asterisk22. Each run starts its own Asterisk from the
-shipped docker/asterisk config plus the lab overlay (tests/live/lab.py) in a temporary
-directory, on free ports, and stops it at the end.
+OUT_DIR defaults to tests/recordings/asterisk22 (``queue_log``: Asterisk's queue_log lines
+of an answered and an abandoned call, beside their events). Each run starts its own
+Asterisk from the shipped docker/asterisk config plus the lab overlay (tests/live/lab.py) in
+a temporary directory, on free ports, and stops it at the end.
 """
 
 from __future__ import annotations
@@ -333,6 +334,78 @@ def record_calls(prefix: Path, out: Path, names: list[str]) -> None:
             lab.stop()
 
 
+QUEUE_LOG = {
+    "queue_log_answered": (
+        "Inbound call from +442071234567 routed by FastAGI to tier1: the agent rung answers "
+        "after 2 s and hangs up 5 s later (COMPLETEAGENT)"
+    ),
+    "queue_log_abandoned": (
+        "Inbound call from +442071234567 routed by FastAGI to tier1, no agent answers; the "
+        "caller hangs up 6 s after the trunk answered (ABANDON)"
+    ),
+}
+
+
+async def _record_queue_log(lab: AsteriskLab, name: str, out: Path) -> None:
+    """<name>.ami (every event of the call) and <name>.queue_log (the lines app_queue and
+    the shipped dialplan's QueueLog wrote for it)."""
+    transcript = Transcript(f"{QUEUE_LOG[name]} (Asterisk {version(lab.prefix)})")
+    listener = _Ami(transcript, "L", lab.ami_port)
+    actions = _Ami(transcript, "A", lab.ami_port)
+    await listener.open("on")
+    await actions.open("off")
+    await actions.send(Action="DBDelTree", Family="agent")
+    for agent in ("1001", "1002", "1003"):
+        values = {"ringdelay": "2", "talk": "5"}
+        if name == "queue_log_abandoned":
+            values = {"mode": "noanswer"}
+        for key, value in values.items():
+            await actions.send(Action="DBPut", Family="agent", Key=f"{agent}/{key}", Val=value)
+    await asyncio.sleep(0.3)
+    queue_log = lab.log_dir / "queue_log"
+    mark = queue_log.stat().st_size if queue_log.exists() else 0
+    start = len(listener.received)
+    transcript.meta("-", f"scenario {name} starts")
+    await actions.send(
+        Action="Originate",
+        Channel="Local/08005550100@from-pstn",
+        Context="caller-sim",
+        Exten="talk",
+        Priority="1",
+        CallerID="<+442071234567>",
+        Variable="LAB_CALLER_HOLD=6" if name == "queue_log_abandoned" else "LAB_CALLER_HOLD=0",
+        Async="true",
+    )
+    await asyncio.sleep(1.0)
+    await actions.idle()
+    transcript.meta("-", f"scenario {name} over: no channel left")
+    await listener.close()
+    await actions.close()
+    (out / f"{name}.ami").write_bytes(listener.events(start))
+    with queue_log.open("rb") as f:
+        f.seek(mark)
+        (out / f"{name}.queue_log").write_bytes(f.read())
+
+
+def record_queue_log(prefix: Path, out: Path) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        lab = AsteriskLab(prefix, Path(tmp) / "asterisk")
+        lab.start()
+
+        async def run() -> None:
+            agi = await _route_to("tier1", "0", lab.agi_port)
+            try:
+                for name in QUEUE_LOG:
+                    await _record_queue_log(lab, name, out)
+            finally:
+                agi.close()
+
+        try:
+            asyncio.run(run())
+        finally:
+            lab.stop()
+
+
 SUPERVISOR_PHONE = "Local/9000@agents/n"  # the supervisor's phone: a lab phone, answers in 1 s
 
 
@@ -457,6 +530,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     if what in CALLS or what == "calls":
         record_calls(prefix, out, list(CALLS) if what == "calls" else [what])
+    elif what == "queue_log":
+        record_queue_log(prefix, out)
     elif what == "supervise":
         record_supervise(prefix, out)
     elif what == "startup":

@@ -14,12 +14,13 @@ import itertools
 import re
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 import pytest
+from daemon_world import DaemonWorld, Desktop, token_of, wait_until
 from live.lab import (
     AGENTS,
     DOCKER_ASTERISK,
@@ -30,13 +31,12 @@ from live.lab import (
     free_port,
     lab_config,
 )
-from test_e2e_calls import Desktop, wait_until
+from sqlalchemy import text
 
 from crm_core.store import CrmStore
 from cti.ami.protocol import AmiProtocol
 from cti.commands.doctor import diagnose
-from cti.config import Config, parse_config
-from cti.daemon import Daemon, build_daemon
+from cti.config import Config, QueueLogConfig, parse_config
 
 pytestmark = pytest.mark.slow
 
@@ -52,10 +52,6 @@ LIST_ACTIONS = {"QueueStatus", "CoreShowChannels"}
 WRAPUP_S = max(
     int(w) for w in re.findall(r"^wrapuptime = (\d+)", QUEUES_CONF.read_text(), flags=re.M)
 )
-
-
-def token_of(name: str) -> str:
-    return "tok-" + name.replace(" ", "-").lower()
 
 
 def live_config(lab: AsteriskLab, db_url: str, *, recordings: Path | None = None) -> Config:
@@ -168,50 +164,16 @@ class LabAmi:
         self.protocol.abort("test done")
 
 
-@dataclass
-class Live:
+@dataclass(kw_only=True)
+class Live(DaemonWorld):
+    """The daemon against the lab's real Asterisk (slower to answer than the fake server)."""
+
     lab: AsteriskLab
     ami: LabAmi
-    store: CrmStore
-    config: Config
-    session: aiohttp.ClientSession
-    daemon: Daemon | None = None
-    desktops: dict[str, Desktop] = field(default_factory=dict)
 
-    @property
-    def base(self) -> str:
-        assert self.daemon is not None
-        return f"http://127.0.0.1:{self.daemon.http_port}"
-
-    async def start_daemon(self) -> Daemon:
-        self.daemon = await build_daemon(self.config, store=self.store)
-        await self.daemon.start()
-        await wait_until(lambda: self.daemon is not None and self.daemon.resyncs >= 1, 20)
-        return self.daemon
-
-    async def stop_daemon(self) -> None:
-        for desk in self.desktops.values():
-            await desk.close()
-        self.desktops.clear()
-        if self.daemon is not None:
-            await self.daemon.stop()
-            self.daemon = None
-
-    async def desktop(self, name: str) -> Desktop:
-        ws = await self.session.ws_connect(f"{self.base}/ws?token={token_of(name)}")
-        desk = self.desktops[name] = Desktop(name, ws)
-        await desk.wait_for("hello", within_s=10)
-        return desk
-
-    async def api(self, method: str, path: str, who: str, **kwargs: Any) -> tuple[int, Any]:
-        headers = {"Authorization": f"Bearer {token_of(who)}"}
-        async with self.session.request(method, self.base + path, headers=headers, **kwargs) as r:
-            return r.status, await r.json()
-
-    async def interaction(self, call_id: str) -> dict[str, Any] | None:
-        assert self.daemon is not None
-        assert await self.daemon.parts.recorder.flush(10.0)
-        return await self.store.interaction(call_id)
+    ready_within_s: ClassVar[float] = 20.0
+    hello_within_s: ClassVar[float] = 10.0
+    flush_within_s: ClassVar[float] = 10.0
 
 
 @pytest.fixture
@@ -230,7 +192,7 @@ async def live(asterisk: AsteriskLab, tmp_path: Path) -> AsyncIterator[Live]:
     await ami.connect()
     await ami.reset()
     session = aiohttp.ClientSession()
-    h = Live(asterisk, ami, store, live_config(asterisk, url), session)
+    h = Live(lab=asterisk, ami=ami, store=store, config=live_config(asterisk, url), session=session)
     try:
         yield h
     finally:
@@ -484,6 +446,45 @@ async def test_a_daemon_restart_mid_call_keeps_wait_talk_and_routing_reason(live
     talk = row["ended_at"].timestamp() - answered_at
     assert row["talk_s"] == pytest.approx(talk, abs=1.0)
     assert row["talk_s"] > row["ended_at"].timestamp() - restarted_at + 1.5
+
+
+async def test_a_call_that_came_and_went_while_the_daemon_was_down_is_read_from_queue_log(
+    live: Live,
+) -> None:
+    """Asterisk's own queue_log file (the lab's logger.conf keeps it) read at the restart."""
+    queue_log = live.lab.log_dir / "queue_log"
+    live.config = live.config.model_copy(update={"queue_log": QueueLogConfig(file=str(queue_log))})
+    for agent in ("1001", "1002", "1003"):
+        await live.ami.db("agent", f"{agent}/ringdelay", "1")
+        await live.ami.db("agent", f"{agent}/talk", "3")
+    await live.start_daemon()
+    await live.stop_daemon()
+    # Nobody listens: FastAGI is refused, the dialplan falls back to tier1; the agent rung
+    # answers after 1 s and hangs up 3 s later.
+    await live.ami.call_in(KNOWN)
+    await asyncio.sleep(2.0)
+    async with asyncio.timeout(CALL_S):
+        while await live.ami.channels():  # noqa: ASYNC110 - Asterisk's state
+            await asyncio.sleep(0.5)
+    await live.start_daemon()
+    deadline = time.monotonic() + CALL_S
+    while True:
+        async with live.store.engine.connect() as conn:
+            query = text("SELECT call_id FROM interactions WHERE caller = :c")
+            rows = (await conn.execute(query, {"c": KNOWN})).scalars().all()
+        if rows or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    assert len(rows) == 1, rows
+    row = await live.interaction(rows[0])
+    assert row is not None
+    assert row["extra"]["source"] == "queue_log"
+    assert row["outcome"] == "answered" and row["queues"] == ["tier1"]
+    assert row["agents"][0] in {"Agent 1001", "Agent 1002", "Agent 1003"}
+    assert row["talk_s"] == pytest.approx(3.0, abs=1.0)
+    assert row["wait_s"] is not None and row["wait_s"] <= 3.0
+    assert row["customer_id"] is not None  # Grace Hopper, resolved from the caller ID
+    assert "routing" in row["extra"]["not_known"]
 
 
 async def test_asterisk_killed_mid_call_ends_the_call_when_the_link_dropped(live: Live) -> None:

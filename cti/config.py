@@ -175,6 +175,9 @@ class AgentConfig(_Section):
     role: Literal["agent", "supervisor"] = "agent"
     tiers: list[str] = []
     token_sha256: str = ""
+    # The PBX the agent's phone is on (an id of [[pbx]]): where its pause, queue login and
+    # click-to-dial go. Empty: the only PBX; with several PBXs those actions are refused.
+    pbx: str = ""
 
 
 class QueueTargetConfig(_Section):
@@ -360,6 +363,13 @@ class Config(_Section):
         ids = [p.id for p in self.pbx]
         if len(set(ids)) != len(ids):
             raise ValueError(f"pbx: every [[pbx]] needs its own id (got {', '.join(ids)})")
+        known = ids or [self.ami.pbx_id]
+        for agent in self.agents:
+            if agent.pbx and agent.pbx not in known:
+                raise ValueError(
+                    f"agents: {agent.name}'s pbx {agent.pbx!r} is not a PBX of the config "
+                    f"(known: {', '.join(known)})"
+                )
         return self
 
     @model_validator(mode="after")

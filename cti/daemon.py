@@ -28,6 +28,10 @@ ingest (``ingest_only``: its AMI link with PBX-qualified ids, tracker, call-stat
 with several instances, lease), whose events take the same flow into the shared live calls,
 hub, supervision and recorder.
 
+AMI actions from the API go to the PBX of the call or of the agent's phone (``PbxLinks``,
+``cti.pbx_actions``); with several instances, those for a PBX another instance ingests go
+through it (``cti.cluster.relay``), which also answers ``/api/stats/live`` for its PBXs.
+
 Ports 0 are allowed; the bound ports are ``http_port`` and ``agi_port`` once started. When
 everything is up the daemon logs ``daemon.ready`` (with the ports) and sets ``ready``.
 """
@@ -57,6 +61,7 @@ from cti.calls import CallContext, LiveCalls, saved_context
 from cti.callstate import CallStateWriter, PbxClock, SavedCall, Snapshot, SqlCallState
 from cti.channel_sweep import ChannelLister, ChannelSweep, ChannelTracker
 from cti.cluster.instance import EXIT_LEASE_LOST, ClusterParts, build_cluster
+from cti.cluster.livestats import live_everywhere
 from cti.cluster.pbxs import CallStateByPbx, QualifiedAmi, UnqualifiedDecisions
 from cti.config import AmiConfig, Config
 from cti.dead_letters import DeadLetterFile
@@ -65,6 +70,7 @@ from cti.hub import PopHub
 from cti.interactions import InteractionRecorder, InteractionStore
 from cti.logsetup import suppressed_warnings
 from cti.metrics import AmiLinkCounts, DaemonCollector, MetricSources
+from cti.pbx_actions import PbxLinks
 from cti.queuelog.backfill import QueueLogBackfill
 from cti.routing.http import route_handler
 from cti.supervisor.service import Supervision
@@ -214,6 +220,8 @@ class Daemon:
                     p.hub.deliver_local, p.hub.deliver_console, p.hub.consoles
                 )
                 self._started.append("fanout")
+                if p.cluster.relay is not None:  # actions for this instance's PBXs (stops with it)
+                    await p.cluster.relay.start()
                 self._role = asyncio.create_task(p.cluster.role.run(self._ingest), name="role")
             elif p.ami is not None:
                 await self._start_ami(p.ami)
@@ -660,6 +668,9 @@ async def build_daemon(
             resync.retries = lambda: int(getattr(source, "resync_retries", 0))
         tracker = tracker or _new_tracker(config)
         actions: Any = ami if ami is not None else _NoAmi()
+        pbx_links = _pbx_links([link.pbx_id for link in links], several, cluster)
+        pbx_links.links[config.ami.pbx_id] = actions
+        every_pbx: list[Parts] = []  # each PBX's parts, for /healthz (filled below)
         sweep = ChannelSweep(channel_check_s)
         registry = CollectorRegistry()
         registry.register(
@@ -674,7 +685,17 @@ async def build_daemon(
                 )
             )
         )
-        supervision = _supervision(config, hub, calls, store, actions, cluster)
+        supervision = _supervision(config, hub, calls, store, actions, cluster, pbx_links)
+        live_stats = None
+        if cluster is not None and cluster.relay is not None:  # the same on every instance
+            cluster.relay.answer("live_stats", supervision.live_stats)
+            live_stats = functools.partial(
+                live_everywhere,
+                cluster.relay,
+                pbx_links.pbx_ids,
+                supervision.live_stats,
+                cluster.relay.holder,
+            )
         case_book, callback_book = _cases_and_callbacks(config, store)
         # A task that opens or closes reaches its queue's desktops at once, through the hub.
         callback_news = CallbackNews(hub, queue_agents(config))
@@ -697,6 +718,9 @@ async def build_daemon(
             callbacks=callback_book,
             callback_news=callback_news,
             customers_admin=_customers_admin(store),
+            pbx=pbx_links,
+            pbx_status=lambda: [pbx_health(p) for p in every_pbx],
+            live_stats=live_stats,
         )
         app = create_app(deps)
     except BaseException:
@@ -741,8 +765,38 @@ async def build_daemon(
     daemon = Daemon(parts)
     for link in links[1:]:
         assert by_pbx is not None
-        daemon.others.append(_pbx_daemon(parts, link, by_pbx, channel_check_s))
+        other = _pbx_daemon(parts, link, by_pbx, channel_check_s)
+        daemon.others.append(other)
+        other_ami: Any = other.parts.ami if other.parts.ami is not None else _NoAmi()
+        pbx_links.links[link.pbx_id] = other_ami
+    every_pbx.extend(d.parts for d in (daemon, *daemon.others))
     return daemon
+
+
+def _pbx_links(pbx_ids: list[str], several: bool, cluster: ClusterParts | None) -> PbxLinks:
+    """Each action to its call's or agent's PBX; a PBX another instance ingests through it
+    (the relay, which sends this instance's links for the others)."""
+    if cluster is None or cluster.relay is None:
+        return PbxLinks(pbx_ids, several=several)
+    links = PbxLinks(
+        pbx_ids, several=several, ingesting=cluster.ingests, remote=cluster.relay.remote
+    )
+    cluster.relay.serve(links.links, cluster.ingests)
+    return links
+
+
+def pbx_health(parts: Parts) -> dict[str, Any]:
+    """One PBX as ``/healthz`` reports it: its link, last resync and (several instances)
+    whether this instance ingests it (``lease``: ``held``, ``standby``; None: one instance)."""
+    role = parts.cluster.role if parts.cluster is not None else None
+    lease = None if role is None else ("held" if role.token is not None else "standby")
+    return {
+        "pbx": parts.config.ami.pbx_id,
+        "ingested": lease != "standby",
+        "lease": lease,
+        "ami": bool(getattr(parts.ami, "connected", False)),
+        "resync": parts.resync.status(),
+    }
 
 
 def _pbx_daemon(
@@ -870,6 +924,7 @@ def _supervision(
     store: Any,
     actions: Any,
     cluster: ClusterParts | None = None,
+    links: PbxLinks | None = None,
 ) -> Supervision:
     """Statistics, the console, spying and recordings; legs and the audit log are written
     where the store's engine is (a store without one: live statistics only). Several
@@ -881,7 +936,9 @@ def _supervision(
 
     engine = getattr(store, "engine", None)
     recorder = StatsRecorder(engine) if engine is not None else None
-    supervise = Supervise(config.supervisor, actions, AuditLog(engine)) if engine else None
+    supervise = (
+        Supervise(config.supervisor, actions, AuditLog(engine), links=links) if engine else None
+    )
     reports = report_engine(engine.url.render_as_string(hide_password=False)) if engine else None
     return Supervision(
         config,

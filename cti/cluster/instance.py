@@ -50,6 +50,7 @@ from cti.cluster.fencing import (
 )
 from cti.cluster.lease import Grant, PbxLease
 from cti.cluster.pbxs import pbx_of
+from cti.cluster.relay import ActionRelay
 from cti.cluster.spread import Spread
 from cti.config import Config
 
@@ -210,6 +211,12 @@ class ClusterParts:
     spread: Spread | None = None  # several PBXs: the fair share of this instance
     roles: dict[str, IngestRole] = field(default_factory=dict)  # PBX -> role, shared by PBXs
     owns_redis: bool = True  # another PBX's parts close the shared client
+    relay: ActionRelay | None = None  # actions for a PBX another instance ingests
+
+    def ingests(self, pbx_id: str) -> bool:
+        """Does this instance ingest the PBX now (holds its lease)?"""
+        role = self.roles.get(pbx_id)
+        return role is not None and role.token is not None
 
     def guard(self) -> Callable[[AsyncConnection, str], Awaitable[None]]:
         """``SqlCallState(guard=...)``: every call-state write carries the current token."""
@@ -258,6 +265,8 @@ class ClusterParts:
             log.warning("cluster.release_failed", error=repr(exc))
         if not self.owns_redis:
             return
+        if self.relay is not None:
+            await self.relay.stop()
         if self.spread is not None:
             try:
                 async with asyncio.timeout(2.0):
@@ -284,6 +293,7 @@ def build_cluster(
             client, cluster.key_prefix, maxlen=cluster.stream_maxlen, holder=holder
         )
         stamps, roles = FenceStamps(), {}
+        relay: ActionRelay | None = ActionRelay(client, cluster.key_prefix, holder)
         spread = None
         if config.pbx:
             spread = Spread(
@@ -296,7 +306,7 @@ def build_cluster(
             )
     else:
         client, fanout, stamps = shared.redis, shared.fanout, shared.stamps
-        spread, roles = shared.spread, shared.roles
+        spread, roles, relay = shared.spread, shared.roles, shared.relay
     lease = PbxLease(client, cluster.key_prefix, pbx_id, holder, cluster.lease_ttl_s)
     eligible = config.ami.enabled and (not cluster.pbxs or pbx_id in cluster.pbxs)
     ingest_log = Path(cluster.ingest_log).expanduser() if cluster.ingest_log else None
@@ -313,4 +323,5 @@ def build_cluster(
         spread=spread,
         roles=roles,
         owns_redis=shared is None,
+        relay=relay,
     )

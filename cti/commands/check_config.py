@@ -20,4 +20,11 @@ def run(args: argparse.Namespace, config: Config) -> int:
 
     load_rules(config)
     print(f"{config.source}: OK ({len(config.tiers)} tiers, {len(config.agents)} agents)")
+    if len(config.pbx) > 1:
+        unplaced = [a.name for a in config.agents if a.interface and not a.pbx]
+        if unplaced:
+            print(
+                f"warning: several PBXs and no pbx for {', '.join(unplaced)}: their pause, "
+                "queue login and click-to-dial are refused until their phone's PBX is set"
+            )
     return 0

@@ -7,7 +7,7 @@ from aiohttp import web
 from cti.config import AgentConfig, Config
 from cti.http.access import acting_agent
 from cti.http.auth import AGENT, agent_info, is_supervisor
-from cti.http.calls import ami_action
+from cti.http.calls import agent_link, ami_action
 from cti.http.errors import ApiError, parse_body
 from cti.http.models import PauseBody, QueueBody
 from cti.http.state import DEPS
@@ -39,12 +39,13 @@ async def queues(request: web.Request) -> web.Response:
     allowed = allowed_queues(deps.config, request[AGENT])
     if body.action == "login" and allowed is not None and body.queue not in allowed:
         raise ApiError(403, f"queue: {who.name} may not log in to {body.queue!r}")
+    ami = agent_link(deps, who)
     if body.action == "login":
         async with ami_action(deps, "QueueAdd"):
-            await deps.ami.queue_add(body.queue, who.interface, member_name=who.member or who.name)
+            await ami.queue_add(body.queue, who.interface, member_name=who.member or who.name)
     else:
         async with ami_action(deps, "QueueRemove"):
-            await deps.ami.queue_remove(body.queue, who.interface)
+            await ami.queue_remove(body.queue, who.interface)
     return web.json_response({"agent": who.name, "queue": body.queue, "action": body.action})
 
 
@@ -52,8 +53,9 @@ async def pause(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
     body = await parse_body(request, PauseBody)
     who = _who(request, body.agent)
+    ami = agent_link(deps, who)
     async with ami_action(deps, "QueuePause"):
-        await deps.ami.queue_pause(
+        await ami.queue_pause(
             who.interface, body.paused, queue=body.queue, reason=body.reason or None
         )
     return web.json_response({"agent": who.name, "paused": body.paused, "reason": body.reason})

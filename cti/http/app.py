@@ -125,7 +125,9 @@ def create_app(deps: ApiDeps) -> web.Application:
     sockets: set[web.WebSocketResponse] = set()
     app[SOCKETS] = sockets
     app[OPENAPI] = build_openapi()
-    health.setup_metrics(app, deps.registry or CollectorRegistry(), deps.hub, deps.resync_status)
+    health.setup_metrics(
+        app, deps.registry or CollectorRegistry(), deps.hub, deps.resync_status, deps.pbx_status
+    )
     app.on_shutdown.append(_close_sockets)
     r = app.router
     r.add_get("/", index)

@@ -14,10 +14,11 @@ from cti.calls import CallContext, UnknownCall
 from cti.config import AgentConfig
 from cti.http.access import acting_agent, is_on_call, require_sees, sees_call
 from cti.http.auth import AGENT, is_supervisor
-from cti.http.deps import ApiDeps
+from cti.http.deps import ApiDeps, CallActions
 from cti.http.errors import ApiError, parse_body
 from cti.http.models import DispositionBody, EscalateBody, NoteBody, OriginateBody
 from cti.http.state import DEPS
+from cti.pbx_actions import PbxRefused
 
 log = structlog.get_logger(__name__)
 
@@ -26,19 +27,56 @@ DO_NOT_CALL = "do_not_call"
 
 @asynccontextmanager
 async def ami_action(deps: ApiDeps, what: str) -> AsyncIterator[None]:
-    """AMI failures become 502 with Asterisk's message."""
+    """AMI failures become 502 with Asterisk's message; a PBX out of reach its own status."""
     try:
         yield
+    except PbxRefused as exc:
+        log.warning("ami action refused", action=what, error=exc.message)
+        raise ApiError(exc.status, exc.message) from exc
     except deps.ami_errors as exc:
         log.warning("ami action failed", action=what, error=str(exc))
         raise ApiError(502, f"ami: {what} failed: {exc}") from exc
 
 
+def call_link(deps: ApiDeps, call_id: str) -> CallActions:
+    """The AMI link of the PBX the call is on (chosen before anything is sent)."""
+    if deps.pbx is None:
+        return deps.ami
+    try:
+        return deps.pbx.for_call(call_id)
+    except PbxRefused as exc:
+        raise ApiError(exc.status, exc.message) from None
+
+
+def agent_link(deps: ApiDeps, agent: AgentConfig) -> CallActions:
+    """The AMI link of the PBX the agent's phone is on (chosen before anything is sent)."""
+    if deps.pbx is None:
+        return deps.ami
+    try:
+        return deps.pbx.for_agent(agent)
+    except PbxRefused as exc:
+        raise ApiError(exc.status, exc.message) from None
+
+
+def no_call(deps: ApiDeps, call_id: str) -> ApiError:
+    """A call not in this instance's memory: 404, or 503 when another instance ingests its
+    PBX (several instances: a standby does not hold that PBX's live calls)."""
+    pbx = deps.pbx.standby_for(call_id) if deps.pbx is not None else None
+    if pbx is not None:
+        return ApiError(
+            503,
+            f"call_id: call {call_id} is on PBX {pbx}, which another instance ingests; "
+            "this instance stands by for it: try again on the ingesting instance",
+        )
+    return ApiError(404, f"call_id: no live call {call_id}")
+
+
 def _call(request: web.Request) -> CallContext:
     call_id = request.match_info["call_id"]
-    ctx = request.app[DEPS].calls.get(call_id)
+    deps = request.app[DEPS]
+    ctx = deps.calls.get(call_id)
     if ctx is None:
-        raise ApiError(404, f"call_id: no live call {call_id}")
+        raise no_call(deps, call_id)
     require_sees(request[AGENT], ctx)
     return ctx
 
@@ -112,17 +150,18 @@ async def escalate(request: web.Request) -> web.Response:
     bridged = ctx.state == "answered" and bool(agent_channel)
     from_agent = (ctx.agent if is_supervisor(agent) else agent.member) or agent.name
     action = "BlindTransfer" if bridged and agent_channel else "Redirect"
+    ami = call_link(deps, ctx.call_id)
     ctx = deps.calls.mark_escalation(ctx.call_id, from_agent, body.tier, body.reason, body.note)
     escalation = ctx.escalations[-1]
     try:
         async with ami_action(deps, "Setvar"):
-            await deps.ami.setvar("CTI_PRIORITY", str(priority), channel=channel)
-            await deps.ami.setvar("CTI_ESCALATION_REASON", body.reason, channel=channel)
+            await ami.setvar("CTI_PRIORITY", str(priority), channel=channel)
+            await ami.setvar("CTI_ESCALATION_REASON", body.reason, channel=channel)
         async with ami_action(deps, action):
             if action == "BlindTransfer" and agent_channel:
-                await deps.ami.blind_transfer(agent_channel, exten=exten, context=tier.context)
+                await ami.blind_transfer(agent_channel, exten=exten, context=tier.context)
             else:
-                await deps.ami.redirect(channel, context=tier.context, exten=exten, priority=1)
+                await ami.redirect(channel, context=tier.context, exten=exten, priority=1)
     except Exception:  # refused or failed: the caller was not moved
         # (A cancelled request keeps the record: Asterisk may have moved the caller already.)
         deps.calls.withdraw_escalation(ctx.call_id, escalation)
@@ -186,11 +225,12 @@ async def originate(request: web.Request) -> web.Response:
     who = _acting(request, body.agent)
     if not who.interface:
         raise ApiError(409, f"agent: {who.name} has no phone interface in the config")
+    ami = agent_link(deps, who)
     number = _dialable(deps, body.number)
     customer_id = await _refuse_do_not_call(deps, number, body.customer_id)
     variables = {"CTI_CUSTOMER_ID": str(customer_id)} if customer_id is not None else {}
     async with ami_action(deps, "Originate"):
-        await deps.ami.originate(
+        await ami.originate(
             who.interface,
             context=deps.config.http.originate_context,
             exten=number,

@@ -31,7 +31,14 @@ from cti.calls import CallContext
 from cti.config import AgentConfig
 from cti.http.access import require_sees
 from cti.http.auth import AGENT, is_supervisor
-from cti.http.calls import _acting, _dialable, _refuse_do_not_call, ami_action
+from cti.http.calls import (
+    _acting,
+    _dialable,
+    _refuse_do_not_call,
+    agent_link,
+    ami_action,
+    no_call,
+)
 from cti.http.customers import int_param
 from cti.http.deps import ApiDeps
 from cti.http.errors import ApiError, parse_body
@@ -72,7 +79,7 @@ def _callbacks(deps: ApiDeps) -> CallbackBook:
 def _live_call(request: web.Request, call_id: str) -> CallContext:
     ctx = request.app[DEPS].calls.get(call_id)
     if ctx is None:
-        raise ApiError(404, f"call_id: no live call {call_id}")
+        raise no_call(request.app[DEPS], call_id)
     require_sees(request[AGENT], ctx)
     return ctx
 
@@ -231,6 +238,7 @@ async def dial_callback(request: web.Request) -> web.Response:
         raise ApiError(409, f"task_id: {task.dialled_by} is already calling this number")
     if task.status != "open":
         raise ApiError(409, f"task_id: callback task {task_id} is {task.status}")
+    ami = agent_link(deps, who)
     number = _dialable(deps, task.e164)
     customer_id = await _refuse_do_not_call(deps, number, task.customer_id)
     async with crm_errors():
@@ -243,7 +251,7 @@ async def dial_callback(request: web.Request) -> web.Response:
         variables["CTI_CUSTOMER_ID"] = str(customer_id)
     try:
         async with ami_action(deps, "Originate"):
-            await deps.ami.originate(
+            await ami.originate(
                 who.interface,
                 context=deps.config.http.originate_context,
                 exten=number,

@@ -17,6 +17,7 @@ from cti.callback_feed import CallbackNews
 from cti.calls import LiveCalls
 from cti.config import Config
 from cti.hub import PopHub
+from cti.pbx_actions import PbxLinks
 from cti.supervisor.api import SupervisionApi
 
 
@@ -95,3 +96,9 @@ class ApiDeps:
     callback_news: CallbackNews | None = None
     # Merge, divide and duplicates of the CRM store's customers (supervisors), when wired.
     customers_admin: CustomerMaintenance | None = None
+    # The link of each PBX, chosen by call or by agent (cti.pbx_actions); None: ``ami`` alone.
+    pbx: PbxLinks | None = None
+    # Each PBX's link, resync and lease state for /healthz (PbxStatus.status), when wired.
+    pbx_status: Callable[[], Sequence[Mapping[str, Any]]] | None = None
+    # GET /api/stats/live with several instances: every ingester's figures (cti.cluster.livestats).
+    live_stats: Callable[[], Awaitable[Mapping[str, Any]]] | None = None

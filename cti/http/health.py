@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -69,15 +69,52 @@ class ResyncCollector(Collector):
         yield retries
 
 
+class PbxCollector(Collector):
+    """Each PBX, labelled ``pbx``: ``cti_pbx_ami_connected``, ``cti_pbx_ingested`` (this
+    instance holds its lease; 1 with one instance) and ``cti_pbx_resync_refused{action}``."""
+
+    def __init__(self, status: Callable[[], Sequence[Mapping[str, Any]]]) -> None:
+        self._status = status
+
+    def collect(self) -> Iterator[Any]:
+        pbxs = list(self._status())
+        connected = GaugeMetricFamily(
+            "cti_pbx_ami_connected",
+            "1 while this instance is logged in to the PBX's AMI",
+            labels=["pbx"],
+        )
+        ingested = GaugeMetricFamily(
+            "cti_pbx_ingested",
+            "1 while this instance ingests the PBX (holds its lease)",
+            labels=["pbx"],
+        )
+        refused = GaugeMetricFamily(
+            "cti_pbx_resync_refused",
+            "Resync lists the PBX refused at the last (re)connect (1 = refused)",
+            labels=["pbx", "action"],
+        )
+        for pbx in pbxs:
+            connected.add_metric([pbx["pbx"]], int(bool(pbx["ami"])))
+            ingested.add_metric([pbx["pbx"]], int(bool(pbx["ingested"])))
+            for action in sorted(pbx["resync"].get("refused") or {}):
+                refused.add_metric([pbx["pbx"], action], 1)
+        yield connected
+        yield ingested
+        yield refused
+
+
 def setup_metrics(
     app: web.Application,
     registry: CollectorRegistry,
     hub: PopHub,
     resync_status: Callable[[], Mapping[str, Any]] | None = None,
+    pbx_status: Callable[[], Sequence[Mapping[str, Any]]] | None = None,
 ) -> None:
     registry.register(HubCollector(hub))
     if resync_status is not None:
         registry.register(ResyncCollector(resync_status))
+    if pbx_status is not None:
+        registry.register(PbxCollector(pbx_status))
     app[REGISTRY] = registry
     app[REQUESTS] = Counter(
         "cti_http_requests",
@@ -103,16 +140,33 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         request.app[REQUESTS].labels(request.method, route, str(status)).inc()
 
 
+def _pbx_health(pbxs: Sequence[Mapping[str, Any]]) -> tuple[bool, list[str]]:
+    """Every PBX (``[[pbx]]``, several instances): down when none this instance ingests has
+    its AMI link up (a standby ingesting none is serving: its actions go to the ingester);
+    the problems of the others make it degraded."""
+    ingested = [p for p in pbxs if p.get("ingested")]
+    down = [p for p in ingested if not p.get("ami")]
+    problems = [f"AMI link to PBX {p['pbx']} is down" for p in down]
+    return (not ingested or len(down) < len(ingested)), problems
+
+
 async def healthz(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
     ami = bool(deps.ami_connected())
+    links_ok = ami
+    pbxs = [dict(p) for p in deps.pbx_status()] if deps.pbx_status is not None else []
+    pbx_problems: list[str] = []
+    if pbxs:
+        links_ok, pbx_problems = _pbx_health(pbxs)
+        ingested = [p for p in pbxs if p["ingested"]]
+        ami = bool(ingested) and all(p["ami"] for p in ingested)  # this instance's links
     db: bool | None = None
     if deps.db_ok is not None:
         try:
             db = bool(await deps.db_ok())
         except Exception:
             db = False
-    ok = ami and db is not False
+    ok = links_ok and db is not False
     body: dict[str, Any] = {
         "ok": ok,
         "status": "ok" if ok else "down",
@@ -121,13 +175,24 @@ async def healthz(request: web.Request) -> web.Response:
         "desktops": deps.hub.connected(),
         "time": time.time(),
     }
+    if pbxs:
+        body["pbxs"] = pbxs
     if deps.resync_status is not None:
         # A refused resync list means calls can be lost at a restart: not healthy, and why.
         resync = dict(deps.resync_status())
         body["resync"] = resync
-        if not resync.get("ok", True):
+        if not resync.get("ok", True) and not pbxs:
             ok = False
             body.update(ok=False, status="down", reason=resync.get("reason"))
+    for pbx in pbxs:  # any PBX's refused resync, with its id
+        resync = pbx["resync"]
+        if pbx["ingested"] and not resync.get("ok", True) and "reason" not in body:
+            ok = False
+            body.update(ok=False, status="down", reason=f"PBX {pbx['pbx']}: {resync.get('reason')}")
+    if pbx_problems:
+        body["problems"] = list(pbx_problems)
+        if ok:
+            body["status"] = "degraded"
     if deps.interactions is not None:
         log_state = dict(deps.interactions())
         body["interactions"] = log_state
@@ -135,10 +200,10 @@ async def healthz(request: web.Request) -> web.Response:
         # restart would not fix it, so the orchestrator must not be told to do one).
         dead = int(log_state.get("dead_letters") or 0)
         if dead:
-            body["problems"] = [
+            body.setdefault("problems", []).append(
                 f"{dead} interaction record(s) refused by the CRM, set aside in "
                 f"{log_state.get('dead_letter_path') or 'memory (no dead-letter file)'}"
-            ]
+            )
             if ok:
                 body["status"] = "degraded"
     return web.json_response(body, status=200 if ok else 503)

@@ -28,10 +28,12 @@ from crm_core.errors import InvalidCustomer
 from cti.calls import CallContext, UnknownCall
 from cti.http.access import require_sees
 from cti.http.auth import AGENT
+from cti.http.calls import call_link, no_call
 from cti.http.deps import ApiDeps
 from cti.http.errors import ApiError, parse_body
 from cti.http.models import ConfirmBody, NewCustomerBody, NumberBody
 from cti.http.state import DEPS
+from cti.pbx_actions import PbxRefused
 
 log = structlog.get_logger(__name__)
 
@@ -60,7 +62,7 @@ def _call(request: web.Request) -> CallContext:
     call_id = request.match_info["call_id"]
     ctx = request.app[DEPS].calls.get(call_id)
     if ctx is None:
-        raise ApiError(404, f"call_id: no live call {call_id}")
+        raise no_call(request.app[DEPS], call_id)
     require_sees(request[AGENT], ctx)
     return ctx
 
@@ -139,7 +141,12 @@ async def _attach(
     if ctx.state != "ended" and channel:
         # The attachment stands whatever Asterisk says: the agent knows who is calling.
         try:
-            await deps.ami.setvar("CTI_CUSTOMER_ID", str(customer_id), channel=channel)
+            await call_link(deps, ctx.call_id).setvar(
+                "CTI_CUSTOMER_ID", str(customer_id), channel=channel
+            )
+        except (ApiError, PbxRefused) as exc:
+            log.warning("ami action refused", action="Setvar", error=str(exc))
+            result["pbx"] = f"ami: Setvar CTI_CUSTOMER_ID not sent: {exc}"
         except deps.ami_errors as exc:
             log.warning("ami action failed", action="Setvar", error=str(exc))
             result["pbx"] = f"ami: Setvar CTI_CUSTOMER_ID failed: {exc}"

@@ -38,7 +38,10 @@ _ERRORS = {
     "409": "refused in the current state (ended call, do-not-call number...)",
     "502": "Asterisk refused or did not answer the AMI action (its message is given)",
     "416": "the Range asked for is not in the file",
-    "503": "a service it needs is not running or could not be asked (the CRM: nothing was dialled)",
+    "503": (
+        "a service it needs is not running or could not be asked (the CRM: nothing was "
+        "dialled; the PBX: no instance ingests it, or the call is on another instance's PBX)"
+    ),
 }
 
 
@@ -185,16 +188,18 @@ def build_openapi() -> dict[str, Any]:
                 "get": _op("One call's context", errors=("401", "403", "404"), params=CALL)
             },
             "/api/calls/{call_id}/notes": {
-                "post": _op("Add a note", NoteBody, ok="201", errors=act[:4], params=CALL)
+                "post": _op("Add a note", NoteBody, ok="201", errors=(*act[:4], "503"), params=CALL)
             },
             "/api/calls/{call_id}/disposition": {
-                "post": _op("Set the wrap-up code", DispositionBody, errors=act[:4], params=CALL)
+                "post": _op(
+                    "Set the wrap-up code", DispositionBody, errors=(*act[:4], "503"), params=CALL
+                )
             },
             "/api/calls/{call_id}/escalate": {
                 "post": _op(
                     "Move the caller to a tier's queue with the escalation priority",
                     EscalateBody,
-                    errors=act,
+                    errors=(*act, "503"),
                     params=CALL,
                 )
             },
@@ -234,10 +239,10 @@ def build_openapi() -> dict[str, Any]:
                 )
             },
             "/api/agent/queues": {
-                "post": _op("Log in to or out of a queue", QueueBody, errors=act)
+                "post": _op("Log in to or out of a queue", QueueBody, errors=(*act, "503"))
             },
             "/api/agent/pause": {
-                "post": _op("Pause or unpause with a reason", PauseBody, errors=act)
+                "post": _op("Pause or unpause with a reason", PauseBody, errors=(*act, "503"))
             },
             "/api/route": {
                 "post": _op(
@@ -292,7 +297,7 @@ def build_openapi() -> dict[str, Any]:
                 "post": _op(
                     "Log an agent in or out of a queue, pause or unpause them (supervisors)",
                     AgentActionBody,
-                    errors=act,
+                    errors=(*act, "503"),
                 )
             },
             "/api/supervisor/audit": {

@@ -25,7 +25,9 @@ def supervision(request: web.Request) -> SupervisionApi:
 
 
 async def live(request: web.Request) -> web.Response:
-    return web.json_response(supervision(request).live_stats())
+    service = supervision(request)
+    everywhere = request.app[DEPS].live_stats  # several instances: the ingesters' figures
+    return web.json_response(await everywhere() if everywhere is not None else service.live_stats())
 
 
 async def period(request: web.Request) -> web.Response:

@@ -26,7 +26,7 @@ from aiohttp import WSMsgType, web
 
 from cti.http.access import is_on_call
 from cti.http.auth import AGENT, agent_info, is_supervisor
-from cti.http.calls import ami_action
+from cti.http.calls import agent_link, ami_action, no_call
 from cti.http.errors import ApiError, parse_body
 from cti.http.models import AgentActionBody, RecordingBody, SpyBody
 from cti.http.state import DEPS, DIRECTORY, SOCKETS
@@ -61,6 +61,8 @@ async def spy(request: web.Request) -> web.Response:
     body = await parse_body(request, SpyBody)
     supervise = _supervise(request)
     ctx = deps.calls.get(request.match_info["call_id"])
+    if ctx is None and deps.pbx is not None and deps.pbx.standby_for(request.match_info["call_id"]):
+        raise no_call(deps, request.match_info["call_id"])
     try:
         async with ami_action(deps, "Originate"):
             result = await supervise.spy(who, ctx, body.mode)
@@ -77,7 +79,7 @@ async def pause_recording(request: web.Request) -> web.Response:
     call_id = request.match_info["call_id"]
     ctx = deps.calls.get(call_id)
     if ctx is None:
-        raise ApiError(404, f"no live call {call_id}")
+        raise no_call(deps, call_id)
     if not (is_supervisor(who) or is_on_call(who, ctx)):
         raise ApiError(403, f"call {call_id} is not one of yours ({who.name})")
     try:
@@ -148,19 +150,20 @@ async def agent_action(request: web.Request) -> web.Response:
         raise ApiError(400, f"queue: required to {body.action}")
     if body.queue is not None and body.queue not in queues:
         raise ApiError(400, f"queue: {body.queue!r} is not a configured queue")
+    ami = agent_link(deps, target)
     if body.action == "login":
         assert body.queue is not None
         async with ami_action(deps, "QueueAdd"):
-            await deps.ami.queue_add(
+            await ami.queue_add(
                 body.queue, target.interface, member_name=target.member or target.name
             )
     elif body.action == "logout":
         assert body.queue is not None
         async with ami_action(deps, "QueueRemove"):
-            await deps.ami.queue_remove(body.queue, target.interface)
+            await ami.queue_remove(body.queue, target.interface)
     else:
         async with ami_action(deps, "QueuePause"):
-            await deps.ami.queue_pause(
+            await ami.queue_pause(
                 target.interface,
                 body.action == "pause",
                 queue=body.queue,

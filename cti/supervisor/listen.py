@@ -10,6 +10,8 @@
   while a card number is read out.
 
 Everything is validated before an action reaches the PBX, and written to the audit log.
+With several PBXs (``links``, ``cti.pbx_actions``) each action goes to the call's PBX, and a
+supervisor listens only to calls on the PBX their phone is on.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import platformdirs
 import structlog
 
 from cti.config import AgentConfig, SupervisorConfig
+from cti.pbx_actions import PbxLinks, PbxRefused
 from cti.supervisor.audit import AuditLog
 
 log = structlog.get_logger(__name__)
@@ -90,9 +93,11 @@ class Supervise:
         audit: AuditLog,
         *,
         clock: Callable[[], float] = time.time,
+        links: PbxLinks | None = None,
     ) -> None:
         self.config = config
         self.pbx = pbx
+        self.links = links  # several PBXs: the link of each call's PBX (None: ``pbx``)
         self.audit = audit
         self.clock = clock
         self.directory = recordings_dir(config)
@@ -100,6 +105,9 @@ class Supervise:
         self._jobs: asyncio.Queue[tuple[str, Any]] | None = None
         self._worker: asyncio.Task[None] | None = None
         self._recorded: list[Callable[[str, str], None]] = []
+
+    def _link(self, call_id: str) -> PbxActions:
+        return self.pbx if self.links is None else self.links.for_call(call_id)
 
     # ---- listen / whisper / barge ------------------------------------------------------------
 
@@ -115,7 +123,13 @@ class Supervise:
         channel = ctx.agent_channel or ""
         if not _CHANNEL.match(channel):
             raise SupervisionRefused(409, "call: the agent's channel is not known")
-        await self.pbx.originate(
+        pbx: PbxActions = self.pbx
+        if self.links is not None:
+            try:
+                pbx = self.links.same_pbx(supervisor, ctx.call_id)
+            except PbxRefused as exc:
+                raise SupervisionRefused(exc.status, exc.message) from None
+        await pbx.originate(
             supervisor.interface,
             application="ChanSpy",
             data=f"{channel},{SPY_OPTIONS[mode]}",
@@ -165,7 +179,7 @@ class Supervise:
             log.warning("recording.no_channel", call_id=ctx.call_id)
             return
         path = recording_file(self.directory, ctx.call_id)
-        await self.pbx.send_action(
+        await self._link(ctx.call_id).send_action(
             {"Action": "MixMonitor", "Channel": channel, "File": str(path), "Options": "b"}
         )
         self._recording[ctx.call_id] = channel
@@ -184,7 +198,11 @@ class Supervise:
         channel = self._recording.get(call_id)
         if not channel:
             raise SupervisionRefused(409, f"call {call_id} is not being recorded")
-        await self.pbx.send_action(
+        try:
+            pbx = self._link(call_id)
+        except PbxRefused as exc:
+            raise SupervisionRefused(exc.status, exc.message) from None
+        await pbx.send_action(
             {
                 "Action": "MixMonitorMute",
                 "Channel": channel,

@@ -15,6 +15,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -461,6 +462,9 @@ async def test_a_call_that_came_and_went_while_the_daemon_was_down_is_read_from_
     await live.stop_daemon()
     # Nobody listens: FastAGI is refused, the dialplan falls back to tier1; the agent rung
     # answers after 1 s and hangs up 3 s later.
+    # The lab's queue_log also holds this caller's calls from earlier tests (read back too,
+    # within the look-back): this test's call is the one that entered after this moment.
+    called_at = datetime.now(UTC).replace(microsecond=0, tzinfo=None)
     await live.ami.call_in(KNOWN)
     await asyncio.sleep(2.0)
     async with asyncio.timeout(CALL_S):
@@ -470,8 +474,8 @@ async def test_a_call_that_came_and_went_while_the_daemon_was_down_is_read_from_
     deadline = time.monotonic() + CALL_S
     while True:
         async with live.store.engine.connect() as conn:
-            query = text("SELECT call_id FROM interactions WHERE caller = :c")
-            rows = (await conn.execute(query, {"c": KNOWN})).scalars().all()
+            query = text("SELECT call_id FROM interactions WHERE caller = :c AND started_at >= :t")
+            rows = (await conn.execute(query, {"c": KNOWN, "t": called_at})).scalars().all()
         if rows or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.5)

@@ -31,7 +31,14 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from crm_core.models import FLAGS, Customer, CustomerWord, PhoneNumber, name_words
+from crm_core.models import (
+    FLAGS,
+    Customer,
+    CustomerMerge,
+    CustomerWord,
+    PhoneNumber,
+    name_words,
+)
 
 # The customer columns an import sets (besides external_id and the flags).
 FIELDS = ("name", "kind", "organisation", "email", "address", "language")
@@ -51,6 +58,9 @@ class StoredCustomer:
     id: int
     values: dict[str, Any]  # FIELDS, FLAGS and marketing_opt_in_at as stored
     phones: list[StoredPhone]
+    external_id: str | None = None  # its own
+    # Named by the external id of a customer merged into it (a tombstone): this is the survivor.
+    merged: bool = False
 
 
 @dataclass
@@ -66,7 +76,9 @@ class CustomerWrite:
 
 
 async def load(conn: AsyncConnection, external_ids: Sequence[str]) -> dict[str, StoredCustomer]:
-    """The stored customers among ``external_ids``, with their numbers (in id order)."""
+    """The stored customers among ``external_ids``, with their numbers (in id order). The
+    external id of a customer merged into another (a tombstone) gives the survivor, marked
+    ``merged``: what names the merged-away customer applies to the one holding its records."""
     if not external_ids:
         return {}
     columns = [Customer.id, Customer.external_id] + [
@@ -75,21 +87,64 @@ async def load(conn: AsyncConnection, external_ids: Sequence[str]) -> dict[str, 
     stored: dict[str, StoredCustomer] = {}
     by_id: dict[int, StoredCustomer] = {}
     names = [c.name for c in columns[2:]]
-    rows = (
-        await conn.execute(select(*columns).where(among(conn, Customer.external_id, external_ids)))
-    ).all()
-    for customer_id, external_id, *values in rows:
-        customer = StoredCustomer(customer_id, dict(zip(names, values, strict=True)), [])
-        stored[external_id] = by_id[customer_id] = customer
-    if by_id:
+
+    async def fetch(condition: Any) -> None:
+        rows = (await conn.execute(select(*columns).where(condition))).all()
+        for customer_id, external_id, *values in rows:
+            customer = StoredCustomer(
+                customer_id, dict(zip(names, values, strict=True)), [], external_id
+            )
+            by_id[customer_id] = customer
+
+    await fetch(among(conn, Customer.external_id, external_ids))
+    stored = {c.external_id: c for c in by_id.values() if c.external_id is not None}
+    survivors = await survivors_of(conn, list(by_id)) if by_id else {}
+    missing = sorted({s for s in survivors.values() if s not in by_id})
+    if missing:
+        await fetch(among(conn, Customer.id, missing))
+    alive = [i for i in by_id if i not in survivors]
+    if alive:
         phones = await conn.execute(
             select(PhoneNumber.customer_id, PhoneNumber.kind, PhoneNumber.number, PhoneNumber.e164)
-            .where(among(conn, PhoneNumber.customer_id, list(by_id)))
+            .where(among(conn, PhoneNumber.customer_id, alive))
             .order_by(PhoneNumber.id)
         )
         for customer_id, kind, number, e164 in phones.all():
             by_id[customer_id].phones.append(StoredPhone(kind, number, e164))
+    for tombstone, survivor in survivors.items():
+        named = by_id[tombstone].external_id
+        if named is not None:
+            held = by_id[survivor]
+            stored[named] = StoredCustomer(held.id, held.values, held.phones, held.external_id,
+                                           merged=True)  # fmt: skip
     return stored
+
+
+async def survivors_of(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, int]:
+    """For those of ``ids`` merged away, the customer holding their records now (following
+    chains: A into B, B into C gives C); one query per link of the longest chain."""
+    links: dict[int, int] = {}
+    asked: set[int] = set()
+    frontier = list(ids)
+    while frontier:
+        asked.update(frontier)
+        rows = await conn.execute(
+            select(CustomerMerge.customer_id, CustomerMerge.survivor_id).where(
+                among(conn, CustomerMerge.customer_id, frontier)
+            )
+        )
+        found = {int(a): int(b) for a, b in rows.all()}
+        links.update(found)
+        frontier = sorted({b for b in found.values() if b not in asked})
+    out: dict[int, int] = {}
+    for start in ids:
+        current, seen = start, {start}
+        while current in links and links[current] not in seen:
+            current = links[current]
+            seen.add(current)
+        if current != start:
+            out[start] = current
+    return out
 
 
 async def shared(conn: AsyncConnection, e164s: Sequence[str]) -> set[str]:

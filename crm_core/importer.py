@@ -52,6 +52,7 @@ from crm_core.import_report import (
     ImportReport,
     InvalidNumber,
     KeptDoNotCall,
+    MergedRow,
     RejectedRow,
     SharedNumber,
 )
@@ -108,6 +109,7 @@ class _Planner:
         self.options = options
         self.now = datetime.now(UTC)
         self._replaced: dict[tuple[str, ...], frozenset[str]] = {}
+        self.lines: dict[int, int] = {}  # stored customer id -> the line that named it first
 
     @staticmethod
     def to_parse(rows: Sequence[Row], stored: dict[str, StoredCustomer]) -> list[str]:
@@ -317,6 +319,7 @@ async def _import_batch(
     if not rows:
         return
     stored = await _load(store, rows)
+    rows = _one_row_per_customer(planner, rows, stored, report)
     parsed = {
         number: normalise(number, store.region, store.internal_max_digits).e164
         for number in planner.to_parse(rows, stored)
@@ -328,6 +331,11 @@ async def _import_batch(
         written = await _write(store, planner, outcomes, report)
     for row, outcome in written:
         if row.external_id in stored:
+            customer = stored[row.external_id]
+            if customer.merged:
+                report.merged.append(
+                    MergedRow(row.line, row.external_id, customer.id, customer.external_id)
+                )
             report.updated += 1
             report.unchanged += outcome.write is None
         else:
@@ -338,6 +346,31 @@ async def _import_batch(
             report.kept_do_not_call.append(KeptDoNotCall(row.line, row.external_id))
         imported_e164.update(outcome.numbers)
     store.cache.invalidate(e for _, o in written for e in o.e164s)
+
+
+def _one_row_per_customer(
+    planner: _Planner, rows: list[Row], stored: dict[str, StoredCustomer], report: ImportReport
+) -> list[Row]:
+    """``rows`` without those naming a customer an earlier row named (possible only through
+    a merge: the external ids of a survivor and of a customer merged into it), rejected."""
+    kept: list[Row] = []
+    lines = planner.lines
+    for row in rows:
+        customer = stored.get(row.external_id)
+        if customer is not None:
+            first = lines.setdefault(customer.id, row.line)
+            if first != row.line:
+                reason = (
+                    f"{row.external_id} was merged into {customer.external_id}, which line "
+                    f"{first} already sets (one row per customer)"
+                    if customer.merged
+                    else f"line {first} already sets this customer (by the external id of a "
+                    "customer merged into it; one row per customer)"
+                )
+                report.rejected.append(RejectedRow(row.line, row.external_id, reason))
+                continue
+        kept.append(row)
+    return kept
 
 
 Outcomes = list[tuple[Row, _Outcome]]

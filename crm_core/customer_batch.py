@@ -25,7 +25,7 @@ from sqlalchemy import (
     func,
     literal_column,
     select,
-    update,
+    text,
 )
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -204,36 +204,10 @@ async def apply(conn: AsyncConnection, writes: Sequence[CustomerWrite], now: dat
         }
         for w in new:
             w.customer_id = ids[w.external_id]
-    # One executemany per set of changed columns: an UPDATE that sets an indexed column
-    # rewrites its index entries even when the value is the same.
-    by_columns: dict[tuple[str, ...], list[CustomerWrite]] = {}
-    for w in old:
-        by_columns.setdefault(w.changed, []).append(w)
-    for columns, group in by_columns.items():
-        if conn.dialect.name == "sqlite":
-            names = [*columns, "updated_at"]
-            sql = f"UPDATE {Customer.__tablename__} SET {', '.join(f'{c} = ?' for c in names)} "
-            await conn.exec_driver_sql(
-                sql + "WHERE id = ?",
-                _sqlite_rows(
-                    [*names, "id"],
-                    [(*(w.values[c] for c in columns), now, w.customer_id) for w in group],
-                ),
-            )
-            continue
-        statement = (
-            update(Customer)
-            .where(Customer.id == bindparam("_id"))
-            .values({column: bindparam(f"_{column}") for column in (*columns, "updated_at")})
-        )
-        await conn.execute(
-            statement,
-            [
-                {"_id": w.customer_id, "_updated_at": now,
-                 **{f"_{c}": w.values[c] for c in columns}}
-                for w in group
-            ],
-        )  # fmt: skip
+    if conn.dialect.name == "postgresql":
+        await _update_postgresql(conn, old, now)
+    else:
+        await _update_sqlite(conn, old, now)
     await _replace(
         conn,
         PhoneNumber,
@@ -254,6 +228,68 @@ async def apply(conn: AsyncConnection, writes: Sequence[CustomerWrite], now: dat
             for word in name_words(w.values["name"], w.values["organisation"])
         ],
     )
+
+
+def _by_changed(old: Sequence[CustomerWrite]) -> dict[tuple[str, ...], list[CustomerWrite]]:
+    """The writes grouped by the columns they change: each group's UPDATE sets only those
+    (an UPDATE that sets an indexed column rewrites its index entries even when the value is
+    the same, and a column the import does not change is not overwritten)."""
+    by_columns: dict[tuple[str, ...], list[CustomerWrite]] = {}
+    for w in old:
+        by_columns.setdefault(w.changed, []).append(w)
+    return by_columns
+
+
+async def _update_sqlite(
+    conn: AsyncConnection, old: Sequence[CustomerWrite], now: datetime
+) -> None:
+    """One driver executemany per set of changed columns."""
+    for columns, group in _by_changed(old).items():
+        names = [*columns, "updated_at"]
+        sql = f"UPDATE {Customer.__tablename__} SET {', '.join(f'{c} = ?' for c in names)} "
+        await conn.exec_driver_sql(
+            sql + "WHERE id = ?",
+            _sqlite_rows(
+                [*names, "id"],
+                [(*(w.values[c] for c in columns), now, w.customer_id) for w in group],
+            ),
+        )
+
+
+_UPDATES = "import_customer_updates"  # a temporary table, dropped at the commit
+
+
+async def _update_postgresql(
+    conn: AsyncConnection, old: Sequence[CustomerWrite], now: datetime
+) -> None:
+    """The batch's new values COPYed into a temporary table, then one ``UPDATE ... FROM`` per
+    set of changed columns: the server joins them in one statement instead of running one
+    UPDATE per customer (an executemany), which was most of a re-import's time."""
+    if not old:
+        return
+    groups = _by_changed(old)
+    records = [
+        (w.customer_id, number, *(w.values[c] for c in ROW_COLUMNS))
+        for number, group in enumerate(groups.values())
+        for w in group
+    ]
+    table = Customer.__tablename__
+    await conn.execute(
+        text(
+            f"CREATE TEMPORARY TABLE {_UPDATES} ON COMMIT DROP AS SELECT id, 0 AS grp, "
+            f"{', '.join(ROW_COLUMNS)} FROM {table} WITH NO DATA"
+        )
+    )
+    await _insert(conn, _UPDATES, ["id", "grp", *ROW_COLUMNS], records)
+    for number, columns in enumerate(groups):
+        sets = "".join(f"{c} = u.{c}, " for c in columns)
+        await conn.execute(
+            text(
+                f"UPDATE {table} AS c SET {sets}updated_at = :now FROM {_UPDATES} AS u "
+                "WHERE c.id = u.id AND u.grp = :grp"
+            ),
+            {"now": now, "grp": number},
+        )
 
 
 async def _replace(

@@ -1,10 +1,12 @@
 """Many customers read and written in one transaction: the bulk path of ``cti import``.
 
 ``load`` fetches what is stored for a batch of external ids (one query for the customers, one
-for their numbers); ``apply`` writes a batch of ``CustomerWrite`` (one executemany INSERT and
-one SELECT of their ids for new customers, one executemany UPDATE, and the numbers and name
-words of the customers whose numbers or names changed). The caller owns the transaction, so a
-batch is written entirely or not at all.
+for the tombstones among them, one for their numbers; the external id of a customer merged
+into another gives the survivor); ``apply`` writes a batch of ``CustomerWrite`` (one bulk
+INSERT and one SELECT of their ids for new customers, one UPDATE statement per set of changed
+columns: an executemany on SQLite, ``UPDATE ... FROM unnest(arrays)`` on PostgreSQL, and the
+numbers and name words of the customers whose numbers or names changed). The caller owns the
+transaction, so a batch is written entirely or not at all.
 """
 
 from __future__ import annotations

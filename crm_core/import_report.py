@@ -42,6 +42,16 @@ class FieldChange:
 
 
 @dataclass(frozen=True)
+class MergedRow:
+    """A row naming a customer merged into another: it applied to the survivor."""
+
+    line: int
+    external_id: str
+    survivor_id: int
+    survivor_external_id: str | None
+
+
+@dataclass(frozen=True)
 class KeptDoNotCall:
     """A do-not-call flag the file would have cleared and the import kept."""
 
@@ -61,6 +71,7 @@ class ImportReport:
     unknown_columns: list[str] = field(default_factory=list)
     changes: list[FieldChange] = field(default_factory=list)
     kept_do_not_call: list[KeptDoNotCall] = field(default_factory=list)
+    merged: list[MergedRow] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     encoding: str = "utf-8"
     dry_run: bool = False
@@ -80,6 +91,7 @@ class ImportReport:
             "unknown_columns": self.unknown_columns,
             "changes": [vars(c) for c in self.changes],
             "kept_do_not_call": [vars(k) for k in self.kept_do_not_call],
+            "merged": [vars(m) for m in self.merged],
             "warnings": self.warnings,
             "encoding": self.encoding,
             "dry_run": self.dry_run,
@@ -106,6 +118,12 @@ class ImportReport:
             yield (
                 f"line {n.line}: {n.external_id}: invalid number in {n.column}: {n.value!r} "
                 "(kept as entered, not used for caller ID)"
+            )
+        for m in self.merged:
+            yield (
+                f"line {m.line}: {m.external_id} was merged into "
+                f"{m.survivor_external_id or 'a customer'} (customer {m.survivor_id}): "
+                "the row applies to it"
             )
         for c in self.changes:
             yield f"line {c.line}: {c.external_id}: {c.field} {_shown(c.old)} -> {_shown(c.new)}"

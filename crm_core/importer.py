@@ -26,8 +26,10 @@ the row at fault is rejected.
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,6 +54,7 @@ from crm_core.import_report import (
     ImportReport,
     InvalidNumber,
     KeptDoNotCall,
+    MergedRow,
     RejectedRow,
     SharedNumber,
 )
@@ -81,6 +84,11 @@ __all__ = [
 ]
 
 BATCH = 1000
+# The collector's young generation while importing: a re-import that changes every row keeps
+# a few objects per field change alive for the report, and with CPython's default (700) the
+# collector scanned that growing heap over and over: a third of the import's CPU
+# (bench/bench_import.py; the README has the figures).
+YOUNG_THRESHOLD = 50_000
 
 
 @dataclass(slots=True)
@@ -108,6 +116,7 @@ class _Planner:
         self.options = options
         self.now = datetime.now(UTC)
         self._replaced: dict[tuple[str, ...], frozenset[str]] = {}
+        self.lines: dict[int, int] = {}  # stored customer id -> the line that named it first
 
     @staticmethod
     def to_parse(rows: Sequence[Row], stored: dict[str, StoredCustomer]) -> list[str]:
@@ -235,9 +244,36 @@ async def import_csv(
     if decoded.warning:
         report.warnings.append(decoded.warning)
     planner = _Planner(store, cols, options)
+    with _fewer_collections():
+        return await _import_rows(store, parsed, decoded.text, cols, options, planner, report,
+                                  progress)  # fmt: skip
+
+
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """Collect the young generation every ``YOUNG_THRESHOLD`` allocations instead of every
+    700 while the import runs (the daemon's own setting, ``cti.gctune``); restored after."""
+    thresholds = gc.get_threshold()
+    gc.set_threshold(max(thresholds[0], YOUNG_THRESHOLD), *thresholds[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+
+
+async def _import_rows(
+    store: CrmStore,
+    parsed: Iterator[Record | BadRecord],
+    text: str,
+    cols: Columns,
+    options: ImportOptions,
+    planner: _Planner,
+    report: ImportReport,
+    progress: bool,
+) -> ImportReport:
     seen: dict[str, int] = {}
     imported_e164: set[str] = set()
-    bar = tqdm(total=decoded.text.count("\n"), unit="line", file=sys.stderr,
+    bar = tqdm(total=text.count("\n"), unit="line", file=sys.stderr,
                disable=not progress, desc="importing")  # fmt: skip
     try:
         for batch in _batches(parsed, BATCH):
@@ -317,6 +353,7 @@ async def _import_batch(
     if not rows:
         return
     stored = await _load(store, rows)
+    rows = _one_row_per_customer(planner, rows, stored, report)
     parsed = {
         number: normalise(number, store.region, store.internal_max_digits).e164
         for number in planner.to_parse(rows, stored)
@@ -328,6 +365,11 @@ async def _import_batch(
         written = await _write(store, planner, outcomes, report)
     for row, outcome in written:
         if row.external_id in stored:
+            customer = stored[row.external_id]
+            if customer.merged:
+                report.merged.append(
+                    MergedRow(row.line, row.external_id, customer.id, customer.external_id)
+                )
             report.updated += 1
             report.unchanged += outcome.write is None
         else:
@@ -338,6 +380,31 @@ async def _import_batch(
             report.kept_do_not_call.append(KeptDoNotCall(row.line, row.external_id))
         imported_e164.update(outcome.numbers)
     store.cache.invalidate(e for _, o in written for e in o.e164s)
+
+
+def _one_row_per_customer(
+    planner: _Planner, rows: list[Row], stored: dict[str, StoredCustomer], report: ImportReport
+) -> list[Row]:
+    """``rows`` without those naming a customer an earlier row named (possible only through
+    a merge: the external ids of a survivor and of a customer merged into it), rejected."""
+    kept: list[Row] = []
+    lines = planner.lines
+    for row in rows:
+        customer = stored.get(row.external_id)
+        if customer is not None:
+            first = lines.setdefault(customer.id, row.line)
+            if first != row.line:
+                reason = (
+                    f"{row.external_id} was merged into {customer.external_id}, which line "
+                    f"{first} already sets (one row per customer)"
+                    if customer.merged
+                    else f"line {first} already sets this customer (by the external id of a "
+                    "customer merged into it; one row per customer)"
+                )
+                report.rejected.append(RejectedRow(row.line, row.external_id, reason))
+                continue
+        kept.append(row)
+    return kept
 
 
 Outcomes = list[tuple[Row, _Outcome]]

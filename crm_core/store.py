@@ -599,7 +599,8 @@ class CrmStore:
         marketing_opt_in_at: datetime | None = None,
         contacts: Sequence[ContactView] | None = None,
     ) -> UpsertResult:
-        """Create a customer, or update the one with this ``external_id`` (all in one transaction).
+        """Create a customer, or update the one with this ``external_id`` (all in one transaction);
+        the external id of a customer merged into another updates the survivor.
 
         ``phones`` and ``contacts`` replace the customer's (None leaves them); ``flags`` sets
         exactly the flags listed (None leaves them alone). Numbers that cannot be normalised
@@ -663,6 +664,8 @@ class CrmStore:
                         select(Customer.id).where(Customer.external_id == external_id)
                     )
                 ).scalar()
+                if existing is not None:  # merged away: the survivor holds its records now
+                    existing = await _survivor(conn, existing)
             if existing is None:
                 defaults = {flag: False for flag in FLAGS}
                 customer_id = (
@@ -723,11 +726,13 @@ class CrmStore:
 
     async def add_phone(self, customer_id: int, number: str, kind: str = "mobile") -> str | None:
         """Add one number to a customer; returns its E.164 form (None if it is not valid).
-        A number the customer already has (same E.164 form) is not added twice."""
+        A number the customer already has (same E.164 form) is not added twice; a customer
+        merged into another gets it on the survivor."""
         if kind not in PHONE_KINDS:
             raise InvalidCustomer(f"phone kind must be one of {PHONE_KINDS}, not {kind!r}")
         e164 = normalise(number, self.region, self.internal_max_digits).e164
         async with self._write("add_phone") as conn:
+            customer_id = await _survivor(conn, customer_id)  # never on a tombstone
             if e164 is not None:
                 has = select(PhoneNumber.id).where(
                     PhoneNumber.customer_id == customer_id, PhoneNumber.e164 == e164

@@ -442,3 +442,33 @@ async def test_an_update_stores_the_marketing_consent_time_as_the_store_reads_it
         store, write(tmp_path, "external_id,name,flags\nM-1,Mo Market,vip;marketing\n", "c.csv")
     )
     assert (again.updated, again.unchanged, again.changes) == (1, 1, [])
+
+
+async def test_the_collector_runs_less_often_during_an_import_and_as_before_after_it(
+    store: CrmStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+
+    from crm_core import customer_batch
+
+    seen: list[tuple[int, int, int]] = []
+    apply = customer_batch.apply
+
+    async def watched(*args: object, **kwargs: object) -> None:
+        seen.append(gc.get_threshold())
+        if len(seen) > 1:
+            raise RuntimeError("the database went away")
+        await apply(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(customer_batch, "apply", watched)
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        await import_csv(store, write(tmp_path, "external_id,name\nG-1,Gus\n"))
+        assert gc.get_threshold() == (700, 10, 10)
+        assert seen == [(50_000, 10, 10)]
+        with pytest.raises(RuntimeError):  # an import that fails restores them too
+            await import_csv(store, write(tmp_path, "external_id,name\nG-2,Gil\n", "2.csv"))
+        assert gc.get_threshold() == (700, 10, 10)
+    finally:
+        gc.set_threshold(*before)

@@ -30,6 +30,7 @@ from test_cluster_actions import (
     instance,
     sent,
     started,
+    two_instances,
 )
 from test_e2e_calls import call_id_of, trace
 from test_e2e_restart import split_answered
@@ -147,6 +148,13 @@ async def test_a_call_action_posted_on_the_standby_lands_on_the_ingesters_call_a
         assert status == 201, body
         customer_id = body["call"]["customer_id"]
         assert customer_id is not None
+        status, body = await api(b, "POST", f"{path}/cases", AGENT, json={"reason": "fault"})
+        assert status == 201 and body["case"]["tier"] == "tier2", body
+        case_id = body["case"]["case_id"]
+        status, body = await api(
+            b, "POST", f"/api/cases/{case_id}/calls", AGENT, json={"call_id": call_id}
+        )
+        assert status == 200, body  # the call is in the body: forwarded as well
         status, body = await api(
             b, "POST", f"{path}/escalate", AGENT, json={"tier": "tier2", "reason": "billing"}
         )
@@ -160,7 +168,7 @@ async def test_a_call_action_posted_on_the_standby_lands_on_the_ingesters_call_a
         assert ctx.disposition == "sale"
         assert ctx.customer_id == customer_id
         assert [e["reason"] for e in ctx.escalations] == ["billing"]
-        assert forward_of(a).replayed == 6 and forward_of(b).replayed == 0
+        assert forward_of(a).replayed == 8 and forward_of(b).replayed == 0
 
         await pbx.play(rest)
         await eventually(lambda: (c := a.parts.calls.get(call_id)) is None or c.state == "ended")
@@ -240,3 +248,41 @@ async def test_no_answer_from_the_ingester_in_time_is_a_504_that_says_it_may_hav
         assert "instance A" in got["error"] and "may have been applied" in got["error"]
 
     await scenario(db_url, prefix, traces_dir, body)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_with_pbxs_on_two_instances_each_lists_every_call_and_acts_on_the_others(
+    db_url: str, prefix: str, traces_dir: Path
+) -> None:
+    events = trace(traces_dir, "answered_tier1")
+    uniqueid, cut = call_id_of(events), split_answered(events)
+    async with (
+        AsyncExitStack() as stack,
+        FakeAmiServer() as paris,
+        FakeAmiServer() as lyon,
+        aiohttp.ClientSession() as session,
+    ):
+        api = Api(session)
+        a, b = await two_instances(stack, db_url, prefix, paris, lyon)  # A paris, B lyon
+        await paris.play(events[:cut])  # the same recorded call on each PBX, each live apart
+        await lyon.play(events[:cut])
+        on_paris, on_lyon = f"paris:{uniqueid}", f"lyon:{uniqueid}"
+        await eventually(lambda: a.parts.calls.get(on_paris) is not None)
+        await eventually(lambda: b.others[0].parts.calls.get(on_lyon) is not None)
+
+        for via in (a, b):
+            status, body = await api(via, "GET", "/api/calls", "Boss")
+            assert status == 200 and "missing" not in body, body
+            assert sorted(c["call_id"] for c in body["calls"]) == [on_lyon, on_paris]
+
+        # A note on each call, each posted on the instance that does not ingest it.
+        for via, call_id in ((a, on_lyon), (b, on_paris)):
+            status, body = await api(
+                via, "POST", f"/api/calls/{call_id}/notes", "Boss", json={"text": call_id}
+            )
+            assert status == 201, body
+        paris_call = a.parts.calls.get(on_paris)
+        lyon_call = b.others[0].parts.calls.get(on_lyon)
+        assert paris_call is not None and [n["text"] for n in paris_call.notes] == [on_paris]
+        assert lyon_call is not None and [n["text"] for n in lyon_call.notes] == [on_lyon]
+        assert forward_of(a).replayed == 2 and forward_of(b).replayed == 2  # 1 list, 1 note

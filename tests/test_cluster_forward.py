@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import aiohttp.test_utils
 import pytest
 import redis.asyncio as aioredis
 from fakes.ami_server import FakeAmiServer
@@ -286,3 +287,18 @@ async def test_with_pbxs_on_two_instances_each_lists_every_call_and_acts_on_the_
         assert paris_call is not None and [n["text"] for n in paris_call.notes] == [on_paris]
         assert lyon_call is not None and [n["text"] for n in lyon_call.notes] == [on_lyon]
         assert forward_of(a).replayed == 2 and forward_of(b).replayed == 2  # 1 list, 1 note
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_an_ingester_that_cannot_reach_its_own_api_says_so_and_applies_nothing(
+    db_url: str, prefix: str, traces_dir: Path
+) -> None:
+    async def body(api: Api, a: Daemon, b: Daemon, pbx: FakeAmiServer, call_id: str) -> None:
+        closed = aiohttp.test_utils.unused_port()
+        forward_of(a).address = lambda: ("127.0.0.1", closed)  # its API gone, its relay not
+        status, got = await api(b, "POST", f"/api/calls/{call_id}/notes", AGENT, json={"text": "x"})
+        assert status == 503 and "cannot reach its own API" in got["error"], got
+        ctx = a.parts.calls.get(call_id)
+        assert ctx is not None and ctx.notes == []
+
+    await scenario(db_url, prefix, traces_dir, body)

@@ -161,25 +161,32 @@ class HttpForward:
             if payload.get(key):
                 headers[name] = str(payload[key])
         timeout = aiohttp.ClientTimeout(total=self._relay.timeout_s)
-        async with (
-            aiohttp.ClientSession(timeout=timeout) as session,
-            session.request(
-                str(payload["method"]),
-                url,
-                headers=headers,
-                data=base64.b64decode(payload.get("body") or ""),
-            ) as r,
-        ):
-            body = bytearray()
-            async for chunk in r.content.iter_chunked(64 * 1024):
-                body += chunk
-                if len(body) > MAX_REPLY:
-                    return _error(
-                        502, f"cluster: the answer is larger than {MAX_REPLY // 1024} KiB"
-                    )
-            self.replayed += 1
-            return {
-                "status": r.status,
-                "content_type": r.headers.get("Content-Type", "application/octet-stream"),
-                "body": _b64(bytes(body)),
-            }
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.request(
+                    str(payload["method"]),
+                    url,
+                    headers=headers,
+                    data=base64.b64decode(payload.get("body") or ""),
+                ) as r,
+            ):
+                body = bytearray()
+                async for chunk in r.content.iter_chunked(64 * 1024):
+                    body += chunk
+                    if len(body) > MAX_REPLY:
+                        why = f"the answer is larger than {MAX_REPLY // 1024} KiB"
+                        return _error(502, f"cluster: {why} (the request was applied)")
+                self.replayed += 1
+                return {
+                    "status": r.status,
+                    "content_type": r.headers.get("Content-Type", "application/octet-stream"),
+                    "body": _b64(bytes(body)),
+                }
+        except aiohttp.ClientConnectorError as exc:  # not sent: nothing applied
+            log.warning("forward.replay_unreachable", error=repr(exc))
+            return _error(503, f"cluster: instance {self._relay.holder} cannot reach its own API")
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            log.warning("forward.replay_failed", error=repr(exc))
+            why = f"instance {self._relay.holder} got no answer from its own API"
+            return _error(504, f"cluster: {why}: the request may have been applied there")

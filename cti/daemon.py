@@ -60,6 +60,7 @@ from cti.callback_feed import CallbackFeed, CallbackNews, queue_agents
 from cti.calls import CallContext, LiveCalls, saved_context
 from cti.callstate import CallStateWriter, PbxClock, SavedCall, Snapshot, SqlCallState
 from cti.channel_sweep import ChannelLister, ChannelSweep, ChannelTracker
+from cti.cluster.forward import HttpForward
 from cti.cluster.instance import EXIT_LEASE_LOST, ClusterParts, build_cluster
 from cti.cluster.livestats import live_everywhere
 from cti.cluster.pbxs import CallStateByPbx, QualifiedAmi, UnqualifiedDecisions
@@ -375,6 +376,11 @@ class Daemon:
     def http_port(self) -> int | None:
         addresses = self._runner.addresses if self._runner is not None else []
         return int(addresses[0][1]) if addresses else None
+
+    def http_address(self) -> tuple[str, int] | None:
+        """The HTTP server's bound host and port (None: not started)."""
+        addresses = self._runner.addresses if self._runner is not None else []
+        return (str(addresses[0][0]), int(addresses[0][1])) if addresses else None
 
     @property
     def agi_port(self) -> int | None:
@@ -696,6 +702,9 @@ async def build_daemon(
                 supervision.live_stats,
                 cluster.relay.holder,
             )
+        forward = None
+        if cluster is not None and cluster.relay is not None:  # a standby's calls: its ingester
+            forward = HttpForward(cluster.relay, pbx_links.pbx_ids, cluster.ingests)
         case_book, callback_book = _cases_and_callbacks(config, store)
         # A task that opens or closes reaches its queue's desktops at once, through the hub.
         callback_news = CallbackNews(hub, queue_agents(config))
@@ -721,6 +730,7 @@ async def build_daemon(
             pbx=pbx_links,
             pbx_status=lambda: [pbx_health(p) for p in every_pbx],
             live_stats=live_stats,
+            forward=forward,
         )
         app = create_app(deps)
     except BaseException:
@@ -763,6 +773,8 @@ async def build_daemon(
         call_prefix=f"{config.ami.pbx_id}:" if several else "",
     )
     daemon = Daemon(parts)
+    if forward is not None:
+        forward.address = daemon.http_address
     for link in links[1:]:
         assert by_pbx is not None
         other = _pbx_daemon(parts, link, by_pbx, channel_check_s)

@@ -14,7 +14,9 @@ No answer within ``timeout_s``: ``AmiError`` (the action may have been sent; not
 Only the actions of ``METHODS`` are carried, with JSON arguments.
 
 The same way an instance asks another a question it answers from its memory (``ask``, e.g.
-``live_stats``: today's figures of the PBXs it ingests; ``answer`` registers them).
+``live_stats``: today's figures of the PBXs it ingests; ``answer`` registers them), or hands
+it a job it does and answers (``job``, e.g. ``http``: an API request replayed on the
+ingester's own HTTP server, ``cti.cluster.forward``; ``handle`` registers them).
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ class ActionRelay:
         self._task: asyncio.Task[None] | None = None
         self._jobs: set[asyncio.Task[None]] = set()
         self._queries: dict[str, Callable[[], Any]] = {}
+        self._handlers: dict[str, Callable[[Any], Awaitable[Any]]] = {}
         self.served = 0  # actions this instance sent for another one
 
     def _channel(self, holder: str) -> str:
@@ -88,6 +91,10 @@ class ActionRelay:
     def answer(self, name: str, value: Callable[[], Any]) -> None:
         """What this instance answers to ``ask(…, name)`` (a JSON value)."""
         self._queries[name] = value
+
+    def handle(self, name: str, job: Callable[[Any], Awaitable[Any]]) -> None:
+        """What this instance does for ``job(…, name, payload)`` (JSON in, JSON out)."""
+        self._handlers[name] = job
 
     # ---- sending ---------------------------------------------------------------------------
 
@@ -107,6 +114,14 @@ class ActionRelay:
         outcome = await self._request(holder, {"query": name}, f"asking {name}")
         if "value" not in outcome:
             raise AmiError(outcome.get("error") or f"instance {holder} cannot answer {name}")
+        return outcome["value"]
+
+    async def job(self, holder: str, name: str, payload: Any, what: str) -> Any:
+        """``name`` done by instance ``holder`` on ``payload``: its JSON answer. ``PbxRefused``
+        503: nobody listens there; ``AmiError``: no answer in time (it may have been done)."""
+        outcome = await self._request(holder, {"job": name, "payload": payload}, what)
+        if "value" not in outcome:
+            raise PbxRefused(503, outcome.get("error") or f"instance {holder} cannot do {name}")
         return outcome["value"]
 
     async def _request(self, holder: str, request: dict[str, Any], what: str) -> dict[str, Any]:
@@ -191,6 +206,9 @@ class ActionRelay:
             if "query" in request:
                 await self._answer(str(request["query"]), reply)
                 return
+            if "job" in request:
+                await self._do(str(request["job"]), request.get("payload"), reply)
+                return
             pbx, method = str(request["pbx"]), str(request["method"])
             args, kwargs = list(request["args"]), dict(request["kwargs"])
         except (ValueError, KeyError, TypeError) as exc:
@@ -219,6 +237,19 @@ class ActionRelay:
             outcome["error"] = f"instance {self.holder} does not answer {name}"
         else:
             outcome["value"] = query()
+        await self._reply(reply, outcome)
+
+    async def _do(self, name: str, payload: Any, reply: str) -> None:
+        job = self._handlers.get(name)
+        outcome: dict[str, Any] = {}
+        if job is None:
+            outcome["error"] = f"instance {self.holder} does not do {name}"
+        else:
+            try:
+                outcome["value"] = await job(payload)
+            except Exception as exc:  # the sender must hear back whatever happened
+                log.warning("relay.job_failed", job=name, error=repr(exc))
+                outcome["error"] = f"instance {self.holder} failed {name}: {exc!r}"
         await self._reply(reply, outcome)
 
     async def _reply(self, reply: str, outcome: Mapping[str, Any]) -> None:

@@ -23,6 +23,7 @@ from cti.http import (
 from cti.http.auth import AGENT, AgentDirectory, Handler, agent_info, auth_middleware
 from cti.http.deps import ApiDeps
 from cti.http.errors import ApiError, error_response, parse_body
+from cti.http.forward import forward_middleware
 from cti.http.models import LoginBody
 from cti.http.openapi import OPENAPI, build_openapi, openapi
 from cti.http.state import DEPS, DIRECTORY, SOCKETS
@@ -117,6 +118,7 @@ def create_app(deps: ApiDeps) -> web.Application:
             cors_middleware(list(deps.config.http.cors_origins)),
             error_middleware,
             auth_middleware(directory, deps.config.agi.http_token),
+            forward_middleware,
         ],
         client_max_size=MAX_BODY,
     )

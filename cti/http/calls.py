@@ -16,6 +16,7 @@ from cti.http.access import acting_agent, is_on_call, require_sees, sees_call
 from cti.http.auth import AGENT, is_supervisor
 from cti.http.deps import ApiDeps, CallActions
 from cti.http.errors import ApiError, parse_body
+from cti.http.forward import RELAYED
 from cti.http.models import DispositionBody, EscalateBody, NoteBody, OriginateBody
 from cti.http.state import DEPS
 from cti.pbx_actions import PbxRefused
@@ -82,10 +83,18 @@ def _call(request: web.Request) -> CallContext:
 
 
 async def list_calls(request: web.Request) -> web.Response:
+    """The live calls the agent sees; several instances: those of every ingester too (each
+    answers for its PBXs; ``missing``: PBXs whose instance did not answer)."""
     agent = request[AGENT]
-    calls = request.app[DEPS].calls.active()
+    deps = request.app[DEPS]
+    calls = deps.calls.active()
     mine = [c.to_dict() for c in calls if is_supervisor(agent) or sees_call(agent, c)]
-    return web.json_response({"calls": mine})
+    if deps.forward is None or request.get(RELAYED):
+        return web.json_response({"calls": mine})
+    elsewhere, missing = await deps.forward.calls_elsewhere(request)
+    here = {c["call_id"] for c in mine}
+    mine.extend(c for c in elsewhere if c.get("call_id") not in here)
+    return web.json_response({"calls": mine} | ({"missing": missing} if missing else {}))
 
 
 async def get_call(request: web.Request) -> web.Response:

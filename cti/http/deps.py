@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -18,6 +18,9 @@ from cti.calls import LiveCalls
 from cti.config import Config
 from cti.hub import PopHub
 from cti.pbx_actions import PbxLinks
+
+if TYPE_CHECKING:
+    from cti.http.forward import Forwarder
 from cti.supervisor.api import SupervisionApi
 
 
@@ -102,3 +105,5 @@ class ApiDeps:
     pbx_status: Callable[[], Sequence[Mapping[str, Any]]] | None = None
     # GET /api/stats/live with several instances: every ingester's figures (cti.cluster.livestats).
     live_stats: Callable[[], Awaitable[Mapping[str, Any]]] | None = None
+    # Several instances: call-scoped requests to the ingester of the call's PBX (cti.http.forward).
+    forward: Forwarder | None = None

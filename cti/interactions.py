@@ -78,7 +78,7 @@ class InteractionRecorder:
         self._stopping: asyncio.Event | None = None
         self.written = 0
         self.failures = 0  # write attempts that failed with the CRM down or slow
-        self.refused = 0  # records the CRM refused, set aside
+        self.refused = 0  # calls whose record the CRM refused, set aside (once per call)
         self.lost = 0  # records neither written nor saved when stopped
         self.fenced = 0  # records refused as made by a stale ingester, dropped
 
@@ -270,9 +270,11 @@ class InteractionRecorder:
         if self._pending.get(call_id) is record:
             del self._pending[call_id]
         self._loaded.pop(call_id, None)
+        again = call_id in self._dead  # a later version of a call already set aside
         self._dead[call_id] = DeadLetter(record, "refused", error, _now())
         self._dirty = True
-        self.refused += 1
+        if not again:
+            self.refused += 1
         log.error(
             "interaction refused; set aside",
             call_id=call_id,

@@ -63,6 +63,9 @@ def config_for(db_url: str, ami_port: int, dead_letter_path: Path, **sections: A
             "secret": "cti-secret",
             "reconnect_initial_s": 0.05,
             "reconnect_max_s": 0.2,
+            # A PBX of its own: the database is shared by the session's tests, and another
+            # world's calls still in their grace at its stop would be restored and closed here.
+            "pbx_id": f"pbx-{dead_letter_path.parent.name}"[:64],
         },
         "agi": {"host": "127.0.0.1", "port": 0},
         "http": {"host": "127.0.0.1", "port": 0},

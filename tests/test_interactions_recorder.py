@@ -55,6 +55,24 @@ async def test_a_refused_record_is_set_aside_and_the_next_ones_are_written(tmp_p
     await recorder.stop()
 
 
+async def test_a_call_refused_again_when_its_record_is_rewritten_counts_once(
+    tmp_path: Path,
+) -> None:
+    """A call's record is written again when its wrap-up is measured: a second refusal of the
+    same call replaces its dead letter with the newer version and is not a second record."""
+    store = Store()
+    recorder = InteractionRecorder(store, dead_letters=DeadLetterFile(tmp_path / "dead.jsonl"))
+    await recorder.start()
+    recorder.submit(record("c1", "bad\x00"))
+    assert await recorder.flush(5.0)
+    recorder.submit(record("c1", "bad\x00 and wrapped up"))
+    assert await recorder.flush(5.0)
+    assert (recorder.refused, recorder.dead_letters) == (1, 1)
+    (letter,) = [json.loads(x) for x in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    assert letter["record"]["notes"] == "bad\x00 and wrapped up"
+    await recorder.stop()
+
+
 async def test_during_an_outage_records_wait_and_are_written_in_order_afterwards() -> None:
     store = Store()
     store.down = True

@@ -17,44 +17,14 @@ from cti.callback_feed import CallbackNews
 from cti.calls import LiveCalls
 from cti.config import Config
 from cti.hub import PopHub
-from cti.pbx_actions import PbxLinks
+from cti.pbx_actions import ActionLink, PbxLinks
 
 if TYPE_CHECKING:
     from cti.http.forward import Forwarder
 from cti.supervisor.api import SupervisionApi
 
-
-class CallActions(Protocol):
-    """The AMI actions the API sends (``cti.ami.client.AmiClient``); each raises on failure."""
-
-    async def setvar(self, variable: str, value: str, *, channel: str | None = None) -> Any: ...
-
-    async def redirect(
-        self, channel: str, *, context: str, exten: str, priority: int = 1
-    ) -> Any: ...
-
-    async def blind_transfer(self, channel: str, *, exten: str, context: str) -> Any: ...
-
-    async def originate(
-        self,
-        channel: str,
-        *,
-        context: str | None = None,
-        exten: str | None = None,
-        priority: int = 1,
-        caller_id: str | None = None,
-        variables: Mapping[str, str] | None = None,
-    ) -> Any: ...
-
-    async def queue_add(
-        self, queue: str, interface: str, *, member_name: str | None = None
-    ) -> Any: ...
-
-    async def queue_remove(self, queue: str, interface: str) -> Any: ...
-
-    async def queue_pause(
-        self, interface: str, paused: bool, *, queue: str | None = None, reason: str | None = None
-    ) -> Any: ...
+# The AMI actions the API sends, each raising on failure: one PBX's link (the same protocol).
+CallActions = ActionLink
 
 
 class CustomerStore(Protocol):

@@ -38,11 +38,9 @@ from cti.http.deps import ApiDeps
 from cti.http.errors import ApiError, parse_body
 from cti.http.models import DivideBody, MergeBody
 from cti.http.state import DEPS
-from cti.supervisor.service import parse_when
+from cti.http.stats import query_period
 
 log = structlog.get_logger(__name__)
-
-MAX_PERIOD_S = 400 * 86400.0
 
 
 def maintenance(request: web.Request) -> CustomerMaintenance:
@@ -141,15 +139,7 @@ async def audit(request: web.Request) -> web.Response:
     service = maintenance(request)
     q = request.query
     now = time.time()
-    try:
-        start = parse_when(q["from"], "from") if "from" in q else now - 30 * 86400.0
-        end = parse_when(q["to"], "to") if "to" in q else now + 60.0
-    except ValueError as exc:
-        raise ApiError(400, str(exc)) from exc
-    if end <= start:
-        raise ApiError(400, "to: must be after from")
-    if end - start > MAX_PERIOD_S:
-        raise ApiError(400, "to: a period is at most 400 days")
+    start, end = query_period(q, now - 30 * 86400.0, now + 60.0)
     customer = q.get("customer_id")
     customer_id = int_param(customer, "customer_id") if customer is not None else None
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from aiohttp import web
 
 from cti.http.auth import AGENT, is_supervisor
@@ -12,6 +14,21 @@ from cti.supervisor.api import SupervisionApi
 from cti.supervisor.service import parse_when
 
 MAX_PERIOD_S = 400 * 86400.0
+
+
+def query_period(q: Mapping[str, str], start: float, end: float) -> tuple[float, float]:
+    """The ``from``/``to`` of a query (``start``/``end`` where absent): 400 when they are not
+    times, not in order, or more than 400 days apart."""
+    try:
+        start = parse_when(q["from"], "from") if "from" in q else start
+        end = parse_when(q["to"], "to") if "to" in q else end
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from exc
+    if end <= start:
+        raise ApiError(400, "to: must be after from")
+    if end - start > MAX_PERIOD_S:
+        raise ApiError(400, "to: a period is at most 400 days")
+    return start, end
 
 
 def supervision(request: web.Request) -> SupervisionApi:
@@ -38,12 +55,5 @@ async def period(request: web.Request) -> web.Response:
         raise ApiError(400, f"group_by: one of {', '.join(GROUPS)}")
     if "from" not in q or "to" not in q:
         raise ApiError(400, "from, to: both are required (ISO dates or times, UTC by default)")
-    try:
-        start, end = parse_when(q["from"], "from"), parse_when(q["to"], "to")
-    except ValueError as exc:
-        raise ApiError(400, str(exc)) from exc
-    if end <= start:
-        raise ApiError(400, "to: must be after from")
-    if end - start > MAX_PERIOD_S:
-        raise ApiError(400, "to: a period is at most 400 days")
+    start, end = query_period(q, 0.0, 0.0)  # both present: checked above
     return web.json_response(await service.period_stats(start, end, group_by))

@@ -227,6 +227,20 @@ def _dialable(deps: ApiDeps, typed: str) -> str:
     )
 
 
+async def ring_then_dial(
+    deps: ApiDeps, ami: CallActions, interface: str, number: str, variables: dict[str, str]
+) -> None:
+    """Ring the agent's phone, then the number, from the originate context (raises on failure)."""
+    async with ami_action(deps, "Originate"):
+        await ami.originate(
+            interface,
+            context=deps.config.http.originate_context,
+            exten=number,
+            priority=1,
+            variables=variables,
+        )
+
+
 async def originate(request: web.Request) -> web.Response:
     """Click-to-dial: ring the agent's own phone, then the number (never a do-not-call one)."""
     deps = request.app[DEPS]
@@ -238,14 +252,7 @@ async def originate(request: web.Request) -> web.Response:
     number = _dialable(deps, body.number)
     customer_id = await _refuse_do_not_call(deps, number, body.customer_id)
     variables = {"CTI_CUSTOMER_ID": str(customer_id)} if customer_id is not None else {}
-    async with ami_action(deps, "Originate"):
-        await ami.originate(
-            who.interface,
-            context=deps.config.http.originate_context,
-            exten=number,
-            priority=1,
-            variables=variables,
-        )
+    await ring_then_dial(deps, ami, who.interface, number, variables)
     log.info("click to dial", agent=who.name, number=number, customer_id=customer_id)
     result: dict[str, Any] = {"status": "dialling", "from": who.interface, "number": number}
     result["customer_id"] = customer_id

@@ -36,8 +36,8 @@ from cti.http.calls import (
     _dialable,
     _refuse_do_not_call,
     agent_link,
-    ami_action,
     no_call,
+    ring_then_dial,
 )
 from cti.http.customers import int_param
 from cti.http.deps import ApiDeps
@@ -250,14 +250,7 @@ async def dial_callback(request: web.Request) -> web.Response:
     if customer_id is not None:
         variables["CTI_CUSTOMER_ID"] = str(customer_id)
     try:
-        async with ami_action(deps, "Originate"):
-            await ami.originate(
-                who.interface,
-                context=deps.config.http.originate_context,
-                exten=number,
-                priority=1,
-                variables=variables,
-            )
+        await ring_then_dial(deps, ami, who.interface, number, variables)
     except BaseException:
         await book.dial_failed(task_id)
         if news is not None:

@@ -373,6 +373,20 @@ class Config(_Section):
         return self
 
     @model_validator(mode="after")
+    def _tokens_are_unique(self) -> Config:
+        # One token signs in one user: two agents sharing one could each act as the other.
+        seen: dict[str, str] = {}
+        for agent in self.agents:
+            digest = agent.token_sha256.strip().lower()
+            if digest and digest in seen:
+                raise ValueError(
+                    f"agents: {seen[digest]} and {agent.name} have the same token_sha256 "
+                    "(each user needs a token of their own)"
+                )
+            seen.setdefault(digest, agent.name)
+        return self
+
+    @model_validator(mode="after")
     def _queue_log_is_one_pbxs(self) -> Config:
         # queue_log names calls by the PBX's own Uniqueid; with [[pbx]] every call id carries
         # its PBX, and which PBX wrote which queue_log is not configured per PBX yet.

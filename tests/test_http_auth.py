@@ -7,7 +7,7 @@ import re
 import pytest
 
 from cti.cli import main
-from cti.config import AgentConfig
+from cti.config import AgentConfig, ConfigError, parse_config
 from cti.http.auth import AgentDirectory, hash_token
 
 
@@ -38,3 +38,26 @@ def test_an_agent_without_a_hash_cannot_log_in_with_an_empty_token() -> None:
     directory = AgentDirectory([AgentConfig(name="x", token_sha256="")])
     assert directory.authenticate(hash_token("")) is None
     assert directory.authenticate("") is None
+
+
+def test_each_of_many_agents_signs_in_with_their_own_token_whatever_the_hash_case() -> None:
+    agents = [
+        AgentConfig(name=f"a{i}", token_sha256=f" {hash_token(f't{i}').upper()} ")
+        for i in range(2000)
+    ]
+    directory = AgentDirectory(agents)
+    assert [directory.authenticate(f"t{i}") for i in (0, 1234, 1999)] == [
+        agents[0],
+        agents[1234],
+        agents[1999],
+    ]
+    assert directory.authenticate("t2000") is None
+
+
+def test_two_agents_with_one_token_are_refused_at_config_load() -> None:
+    digest = hash_token("shared")
+    text = "".join(
+        f'[[agents]]\nname = "{name}"\ntoken_sha256 = "{digest}"\n' for name in ("ann", "bob")
+    )
+    with pytest.raises(ConfigError, match="ann and bob have the same token_sha256"):
+        parse_config(text)

@@ -708,11 +708,12 @@ async def build_daemon(
         case_book, callback_book = _cases_and_callbacks(config, store)
         # A task that opens or closes reaches its queue's desktops at once, through the hub.
         callback_news = CallbackNews(hub, queue_agents(config))
-        # Each PBX's own queue_log (``[[pbx]]``).
+        # Each PBX's own queue_log (``[[pbx]]``), its records fenced as the live ones are.
         queue_log_of = functools.partial(
             _queue_log,
             store=store,
             recorder=recorder,
+            sink=cluster.stamping(recorder) if cluster is not None else recorder,
             calls=calls,
             crm=crm,
             several=several,
@@ -908,6 +909,7 @@ def _queue_log(
     *,
     store: Any,
     recorder: InteractionRecorder,
+    sink: Any,
     calls: LiveCalls,
     crm: Any,
     several: bool,
@@ -947,6 +949,7 @@ def _queue_log(
         pbx_id=config.ami.pbx_id,
         lookback_s=qconf.lookback_s,
         clock=clock.now,
+        sink=sink,
     )
 
 

@@ -72,7 +72,7 @@ from cti.interactions import InteractionRecorder, InteractionStore
 from cti.logsetup import suppressed_warnings
 from cti.metrics import AmiLinkCounts, DaemonCollector, MetricSources
 from cti.pbx_actions import PbxLinks
-from cti.queuelog.backfill import QueueLogBackfill
+from cti.queuelog.backfill import QueueLogBackfill, Sink
 from cti.routing.http import route_handler
 from cti.supervisor.service import Supervision
 from cti.tracker.events import CallEvent
@@ -909,7 +909,7 @@ def _queue_log(
     *,
     store: Any,
     recorder: InteractionRecorder,
-    sink: Any,
+    sink: Sink,
     calls: LiveCalls,
     crm: Any,
     several: bool,

@@ -252,15 +252,51 @@ class LoggingConfig(_Section):
     format: Literal["console", "json"] = "console"
 
 
+class QueueLogConfig(_Section):
+    """Asterisk's queue_log (``cti.queuelog``): after a start or a takeover, the queue calls
+    no daemon saw are recorded from it, and those seen in part completed. One of ``file``
+    (Asterisk on this host) or ``table`` (``extconfig.conf`` ``queue_log => pgsql,...``).
+    ``[queue_log]`` is the one PBX of ``[ami]``'s; with ``[[pbx]]`` each PBX has its own."""
+
+    file: str = ""  # e.g. /var/log/asterisk/queue_log
+    table: str = ""  # e.g. queue_log (its columns as contrib/ast-db-manage creates them)
+    database_url: str = ""  # where the table is; empty: [database] url
+    # The table's ``time`` zone: "UTC" with logger.conf queue_log_realtime_use_gmt = yes;
+    # empty: this host's local time zone (Asterisk's default, local time).
+    timezone: str = ""
+    lookback_s: float = Field(3600.0, ge=0, le=7 * 86400)  # read from this long before
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.file or self.table)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> QueueLogConfig:
+        if self.file and self.table:
+            raise ValueError("set file or table, not both")
+        if self.timezone:
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                ZoneInfo(self.timezone)
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                raise ValueError(f"timezone: unknown zone {self.timezone!r}") from exc
+        return self
+
+
 class PbxConfig(_Section):
-    """One PBX of several (``[[pbx]]``): its AMI link; the rest of ``[ami]`` applies to all.
-    Each has its own lease; its call ids are qualified ``id:linkedid`` (``cti.cluster.pbxs``)."""
+    """One PBX of several (``[[pbx]]``): its AMI link and queue_log; the rest of ``[ami]``
+    applies to all. Each has its own lease; its call ids are qualified ``id:linkedid``
+    (``cti.cluster.pbxs``)."""
 
     id: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")
     host: str = "127.0.0.1"
     port: int = Field(5038, ge=1, le=65535)
     username: str | None = None  # None: [ami] username
     secret: str | None = None  # None: [ami] secret
+    # This PBX's own queue_log (its file or table, its time zone): [pbx.queue_log] after
+    # its [[pbx]], or queue_log = { file = "..." } in it.
+    queue_log: QueueLogConfig = QueueLogConfig()
 
 
 class ClusterConfig(_Section):
@@ -281,37 +317,6 @@ class ClusterConfig(_Section):
     @property
     def enabled(self) -> bool:
         return bool(self.redis_url)
-
-
-class QueueLogConfig(_Section):
-    """Asterisk's queue_log (``cti.queuelog``): after a start or a takeover, the queue calls
-    no daemon saw are recorded from it, and those seen in part completed. One of ``file``
-    (Asterisk on this host) or ``table`` (``extconfig.conf`` ``queue_log => pgsql,...``)."""
-
-    file: str = ""  # e.g. /var/log/asterisk/queue_log
-    table: str = ""  # e.g. queue_log (its columns as contrib/ast-db-manage creates them)
-    database_url: str = ""  # where the table is; empty: [database] url
-    # The table's ``time`` zone: "UTC" with logger.conf queue_log_realtime_use_gmt = yes;
-    # empty: this host's local time zone (Asterisk's default, local time).
-    timezone: str = ""
-    lookback_s: float = Field(3600.0, ge=0, le=7 * 86400)  # read from this long before
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.file or self.table)
-
-    @model_validator(mode="after")
-    def _one_source(self) -> QueueLogConfig:
-        if self.file and self.table:
-            raise ValueError("[queue_log]: set file or table, not both")
-        if self.timezone:
-            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-            try:
-                ZoneInfo(self.timezone)
-            except (ZoneInfoNotFoundError, ValueError) as exc:
-                raise ValueError(f"[queue_log] timezone: unknown zone {self.timezone!r}") from exc
-        return self
 
 
 class Config(_Section):
@@ -387,15 +392,31 @@ class Config(_Section):
         return self
 
     @model_validator(mode="after")
-    def _queue_log_is_one_pbxs(self) -> Config:
-        # queue_log names calls by the PBX's own Uniqueid; with [[pbx]] every call id carries
-        # its PBX, and which PBX wrote which queue_log is not configured per PBX yet.
+    def _queue_log_is_per_pbx(self) -> Config:
+        # Each Asterisk writes its own queue_log, numbering its calls as the others may:
+        # one log read for every PBX would record each PBX's calls under all of them.
         if self.queue_log.enabled and self.pbx:
             raise ValueError(
-                "queue_log: reads the queue_log of the one PBX of [ami]; "
-                "it cannot be combined with [[pbx]] yet"
+                "queue_log: [queue_log] is the queue_log of the one PBX of [ami]; with [[pbx]] "
+                "give each PBX its own (queue_log = { file = ... } in its [[pbx]])"
             )
+        readers: dict[tuple[str, str], str] = {}
+        for p in self.pbx:
+            q = p.queue_log
+            where = ("file", q.file) if q.file else ("table", f"{q.database_url} {q.table}")
+            if not q.enabled:
+                continue
+            if where in readers:
+                raise ValueError(
+                    f"pbx {p.id!r}: queue_log {where[0]} {where[1].strip()!r} is given to PBX "
+                    f"{readers[where]!r} too: each PBX writes its own queue_log"
+                )
+            readers[where] = p.id
         return self
+
+    def queue_log_of(self, pbx_id: str) -> QueueLogConfig:
+        """The queue_log of a PBX: its ``[[pbx]]`` entry's, or ``[queue_log]`` (one PBX)."""
+        return next((p.queue_log for p in self.pbx if p.id == pbx_id), self.queue_log)
 
     def pbx_links(self) -> list[AmiConfig]:
         """The AMI link of each PBX: ``[ami]`` alone, or one per ``[[pbx]]`` (``pbx_id`` its
@@ -451,14 +472,22 @@ class _Located:
     def line_of(self, loc: tuple[str | int, ...]) -> int | None:
         """Best-effort line number of a dotted key path in the TOML text."""
         lines = self.text.splitlines()
+        first, end = 0, len(lines)
+        if len(loc) >= 2 and isinstance(loc[0], str) and isinstance(loc[1], int):
+            # The n-th [[name]] entry: look within it alone.
+            entry = re.compile(rf"^\s*\[\[\s*{re.escape(loc[0])}\s*\]\]\s*$")
+            starts = [i for i, line in enumerate(lines) if entry.match(line)]
+            if loc[1] < len(starts):
+                first = starts[loc[1]]
+                end = starts[loc[1] + 1] if loc[1] + 1 < len(starts) else len(lines)
         tables = [str(p) for p in loc if isinstance(p, str)]
         key = tables[-1] if tables else None
-        start = 0
+        start = first
         # Walk down the table headers (``[a]``, ``[a.b]``, ``[[a.b]]``) as far as they go.
         for depth in range(len(tables), 0, -1):
             header = ".".join(tables[:depth])
             pattern = re.compile(rf"^\s*\[\[?\s*{re.escape(header)}\s*\]\]?\s*$")
-            index = next((i for i, line in enumerate(lines) if pattern.match(line)), None)
+            index = next((i for i in range(first, end) if pattern.match(lines[i])), None)
             if index is not None:
                 if depth == len(tables):
                     return index + 1
@@ -466,18 +495,38 @@ class _Located:
                 break
         if key is None:
             return None
-        key_pattern = re.compile(rf"^\s*\"?{re.escape(key)}\"?\s*=")
-        for i in range(start, len(lines)):
-            if key_pattern.match(lines[i]):
-                return i + 1
+        # The key, or the inline table it is in (``queue_log = { ... }``).
+        for name in dict.fromkeys([key, *reversed(tables[:-1])]):
+            key_pattern = re.compile(rf"^\s*\"?{re.escape(name)}\"?\s*=")
+            for i in range(start, end):
+                if key_pattern.match(lines[i]):
+                    return i + 1
         return None
 
 
-def _format_errors(error: ValidationError, located: _Located | None, source: str) -> str:
+def _entry_name(loc: tuple[str | int, ...], data: Mapping[str, Any]) -> str:
+    """``pbx.1.queue_log`` as ``pbx.1.queue_log (PBX 'lyon')``: an entry of ``[[pbx]]`` is
+    known by its id, not its place in the file."""
+    dotted = ".".join(str(p) for p in loc) or "<top>"
+    if len(loc) >= 2 and loc[0] == "pbx" and isinstance(loc[1], int):
+        entries = data.get("pbx")
+        if isinstance(entries, list) and loc[1] < len(entries):
+            entry = entries[loc[1]]
+            if isinstance(entry, dict) and isinstance(entry.get("id"), str):
+                return f"{dotted} (PBX {entry['id']!r})"
+    return dotted
+
+
+def _format_errors(
+    error: ValidationError,
+    located: _Located | None,
+    source: str,
+    data: Mapping[str, Any] | None = None,
+) -> str:
     messages = []
     for item in error.errors():
         loc = tuple(item["loc"])
-        dotted = ".".join(str(p) for p in loc) or "<top>"
+        dotted = _entry_name(loc, data or {})
         line = located.line_of(loc) if located else None
         where = f"{source}:{line}" if line else source
         messages.append(f"{where}: {dotted}: {item['msg']}")
@@ -507,7 +556,7 @@ def parse_config(
     try:
         config = Config.model_validate({**data, "source": source})
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, _Located(text, source), source)) from exc
+        raise ConfigError(_format_errors(exc, _Located(text, source), source, data)) from exc
     try:
         async_database_url(config.database.url or default_database_url())
     except ConfigError as exc:

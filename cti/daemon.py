@@ -17,16 +17,16 @@ last in view. At start the daemon takes them back; the first resync adopts those
 still has with their real start, answer, queues, agents and routing, and closes the others
 as ended while the daemon was down (at the last moment they were known up, estimated). A
 link lost while the daemon runs dates the end of the calls that vanish meanwhile. With
-``[queue_log]``, that resync (after a start, a takeover or a lost link) also starts
-``cti.queuelog``'s backfill: the queue calls nobody saw are recorded from Asterisk's
-queue_log, and those seen in part completed. A resync
+``[queue_log]`` (with ``[[pbx]]``: each PBX's ``queue_log``), that resync (after a start, a
+takeover or a lost link) also starts ``cti.queuelog``'s backfill of that PBX: the queue calls
+nobody saw are recorded from its queue_log, and those seen in part completed. A resync
 list Asterisk refuses makes ``/healthz`` not ok, with the reason and a metric.
 
 Several PBXs (``[[pbx]]``, ``cti.cluster.pbxs``): this daemon is the first PBX's and owns
 everything shared; each other PBX has a daemon of its own in ``others`` that runs only its
-ingest (``ingest_only``: its AMI link with PBX-qualified ids, tracker, call-state writer and,
-with several instances, lease), whose events take the same flow into the shared live calls,
-hub, supervision and recorder.
+ingest (``ingest_only``: its AMI link with PBX-qualified ids, tracker, call-state writer,
+queue_log backfill and, with several instances, lease), whose events take the same flow into
+the shared live calls, hub, supervision and recorder.
 
 AMI actions from the API go to the PBX of the call or of the agent's phone (``PbxLinks``,
 ``cti.pbx_actions``); with several instances, those for a PBX another instance ingests go
@@ -72,7 +72,7 @@ from cti.interactions import InteractionRecorder, InteractionStore
 from cti.logsetup import suppressed_warnings
 from cti.metrics import AmiLinkCounts, DaemonCollector, MetricSources
 from cti.pbx_actions import PbxLinks
-from cti.queuelog.backfill import QueueLogBackfill
+from cti.queuelog.backfill import QueueLogBackfill, Sink
 from cti.routing.http import route_handler
 from cti.supervisor.service import Supervision
 from cti.tracker.events import CallEvent
@@ -708,7 +708,17 @@ async def build_daemon(
         case_book, callback_book = _cases_and_callbacks(config, store)
         # A task that opens or closes reaches its queue's desktops at once, through the hub.
         callback_news = CallbackNews(hub, queue_agents(config))
-        queue_log = _queue_log(config, store, recorder, calls, crm, pbx_clock)
+        # Each PBX's own queue_log (``[[pbx]]``), its records fenced as the live ones are.
+        queue_log_of = functools.partial(
+            _queue_log,
+            store=store,
+            recorder=recorder,
+            sink=cluster.stamping(recorder) if cluster is not None else recorder,
+            calls=calls,
+            crm=crm,
+            several=several,
+        )
+        queue_log = queue_log_of(config, pbx_clock)
         deps = ApiDeps(
             config=config,
             hub=hub,
@@ -777,7 +787,7 @@ async def build_daemon(
         forward.address = daemon.http_address
     for link in links[1:]:
         assert by_pbx is not None
-        other = _pbx_daemon(parts, link, by_pbx, channel_check_s)
+        other = _pbx_daemon(parts, link, by_pbx, channel_check_s, queue_log_of)
         daemon.others.append(other)
         other_ami: Any = other.parts.ami if other.parts.ami is not None else _NoAmi()
         pbx_links.links[link.pbx_id] = other_ami
@@ -812,10 +822,15 @@ def pbx_health(parts: Parts) -> dict[str, Any]:
 
 
 def _pbx_daemon(
-    first: Parts, link: AmiConfig, by_pbx: CallStateByPbx, channel_check_s: float
+    first: Parts,
+    link: AmiConfig,
+    by_pbx: CallStateByPbx,
+    channel_check_s: float,
+    queue_log_of: Callable[[Config, PbxClock], QueueLogBackfill | None],
 ) -> Daemon:
     """The ingest of a PBX after the first (``[[pbx]]``): its own AMI link, tracker, call
-    state writer and lease; the live calls, hub, recorder and supervision are the first's."""
+    state writer, lease and queue_log; the live calls, hub, recorder and supervision are
+    the first's."""
     config = first.config.model_copy(update={"ami": link})
     engine = getattr(first.store, "engine", None)
     cluster = build_cluster(config, engine, shared=first.cluster) if first.cluster else None
@@ -843,7 +858,7 @@ def _pbx_daemon(
         cluster=cluster,
         call_prefix=f"{link.pbx_id}:",
         ingest_only=True,
-        queue_log=None,
+        queue_log=queue_log_of(config, clock),
     )
     return Daemon(parts)
 
@@ -890,14 +905,19 @@ def _call_state(
 
 def _queue_log(
     config: Config,
+    clock: PbxClock,
+    *,
     store: Any,
     recorder: InteractionRecorder,
+    sink: Sink,
     calls: LiveCalls,
     crm: Any,
-    clock: PbxClock,
+    several: bool,
 ) -> QueueLogBackfill | None:
-    """``[queue_log]``: its file or realtime table, checked against the store's interactions."""
-    qconf = config.queue_log
+    """The queue_log of the PBX of ``config.ami`` (``[queue_log]``, or its ``[[pbx]]``
+    entry's): its file or realtime table, checked against the store's interactions; with
+    several PBXs its ids are qualified by the PBX, as its AMI events are."""
+    qconf = config.queue_log_of(config.ami.pbx_id)
     engine = getattr(store, "engine", None)
     if not qconf.enabled or not config.ami.enabled:
         return None
@@ -906,6 +926,7 @@ def _queue_log(
         return None
     from sqlalchemy.ext.asyncio import create_async_engine
 
+    from cti.cluster.pbxs import QualifiedQueueLog
     from cti.queuelog.sources import FileSource, QueueLogSource, TableSource
 
     source: QueueLogSource
@@ -916,6 +937,8 @@ def _queue_log(
         source = TableSource(other, qconf.table, timezone=qconf.timezone, owns_engine=True)
     else:
         source = TableSource(engine, qconf.table, timezone=qconf.timezone)
+    if several:
+        source = QualifiedQueueLog(source, config.ami.pbx_id)
     return QueueLogBackfill(
         source,
         engine,
@@ -926,6 +949,7 @@ def _queue_log(
         pbx_id=config.ami.pbx_id,
         lookback_s=qconf.lookback_s,
         clock=clock.now,
+        sink=sink,
     )
 
 

@@ -20,7 +20,15 @@ from crm_core.types import InteractionRecord
 from cti.callstate import SavedCall, SqlCallState
 from cti.cluster.board import BoardMirror
 from cti.cluster.fanout import RedisFanout
-from cti.cluster.fencing import Fence, FencedInteractions, FenceStamps, StaleFence, fence_guard
+from cti.cluster.fencing import (
+    Fence,
+    FencedInteractions,
+    FenceStamps,
+    StaleFence,
+    claim,
+    fence_guard,
+)
+from cti.cluster.instance import ClusterParts, IngestRole
 from cti.cluster.lease import PbxLease
 from cti.cluster.spread import Spread
 from cti.config import AgentConfig
@@ -177,6 +185,34 @@ async def test_an_interaction_written_by_a_stale_ingester_is_refused_and_left_to
         assert fence == 2
         await old.stop()
         await new.stop()
+    finally:
+        await store.close()
+
+
+async def test_a_record_refused_for_one_pbx_loses_that_pbxs_lease_not_another_ones(
+    db_url: str,
+) -> None:
+    """Several PBXs in one instance: a stale record of lyon's (a queue_log backfill, a live
+    call) says lyon was taken over; paris, still this instance's, is not given up for it."""
+    store = await empty_store(db_url)
+    try:
+        roles = {
+            pbx: IngestRole(PbxLease(None, "cti", pbx, "a", ttl_s=2.0)) for pbx in ("paris", "lyon")
+        }
+        parts = ClusterParts(
+            redis=None, fanout=None, role=roles["paris"], engine=store.engine, roles=roles
+        )  # type: ignore[arg-type]
+        async with store.engine.begin() as conn:
+            await claim(conn, "lyon", 7)  # another instance ingests lyon now
+        recorder = InteractionRecorder(parts.fenced(store))
+        parts.stamps.stamp("lyon:1700000000.1", Fence("lyon", 6))
+        await recorder.start()
+        recorder.submit(InteractionRecord("lyon:1700000000.1", None, "201", outcome="answered"))
+        assert await recorder.flush(10.0)
+        await recorder.stop()
+        assert recorder.fenced == 1
+        assert roles["lyon"].lost.is_set()
+        assert not roles["paris"].lost.is_set()
     finally:
         await store.close()
 

@@ -112,6 +112,49 @@ def test_two_pbxs_with_one_id_are_refused() -> None:
         parse_config('[[pbx]]\nid = "a"\n[[pbx]]\nid = "a"\nport = 5039\n')
 
 
-def test_queue_log_with_several_pbxs_is_refused_rather_than_read_as_one_pbxs() -> None:
-    with pytest.raises(ConfigError, match="queue_log"):
+def test_the_queue_log_section_is_the_queue_log_of_the_one_pbx() -> None:
+    config = parse_config('[ami]\npbx_id = "main"\n[queue_log]\nfile = "/var/log/q"\n', env={})
+    assert config.queue_log_of("main").file == "/var/log/q"
+
+
+def test_each_pbx_has_its_own_queue_log_with_its_own_time_zone() -> None:
+    config = parse_config(
+        '[[pbx]]\nid = "paris"\nhost = "10.0.0.1"\n'
+        '[pbx.queue_log]\nfile = "/mnt/paris/queue_log"\n'
+        '[[pbx]]\nid = "lyon"\nhost = "10.0.0.2"\n'
+        'queue_log = { table = "queue_log", timezone = "Europe/Paris", lookback_s = 600 }\n'
+        '[[pbx]]\nid = "nice"\nhost = "10.0.0.3"\n',
+        env={},
+    )
+    paris, lyon, nice = (config.queue_log_of(p) for p in ("paris", "lyon", "nice"))
+    assert (paris.file, paris.table) == ("/mnt/paris/queue_log", "")
+    assert (lyon.table, lyon.timezone, lyon.lookback_s) == ("queue_log", "Europe/Paris", 600)
+    assert not nice.enabled  # none given: that PBX's queue_log is not read
+
+
+def test_a_bad_queue_log_of_a_pbx_names_the_pbx_and_the_line() -> None:
+    text = (
+        '[[pbx]]\nid = "paris"\n[pbx.queue_log]\nfile = "/p"\n'
+        '[[pbx]]\nid = "lyon"\n[pbx.queue_log]\ntable = "queue_log"\ntimezone = "Europe/Lyon"\n'
+    )
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "cti.toml", env={})
+    message = str(err.value)
+    assert "cti.toml:7: pbx.1.queue_log (PBX 'lyon')" in message
+    assert "unknown zone 'Europe/Lyon'" in message
+    both = '[[pbx]]\nid = "paris"\nqueue_log = { file = "/p", table = "queue_log" }\n'
+    with pytest.raises(ConfigError, match=r"cti.toml:3: pbx.0.queue_log \(PBX 'paris'\).*not both"):
+        parse_config(both, "cti.toml", env={})
+
+
+def test_one_queue_log_for_every_pbx_is_refused_rather_than_read_as_each_pbxs() -> None:
+    """Each Asterisk numbers its calls alike: one log read for all would record every call
+    under every PBX."""
+    with pytest.raises(ConfigError, match=r"\[queue_log\] is the queue_log of the one PBX"):
         parse_config('[queue_log]\nfile = "/var/log/asterisk/queue_log"\n[[pbx]]\nid = "a"\n')
+    shared = (
+        '[[pbx]]\nid = "paris"\nqueue_log = { file = "/q" }\n'
+        '[[pbx]]\nid = "lyon"\nqueue_log = { file = "/q" }\n'
+    )
+    with pytest.raises(ConfigError, match=r"pbx 'lyon': queue_log file '/q' is given to PBX"):
+        parse_config(shared, env={})

@@ -233,8 +233,14 @@ class ClusterParts:
         return self.stamps.stamping(sink, current)
 
     def fenced(self, store: FencedStore) -> FencedInteractions:
-        """The recorder's store: a record made under a stale token is refused, not written."""
-        return FencedInteractions(store, self.stamps, self.role.stale)
+        """The recorder's store: a record made under a stale token is refused, not written;
+        the lease lost is that of the record's PBX (the recorder is every PBX's)."""
+        roles, own = self.roles, self.role
+
+        def stale(error: StaleFence) -> None:
+            roles.get(error.pbx_id, own).stale(error)
+
+        return FencedInteractions(store, self.stamps, stale)
 
     async def claim(self, token: int) -> None:
         """Tell the database the new token before anything else is written."""

@@ -7,7 +7,10 @@ read from a PBX's AMI becomes ``<pbx id>:<id>`` before the tracker sees it
 row and interaction is then unique over the PBXs, and the call-id comparisons the tracker
 makes (a call's first channel has ``Uniqueid == Linkedid``) still hold. The FastAGI decision
 log is keyed by the id the PBX gave its channel: ``UnqualifiedDecisions`` looks it up
-without the prefix. With ``[ami]`` alone nothing is qualified: one PBX works as always.
+without the prefix. Each PBX's own queue_log (``[[pbx]]`` ``queue_log``) is read the same way
+(``QualifiedQueueLog``): its callids and the Linkedids the dialplan logs become ``<pbx id>:<id>``,
+so the calls recovered from it are keyed as the tracker keys that PBX's calls. With ``[ami]``
+alone nothing is qualified: one PBX works as always.
 
 Each PBX has its own AMI link, tracker, live-call writer (``live_calls`` and ``live_pbx``
 rows of its id) and, with several instances, its own lease and fencing token; the live
@@ -22,6 +25,8 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol
 
 from cti.ami.stream import Resynced
+from cti.queuelog.model import LINK_EVENT, QueueLogRow
+from cti.queuelog.sources import QueueLogSource
 
 
 def qualify(pbx_id: str, ident: str) -> str:
@@ -98,6 +103,31 @@ class QualifiedAmi:
 
     def __getattr__(self, name: str) -> Any:  # connected, backlog, actions, counters
         return getattr(self._ami, name)
+
+
+class QualifiedQueueLog:
+    """One PBX's queue_log whose rows name calls and channels by qualified ids: the callid
+    (the waiting channel's Uniqueid) and the Linkedid of the dialplan's ``CTI_LINKEDID`` row."""
+
+    def __init__(self, source: QueueLogSource, pbx_id: str) -> None:
+        self._source = source
+        self.pbx_id = pbx_id
+
+    @property
+    def fine(self) -> bool:
+        return self._source.fine
+
+    def _row(self, row: QueueLogRow) -> QueueLogRow:
+        data = row.data
+        if row.event == LINK_EVENT and data:
+            data = (qualify(self.pbx_id, data[0]), *data[1:])
+        return dataclasses.replace(row, callid=qualify(self.pbx_id, row.callid), data=data)
+
+    async def read(self, since: float) -> list[QueueLogRow]:
+        return [self._row(r) for r in await self._source.read(since)]
+
+    async def close(self) -> None:
+        await self._source.close()
 
 
 class DecisionLookup(Protocol):

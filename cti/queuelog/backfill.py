@@ -16,8 +16,12 @@ before the first resync (or was adopted by it), once the call has finished there
   facts are taken from queue_log (``extra.queue_log.filled``) and the rest kept;
 * a complete record: nothing.
 
-It is keyed as the interaction log is, by the call's Linkedid (``cti.queuelog.model``), and
-writes through the interaction recorder (its retries, dead letters and fencing). A call the
+It is keyed as the interaction log is, by the call's Linkedid (``cti.queuelog.model``; with
+``[[pbx]]`` the source qualifies the ids by the PBX, ``cti.cluster.pbxs.QualifiedQueueLog``),
+and writes through the interaction recorder (its retries and dead letters). With several
+instances its records go through ``sink``, which stamps each with the fencing token of its
+PBX as the live calls' records are (``cti.cluster.fencing``): once the lease is lost, what it
+still submits is refused by the database, counted as ``fenced``, not written. A call the
 tracker still follows is left to it until it ends, then checked. It ends once every call it
 took on is checked, or ``give_up_s`` after it began.
 """
@@ -47,9 +51,11 @@ class CallerResolver(Protocol):
     async def resolve(self, caller: str | None) -> Resolution: ...
 
 
-class Recorder(Protocol):
+class Sink(Protocol):
     def submit(self, record: InteractionRecord) -> None: ...
 
+
+class Recorder(Sink, Protocol):
     async def flush(self, within_s: float | None = None) -> bool: ...
 
 
@@ -93,10 +99,12 @@ class QueueLogBackfill:
         poll_s: float = 1.0,
         give_up_s: float = 4 * 3600.0,
         clock: Callable[[], float] = time.time,
+        sink: Sink | None = None,
     ) -> None:
         self.source = source
         self._engine = engine
         self._recorder = recorder
+        self._sink = recorder if sink is None else sink  # several instances: fenced
         self._live = live
         self._resolver = resolver
         self._tiers = dict(tiers_by_queue)
@@ -171,14 +179,14 @@ class QueueLogBackfill:
         for call in calls:
             row = existing.get(call.call_id)
             if row is None:
-                self._recorder.submit(await self._reconstructed(call))
+                self._sink.submit(await self._reconstructed(call))
                 self.report.recorded.append(call.call_id)
                 continue
             record = _completed(row, call, self._tiers)
             if record is None:
                 self.report.already += 1
             else:
-                self._recorder.submit(record)
+                self._sink.submit(record)
                 self.report.completed.append(call.call_id)
 
     async def _existing(self, calls: list[QueueLogCall]) -> dict[str, dict[str, Any]]:

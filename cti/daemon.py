@@ -704,7 +704,9 @@ async def build_daemon(
             )
         forward = None
         if cluster is not None and cluster.relay is not None:  # a standby's calls: its ingester
-            forward = HttpForward(cluster.relay, pbx_links.pbx_ids, cluster.ingests)
+            forward = HttpForward(
+                cluster.relay, pbx_links.pbx_ids, cluster.ingests, took_call=supervision.took_call
+            )
         case_book, callback_book = _cases_and_callbacks(config, store)
         # A task that opens or closes reaches its queue's desktops at once, through the hub.
         callback_news = CallbackNews(hub, queue_agents(config))

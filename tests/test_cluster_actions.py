@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 from fakes.ami_server import FakeAmiServer, read_ami_events
 
 from crm_core.store import CrmStore
-from cti.cluster.livestats import merge_live
+from cti.cluster.livestats import live_everywhere, merge_live
 from cti.config import Config
 from cti.daemon import Daemon, build_daemon
 
@@ -308,3 +308,43 @@ def test_figures_of_pbxs_on_two_instances_merge_into_the_figures_of_all_their_ca
     assert merge_live([part | {"queue": {"tier1": paris}}])["queue"]["tier1"] == paris
     yesterday = part | {"day_start": -86400.0, "queue": {"tier1": lyon}}
     assert merge_live([part | {"queue": {"tier1": paris}}, yesterday])["queue"]["tier1"] == paris
+
+
+class _Instances:
+    """Who holds each PBX, and how each instance answers ``live_stats`` (B never does)."""
+
+    def __init__(self, holders: dict[str, str | None], figures: dict[str, Any]) -> None:
+        self._holders, self._figures = holders, figures
+        self.asked: list[str] = []
+
+    async def holders(self, pbx_ids: list[str]) -> dict[str, str | None]:
+        return {p: self._holders[p] for p in pbx_ids}
+
+    async def ask(self, holder: str, name: str) -> Any:
+        self.asked.append(holder)
+        if holder not in self._figures:
+            await asyncio.Event().wait()  # alive, holds its lease, does not answer
+        return self._figures[holder]
+
+
+async def test_live_statistics_name_a_silent_instances_pbx_and_give_the_others_at_once() -> None:
+    part = {"now": 5.0, "day_start": 0.0, "tier": {}, "agent": {}, "hour": {}}
+    paris = {"offered": 4, "answered": 3, "short_abandoned": 0, "answered_in_sl": 3}
+    nice = {"offered": 2, "answered": 2, "short_abandoned": 0, "answered_in_sl": 2}
+    instances = _Instances(
+        {"paris": "A", "lyon": "B", "nice": "C", "lille": None},
+        {"C": part | {"queue": {"tier1": nice}}},
+    )
+    loop = asyncio.get_running_loop()
+    started_at = loop.time()
+    async with asyncio.timeout(5.0):
+        got = await live_everywhere(
+            instances,
+            ["paris", "lyon", "nice", "lille"],
+            lambda: part | {"queue": {"tier1": paris}},
+            "A",
+        )
+    assert loop.time() - started_at < 3.0  # B's silence cost its own wait, not the relay's
+    assert got["queue"]["tier1"]["offered"] == 6  # A's and C's calls
+    assert got["missing"] == ["lille", "lyon"]  # nobody holds lille; B did not answer
+    assert sorted(instances.asked) == ["B", "C"]  # A answered from its own memory

@@ -41,6 +41,9 @@ RELAY_HEADER = "X-CTI-Relayed"
 JOB = "http"
 TOOK_CALL = "took_call"
 MAX_REPLY = 4 * 1024 * 1024
+# A list of calls is read at once or not at all: one instance's silence must not hold up the
+# others' calls for the relay's whole timeout (which an action needs).
+LIST_TIMEOUT_S = 2.0
 ANY_HOST = frozenset({"", "0.0.0.0", "::"})
 
 
@@ -63,6 +66,7 @@ class HttpForward:
         ingests: Callable[[str], bool],
         *,
         took_call: Callable[[str, str], Awaitable[bool]] | None = None,
+        list_timeout_s: float = LIST_TIMEOUT_S,
     ) -> None:
         self._relay = relay
         self._pbx_ids = list(pbx_ids)
@@ -70,6 +74,7 @@ class HttpForward:
         self._secret = secrets.token_urlsafe(32)
         # This instance's bound HTTP address once started (set by the daemon).
         self.address: Callable[[], tuple[str, int] | None] = lambda: None
+        self.list_timeout_s = list_timeout_s
         self.replayed = 0  # requests this instance answered for another one
         relay.handle(JOB, self._replay)
         if took_call is not None:
@@ -127,11 +132,15 @@ class HttpForward:
 
         async def one(holder: str) -> list[dict[str, Any]] | None:
             try:
-                answer = await self._send(holder, request, "GET", "/api/calls")
+                async with asyncio.timeout(self.list_timeout_s):
+                    answer = await self._send(holder, request, "GET", "/api/calls")
                 if answer.status != 200 or answer.body is None:
                     return None
                 calls: list[dict[str, Any]] = json.loads(bytes(answer.body))["calls"]  # type: ignore[arg-type]
                 return calls
+            except TimeoutError:
+                log.warning("forward.list_late", via=holder, within_s=self.list_timeout_s)
+                return None
             except (ApiError, ValueError, KeyError, TypeError) as exc:
                 log.warning("forward.list_failed", via=holder, error=repr(exc))
                 return None

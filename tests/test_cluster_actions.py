@@ -23,7 +23,9 @@ import redis.asyncio as aioredis
 from fakes.ami_server import FakeAmiServer, read_ami_events
 
 from crm_core.store import CrmStore
+from cti.ami.errors import AmiError
 from cti.cluster.livestats import live_everywhere, merge_live
+from cti.cluster.relay import ActionRelay
 from cti.config import Config
 from cti.daemon import Daemon, build_daemon
 
@@ -348,3 +350,24 @@ async def test_live_statistics_name_a_silent_instances_pbx_and_give_the_others_a
     assert got["queue"]["tier1"]["offered"] == 6  # A's and C's calls
     assert got["missing"] == ["lille", "lyon"]  # nobody holds lille; B did not answer
     assert sorted(instances.asked) == ["B", "C"]  # A answered from its own memory
+
+
+async def test_an_instance_that_never_answers_is_a_timeout_of_the_relay_not_of_the_redis_socket(
+    prefix: str,
+) -> None:
+    # redis-py reads with a socket timeout (5 s by default) shorter than the relay's 10 s:
+    # one BLPOP of the whole wait would fail as a Redis error, a 500 instead of the 504.
+    client = aioredis.from_url(REDIS_URL, socket_timeout=0.5)
+    silent = client.pubsub()
+    await silent.subscribe(f"{prefix}:actions:B")  # B listens, and never replies
+    relay = ActionRelay(client, prefix, "A", timeout_s=1.2)
+    await client.set(f"{prefix}:lease:lyon", "B 7")
+    loop = asyncio.get_running_loop()
+    started_at = loop.time()
+    try:
+        with pytest.raises(AmiError, match=r"no answer from instance B within 1\.2 s"):
+            await relay.call("lyon", "queue_pause", ["PJSIP/1001", True], {})
+        assert loop.time() - started_at >= 1.2
+    finally:
+        await silent.aclose()
+        await client.aclose()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -371,3 +372,56 @@ async def test_an_instance_that_never_answers_is_a_timeout_of_the_relay_not_of_t
     finally:
         await silent.aclose()
         await client.aclose()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_after_a_takeover_live_statistics_still_count_the_calls_ended_before_it(
+    db_url: str, prefix: str, traces_dir: Path
+) -> None:
+    events = on_today(read_ami_events(traces_dir / "asterisk22" / "answered_tier1.ami"))
+    async with (
+        AsyncExitStack() as stack,
+        FakeAmiServer() as pbx,
+        aiohttp.ClientSession() as session,
+    ):
+        api = Api(session)
+
+        async def holds(d: Daemon) -> None:
+            await eventually(ingesting(d, "pbx1"))
+
+        async def stands_by(_d: Daemon) -> None:
+            return None
+
+        one = {"pbx1": pbx.port}
+        a = await started(stack, instance("A", db_url, prefix, pbxs=one, ingests=[]), db_url, holds)
+        b = await started(
+            stack, instance("B", db_url, prefix, pbxs=one, ingests=[]), db_url, stands_by
+        )
+        await eventually(lambda: bool(getattr(a.parts.ami, "connected", False)))
+        await pbx.play(events)  # a whole call, ingested by A: its legs written as it ended
+        assert a.parts.supervision is not None and b.parts.supervision is not None
+        await eventually(lambda: offered(a) == 1)
+        assert await a.parts.supervision.recorder.flush(10.0)  # type: ignore[union-attr]
+
+        await a.stop()  # B takes the PBX over
+        await eventually(ingesting(b, "pbx1"))
+        await eventually(lambda: offered(b) == 1)  # once B has taken the calls back
+        status, body = await api(b, "GET", "/api/stats/live", "Boss")
+        assert status == 200 and body["pbxs"] == {"pbx1": "B"}, body
+        (queue,) = body["queue"].values()
+        assert queue["offered"] == 1 and queue["answered"] == 1  # today's, not since the takeover
+
+
+def on_today(events: list[dict[str, str]]) -> list[dict[str, str]]:
+    """A recorded call as if it happened today (at the same time of day, UTC)."""
+    day = 86400.0
+    days = time.time() // day - float(events[0]["Timestamp"]) // day
+    return [
+        e | {"Timestamp": f"{float(e['Timestamp']) + days * day:.6f}"} if "Timestamp" in e else e
+        for e in events
+    ]
+
+
+def offered(d: Daemon) -> int:
+    assert d.parts.supervision is not None
+    return sum(f["offered"] for f in d.parts.supervision.live_stats()["queue"].values())

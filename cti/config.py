@@ -208,7 +208,8 @@ class SupervisorConfig(_Section):
     refresh_s: float = Field(1.0, gt=0)
     # Calls answered in these queues are recorded (MixMonitor on the caller's channel).
     record_queues: list[str] = []
-    # Where Asterisk writes the recordings and the daemon reads them ("" = the data dir).
+    # Where Asterisk writes the recordings and the daemon reads them ("" = the data dir);
+    # several instances: one directory shared by the PBXs and every instance, at this path.
     recordings_dir: str = ""
     retention_days: int = Field(90, ge=1)
 

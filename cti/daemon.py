@@ -175,6 +175,7 @@ class Daemon:
         self._role: asyncio.Task[None] | None = None  # several instances: standby / ingest
         self._sweeper: asyncio.Task[None] | None = None
         self._backfill: asyncio.Task[Any] | None = None  # queue_log: what nobody saw
+        self._counting: asyncio.Task[None] | None = None  # today's legs read back at a takeover
         self._backfill_from: float | None = None  # the PBX last known observed (restored)
         self._backfill_since = 0.0  # where the running backfill reads from
         self._started: list[str] = []
@@ -263,7 +264,8 @@ class Daemon:
     async def _ingest(self, token: int) -> None:
         """Several instances: this one holds the PBX's lease (fencing ``token``) from now on.
         The database learns the token first (an older ingester's writes are refused from
-        here), then the calls are taken back as after a restart and Asterisk resynced."""
+        here), then the calls are taken back as after a restart and Asterisk resynced; today's
+        statistics count the PBX's calls ended before, from their legs in the database."""
         p = self.parts
         assert p.cluster is not None
         await p.cluster.fanout.caught_up()
@@ -275,6 +277,10 @@ class Daemon:
         log.info("cluster.taking_over", token=token, desktop_calls=adopted)
         if p.ami is not None:
             await self._start_ami(p.ami)
+        if p.supervision is not None and (self._counting is None or self._counting.done()):
+            # Beside the events, not before them: reading a busy day's legs takes a second.
+            counting = p.supervision.count_today(p.call_prefix)
+            self._counting = asyncio.create_task(counting, name="stats-today")
 
     async def stop(self) -> None:
         """Stop in reverse order of start; safe to call twice."""
@@ -293,6 +299,10 @@ class Daemon:
             self._backfill.cancel()
             await asyncio.gather(self._backfill, return_exceptions=True)
             self._backfill = None
+        if self._counting is not None:
+            self._counting.cancel()
+            await asyncio.gather(self._counting, return_exceptions=True)
+            self._counting = None
         if self._pump is not None:
             await self._drain_events(p.ami)
             self._pump.cancel()
@@ -704,7 +714,9 @@ async def build_daemon(
             )
         forward = None
         if cluster is not None and cluster.relay is not None:  # a standby's calls: its ingester
-            forward = HttpForward(cluster.relay, pbx_links.pbx_ids, cluster.ingests)
+            forward = HttpForward(
+                cluster.relay, pbx_links.pbx_ids, cluster.ingests, took_call=supervision.took_call
+            )
         case_book, callback_book = _cases_and_callbacks(config, store)
         # A task that opens or closes reaches its queue's desktops at once, through the hub.
         callback_news = CallbackNews(hub, queue_agents(config))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -23,7 +24,9 @@ import redis.asyncio as aioredis
 from fakes.ami_server import FakeAmiServer, read_ami_events
 
 from crm_core.store import CrmStore
-from cti.cluster.livestats import merge_live
+from cti.ami.errors import AmiError
+from cti.cluster.livestats import live_everywhere, merge_live
+from cti.cluster.relay import ActionRelay
 from cti.config import Config
 from cti.daemon import Daemon, build_daemon
 
@@ -308,3 +311,117 @@ def test_figures_of_pbxs_on_two_instances_merge_into_the_figures_of_all_their_ca
     assert merge_live([part | {"queue": {"tier1": paris}}])["queue"]["tier1"] == paris
     yesterday = part | {"day_start": -86400.0, "queue": {"tier1": lyon}}
     assert merge_live([part | {"queue": {"tier1": paris}}, yesterday])["queue"]["tier1"] == paris
+
+
+class _Instances:
+    """Who holds each PBX, and how each instance answers ``live_stats`` (B never does)."""
+
+    def __init__(self, holders: dict[str, str | None], figures: dict[str, Any]) -> None:
+        self._holders, self._figures = holders, figures
+        self.asked: list[str] = []
+
+    async def holders(self, pbx_ids: list[str]) -> dict[str, str | None]:
+        return {p: self._holders[p] for p in pbx_ids}
+
+    async def ask(self, holder: str, name: str) -> Any:
+        self.asked.append(holder)
+        if holder not in self._figures:
+            await asyncio.Event().wait()  # alive, holds its lease, does not answer
+        return self._figures[holder]
+
+
+async def test_live_statistics_name_a_silent_instances_pbx_and_give_the_others_at_once() -> None:
+    part = {"now": 5.0, "day_start": 0.0, "tier": {}, "agent": {}, "hour": {}}
+    paris = {"offered": 4, "answered": 3, "short_abandoned": 0, "answered_in_sl": 3}
+    nice = {"offered": 2, "answered": 2, "short_abandoned": 0, "answered_in_sl": 2}
+    instances = _Instances(
+        {"paris": "A", "lyon": "B", "nice": "C", "lille": None},
+        {"C": part | {"queue": {"tier1": nice}}},
+    )
+    loop = asyncio.get_running_loop()
+    started_at = loop.time()
+    async with asyncio.timeout(5.0):
+        got = await live_everywhere(
+            instances,
+            ["paris", "lyon", "nice", "lille"],
+            lambda: part | {"queue": {"tier1": paris}},
+            "A",
+        )
+    assert loop.time() - started_at < 3.0  # B's silence cost its own wait, not the relay's
+    assert got["queue"]["tier1"]["offered"] == 6  # A's and C's calls
+    assert got["missing"] == ["lille", "lyon"]  # nobody holds lille; B did not answer
+    assert sorted(instances.asked) == ["B", "C"]  # A answered from its own memory
+
+
+async def test_an_instance_that_never_answers_is_a_timeout_of_the_relay_not_of_the_redis_socket(
+    prefix: str,
+) -> None:
+    # redis-py reads with a socket timeout (5 s by default) shorter than the relay's 10 s:
+    # one BLPOP of the whole wait would fail as a Redis error, a 500 instead of the 504.
+    client = aioredis.from_url(REDIS_URL, socket_timeout=0.5)
+    silent = client.pubsub()
+    await silent.subscribe(f"{prefix}:actions:B")  # B listens, and never replies
+    relay = ActionRelay(client, prefix, "A", timeout_s=1.2)
+    await client.set(f"{prefix}:lease:lyon", "B 7")
+    loop = asyncio.get_running_loop()
+    started_at = loop.time()
+    try:
+        with pytest.raises(AmiError, match=r"no answer from instance B within 1\.2 s"):
+            await relay.call("lyon", "queue_pause", ["PJSIP/1001", True], {})
+        assert loop.time() - started_at >= 1.2
+    finally:
+        await silent.aclose()
+        await client.aclose()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_after_a_takeover_live_statistics_still_count_the_calls_ended_before_it(
+    db_url: str, prefix: str, traces_dir: Path
+) -> None:
+    events = on_today(read_ami_events(traces_dir / "asterisk22" / "answered_tier1.ami"))
+    async with (
+        AsyncExitStack() as stack,
+        FakeAmiServer() as pbx,
+        aiohttp.ClientSession() as session,
+    ):
+        api = Api(session)
+
+        async def holds(d: Daemon) -> None:
+            await eventually(ingesting(d, "pbx1"))
+
+        async def stands_by(_d: Daemon) -> None:
+            return None
+
+        one = {"pbx1": pbx.port}
+        a = await started(stack, instance("A", db_url, prefix, pbxs=one, ingests=[]), db_url, holds)
+        b = await started(
+            stack, instance("B", db_url, prefix, pbxs=one, ingests=[]), db_url, stands_by
+        )
+        await eventually(lambda: bool(getattr(a.parts.ami, "connected", False)))
+        await pbx.play(events)  # a whole call, ingested by A: its legs written as it ended
+        assert a.parts.supervision is not None and b.parts.supervision is not None
+        await eventually(lambda: offered(a) == 1)
+        assert await a.parts.supervision.recorder.flush(10.0)  # type: ignore[union-attr]
+
+        await a.stop()  # B takes the PBX over
+        await eventually(ingesting(b, "pbx1"))
+        await eventually(lambda: offered(b) == 1)  # once B has taken the calls back
+        status, body = await api(b, "GET", "/api/stats/live", "Boss")
+        assert status == 200 and body["pbxs"] == {"pbx1": "B"}, body
+        (queue,) = body["queue"].values()
+        assert queue["offered"] == 1 and queue["answered"] == 1  # today's, not since the takeover
+
+
+def on_today(events: list[dict[str, str]]) -> list[dict[str, str]]:
+    """A recorded call as if it happened today (at the same time of day, UTC)."""
+    day = 86400.0
+    days = time.time() // day - float(events[0]["Timestamp"]) // day
+    return [
+        e | {"Timestamp": f"{float(e['Timestamp']) + days * day:.6f}"} if "Timestamp" in e else e
+        for e in events
+    ]
+
+
+def offered(d: Daemon) -> int:
+    assert d.parts.supervision is not None
+    return sum(f["offered"] for f in d.parts.supervision.live_stats()["queue"].values())

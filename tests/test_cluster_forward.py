@@ -302,3 +302,41 @@ async def test_an_ingester_that_cannot_reach_its_own_api_says_so_and_applies_not
         assert ctx is not None and ctx.notes == []
 
     await scenario(db_url, prefix, traces_dir, body)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_the_call_list_names_a_pbx_whose_instance_is_slow_or_gone_and_lists_the_rest(
+    db_url: str, prefix: str, traces_dir: Path
+) -> None:
+    events = trace(traces_dir, "answered_tier1")
+    uniqueid, cut = call_id_of(events), split_answered(events)
+    async with (
+        AsyncExitStack() as stack,
+        FakeAmiServer() as paris,
+        FakeAmiServer() as lyon,
+        aiohttp.ClientSession() as session,
+    ):
+        api = Api(session)
+        a, b = await two_instances(stack, db_url, prefix, paris, lyon)  # A paris, B lyon
+        await paris.play(events[:cut])
+        await eventually(lambda: a.parts.calls.get(f"paris:{uniqueid}") is not None)
+        assert b.parts.cluster is not None and b.parts.cluster.relay is not None
+        assert b.parts.cluster.relay.timeout_s == 10.0  # an action may take that long; a list not
+        done = asyncio.Event()
+
+        async def stuck(_payload: Any) -> Any:
+            await done.wait()  # B is alive and holds lyon, but does not answer
+
+        b.parts.cluster.relay.handle("http", stuck)
+        forward_of(a).list_timeout_s = 0.5
+        for gone in (False, True):
+            if gone:
+                done.set()
+                await b.stop()  # B gone: its lease with it
+            started_at = asyncio.get_running_loop().time()
+            status, body = await api(a, "GET", "/api/calls", "Boss")
+            took = asyncio.get_running_loop().time() - started_at
+            assert status == 200, body
+            assert [c["call_id"] for c in body["calls"]] == [f"paris:{uniqueid}"]
+            assert body["missing"] == ["lyon"]
+            assert took < 2.5, took  # not the relay's 10 s

@@ -28,7 +28,7 @@ from crm_core.types import InteractionRecord
 from cti.stats.figures import Thresholds, figures, grouped
 from cti.stats.legs import Activity, AgentBook, Leg, LegBook
 from cti.stats.period import period_figures
-from cti.stats.store import write_activity, write_legs
+from cti.stats.store import legs_since, write_activity, write_legs
 from cti.tracker.events import CallEvent
 
 T0 = 1_795_392_000.0  # an hour boundary (UTC)
@@ -272,3 +272,42 @@ async def test_the_90th_percentile_is_the_nearest_rank_where_floating_point_roun
     report = await period_figures(store.engine, T0, T0 + 3 * HOUR, "queue", LIMITS)
     assert report.groups["tier1"].p90_answer_s == 63.0
     assert grouped(legs, "queue", LIMITS)["tier1"].p90_answer_s == 63.0
+
+
+async def test_an_instance_taking_over_counts_today_from_the_legs_written_before(
+    store: CrmStore,
+) -> None:
+    from cti.stats.live import LiveStats
+
+    seen = LiveStats(LIMITS, TIERS)  # the instance that ingested the PBX until now
+    for event in the_hour():
+        seen.apply(event)
+    await write_legs(store.engine, legs_of(the_hour()))  # each call's legs, as it ended
+    taker = LiveStats(LIMITS, TIERS)
+    legs = await legs_since(store.engine, T0)
+    assert taker.seed(legs, T0) == 6
+    later = T0 + HOUR + 60
+    assert taker.to_dict(later) == seen.to_dict(later)  # the whole day, not from the takeover
+    assert taker.calls_today() == seen.calls_today()
+    assert taker.seed(legs, T0) == 0  # read twice: counted once
+
+    # A call taken back and ended here replaces its legs read from the database; a new one
+    # adds to them.
+    for event in answered_call("A", 0, 10, 60, "1001") + answered_call("G", 3700, 5, 9, "1002"):
+        taker.apply(event)
+    for event in answered_call("G", 3700, 5, 9, "1002"):
+        seen.apply(event)
+    assert taker.to_dict(later) == seen.to_dict(later)
+    assert taker.figures("tier")["tier1"].offered == 6
+
+
+async def test_legs_are_read_back_for_one_pbx_from_a_day_on(store: CrmStore) -> None:
+    legs = legs_of(answered_call("lyon:1", 10, 5, 30, "1001"))
+    legs += legs_of(answered_call("lyon_2:1", 20, 5, 30, "1001"))  # "_" is not a wildcard
+    legs += legs_of(answered_call("paris:1", 30, 5, 30, "1001"))
+    legs += legs_of(answered_call("lyon:0", -60, 5, 30, "1001"))  # the day before T0
+    await write_legs(store.engine, legs)
+    assert [leg.call_id for leg in await legs_since(store.engine, T0, "lyon:")] == ["lyon:1"]
+    assert len(await legs_since(store.engine, T0)) == 3
+    (back,) = await legs_since(store.engine, T0, "paris:")
+    assert back == next(leg for leg in legs if leg.call_id == "paris:1")

@@ -7,6 +7,9 @@ holding the PBX's lease; that instance replays it on its own HTTP server (the bo
 the same as for a desktop connected to it, and the standby returns its answer as is (status,
 content type, body up to ``MAX_REPLY``). No instance needs another's address: Redis only.
 
+Who took a call (``took_call``, e.g. may this agent hear its recording): a standby asks the
+ingester, whose memory has the call until its legs are written (``TOOK_CALL`` job).
+
 Loop guard: the replay carries ``RELAY_HEADER`` with a secret of the ingester's process,
 which never leaves it; a request bearing it is never forwarded, and bearing a wrong one is
 refused (403). No answer in time: 504 saying the request may have been applied there.
@@ -19,7 +22,7 @@ import base64
 import hmac
 import json
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -36,7 +39,11 @@ log = structlog.get_logger(__name__)
 
 RELAY_HEADER = "X-CTI-Relayed"
 JOB = "http"
+TOOK_CALL = "took_call"
 MAX_REPLY = 4 * 1024 * 1024
+# A list of calls is read at once or not at all: one instance's silence must not hold up the
+# others' calls for the relay's whole timeout (which an action needs).
+LIST_TIMEOUT_S = 2.0
 ANY_HOST = frozenset({"", "0.0.0.0", "::"})
 
 
@@ -53,7 +60,13 @@ class HttpForward:
     """Both ends: the standby's ``to_ingester`` and the ingester's replay (``Forwarder``)."""
 
     def __init__(
-        self, relay: ActionRelay, pbx_ids: Sequence[str], ingests: Callable[[str], bool]
+        self,
+        relay: ActionRelay,
+        pbx_ids: Sequence[str],
+        ingests: Callable[[str], bool],
+        *,
+        took_call: Callable[[str, str], Awaitable[bool]] | None = None,
+        list_timeout_s: float = LIST_TIMEOUT_S,
     ) -> None:
         self._relay = relay
         self._pbx_ids = list(pbx_ids)
@@ -61,8 +74,16 @@ class HttpForward:
         self._secret = secrets.token_urlsafe(32)
         # This instance's bound HTTP address once started (set by the daemon).
         self.address: Callable[[], tuple[str, int] | None] = lambda: None
+        self.list_timeout_s = list_timeout_s
         self.replayed = 0  # requests this instance answered for another one
         relay.handle(JOB, self._replay)
+        if took_call is not None:
+            answer = took_call
+
+            async def took(payload: Any) -> bool:
+                return await answer(str(payload["call_id"]), str(payload["member"]))
+
+            relay.handle(TOOK_CALL, took)
 
     def replay_headers(self) -> dict[str, str]:
         """What marks a request this instance's relay replays on its own server."""
@@ -86,6 +107,20 @@ class HttpForward:
         log.info("forward.answered", pbx=pbx, via=holder, status=answer.status)
         return answer
 
+    async def took_call(self, pbx: str, call_id: str, member: str) -> bool:
+        holder = (await self._relay.holders([pbx]))[pbx]
+        if holder is None or holder == self._relay.holder:
+            return False  # nobody has it in memory: the legs written said it all
+        what = f"who took call {call_id}"
+        try:
+            payload = {"call_id": call_id, "member": member}
+            return bool(await self._relay.job(holder, TOOK_CALL, payload, what))
+        except (PbxRefused, AmiError) as exc:
+            log.warning("forward.took_call_unanswered", via=holder, error=str(exc))
+            raise ApiError(
+                503, f"cluster: instance {holder}, which holds call {call_id}, did not say {what}"
+            ) from None
+
     async def calls_elsewhere(self, request: web.Request) -> tuple[list[dict[str, Any]], list[str]]:
         elsewhere = [p for p in self._pbx_ids if not self._ingests(p)]
         holders = await self._relay.holders(elsewhere)
@@ -97,11 +132,15 @@ class HttpForward:
 
         async def one(holder: str) -> list[dict[str, Any]] | None:
             try:
-                answer = await self._send(holder, request, "GET", "/api/calls")
+                async with asyncio.timeout(self.list_timeout_s):
+                    answer = await self._send(holder, request, "GET", "/api/calls")
                 if answer.status != 200 or answer.body is None:
                     return None
                 calls: list[dict[str, Any]] = json.loads(bytes(answer.body))["calls"]  # type: ignore[arg-type]
                 return calls
+            except TimeoutError:
+                log.warning("forward.list_late", via=holder, within_s=self.list_timeout_s)
+                return None
             except (ApiError, ValueError, KeyError, TypeError) as exc:
                 log.warning("forward.list_failed", via=holder, error=repr(exc))
                 return None

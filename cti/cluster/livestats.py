@@ -9,11 +9,13 @@ several ingesters: counts are summed, the service level is recomputed from the s
 and the averages weighted by the answered calls (exact up to the rounding); the 90th
 percentile of answer times cannot be rebuilt from the parts' and is the largest of them (an
 upper bound). ``pbxs`` says which instance each PBX's figures came from; a PBX nobody ingests
-(a takeover under way) or an instance that did not answer is listed in ``missing``.
+(a takeover under way) or whose instance did not answer within ``ASK_TIMEOUT_S`` (all are
+asked together) is listed in ``missing``.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -24,6 +26,10 @@ from cti.pbx_actions import PbxRefused
 from cti.stats.live import GROUPS_LIVE
 
 log = structlog.get_logger(__name__)
+
+# Every instance is asked at once, each for this long: a silent one is listed in ``missing``
+# without holding up the others' figures.
+ASK_TIMEOUT_S = 2.0
 
 _COUNTS = (
     "offered",
@@ -85,18 +91,34 @@ def merge_live(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 async def live_everywhere(
-    asker: Asker, pbx_ids: list[str], own: Callable[[], dict[str, Any]], me: str
+    asker: Asker,
+    pbx_ids: list[str],
+    own: Callable[[], dict[str, Any]],
+    me: str,
+    within_s: float = ASK_TIMEOUT_S,
 ) -> dict[str, Any]:
     """Today's live figures of every PBX, whichever instance is asked."""
     holders = await asker.holders(pbx_ids)
-    parts: list[Mapping[str, Any]] = []
     missing = [pbx for pbx, holder in holders.items() if holder is None]
-    for holder in sorted({h for h in holders.values() if h is not None}):
+
+    async def one(holder: str) -> Mapping[str, Any] | None:
+        if holder == me:
+            return own()
         try:
-            parts.append(own() if holder == me else await asker.ask(holder, "live_stats"))
-        except (PbxRefused, AmiError) as exc:
-            log.warning("stats.live_unanswered", instance=holder, error=str(exc))
+            async with asyncio.timeout(within_s):
+                figures: Mapping[str, Any] = await asker.ask(holder, "live_stats")
+                return figures
+        except (PbxRefused, AmiError, TimeoutError) as exc:
+            log.warning("stats.live_unanswered", instance=holder, error=repr(exc))
+            return None
+
+    asked = sorted({h for h in holders.values() if h is not None})
+    parts: list[Mapping[str, Any]] = []
+    for holder, part in zip(asked, await asyncio.gather(*map(one, asked)), strict=True):
+        if part is None:
             missing.extend(pbx for pbx, h in holders.items() if h == holder)
+        else:
+            parts.append(part)
     result = merge_live(parts)
     result["pbxs"] = holders
     if missing:

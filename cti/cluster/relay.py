@@ -49,6 +49,9 @@ METHODS = frozenset(
 )
 
 
+WAIT_SLICE_S = 0.25
+
+
 class RelayRedis(Protocol):
     def publish(self, channel: str, message: str) -> Awaitable[int]: ...
 
@@ -131,7 +134,13 @@ class ActionRelay:
             self._channel(holder), json.dumps(request | {"reply": reply})
         ):
             raise PbxRefused(503, f"pbx: instance {holder} is not reachable ({what})")
-        got = await self._redis.blpop([reply], timeout=self.timeout_s)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+        got = None
+        while got is None and (left := deadline - loop.time()) > 0:
+            # Short waits: redis-py cuts a read at its socket timeout (5 s by default), and a
+            # wait longer than that would fail as a Redis error instead of "no answer".
+            got = await self._redis.blpop([reply], timeout=max(0.01, min(left, WAIT_SLICE_S)))
         if got is None:
             raise AmiError(f"no answer from instance {holder} within {self.timeout_s:g} s ({what})")
         outcome: dict[str, Any] = json.loads(got[1])

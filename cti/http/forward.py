@@ -35,6 +35,10 @@ class Forwarder(Protocol):
         """The ingester of ``pbx``'s answer to ``request`` (None: no other instance holds it)."""
         ...
 
+    async def took_call(self, pbx: str, call_id: str, member: str) -> bool:
+        """Whether the ingester of ``pbx`` has the call in memory, answered by ``member``."""
+        ...
+
     async def calls_elsewhere(self, request: web.Request) -> tuple[list[dict[str, Any]], list[str]]:
         """``GET /api/calls`` of every other ingester, and the PBXs whose list is missing."""
         ...

@@ -91,16 +91,16 @@ async def pause_recording(request: web.Request) -> web.Response:
 
 
 async def recording(request: web.Request) -> web.StreamResponse:
-    deps = request.app[DEPS]
     who = request[AGENT]
     supervise = _supervise(request)
     call_id = request.match_info["call_id"]
-    service = deps.supervision
-    assert service is not None
-    if not is_supervisor(who) and not await service.took_call(call_id, who.member or who.name):
+    if not is_supervisor(who) and not await _took_call(request, call_id, who.member or who.name):
         raise ApiError(403, f"call {call_id} was not yours ({who.name})")
     path = supervise.recording_path(call_id)
     if not path.is_file():
+        # Several instances read one shared directory: not found here is not found anywhere,
+        # unless this instance's recordings_dir is not the one Asterisk writes.
+        log.info("recording.not_found", call_id=call_id, directory=str(path.parent))
         raise ApiError(404, f"no recording of call {call_id}")
     await supervise.audit.add(
         at=supervise.clock(),
@@ -113,6 +113,20 @@ async def recording(request: web.Request) -> web.StreamResponse:
     response = web.FileResponse(path)
     response.content_type = "audio/wav"
     return response
+
+
+async def _took_call(request: web.Request, call_id: str, member: str) -> bool:
+    """From this instance's memory or the legs written; a call another instance ingests is in
+    that instance's memory until it ended and its legs were written: asked there."""
+    deps = request.app[DEPS]
+    service = deps.supervision
+    assert service is not None
+    if await service.took_call(call_id, member):
+        return True
+    pbx = deps.pbx.standby_for(call_id) if deps.pbx is not None else None
+    if pbx is None or deps.forward is None:
+        return False
+    return await deps.forward.took_call(pbx, call_id, member)
 
 
 async def audit_log(request: web.Request) -> web.Response:

@@ -7,7 +7,7 @@ ended call, closed agent intervals) for the recorder. ``figures(by)`` are today'
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,11 +48,13 @@ class LiveStats:
         self._answered_today: dict[str, int] = {}  # agent -> legs answered today
         # Wrap-ups measured before their call's legs finished: call -> agent -> seconds.
         self._early_wraps: dict[str, dict[str, float]] = {}
+        self._seeded: set[str] = set()  # calls whose legs came from the database (``seed``)
 
     def apply(self, event: CallEvent) -> Applied:
         if event.ts is not None and event.ts > self.now:
             self.now = event.ts
-            if self.now >= self._day_start + DAY:
+            # Before the day too: ``seed`` took the day from this host's clock, not the PBX's.
+            if not self._day_start <= self.now < self._day_start + DAY:
                 self._roll_day()
         done = Applied(self.legs.feed(event), self.agents.feed(event))
         if event.event == "answered":
@@ -63,9 +65,35 @@ class LiveStats:
             for call in {leg.call_id for leg in done.legs}:
                 for agent, seconds in self._early_wraps.pop(call, {}).items():
                     _set_wrap(done.legs, agent, seconds)
+        if done.legs and self._seeded:
+            again = {leg.call_id for leg in done.legs} & self._seeded
+            if again:  # seeded from the database, finished here too: this instance's legs
+                self._seeded -= again
+                self._today = [leg for leg in self._today if leg.call_id not in again]
         self._today.extend(done.legs)
         self.activity_today.extend(done.activity)
         return done
+
+    def seed(self, legs: Iterable[Leg], day_start: float) -> int:
+        """Today's legs finished before this instance saw their calls' events (written by the
+        previous ingester, or before a restart), counted as if it had: the number added. A
+        call this one already counts (finished here, or in progress) is left out; if it
+        finishes here later, its legs from here replace the seeded ones."""
+        if day_start > self._day_start:
+            self._day_start = day_start
+            self._today = [leg for leg in self._today if leg.joined_at >= day_start]
+        known = {leg.call_id for leg in self._today} | {
+            leg.call_id for leg in self.legs.live_legs()
+        }
+        added = [
+            leg
+            for leg in legs
+            if leg.finished and leg.joined_at >= self._day_start and leg.call_id not in known
+        ]
+        self._today[:0] = added
+        self._seeded.update(leg.call_id for leg in added)
+        self._answered_today = self._count_answered()
+        return len(added)
 
     def wrap_up(self, call: str, agent: str, seconds: float) -> list[Leg]:
         """The agent's wrap-up of a call joins the last leg they answered on it. The call's
@@ -80,6 +108,7 @@ class LiveStats:
     def _roll_day(self) -> None:
         self._day_start = self.now - self.now % DAY
         self._today = [leg for leg in self._today if leg.joined_at >= self._day_start]
+        self._seeded &= {leg.call_id for leg in self._today}
         self._answered_today = self._count_answered()
         self.activity_today = [
             a for a in self.activity_today if (a.ended_at or self.now) >= self._day_start

@@ -2,7 +2,8 @@
 
 ``StatsRecorder.submit_legs(legs)`` / ``submit_activity(items)`` never block: one owned worker
 task writes them in batches (a call's legs replace any written before for the same call), and
-retries with a capped backoff while the database is down.
+retries with a capped backoff while the database is down. ``legs_since`` reads them back
+(today's, when an instance starts ingesting a PBX: ``LiveStats.seed``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import Table, delete, insert
+from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crm_core.models import AgentActivity, CallLeg
@@ -71,6 +72,36 @@ async def write_legs(engine: AsyncEngine, legs: Sequence[Leg]) -> None:
             await conn.execute(delete(LEGS).where(LEGS.c.call_id.in_(chunk)))
         await conn.execute(insert(LEGS), [leg_row(leg) for leg in legs])
         await mark_calls(conn, calls)
+
+
+async def legs_since(engine: AsyncEngine, since: float, call_prefix: str = "") -> list[Leg]:
+    """The legs written of calls that joined a queue from ``since`` on; ``call_prefix``: of
+    one PBX's calls only (several PBXs: ``pbx:``)."""
+    query = select(LEGS).where(LEGS.c.joined_at >= since)
+    if call_prefix:
+        query = query.where(LEGS.c.call_id.startswith(call_prefix, autoescape=True))
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query.order_by(LEGS.c.joined_at))).mappings().all()
+    return [
+        Leg(
+            call_id=r["call_id"],
+            seq=r["seq"],
+            queue=r["queue"],
+            tier=r["tier"],
+            joined_at=r["joined_at"],
+            direction=r["direction"],
+            caller=r["caller"],
+            agent=r["agent"],
+            answered_at=r["answered_at"],
+            left_at=r["left_at"],
+            ended_at=r["ended_at"],
+            outcome=r["outcome"],
+            exit=r["exit"],
+            wrap_s=r["wrap_s"] or 0.0,
+            hold_s=r["hold_s"] or 0.0,
+        )
+        for r in rows
+    ]
 
 
 async def write_activity(engine: AsyncEngine, items: Sequence[Activity]) -> None:

@@ -39,9 +39,9 @@ from cti.calls import WrapUp
 from cti.cluster.board import BOARD_STATE
 from cti.config import AgentConfig, Config
 from cti.hub import HubMessage, PopHub
-from cti.stats.live import LiveStats, thresholds_of
+from cti.stats.live import DAY, LiveStats, thresholds_of
 from cti.stats.period import period_figures
-from cti.stats.store import StatsSink
+from cti.stats.store import StatsSink, legs_since
 from cti.supervisor.alerts import AlertEvent, alerts
 from cti.supervisor.board import CallView, agent_key, agent_row, agents_on, board, call_row
 from cti.supervisor.listen import Supervise
@@ -232,6 +232,22 @@ class Supervision:
             return self.snapshot()
         payload = {"board": self.board_view.board(), "alerts": self.board_view.alerts()}
         return self.hub.make_message("snapshot", payload, key="snapshot")
+
+    async def count_today(self, call_prefix: str = "") -> None:
+        """This instance starts ingesting a PBX (a takeover, a start): today's calls of it that
+        ended before are counted from their legs in the database, not only those from now on.
+        The database down: from now on only, said in the log."""
+        if self.engine is None:
+            return
+        now = self.clock()
+        day_start = now - now % DAY
+        try:
+            legs = await legs_since(self.engine, day_start, call_prefix)
+        except Exception as exc:
+            log.warning("stats.today_not_counted", pbx=call_prefix or None, error=repr(exc))
+            return
+        added = self.stats.seed(legs, day_start)
+        log.info("stats.today_counted", pbx=call_prefix or None, legs=added, read=len(legs))
 
     def live_stats(self) -> dict[str, Any]:
         return self.stats.to_dict(self.clock())

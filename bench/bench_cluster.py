@@ -63,6 +63,21 @@ REDIS_URL = os.environ.get("CTI_BENCH_REDIS", "redis://127.0.0.1:6379/0")
 PG_ADMIN = os.environ.get("CTI_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def redis_cpu_s() -> float:
+    client = aioredis.from_url(REDIS_URL)
+    try:
+        info = await client.info("cpu")
+    finally:
+        await client.aclose()
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def pct(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
@@ -221,9 +236,11 @@ async def pop_setup(
         desks.start()
         try:
             connected: int = await asyncio.to_thread(parent.recv)
+            cpu_before = [cpu_s(p.pid) for p in procs] + [await redis_cpu_s()]
             pbx.send((args.cps, args.duration, args.desktops))
             due, lag = await asyncio.to_thread(pbx.recv)
             await asyncio.sleep(2.0)
+            cpu_after = [cpu_s(p.pid) for p in procs] + [await redis_cpu_s()]
             parent.send("stop")
             received: list[tuple[str, float]] = await asyncio.to_thread(parent.recv)
         finally:
@@ -265,6 +282,11 @@ async def pop_setup(
         "p50": pct(latencies, 0.5),
         "p99": pct(latencies, 0.99),
         "lag": lag * 1000,
+        # CPU seconds per 1,000 calls: each instance, then Redis (a machine's saturation shows
+        # here first; latencies on a loaded machine move with whatever else runs).
+        "cpu": [
+            (b - a) * 1000 / max(1, len(due)) for a, b in zip(cpu_before, cpu_after, strict=True)
+        ],
     }
 
 
@@ -434,6 +456,12 @@ def main() -> int:
             f"  {where:30} desktops {r['desktops']:5}  calls placed {r['placed']:6}  "
             f"pops {r['pops']:6} (twice {r['twice']})  rows in DB {r['rows']:6}  "
             f"p50 {r['p50']:8.2f}  p99 {r['p99']:8.2f}  driver lag {r['lag']:6.1f}"
+        )
+        *instances, redis_s = r["cpu"]
+        each = " + ".join(f"{c:.2f}" for c in instances)
+        print(
+            f"  {'':30} CPU s per 1,000 calls: instances {each} = {sum(instances):.2f}"
+            f"  (Redis {redis_s:.2f})"
         )
     print(f"load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     short = [n for n, r in result.items() if not r["placed"] == r["pops"] == r["rows"]]

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
+import json
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import structlog
 
@@ -62,8 +64,16 @@ _NOT_SAVED = frozenset({"view", "candidates"})
 
 
 def saved_context(ctx: CallContext) -> dict[str, Any]:
-    """The context as JSON-able data for ``live_calls`` (``cti.callstate``)."""
-    return {k: v for k, v in dataclasses.asdict(ctx).items() if k not in _NOT_SAVED}
+    """The context as JSON-able data for ``live_calls`` (``cti.callstate``): a copy, since
+    it is written after the call has moved on. A JSON round trip copies exactly what the
+    column will hold, several times faster than ``dataclasses.asdict``, which also deep-copied
+    the 360° view (the bulk of a known caller's context) only to drop it."""
+    return cast(dict[str, Any], json.loads(json.dumps({k: getattr(ctx, k) for k in _saved()})))
+
+
+@functools.cache
+def _saved() -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(CallContext) if f.name not in _NOT_SAVED)
 
 
 def context_from_saved(call_id: str, data: Mapping[str, Any]) -> CallContext:

@@ -8,12 +8,13 @@ store, so the timing of a slow or failing CRM can be controlled.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import pytest
 
 from crm_core.types import Candidate, CustomerView, InteractionRecord, Resolution
-from cti.calls import CallContext, LiveCalls, UnknownCall
+from cti.calls import CallContext, LiveCalls, UnknownCall, context_from_saved, saved_context
 from cti.tracker.events import CallEvent
 
 CALL = "1795394704.76"
@@ -259,3 +260,25 @@ async def test_agent_state_events_are_not_calls() -> None:
     calls, _ = live()
     assert await calls.apply(CallEvent("", "agent_state", 1.0, {"member": "Agent 1001"})) is None
     assert calls.active() == []
+
+
+def test_the_saved_state_of_a_call_is_a_copy_without_the_view_or_the_candidates() -> None:
+    ctx = CallContext(
+        call_id="1.1",
+        caller="+442079460000",
+        view={"customer": {"name": "Grace"}, "cases": [{"id": 1}]},
+        candidates=[{"customer_id": 1}],
+        routing={"queue": "tier1", "reason": "vip"},
+        notes=[{"author": "ann", "text": "called about order 7", "at": 1.0}],
+        queue_legs=[{"queue": "tier1", "tier": "tier1", "wait_s": 4.2, "result": "answered"}],
+    )
+    saved = saved_context(ctx)
+    expected = dataclasses.asdict(ctx)
+    del expected["view"], expected["candidates"]
+    assert saved == expected
+    ctx.notes.append({"author": "ann", "text": "later", "at": 2.0})
+    ctx.routing["reason"] = "changed"  # type: ignore[index]
+    assert len(saved["notes"]) == 1 and saved["routing"]["reason"] == "vip"
+    restored = context_from_saved("1.1", saved)
+    assert restored.notes == [{"author": "ann", "text": "called about order 7", "at": 1.0}]
+    assert restored.view is None and restored.restored

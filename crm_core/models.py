@@ -325,8 +325,9 @@ class CallLeg(Base):
     ended_at: Mapped[float | None] = mapped_column(Float)
     outcome: Mapped[str] = mapped_column(String(16))
     exit: Mapped[str | None] = mapped_column(String(16))
-    wrap_s: Mapped[float] = mapped_column(Float, default=0.0)
-    hold_s: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")  # within talk
+    # NULL: not known (a call recovered from Asterisk's queue_log; ``cti.queuelog.legs``).
+    wrap_s: Mapped[float | None] = mapped_column(Float, default=0.0)
+    hold_s: Mapped[float | None] = mapped_column(Float, default=0.0, server_default="0")
     # Repeat calls (``crm_core.repeats``): on the legs of an inbound call from a known customer,
     # seconds since that customer's previous inbound call started, that call, and the agents
     # who answered it (a JSON list); NULL when there was none.

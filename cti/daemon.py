@@ -19,7 +19,10 @@ as ended while the daemon was down (at the last moment they were known up, estim
 link lost while the daemon runs dates the end of the calls that vanish meanwhile. With
 ``[queue_log]`` (with ``[[pbx]]``: each PBX's ``queue_log``), that resync (after a start, a
 takeover or a lost link) also starts ``cti.queuelog``'s backfill of that PBX: the queue calls
-nobody saw are recorded from its queue_log, and those seen in part completed. A resync
+nobody saw are recorded from its queue_log, and those seen in part completed; their queue
+legs go to the statistics (``call_legs``) and today's live figures. At a start (one instance)
+or a takeover, today's live figures count the PBX's calls that ended before, from their legs
+in the database. A resync
 list Asterisk refuses makes ``/healthz`` not ok, with the reason and a metric.
 
 Several PBXs (``[[pbx]]``, ``cti.cluster.pbxs``): this daemon is the first PBX's and owns
@@ -72,7 +75,7 @@ from cti.interactions import InteractionRecorder, InteractionStore
 from cti.logsetup import suppressed_warnings
 from cti.metrics import AmiLinkCounts, DaemonCollector, MetricSources
 from cti.pbx_actions import PbxLinks
-from cti.queuelog.backfill import QueueLogBackfill, Sink
+from cti.queuelog.backfill import BackfillReport, Flushable, QueueLogBackfill, Sink
 from cti.routing.http import route_handler
 from cti.supervisor.service import Supervision
 from cti.tracker.events import CallEvent
@@ -227,6 +230,7 @@ class Daemon:
                 self._role = asyncio.create_task(p.cluster.role.run(self._ingest), name="role")
             elif p.ami is not None:
                 await self._start_ami(p.ami)
+                self._count_today()
             for other in self.others:
                 await other.start()
         except BaseException:
@@ -246,6 +250,7 @@ class Daemon:
                     await self._restore(p.call_state)
                     self._started.append("call_state")
                 await self._start_ami(p.ami)
+                self._count_today()
         except BaseException:
             await self.stop()
             raise
@@ -277,6 +282,13 @@ class Daemon:
         log.info("cluster.taking_over", token=token, desktop_calls=adopted)
         if p.ami is not None:
             await self._start_ami(p.ami)
+        self._count_today()
+
+    def _count_today(self) -> None:
+        """This instance ingests the PBX from now on (a start, a takeover): today's statistics
+        count its calls that ended before, from their legs in the database (of this PBX only,
+        ``call_prefix``, with several)."""
+        p = self.parts
         if p.supervision is not None and (self._counting is None or self._counting.done()):
             # Beside the events, not before them: reading a busy day's legs takes a second.
             counting = p.supervision.count_today(p.call_prefix)
@@ -528,8 +540,19 @@ class Daemon:
         self._backfill_since = since
         adopted = {c.call_id for c in p.calls.active() if c.midway or c.restored}
         self._backfill = asyncio.create_task(
-            p.queue_log.run(since, resynced_at, adopted), name="queue-log-backfill"
+            self._backfill_and_count(since, resynced_at, adopted), name="queue-log-backfill"
         )
+
+    async def _backfill_and_count(
+        self, since: float, resynced_at: float, adopted: set[str]
+    ) -> BackfillReport:
+        """The backfill, then today's live figures count the calls it gave legs to."""
+        p = self.parts
+        assert p.queue_log is not None
+        report = await p.queue_log.run(since, resynced_at, adopted)
+        if p.supervision is not None and report.legs:
+            p.supervision.count_legs(report.legs)
+        return report
 
     async def handle(self, event: CallEvent) -> None:
         """One call event: update the live call, then tell the desktops."""
@@ -726,6 +749,7 @@ async def build_daemon(
             store=store,
             recorder=recorder,
             sink=cluster.stamping(recorder) if cluster is not None else recorder,
+            stats=supervision.recorder,
             calls=calls,
             crm=crm,
             several=several,
@@ -922,6 +946,7 @@ def _queue_log(
     store: Any,
     recorder: InteractionRecorder,
     sink: Sink,
+    stats: Flushable | None,
     calls: LiveCalls,
     crm: Any,
     several: bool,
@@ -962,6 +987,7 @@ def _queue_log(
         lookback_s=qconf.lookback_s,
         clock=clock.now,
         sink=sink,
+        stats=stats,
     )
 
 

@@ -20,6 +20,7 @@ from cti.daemon import Daemon, build_daemon
 from cti.sim.queue_log import QueueLogFile
 from cti.sim.scenarios import AgentBehaviour, CallerProfile, Dialplan
 from cti.sim.simulator import AgentSpec, SimSettings, Simulator
+from cti.stats.store import legs_since
 
 KNOWN = "+442071234567"
 PATIENT = CallerProfile("known", (KNOWN,), patience_s=(600.0, 600.0))
@@ -52,6 +53,12 @@ async def rows_of(store: CrmStore) -> dict[str, dict[str, Any]]:
     async with store.engine.connect() as conn:
         result = await conn.execute(select(Interaction.__table__))
         return {r["call_id"]: dict(r) for r in result.mappings()}
+
+
+async def live_offered(daemon: Daemon, calls: int) -> bool:
+    assert daemon.parts.supervision is not None
+    live = daemon.parts.supervision.live_stats()
+    return bool(live["queue"].get("tier1", {}).get("offered") == calls)
 
 
 async def test_each_pbxs_calls_nobody_saw_come_from_its_own_queue_log_under_its_own_id(
@@ -96,7 +103,18 @@ async def test_each_pbxs_calls_nobody_saw_come_from_its_own_queue_log_under_its_
             return want <= set(await rows_of(store))
 
         await until(recorded)
+        await until(lambda: live_offered(daemon, 2))  # both PBXs' calls, in today's figures
         await asyncio.sleep(1.0)  # anything written under the other PBX would be by now
+        legs = {(leg.call_id, leg.outcome) for leg in await legs_since(store.engine, 0.0)}
+        assert legs == {
+            (f"paris:{answered.call_id}", "answered"),
+            (f"lyon:{abandoned.call_id}", "abandoned"),
+        }
+        await daemon.stop()
+        daemon = await started()  # each PBX's daemon counts its own PBX's legs of today, once
+        await until(lambda: live_offered(daemon, 2))
+        await asyncio.sleep(0.5)
+        assert await live_offered(daemon, 2)
     finally:
         await daemon.stop()
         await paris.stop()

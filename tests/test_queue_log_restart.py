@@ -8,6 +8,7 @@ runs in-process on SQLite and PostgreSQL against the simulator's AMI."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ SHARED = "+447700900456"  # two customers: stays unattributed
 PATIENT = CallerProfile("known", (KNOWN,), patience_s=(600.0, 600.0))
 IMPATIENT = CallerProfile("known", (SHARED,), patience_s=(4.0, 4.0))
 SCALE = 0.25
+SUPERVISOR, SUPERVISOR_TOKEN = "Supervisor", "supervisor-token"
 
 
 async def until(cond: Callable[[], Any], within_s: float = 20.0) -> None:
@@ -44,6 +46,7 @@ class World:
     sim: Simulator
     store: CrmStore
     config: Config
+    queue_log: Path
     daemon: Daemon | None = None
 
     async def start(self) -> Daemon:
@@ -109,9 +112,16 @@ async def world(db_url: str, tmp_path: Path) -> AsyncIterator[World]:
             "http": {"host": "127.0.0.1", "port": 0},
             "database": {"url": db_url},
             "queue_log": {"file": str(path)},
+            "agents": [
+                {
+                    "name": SUPERVISOR,
+                    "role": "supervisor",
+                    "token_sha256": hashlib.sha256(SUPERVISOR_TOKEN.encode()).hexdigest(),
+                }
+            ],
         }
     )
-    w = World(sim, store, config)
+    w = World(sim, store, config, path)
     try:
         yield w
     finally:

@@ -259,6 +259,34 @@ async def test_sql_and_python_agree_on_many_fractional_waits_and_holds(store: Cr
         assert any(v.avg_hold_s for v in report.groups.values())
 
 
+async def test_sql_and_python_leave_legs_of_unknown_hold_and_wrap_up_out_of_their_means(
+    store: CrmStore,
+) -> None:
+    """Legs recovered from queue_log know their talk, not their hold or wrap-up (NULL)."""
+    legs = []
+    for n, (talk, hold, wrap) in enumerate([(60.0, 5.0, 10.0), (100.0, None, None)]):
+        leg = Leg(f"u{n}", 0, "tier1", "tier1", T0 + n, agent="Agent 1001")
+        leg.answered_at, leg.outcome = T0 + n + 4, "answered"
+        leg.ended_at, leg.hold_s, leg.wrap_s = leg.answered_at + talk, hold, wrap
+        legs.append(leg)
+    await write_legs(store.engine, legs)
+    assert [(leg.hold_s, leg.wrap_s) for leg in await legs_since(store.engine, T0)] == [
+        (5.0, 10.0),
+        (None, None),
+    ]
+    for by in ("queue", "agent"):
+        report = await period_figures(store.engine, T0, T0 + HOUR, by, LIMITS)
+        python = grouped(legs, by, LIMITS)
+        assert {k: v.to_dict() for k, v in report.groups.items()} == {
+            k: v.to_dict() for k, v in python.items()
+        }
+        (fig,) = report.groups.values()
+        assert (fig.answered, fig.aht_s, fig.avg_hold_s) == (2, 70.0, 5.0)  # not (160 + 10) / 2
+    # The agent surely worked the talk of both: occupancy's handle time counts it.
+    assert report.agents["Agent 1001"]["handle_s"] == 170.0
+    assert report.agents["Agent 1001"]["calls"] == 2
+
+
 async def test_the_90th_percentile_is_the_nearest_rank_where_floating_point_rounds_up(
     store: CrmStore,
 ) -> None:

@@ -16,6 +16,11 @@ before the first resync (or was adopted by it), once the call has finished there
   facts are taken from queue_log (``extra.queue_log.filled``) and the rest kept;
 * a complete record: nothing.
 
+Every call it checks also gets its queue legs in ``call_legs`` (``cti.queuelog.legs``: the
+leg rules of a call the tracker saw, Asterisk's figures, hold and wrap-up not known) unless
+it has some: legs a live daemon wrote are its own, kept. So the period statistics count the
+calls nobody saw; the legs it wrote (``report.legs``) are handed to today's live figures.
+
 It is keyed as the interaction log is, by the call's Linkedid (``cti.queuelog.model``; with
 ``[[pbx]]`` the source qualifies the ids by the PBX, ``cti.cluster.pbxs.QualifiedQueueLog``),
 and writes through the interaction recorder (its retries and dead letters). With several
@@ -41,8 +46,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crm_core.models import Interaction
 from crm_core.types import InteractionRecord, Resolution
+from cti.queuelog.legs import queue_log_legs
 from cti.queuelog.model import QueueLogCall, calls_from_rows, missing_facts, settled, tiers_of
 from cti.queuelog.sources import QueueLogSource
+from cti.stats.legs import Leg
+from cti.stats.store import write_legs_of_new_calls
 
 log = structlog.get_logger(__name__)
 
@@ -56,6 +64,12 @@ class Sink(Protocol):
 
 
 class Recorder(Sink, Protocol):
+    async def flush(self, within_s: float | None = None) -> bool: ...
+
+
+class Flushable(Protocol):
+    """The live statistics' leg writer (``cti.stats.store.StatsRecorder``)."""
+
     async def flush(self, within_s: float | None = None) -> bool: ...
 
 
@@ -81,6 +95,7 @@ class BackfillReport:
     completed: list[str] = field(default_factory=list)  # a partial record completed
     already: int = 0  # the record was complete
     dropped: list[str] = field(default_factory=list)  # never finished in queue_log
+    legs: list[Leg] = field(default_factory=list)  # written to call_legs from queue_log
 
 
 class QueueLogBackfill:
@@ -100,12 +115,14 @@ class QueueLogBackfill:
         give_up_s: float = 4 * 3600.0,
         clock: Callable[[], float] = time.time,
         sink: Sink | None = None,
+        stats: Flushable | None = None,
     ) -> None:
         self.source = source
         self._engine = engine
         self._recorder = recorder
         self._sink = recorder if sink is None else sink  # several instances: fenced
         self._live = live
+        self._stats = stats  # None: no statistics (no legs written)
         self._resolver = resolver
         self._tiers = dict(tiers_by_queue)
         self.pbx_id = pbx_id
@@ -169,6 +186,7 @@ class QueueLogBackfill:
             completed=len(r.completed),
             already=r.already,
             dropped=len(r.dropped),
+            legs=len(r.legs),
         )
         return r
 
@@ -188,6 +206,22 @@ class QueueLogBackfill:
             else:
                 self._sink.submit(record)
                 self.report.completed.append(call.call_id)
+        await self._write_legs(calls)
+
+    async def _write_legs(self, calls: list[QueueLogCall]) -> None:
+        """The legs of the calls that have none (nobody saw them, or only after their legs
+        were given out); a call whose legs a live daemon wrote keeps them."""
+        if self._stats is None:
+            return
+        # Legs the live statistics have just been handed are written first: they are kept.
+        await self._stats.flush(10.0)
+        legs = [leg for call in calls for leg in queue_log_legs(call, self._tiers)]
+        try:
+            written = await write_legs_of_new_calls(self._engine, legs)
+        except Exception as exc:  # checked again by the next backfill: nothing is lost
+            log.warning("queue_log.legs_not_written", pbx=self.pbx_id, error=repr(exc))
+            return
+        self.report.legs.extend(written)
 
     async def _existing(self, calls: list[QueueLogCall]) -> dict[str, dict[str, Any]]:
         """The interactions of these calls by call id; a call without the Linkedid row is

@@ -14,7 +14,8 @@ Definitions (the README's "Supervisor console and statistics" states them for us
   second below) of the wait of the answered legs; ``longest_wait_s``: the longest wait of
   any leg (answered or not; for a leg still waiting, its wait so far);
 - ``aht_s``: mean of talk + wrap-up over the answered legs whose talk has ended;
-  ``avg_hold_s``: mean time on hold over the same legs (hold is within talk);
+  ``avg_hold_s``: mean time on hold over the same legs (hold is within talk); a leg whose
+  wrap-up or hold is not known (recovered from queue_log) is left out of that mean;
 - ``transfers_out`` / ``escalations_out``: answered legs the agent transferred elsewhere /
   legs whose call went on to another tier's queue (answered or not);
 - by agent, a leg counts for the agent who answered it.
@@ -131,8 +132,9 @@ def figures(legs: Iterable[Leg], thresholds: Thresholds, now: float | None = Non
             if answer_wait <= thresholds.threshold(leg.queue):
                 out.answered_in_sl += 1
             talk = leg.talk_s
-            if talk is not None:
+            if talk is not None and leg.wrap_s is not None:
                 handles.append(talk + leg.wrap_s)
+            if talk is not None and leg.hold_s is not None:
                 holds.append(leg.hold_s)
         elif leg.outcome == "abandoned" and wait is not None:
             if wait <= thresholds.short_abandon_s:

@@ -35,13 +35,13 @@ class Leg:
     ended_at: float | None = None  # the answered leg's talk ended
     outcome: str = "waiting"  # waiting / answered / abandoned / left
     exit: str | None = None  # escalation / transfer
-    wrap_s: float = 0.0
+    wrap_s: float | None = 0.0  # None: not known (a call recovered from queue_log)
     customer_id: int | None = None
-    hold_s: float = 0.0  # the caller held by the agent (within talk: still bridged)
+    hold_s: float | None = 0.0  # the caller held by the agent (within talk); None: not known
     hold_since: float | None = None  # on hold now, since
 
     def hold_so_far(self, now: float) -> float:
-        held = self.hold_s + (max(0.0, now - self.hold_since) if self.hold_since else 0.0)
+        held = (self.hold_s or 0.0) + (max(0.0, now - self.hold_since) if self.hold_since else 0.0)
         return round(held, 3)
 
     def end_hold(self, ts: float) -> None:

@@ -123,13 +123,14 @@ async def period_figures(
             _count(and_(answered, wait <= _threshold(thresholds))).label("in_sl"),
             func.avg(case((answered, wait))).label("asa"),
             func.max(case((answered, wait), else_=gone)).label("longest"),
+            # A leg whose wrap-up (hold) is not known, NULL, is left out of the mean.
             func.avg(case((handled, c.ended_at - c.answered_at + c.wrap_s))).label("aht"),
             func.avg(case((handled, c.hold_s))).label("hold"),
             _count(c.exit == "transfer").label("transfers"),
             _count(c.exit == "escalation").label("escalations"),
             _count(_repeat(days=repeat_days)).label("repeats"),
             _count(handled).label("handled"),
-            func.sum(case((handled, c.ended_at - c.answered_at + c.wrap_s))).label("handle_s"),
+            func.sum(case((handled, _handle_s()))).label("handle_s"),
         )
         .where(in_period)
         .group_by(g)
@@ -227,6 +228,13 @@ def report_engine(url: str, *, statement_timeout_s: float = 600.0) -> AsyncEngin
     return create_async_engine(url)
 
 
+def _handle_s() -> ColumnElement[Any]:
+    """A leg's talk + wrap-up for occupancy: its talk alone when its wrap-up is not known (the
+    time the agent surely worked, not a figure made up)."""
+    c = LEGS.c
+    return c.ended_at - c.answered_at + func.coalesce(c.wrap_s, 0.0)
+
+
 def _r(value: Any) -> float | None:
     return None if value is None else round(float(value), 3)
 
@@ -298,7 +306,7 @@ async def _agents(
     )
     c = LEGS.c
     handled = (
-        select(c.agent, func.count(), func.sum(c.ended_at - c.answered_at + c.wrap_s))
+        select(c.agent, func.count(), func.sum(_handle_s()))
         .where(
             in_range,
             c.agent.is_not(None),

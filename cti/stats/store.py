@@ -74,6 +74,25 @@ async def write_legs(engine: AsyncEngine, legs: Sequence[Leg]) -> None:
         await mark_calls(conn, calls)
 
 
+async def write_legs_of_new_calls(engine: AsyncEngine, legs: Sequence[Leg]) -> list[Leg]:
+    """Write the legs of the calls that have none written yet (in one transaction); the
+    legs written. A call's legs are keyed by its id: a call with legs is left as it is."""
+    calls = sorted({leg.call_id for leg in legs})
+    if not calls:
+        return []
+    async with engine.begin() as conn:
+        have: set[str] = set()
+        for start in range(0, len(calls), 500):
+            chunk = calls[start : start + 500]
+            found = await conn.execute(select(LEGS.c.call_id).where(LEGS.c.call_id.in_(chunk)))
+            have.update(found.scalars())
+        new = [leg for leg in legs if leg.call_id not in have]
+        if new:
+            await conn.execute(insert(LEGS), [leg_row(leg) for leg in new])
+            await mark_calls(conn, sorted({leg.call_id for leg in new}))
+    return new
+
+
 async def legs_since(engine: AsyncEngine, since: float, call_prefix: str = "") -> list[Leg]:
     """The legs written of calls that joined a queue from ``since`` on; ``call_prefix``: of
     one PBX's calls only (several PBXs: ``pbx:``)."""
@@ -97,8 +116,8 @@ async def legs_since(engine: AsyncEngine, since: float, call_prefix: str = "") -
             ended_at=r["ended_at"],
             outcome=r["outcome"],
             exit=r["exit"],
-            wrap_s=r["wrap_s"] or 0.0,
-            hold_s=r["hold_s"] or 0.0,
+            wrap_s=r["wrap_s"],
+            hold_s=r["hold_s"],
         )
         for r in rows
     ]
@@ -116,6 +135,10 @@ class StatsSink(Protocol):
     def submit_legs(self, legs: Iterable[Leg]) -> None: ...
 
     def submit_activity(self, items: Iterable[Activity]) -> None: ...
+
+    async def flush(self, within_s: float | None = None) -> bool:
+        """True once what was submitted is written (False: not within ``within_s``)."""
+        ...
 
 
 class StatsRecorder:

@@ -39,6 +39,7 @@ from cti.calls import WrapUp
 from cti.cluster.board import BOARD_STATE
 from cti.config import AgentConfig, Config
 from cti.hub import HubMessage, PopHub
+from cti.stats.legs import Leg
 from cti.stats.live import DAY, LiveStats, thresholds_of
 from cti.stats.period import period_figures
 from cti.stats.store import StatsSink, legs_since
@@ -248,6 +249,13 @@ class Supervision:
             return
         added = self.stats.seed(legs, day_start)
         log.info("stats.today_counted", pbx=call_prefix or None, legs=added, read=len(legs))
+
+    def count_legs(self, legs: list[Leg]) -> None:
+        """Legs written for calls no daemon saw (``cti.queuelog``): today's count them (a
+        call already counted is left out)."""
+        now = self.clock()
+        added = self.stats.seed(legs, now - now % DAY)
+        log.info("stats.recovered_counted", legs=added, given=len(legs))
 
     def live_stats(self) -> dict[str, Any]:
         return self.stats.to_dict(self.clock())

@@ -273,6 +273,8 @@ class LiveCalls:
             # A call first seen mid-way (adopted after a restart or a resync) gets a context too.
             ctx = self._calls[event.call] = CallContext(call_id=event.call)
             ctx.offered_at = event.ts
+        # What the saved state knew of a call taken back, before this event estimates it.
+        knew = (ctx.offered_at, ctx.answered_at) if ctx.restored else None
         handler = _HANDLERS.get(event.event)
         if handler is not None:
             handler(self, ctx, event)
@@ -284,7 +286,7 @@ class LiveCalls:
             self._start_lookup(ctx)
         if ctx.routing is None:
             self._attach_routing(ctx)
-        self._note_restart_facts(ctx, event)
+        self._note_restart_facts(ctx, event, knew)
         if event.event in ("ringing", "answered", "transferred", "outbound"):
             await self._await_lookup(ctx)
             self._published.add(ctx.call_id)
@@ -298,13 +300,22 @@ class LiveCalls:
 
     # ---- restarts: the saved state ---------------------------------------------------------
 
-    def _note_restart_facts(self, ctx: CallContext, event: CallEvent) -> None:
+    def _note_restart_facts(
+        self, ctx: CallContext, event: CallEvent, knew: tuple[float | None, float | None] | None
+    ) -> None:
         d = event.data
         if not d.get("resynced"):
             return
+        # A call taken back keeps the times its saved state knew; one it did not know (the
+        # answer, when the ingester died between the ring and the answer being saved) is the
+        # resync's estimate and is marked so, never recorded as seen.
+        saved = dict(zip(("started_at", "answered_at"), knew, strict=True)) if knew else {}
         for name in d.get("estimated") or ():
-            if name not in ctx.estimated and not (ctx.restored and name != "ended_at"):
-                ctx.estimated.append(name)
+            if name in ctx.estimated or saved.get(name) is not None:
+                continue
+            if ctx.restored and name not in ("ended_at", *saved):
+                continue
+            ctx.estimated.append(name)
         if d.get("midway"):
             ctx.midway = True
         if event.event == "ended" and d.get("end_estimated"):

@@ -250,3 +250,46 @@ async def test_a_waiting_call_gone_while_the_daemon_was_down_says_its_outcome_is
     assert {"outcome", "agents"} <= set(row["extra"]["not_known"])
     seen_until, found_again = row["extra"]["unseen"]
     assert seen_until is not None and found_again is None
+
+
+@pytest.mark.parametrize("how", ["stopped", "killed"])
+async def test_a_call_answered_while_the_daemon_is_down_marks_its_answer_estimated(
+    world: Harness, traces_dir: Path, how: str
+) -> None:
+    """The saved state knew the call ringing, not its answer: the resync's estimate of the
+    answer (no earlier than the agent's leg began) is recorded as an estimate, not as seen."""
+    events = trace(traces_dir, "answered_tier1")
+    call_id = call_id_of(events)
+    tracker = CallTracker()
+    rung = 1 + next(
+        i for i, e in enumerate(events) if any(c.event == "ringing" for c in tracker.feed(e))
+    )
+    answered = split_answered(events)
+    await world.start_daemon()
+    await route(world, events)
+    await world.ami.play(events[:rung])
+    assert world.daemon is not None
+    calls = world.daemon.parts.calls
+    await wait_until(lambda: (c := calls.get(call_id)) is not None and c.state == "ringing")
+    await asyncio.sleep(0.3)  # the ringing call's state saved
+    if how == "stopped":
+        await world.stop_daemon()
+    else:
+        await kill(world)
+    for event in events[rung:answered]:  # answered on the PBX while no daemon runs
+        world.ami.state.apply_event(event)
+
+    daemon = await world.start_daemon()
+    await wait_until(
+        lambda: (c := daemon.parts.calls.get(call_id)) is not None and c.state == "answered"
+    )
+    await world.ami.play(events[answered:])
+    await wait_until(
+        lambda: (c := daemon.parts.calls.get(call_id)) is not None and c.state == "ended"
+    )
+    row = await world.interaction(call_id)
+    assert row is not None and await world.interaction_rows(call_id) == 1
+    assert row["outcome"] == "answered" and row["agents"] == ["Agent 1001"]
+    assert row["extra"]["restored"] is True
+    assert "answered_at" in row["extra"]["estimated"]
+    assert "started_at" not in row["extra"]["estimated"]  # the saved state knew it

@@ -30,7 +30,7 @@ import asyncio
 import hashlib
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import panoramisk
@@ -47,9 +47,12 @@ log = structlog.get_logger(__name__)
 class CtiManager(panoramisk.Manager):
     """One AMI link at a time, opened by panoramisk; reconnect policy belongs to the owner."""
 
-    def __init__(self, config: AmiConfig, on_event: EventSink) -> None:
+    def __init__(
+        self, config: AmiConfig, on_event: EventSink, skip_events: Collection[str] = ()
+    ) -> None:
         self._sealed = False
         self._sink = on_event
+        self._skip_events = skip_events
         self.ami = config
         super().__init__(
             loop=asyncio.get_running_loop(),
@@ -64,7 +67,9 @@ class CtiManager(panoramisk.Manager):
         self._sealed = True
 
     def _new_protocol(self) -> AmiProtocol:
-        return AmiProtocol(self.dispatch, on_lost=self.connection_lost)
+        return AmiProtocol(
+            self.dispatch, on_lost=self.connection_lost, skip_events=self._skip_events
+        )
 
     # --- opening a link: panoramisk's connect(), our connection_made ---
     async def open(self) -> tuple[AmiProtocol, str]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import cast
 
 import structlog
@@ -115,12 +115,13 @@ class AmiProtocol(asyncio.Protocol):
         *,
         on_lost: Callable[[Exception | None], None] | None = None,
         id_prefix: str | None = None,
+        skip_events: Collection[str] = (),
     ) -> None:
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._on_event = on_event
         self._on_lost = on_lost
-        self._parser = AmiParser()
+        self._parser = AmiParser(skip_events=skip_events)
         self._transport: asyncio.Transport | None = None
         self._pending: dict[str, PendingAction] = {}
         self._ids = itertools.count(1)

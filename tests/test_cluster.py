@@ -281,6 +281,40 @@ async def test_a_desktop_on_another_instance_gets_each_pop_once_and_its_replay_a
         await fan_b.stop()
 
 
+async def test_the_ingesters_own_desktops_get_each_pop_at_once_even_with_redis_stalled(
+    redis: aioredis.Redis, prefix: str
+) -> None:
+    """Its desktops do not wait for the round trip through Redis (nor for Redis at all), and
+    the entry read back from the stream is not delivered to them a second time."""
+    fan = RedisFanout(redis, prefix)
+    hub = PopHub(AGENTS, fanout=fan)
+    await fan.start(hub.deliver_local)
+    try:
+        desk = hub.subscribe(AGENTS[0])
+        gate = asyncio.Event()
+        flush = fan._flush
+
+        async def stalled() -> None:
+            await gate.wait()
+            await flush()
+
+        fan._flush = stalled  # type: ignore[method-assign]
+        hub.publish(ev("ringing", "c1", 100.0, member="alice"), None)
+        pop = await next_message(desk, within_s=0.5)
+        assert pop["type"] == "pop" and [m.id for m in hub.active_messages("alice")] == [pop["id"]]
+        fan._flush = flush  # type: ignore[method-assign]
+        gate.set()
+        fan._wake.set()
+        async with asyncio.timeout(5):
+            while fan.sent < 1:  # noqa: ASYNC110 - the sender task's progress
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0.5)  # read back from the stream meanwhile
+        assert desk.take_nowait() is None
+        assert [m.id for m in hub.active_messages("alice")] == [pop["id"]]
+    finally:
+        await fan.stop()
+
+
 def test_the_board_mirror_is_the_last_snapshot_with_the_rows_since_applied() -> None:
     hub = PopHub(AGENTS)
     mirror = BoardMirror()

@@ -9,10 +9,12 @@ an instance that starts reads it from the beginning to rebuild the replay state
 
 The ingesting instance's ``PopHub`` builds each message once (with its unique ``id``) and
 hands it to ``RedisFanout.send`` (never awaits: a sender task ``XADD``s in pipelined
-batches). Every instance, the ingester included, reads the stream and delivers each entry
-once to its own connected desktops (``PopHub.deliver_local``): a desktop gets each message
-exactly once; after a reconnect, to any instance, the replay repeats the same ids, which the
-desktop de-duplicates on.
+batches). The ingester delivers it to its own desktops at once (``PopHub.deliver_local``)
+and skips it when it reads it back; every other instance reads the stream and delivers each
+entry once to its own desktops: a desktop gets each message exactly once; after a
+reconnect, to any instance, the replay repeats the same ids, which the desktop de-duplicates
+on. (The ingester's own desktops used to wait for the round trip through Redis too, and it
+decoded every message it had just written.)
 
 The supervisor console's messages go the same way on a stream of their own (``send_console``,
 ``{prefix}:console``, kept short: the board is sent whole every few seconds): every instance
@@ -128,6 +130,9 @@ class RedisFanout:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._seen: OrderedDict[str, None] = OrderedDict()  # ids a retried XADD may repeat
+        # Delivered here on send, not read back yet (at most what the stream keeps).
+        self._sent: OrderedDict[str, None] = OrderedDict()
+        self._started = False
         self.sent = 0
         self.received = 0
         self.errors = 0
@@ -136,6 +141,12 @@ class RedisFanout:
     def send(self, message: HubMessage) -> None:
         self._pending.append((message, ""))
         self._wake.set()
+        if self._started:
+            self._sent[message.id] = None
+            if len(self._sent) > self._maxlen:
+                self._sent.popitem(last=False)
+            self.mirror.apply(message)
+            self._deliver(message)
 
     def send_console(self, message: HubMessage) -> None:
         """A supervisor console message, for every instance's consoles and board mirror
@@ -166,6 +177,7 @@ class RedisFanout:
             self._local_consoles = local_consoles
         await self._read_all()
         self._stopping = False
+        self._started = True
         self._tasks = [
             asyncio.create_task(self._read_loop(), name="fanout-read"),
             asyncio.create_task(self._send_loop(), name="fanout-send"),
@@ -205,6 +217,11 @@ class RedisFanout:
     def _take(self, entries: Any) -> None:
         for entry_id, fields in entries:
             self._last_id = _text(entry_id)
+            own = _text(fields.get(b"i", fields.get("i", "")))
+            if own in self._sent:  # delivered when sent
+                del self._sent[own]
+                self._remember(own)
+                continue
             try:
                 message = decode(fields)
             except (KeyError, UnicodeDecodeError) as exc:
@@ -213,12 +230,15 @@ class RedisFanout:
                 continue
             if message.id in self._seen:
                 continue
-            self._seen[message.id] = None
-            if len(self._seen) > 20_000:
-                self._seen.popitem(last=False)
+            self._remember(message.id)
             self.received += 1
             self.mirror.apply(message)
             self._deliver(message)
+
+    def _remember(self, message_id: str) -> None:
+        self._seen[message_id] = None
+        if len(self._seen) > 20_000:
+            self._seen.popitem(last=False)
 
     def _take_console(self, entries: Any) -> None:
         for entry_id, fields in entries:

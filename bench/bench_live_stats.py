@@ -1,0 +1,97 @@
+"""Today's live figures (``/api/stats/live``, the supervisor console) at the end of a busy day.
+
+A generated day (``tests/live_day.py``: about 60,000 legs of 55,500 calls in six queues of three
+tiers, 200 agents, abandons, timeouts, holds, transfers, escalations, wrap-ups) is fed, event
+by event, to ``cti.stats.live.LiveStats`` and to the way it computed figures before
+(``tests/live_reference.py``: every request grouped and recomputed the whole day). For each:
+
+- ``apply``: mean time per event (and wrap-up) over the whole day, and over its last hour;
+- ``to_dict``: one ``/api/stats/live`` answer at the end of the day (median of 5);
+- ``figures(queue)``, ``figures(hour)``: what the console's refresh reads (median of 5).
+
+The two answers must be equal (the run fails otherwise).
+
+    .venv/bin/python bench/bench_live_stats.py [--calls 55500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from live_day import LIMITS, TIERS, WrapUp, day  # noqa: E402
+from live_reference import ReferenceLiveStats  # noqa: E402
+
+from cti.stats.live import LiveStats  # noqa: E402
+
+
+def median_ms(fn: Callable[[], Any], runs: int = 5) -> float:
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1000
+
+
+def run(name: str, live: Any, steps: list[Any]) -> dict[str, Any]:
+    last_hour = max(s.ts or 0.0 for s in steps if not isinstance(s, WrapUp)) - 3600
+    total = late = 0.0
+    late_n = 0
+    for step in steps:
+        t = time.perf_counter()
+        if isinstance(step, WrapUp):
+            live.wrap_up(step.call, step.agent, step.seconds)
+        else:
+            live.apply(step)
+        spent = time.perf_counter() - t
+        total += spent
+        if live.now >= last_hour:
+            late += spent
+            late_n += 1
+    now = live.now + 1
+    out = {
+        "name": name,
+        "legs": len(live.today()),
+        "apply_us": total / len(steps) * 1e6,
+        "apply_last_hour_us": late / max(1, late_n) * 1e6,
+        "to_dict_ms": median_ms(lambda: live.to_dict(now)),
+        "queue_ms": median_ms(lambda: live.figures("queue", now)),
+        "hour_ms": median_ms(lambda: live.figures("hour", now)),
+        "answer": live.to_dict(now),
+    }
+    print(
+        f"{name:>10}: {out['legs']} legs, apply {out['apply_us']:.1f} µs/event "
+        f"(last hour {out['apply_last_hour_us']:.1f}), to_dict {out['to_dict_ms']:.2f} ms, "
+        f"figures(queue) {out['queue_ms']:.2f} ms, figures(hour) {out['hour_ms']:.2f} ms",
+        flush=True,
+    )
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=55_500)
+    args = parser.parse_args()
+    t = time.perf_counter()
+    steps = day(args.calls)
+    print(f"generated {len(steps)} events and wrap-ups in {time.perf_counter() - t:.1f} s")
+    before = run("before", ReferenceLiveStats(LIMITS, TIERS), steps)
+    after = run("after", LiveStats(LIMITS, TIERS), steps)
+    same = before["answer"] == after["answer"]
+    print(f"to_dict: {before['to_dict_ms'] / after['to_dict_ms']:.0f}x faster; equal: {same}")
+    if not same:
+        sys.exit("the figures differ")
+
+
+if __name__ == "__main__":
+    main()

@@ -7,7 +7,8 @@ by event, to ``cti.stats.live.LiveStats`` and to the way it computed figures bef
 
 - ``apply``: mean time per event over the whole day, and over its last hour; ``wrap_up``: per
   wrap-up measured (joined to its call's legs);
-- ``to_dict``: one ``/api/stats/live`` answer at the end of the day (median of 5);
+- ``to_dict``: one ``/api/stats/live`` answer in the afternoon, with calls in progress, and at
+  the end of the day (median of 5);
 - ``figures(queue)``, ``figures(hour)``: what the console's refresh reads (median of 5).
 
 The two answers must be equal (the run fails otherwise).
@@ -48,7 +49,12 @@ def run(name: str, live: Any, steps: list[Any]) -> dict[str, Any]:
     last_hour = max(s.ts or 0.0 for s in steps if not isinstance(s, WrapUp)) - 3600
     spent = {"apply": 0.0, "wrap_up": 0.0, "apply_late": 0.0}
     count = dict.fromkeys(spent, 0)
-    for step in steps:
+    midday = len(steps) * 3 // 4
+    busy: dict[str, float] = {}
+    for n, step in enumerate(steps):
+        if n == midday:  # an afternoon's answer, with calls in progress
+            busy["calls"] = len({leg.call_id for leg in live.legs.live_legs()})
+            busy["ms"] = median_ms(lambda: live.to_dict(live.now))
         t = time.perf_counter()
         if isinstance(step, WrapUp):
             live.wrap_up(step.call, step.agent, step.seconds)
@@ -72,8 +78,9 @@ def run(name: str, live: Any, steps: list[Any]) -> dict[str, Any]:
     }
     print(
         f"{name:>7}: {out['legs']} legs; apply {us['apply']:.1f} µs/event (last hour "
-        f"{us['apply_late']:.1f}), wrap_up {us['wrap_up']:.1f} µs; to_dict "
-        f"{out['to_dict_ms']:.2f} ms, figures(queue) {out['queue_ms']:.2f} ms, "
+        f"{us['apply_late']:.1f}), wrap_up {us['wrap_up']:.1f} µs; to_dict in the afternoon "
+        f"({busy['calls']:.0f} calls in progress) {busy['ms']:.2f} ms, at the end of the day "
+        f"{out['to_dict_ms']:.2f} ms; figures(queue) {out['queue_ms']:.2f} ms, "
         f"figures(hour) {out['hour_ms']:.2f} ms",
         flush=True,
     )

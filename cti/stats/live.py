@@ -3,6 +3,12 @@
 ``LiveStats.apply(event)`` feeds the leg and agent books; it returns what finished (legs of an
 ended call, closed agent intervals) for the recorder. ``figures(by)`` are today's figures
 (UTC day of the latest event): the legs of calls ended today and of calls in progress.
+
+A busy day holds 60,000 legs and supervisors read its figures every few seconds, on the
+event loop: the finished legs are tallied per group as they finish (``cti.stats.figures.
+Groups``), and a read adds only the legs of the calls in progress. What changes the day's
+legs otherwise (a new day, legs seeded after a takeover, a seeded call finishing here)
+tallies them again.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cti.config import Config
-from cti.stats.figures import Figures, Thresholds, grouped
+from cti.stats.figures import Figures, Groups, Thresholds, grouped
 from cti.stats.legs import Activity, AgentBook, Leg, LegBook
 from cti.tracker.events import CallEvent
 
@@ -49,6 +55,8 @@ class LiveStats:
         # Wrap-ups measured before their call's legs finished: call -> agent -> seconds.
         self._early_wraps: dict[str, dict[str, float]] = {}
         self._seeded: set[str] = set()  # calls whose legs came from the database (``seed``)
+        self._groups = Groups(thresholds, GROUPS_LIVE)  # today's legs in ``_today``
+        self._by_call: dict[str, list[Leg]] = {}  # ``_today`` by call
 
     def apply(self, event: CallEvent) -> Applied:
         if event.ts is not None and event.ts > self.now:
@@ -65,12 +73,20 @@ class LiveStats:
             for call in {leg.call_id for leg in done.legs}:
                 for agent, seconds in self._early_wraps.pop(call, {}).items():
                     _set_wrap(done.legs, agent, seconds)
+        again: set[str] = set()
         if done.legs and self._seeded:
             again = {leg.call_id for leg in done.legs} & self._seeded
             if again:  # seeded from the database, finished here too: this instance's legs
                 self._seeded -= again
                 self._today = [leg for leg in self._today if leg.call_id not in again]
         self._today.extend(done.legs)
+        if again:
+            self._tally()
+        else:
+            for leg in done.legs:
+                self._by_call.setdefault(leg.call_id, []).append(leg)
+                if leg.joined_at >= self._day_start:
+                    self._groups.add(leg)
         self.activity_today.extend(done.activity)
         return done
 
@@ -82,9 +98,8 @@ class LiveStats:
         if day_start > self._day_start:
             self._day_start = day_start
             self._today = [leg for leg in self._today if leg.joined_at >= day_start]
-        known = {leg.call_id for leg in self._today} | {
-            leg.call_id for leg in self.legs.live_legs()
-        }
+            self._tally()
+        known = self._by_call.keys() | {leg.call_id for leg in self.legs.live_legs()}
         added = [
             leg
             for leg in legs
@@ -92,6 +107,8 @@ class LiveStats:
         ]
         self._today[:0] = added
         self._seeded.update(leg.call_id for leg in added)
+        if added:
+            self._tally()
         self._answered_today = self._count_answered()
         return len(added)
 
@@ -102,17 +119,32 @@ class LiveStats:
         if self.legs.legs_of(call):
             self._early_wraps.setdefault(call, {})[agent] = seconds
             return []
-        legs = [leg for leg in self._today if leg.call_id == call]
-        return legs if _set_wrap(legs, agent, seconds) else []
+        legs = list(self._by_call.get(call, ()))
+        leg = _set_wrap(legs, agent, seconds)
+        if leg is None:
+            return []
+        if leg.joined_at >= self._day_start:
+            self._groups.rewrapped(leg)
+        return legs
 
     def _roll_day(self) -> None:
         self._day_start = self.now - self.now % DAY
         self._today = [leg for leg in self._today if leg.joined_at >= self._day_start]
         self._seeded &= {leg.call_id for leg in self._today}
+        self._tally()
         self._answered_today = self._count_answered()
         self.activity_today = [
             a for a in self.activity_today if (a.ended_at or self.now) >= self._day_start
         ]
+
+    def _tally(self) -> None:
+        """Tally ``_today`` again (after legs left it, or were put in before others)."""
+        self._groups = Groups(self.thresholds, GROUPS_LIVE)
+        self._by_call = {}
+        for leg in self._today:
+            self._by_call.setdefault(leg.call_id, []).append(leg)
+            if leg.joined_at >= self._day_start:
+                self._groups.add(leg)
 
     @property
     def day_start(self) -> float:
@@ -126,7 +158,12 @@ class LiveStats:
 
     def figures(self, by: str, now: float | None = None) -> dict[str, Figures]:
         """Today's figures; ``now`` (default: the latest event's time) for waits so far."""
-        return grouped(self.today(), by, self.thresholds, max(now or 0.0, self.now))
+        now = max(now or 0.0, self.now)
+        if by not in self._groups:  # refused as grouped() refuses it
+            return grouped(self.today(), by, self.thresholds, now)
+        start = self._day_start
+        live = [leg for leg in self.legs.live_legs() if leg.joined_at >= start]
+        return self._groups.figures(by, live, now)
 
     def calls_today(self) -> dict[str, int]:
         """Calls each agent answered today (legs offered today), kept as events arrive."""
@@ -153,9 +190,10 @@ class LiveStats:
 GROUPS_LIVE = ("queue", "tier", "agent", "hour")
 
 
-def _set_wrap(legs: list[Leg], agent: str, seconds: float) -> bool:
+def _set_wrap(legs: list[Leg], agent: str, seconds: float) -> Leg | None:
+    """The agent's last answered leg takes the wrap-up: that leg."""
     for leg in reversed(legs):
         if leg.agent == agent and leg.answered_at is not None:
             leg.wrap_s = seconds
-            return True
-    return False
+            return leg
+    return None

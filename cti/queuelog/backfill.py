@@ -78,6 +78,11 @@ class LiveView(Protocol):
 
     def get(self, call_id: str) -> Any: ...
 
+    def queue_log_completed(self, record: InteractionRecord) -> bool:
+        """A call still held takes the completed figures and writes its record; False: not
+        held."""
+        ...
+
 
 def _dt(ts: float | None) -> datetime | None:
     return datetime.fromtimestamp(ts, UTC) if ts is not None else None
@@ -204,7 +209,11 @@ class QueueLogBackfill:
             if record is None:
                 self.report.already += 1
             else:
-                self._sink.submit(record)
+                # A call the live calls still hold writes its record again later (a note, a
+                # disposition, the end of the wrap-up): they take queue_log's figures and
+                # write it, with what was said since this row was read.
+                if not self._live.queue_log_completed(record):
+                    self._sink.submit(record)
                 self.report.completed.append(call.call_id)
         await self._write_legs(calls)
 

@@ -28,6 +28,7 @@ from cti.sim.call import CallSummary
 from cti.sim.queue_log import QueueLogFile
 from cti.sim.scenarios import AgentBehaviour, CallerProfile, Dialplan
 from cti.sim.simulator import AgentSpec, SimSettings, Simulator
+from cti.stats.store import legs_of_calls
 
 KNOWN = "+442071234567"  # one customer
 SHARED = "+447700900456"  # two customers: stays unattributed
@@ -253,22 +254,27 @@ def queue_log_figures(path: Path, call_id: str) -> tuple[float | None, float | N
     return call.wait_s, call.talk_s
 
 
+@pytest.mark.parametrize("seen", ["ringing", "never"])
 async def test_a_call_answered_while_the_daemon_was_down_gets_queue_logs_figures_when_it_ends(
-    slow_world: World,
+    slow_world: World, seen: str
 ) -> None:
-    """Ringing at the stop, answered while nobody listened, still talking at the start: the
-    resync can only estimate the answer (no earlier than the ring began: the wait short by
-    the ring, the talk long by it). Once the call ends, queue_log's figures replace it."""
+    """Ringing at the stop (or placed after it), answered while nobody listened, still
+    talking at the start: the resync can only estimate the answer (no earlier than the ring
+    began: the wait short by the ring, the talk long by it; or, adopted mid-way, its wait not
+    known). Once the call ends, queue_log's figures replace it, and stay."""
     world = slow_world
     daemon = await world.start()
+    if seen == "never":
+        await world.stop()
     placed = world.sim.place_call(PATIENT, KNOWN)
 
     async def ringing() -> bool:
         return any(c.state == "ringing" for c in daemon.parts.calls.active())
 
-    await until(ringing)
-    await asyncio.sleep(0.3)  # the ringing call's state saved
-    await world.stop()
+    if seen == "ringing":
+        await until(ringing)
+        await asyncio.sleep(0.3)  # the ringing call's state saved
+        await world.stop()
 
     async def answered_on_the_pbx() -> bool:
         return "|CONNECT|" in world.queue_log.read_text()
@@ -281,17 +287,23 @@ async def test_a_call_answered_while_the_daemon_was_down_gets_queue_logs_figures
 
     async def completed() -> bool:
         rows = (await world.rows()).get(truth.call_id)
-        return bool(rows) and "answered_at" not in (rows[0]["extra"].get("estimated") or ())
+        return bool(rows) and "queue_log" in rows[0]["extra"]
 
     await until(completed)
     rows = await world.rows()
     assert len(rows[truth.call_id]) == 1
     row = rows[truth.call_id][0]
-    assert row["extra"]["restored"] is True  # the tracker's record, completed
+    # The tracker's record (taken back, or adopted by the resync), completed.
+    if seen == "ringing":
+        assert row["extra"]["restored"] is True
+    else:
+        assert row["extra"]["unseen"][0] is None  # it began before the daemon was back
     assert row["wait_s"] == pytest.approx(wait_s, abs=0.001)
     assert row["talk_s"] == pytest.approx(talk_s, abs=0.001)
     check_figures(row, truth)
-    assert {"wait_s", "talk_s", "answered_at"} <= set(row["extra"]["queue_log"]["filled"])
+    assert {"wait_s", "talk_s"} <= set(row["extra"]["queue_log"]["filled"])
+    guessed = {*row["extra"].get("estimated", ()), *row["extra"].get("not_known", ())}
+    assert not {"answered_at", "wait_s", "talk_s"} & guessed
 
     # The agent then saves a disposition: the record is written again from the live call,
     # with queue_log's figures, not the estimate it had before.
@@ -301,4 +313,15 @@ async def test_a_call_answered_while_the_daemon_was_down_gets_queue_logs_figures
     assert row["disposition"] == "sale"
     assert row["wait_s"] == pytest.approx(wait_s, abs=0.001)
     assert row["talk_s"] == pytest.approx(talk_s, abs=0.001)
-    assert "answered_at" not in row["extra"]["estimated"]
+    assert "answered_at" not in row["extra"].get("estimated", ())
+
+    # Its leg in the statistics: answered after queue_log's wait, not the estimate's, also
+    # once the wrap-up the disposition ended is written into it.
+    supervision = daemon.parts.supervision
+    assert supervision is not None and supervision.recorder is not None
+    assert await supervision.recorder.flush(10.0)
+    [leg] = await legs_of_calls(world.store.engine, [truth.call_id])
+    assert leg.agent == "Agent 1001" and leg.wait_s == pytest.approx(wait_s, abs=0.001)
+    assert leg.wrap_s is not None
+    [counted] = [g for g in supervision.stats.today() if g.call_id == truth.call_id]
+    assert counted.wait_s == pytest.approx(wait_s, abs=0.001)  # today's live figures too

@@ -27,8 +27,12 @@ and writes through the interaction recorder (its retries and dead letters). With
 instances its records go through ``sink``, which stamps each with the fencing token of its
 PBX as the live calls' records are (``cti.cluster.fencing``): once the lease is lost, what it
 still submits is refused by the database, counted as ``fenced``, not written. A call the
-tracker still follows is left to it until it ends, then checked. It ends once every call it
-took on is checked, or ``give_up_s`` after it began.
+tracker still follows is left to it until it ends, then checked: the live calls, which hold
+an ended call a while and may write its record again (a note, a disposition, the wrap-up),
+take its completion and write it (``LiveCalls.queue_log_completed``), and the legs the live
+statistics wrote with an estimated answer get Asterisk's (``answers_as_logged``, through
+``figures``: today's figures count them). It ends once every call it took on is checked, or
+``give_up_s`` after it began.
 """
 
 from __future__ import annotations

@@ -35,6 +35,33 @@ log = structlog.get_logger(__name__)
 CallState = str  # offered / queued / ringing / answered / ended; dialling (outbound)
 
 
+# The extra keys of a record that queue_log's completion sets (``cti.queuelog.backfill``).
+_QUEUE_LOG_EXTRA = ("queue_legs", "talk_legs", "hangup_by", "not_known", "estimated", "queue_log")
+_TIMES = frozenset({"started_at", "answered_at", "ended_at"})
+
+
+def _plain_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.timestamp()
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _with_queue_log(
+    record: InteractionRecord, completion: Mapping[str, Any] | None
+) -> InteractionRecord:
+    """The record with what queue_log said of the call laid over it (``CallContext.queue_log``)."""
+    if not completion:
+        return record
+    values: dict[str, Any] = {}
+    for name, value in (completion.get("values") or {}).items():
+        if name in _TIMES:
+            values[name] = _dt(value)
+        else:
+            values[name] = tuple(value) if isinstance(value, list) else value
+    extra = {**record.extra, **(completion.get("extra") or {})}
+    return dataclasses.replace(record, **values, extra=extra)
+
+
 class UnknownCall(KeyError):
     """No live (or recently ended) call has this id."""
 
@@ -151,6 +178,10 @@ class CallContext:
     wrap_up_s: float | None = None
     wrap_up_end: str | None = None
     recording: str | None = None  # the recording's file name, once MixMonitor started
+    # What Asterisk's queue_log put right in the record of a call seen in part (``cti.queuelog``
+    # completed it after its end): {"values": record fields, "extra": extra keys}, JSON-able,
+    # laid over every later write of the record (a note, a disposition, the wrap-up's end).
+    queue_log: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -673,7 +704,25 @@ class LiveCalls:
 
     def _record(self, ctx: CallContext) -> None:
         if self._recorder is not None:
-            self._recorder.submit(self._with_restart_facts(ctx, self.record_of(ctx)))
+            record = self._with_restart_facts(ctx, self.record_of(ctx))
+            self._recorder.submit(_with_queue_log(record, ctx.queue_log))
+
+    def queue_log_completed(self, record: InteractionRecord) -> bool:
+        """queue_log's completion of an ended call still held here (``cti.queuelog``): its
+        figures are kept on the context and the record written from it, so what was said
+        since (a note, a disposition, the wrap-up) stays and what is written later does not
+        put back the estimates it replaced. False: not held; the caller writes the record."""
+        ctx = self._calls.get(record.call_id)
+        if ctx is None or ctx.state != "ended":
+            return False
+        filled = (record.extra.get("queue_log") or {}).get("filled") or ()
+        values = {k: _plain_value(getattr(record, k)) for k in filled}
+        extra = {k: record.extra[k] for k in _QUEUE_LOG_EXTRA if k in record.extra}
+        ctx.queue_log = json.loads(json.dumps({"values": values, "extra": extra}))
+        self._record(ctx)
+        if self._state is not None:
+            self._state.changed(ctx)
+        return True
 
     @staticmethod
     def _with_restart_facts(ctx: CallContext, record: InteractionRecord) -> InteractionRecord:

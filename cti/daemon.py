@@ -75,7 +75,13 @@ from cti.interactions import InteractionRecorder, InteractionStore
 from cti.logsetup import suppressed_warnings
 from cti.metrics import AmiLinkCounts, DaemonCollector, MetricSources
 from cti.pbx_actions import PbxLinks
-from cti.queuelog.backfill import BackfillReport, Flushable, QueueLogBackfill, Sink
+from cti.queuelog.backfill import (
+    BackfillReport,
+    Flushable,
+    LiveFigures,
+    QueueLogBackfill,
+    Sink,
+)
 from cti.routing.http import route_handler
 from cti.supervisor.service import Supervision
 from cti.tracker.events import CallEvent
@@ -750,6 +756,7 @@ async def build_daemon(
             recorder=recorder,
             sink=cluster.stamping(recorder) if cluster is not None else recorder,
             stats=supervision.recorder,
+            figures=supervision,
             calls=calls,
             crm=crm,
             several=several,
@@ -947,6 +954,7 @@ def _queue_log(
     recorder: InteractionRecorder,
     sink: Sink,
     stats: Flushable | None,
+    figures: LiveFigures | None,
     calls: LiveCalls,
     crm: Any,
     several: bool,
@@ -988,6 +996,7 @@ def _queue_log(
         clock=clock.now,
         sink=sink,
         stats=stats,
+        figures=figures,
     )
 
 

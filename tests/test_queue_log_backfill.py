@@ -40,6 +40,9 @@ class NoLiveCalls:
     def get(self, call_id: str) -> Any:
         return None
 
+    def queue_log_completed(self, record: Any) -> bool:
+        return False
+
 
 def at(offset: float) -> datetime:
     return datetime.fromtimestamp(T0 + offset, UTC)

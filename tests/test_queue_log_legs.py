@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cti.queuelog.legs import queue_log_legs
+from cti.queuelog.legs import answers_as_logged, queue_log_legs
 from cti.queuelog.model import QueueLogRow, calls_from_rows, parse_line
 from cti.replay import replay
 from cti.stats.figures import Thresholds, figures
@@ -103,3 +103,30 @@ def test_figures_of_recovered_legs_leave_unknown_hold_and_wrap_up_out_of_their_m
     assert (both.offered, both.answered) == (2, 2)
     assert both.avg_hold_s == 0.0  # the seen call's hold only, not (0 + 0) / 2 made up
     assert seen[0].talk_s is not None and both.aht_s == pytest.approx(seen[0].talk_s, abs=0.01)
+
+
+# A call rung at 100, answered by Agent 1001 after 7 s in the queue (3 s of them ringing),
+# talking 20 s; a daemon down meanwhile estimated its answer at the ring's start (104).
+ANSWERED_UNSEEN = """\
+100|9.1|tier1|NONE|CTI_LINKEDID|9.0
+100|9.1|tier1|NONE|ENTERQUEUE||+442071234567|1
+107|9.1|tier1|Agent 1001|CONNECT|7|9.4|3
+127|9.1|tier1|Agent 1001|COMPLETECALLER|7|20|1
+"""
+
+
+def test_a_live_leg_whose_answer_was_estimated_is_answered_when_queue_log_says() -> None:
+    (call,) = calls_from_rows(rows(ANSWERED_UNSEEN))
+    live = Leg("9.0", 0, "tier1", "T1", 100.4, agent="Agent 1001", answered_at=104.4)
+    live.ended_at, live.outcome, live.wrap_s, live.hold_s = 127.4, "answered", 5.0, 2.0
+    (fixed,) = answers_as_logged([live], call, joined=False)
+    assert fixed.joined_at == 100.4 and fixed.wait_s == 7.0  # seen joining: kept
+    assert (fixed.ended_at, fixed.wrap_s, fixed.hold_s) == (127.4, 5.0, 2.0)  # seen: kept
+    assert live.answered_at == 104.4  # a copy: the caller decides what to replace
+    # Adopted mid-way, its join was a guess as well: queue_log's is taken.
+    (fixed,) = answers_as_logged([live], call, joined=True)
+    assert (fixed.joined_at, fixed.answered_at) == (100.0, 107.0)
+    # Already right, or answered by someone queue_log does not name: nothing to change.
+    assert answers_as_logged([fixed], call, joined=True) == []
+    other = Leg("9.0", 0, "tier1", "T1", 100.4, agent="Agent 1002", answered_at=104.4)
+    assert answers_as_logged([other], call, joined=False) == []

@@ -8,6 +8,7 @@ runs in-process on SQLite and PostgreSQL against the simulator's AMI."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -22,10 +23,12 @@ from crm_core.store import CrmStore
 from crm_core.testing import empty_store
 from cti.config import Config
 from cti.daemon import Daemon, build_daemon
+from cti.queuelog.model import calls_from_rows, parse_line
 from cti.sim.call import CallSummary
 from cti.sim.queue_log import QueueLogFile
 from cti.sim.scenarios import AgentBehaviour, CallerProfile, Dialplan
 from cti.sim.simulator import AgentSpec, SimSettings, Simulator
+from cti.stats.store import legs_of_calls
 
 KNOWN = "+442071234567"  # one customer
 SHARED = "+447700900456"  # two customers: stays unattributed
@@ -76,6 +79,29 @@ async def _true(value: bool) -> bool:
 
 @pytest.fixture
 async def world(db_url: str, tmp_path: Path) -> AsyncIterator[World]:
+    # Rings 6 s: an impatient caller (4 s) gives up while the phone rings.
+    behaviour = AgentBehaviour(
+        ring_s=(6.0, 6.0), miss_rate=0.0, talk_s=(10.0, 14.0), endings={"caller": 1.0}
+    )
+    async with _world(db_url, tmp_path, behaviour, (1001, 1002, 1003)) as w:
+        yield w
+
+
+@pytest.fixture
+async def slow_world(db_url: str, tmp_path: Path) -> AsyncIterator[World]:
+    """One agent whose phone rings 2 s and who talks 6 s (scaled): time to stop the daemon
+    while it rings and start it again while they talk."""
+    behaviour = AgentBehaviour(
+        ring_s=(8.0, 8.0), miss_rate=0.0, talk_s=(24.0, 24.0), endings={"caller": 1.0}
+    )
+    async with _world(db_url, tmp_path, behaviour, (1001,)) as w:
+        yield w
+
+
+@contextlib.asynccontextmanager
+async def _world(
+    db_url: str, tmp_path: Path, behaviour: AgentBehaviour, extensions: tuple[int, ...]
+) -> AsyncIterator[World]:
     store = await empty_store(db_url)
     known = await store.upsert_customer(name="Grace Hopper", external_id="C-1", phones=[KNOWN])
     await store.upsert_customer(name="Ada One", external_id="C-2", phones=[SHARED])
@@ -85,14 +111,8 @@ async def world(db_url: str, tmp_path: Path) -> AsyncIterator[World]:
     sim = Simulator(
         SimSettings(
             dialplan=Dialplan(agi_host=None),
-            # Rings 6 s: an impatient caller (4 s) gives up while the phone rings.
-            behaviour=AgentBehaviour(
-                ring_s=(6.0, 6.0), miss_rate=0.0, talk_s=(10.0, 14.0), endings={"caller": 1.0}
-            ),
-            agents=[
-                AgentSpec(f"Agent {n}", f"Local/{n}@agents/n", ("tier1",))
-                for n in (1001, 1002, 1003)
-            ],
+            behaviour=behaviour,
+            agents=[AgentSpec(f"Agent {n}", f"Local/{n}@agents/n", ("tier1",)) for n in extensions],
             time_scale=SCALE,
             seed=11,
             queue_log=QueueLogFile(path),
@@ -225,3 +245,83 @@ async def test_calls_that_came_and_went_while_the_ami_link_was_down_are_recorded
         assert len(rows[call_id]) == 1
         assert rows[call_id][0]["extra"]["source"] == "queue_log"
         check_figures(rows[call_id][0], truth)
+
+
+def queue_log_figures(path: Path, call_id: str) -> tuple[float | None, float | None]:
+    """The call's wait (CONNECT's hold time) and talk (COMPLETE*'s talk time) in queue_log."""
+    rows = [r for line in path.read_text().splitlines() if (r := parse_line(line))]
+    call = next(c for c in calls_from_rows(rows) if c.call_id == call_id)
+    return call.wait_s, call.talk_s
+
+
+@pytest.mark.parametrize("seen", ["ringing", "never"])
+async def test_a_call_answered_while_the_daemon_was_down_gets_queue_logs_figures_when_it_ends(
+    slow_world: World, seen: str
+) -> None:
+    """Ringing at the stop (or placed after it), answered while nobody listened, still
+    talking at the start: the resync can only estimate the answer (no earlier than the ring
+    began: the wait short by the ring, the talk long by it; or, adopted mid-way, its wait not
+    known). Once the call ends, queue_log's figures replace it, and stay."""
+    world = slow_world
+    daemon = await world.start()
+    if seen == "never":
+        await world.stop()
+    placed = world.sim.place_call(PATIENT, KNOWN)
+
+    async def ringing() -> bool:
+        return any(c.state == "ringing" for c in daemon.parts.calls.active())
+
+    if seen == "ringing":
+        await until(ringing)
+        await asyncio.sleep(0.3)  # the ringing call's state saved
+        await world.stop()
+
+    async def answered_on_the_pbx() -> bool:
+        return "|CONNECT|" in world.queue_log.read_text()
+
+    await until(answered_on_the_pbx)
+    daemon = await world.start()
+    truth = await placed
+    wait_s, talk_s = queue_log_figures(world.queue_log, truth.call_id)
+    assert wait_s is not None and talk_s is not None
+
+    async def completed() -> bool:
+        rows = (await world.rows()).get(truth.call_id)
+        return bool(rows) and "queue_log" in rows[0]["extra"]
+
+    await until(completed)
+    rows = await world.rows()
+    assert len(rows[truth.call_id]) == 1
+    row = rows[truth.call_id][0]
+    # The tracker's record (taken back, or adopted by the resync), completed.
+    if seen == "ringing":
+        assert row["extra"]["restored"] is True
+    else:
+        assert row["extra"]["unseen"][0] is None  # it began before the daemon was back
+    assert row["wait_s"] == pytest.approx(wait_s, abs=0.001)
+    assert row["talk_s"] == pytest.approx(talk_s, abs=0.001)
+    check_figures(row, truth)
+    assert {"wait_s", "talk_s"} <= set(row["extra"]["queue_log"]["filled"])
+    guessed = {*row["extra"].get("estimated", ()), *row["extra"].get("not_known", ())}
+    assert not {"answered_at", "wait_s", "talk_s"} & guessed
+
+    # The agent then saves a disposition: the record is written again from the live call,
+    # with queue_log's figures, not the estimate it had before.
+    await daemon.parts.calls.set_disposition(truth.call_id, "sale", "Agent 1001")
+    assert await daemon.parts.recorder.flush(10.0)
+    row = (await world.rows())[truth.call_id][0]
+    assert row["disposition"] == "sale"
+    assert row["wait_s"] == pytest.approx(wait_s, abs=0.001)
+    assert row["talk_s"] == pytest.approx(talk_s, abs=0.001)
+    assert "answered_at" not in row["extra"].get("estimated", ())
+
+    # Its leg in the statistics: answered after queue_log's wait, not the estimate's, also
+    # once the wrap-up the disposition ended is written into it.
+    supervision = daemon.parts.supervision
+    assert supervision is not None and supervision.recorder is not None
+    assert await supervision.recorder.flush(10.0)
+    [leg] = await legs_of_calls(world.store.engine, [truth.call_id])
+    assert leg.agent == "Agent 1001" and leg.wait_s == pytest.approx(wait_s, abs=0.001)
+    assert leg.wrap_s is not None
+    [counted] = [g for g in supervision.stats.today() if g.call_id == truth.call_id]
+    assert counted.wait_s == pytest.approx(wait_s, abs=0.001)  # today's live figures too

@@ -27,8 +27,12 @@ and writes through the interaction recorder (its retries and dead letters). With
 instances its records go through ``sink``, which stamps each with the fencing token of its
 PBX as the live calls' records are (``cti.cluster.fencing``): once the lease is lost, what it
 still submits is refused by the database, counted as ``fenced``, not written. A call the
-tracker still follows is left to it until it ends, then checked. It ends once every call it
-took on is checked, or ``give_up_s`` after it began.
+tracker still follows is left to it until it ends, then checked: the live calls, which hold
+an ended call a while and may write its record again (a note, a disposition, the wrap-up),
+take its completion and write it (``LiveCalls.queue_log_completed``), and the legs the live
+statistics wrote with an estimated answer get Asterisk's (``answers_as_logged``, through
+``figures``: today's figures count them). It ends once every call it took on is checked, or
+``give_up_s`` after it began.
 """
 
 from __future__ import annotations
@@ -46,11 +50,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crm_core.models import Interaction
 from crm_core.types import InteractionRecord, Resolution
-from cti.queuelog.legs import queue_log_legs
+from cti.queuelog.legs import answers_as_logged, queue_log_legs
 from cti.queuelog.model import QueueLogCall, calls_from_rows, missing_facts, settled, tiers_of
 from cti.queuelog.sources import QueueLogSource
 from cti.stats.legs import Leg
-from cti.stats.store import write_legs_of_new_calls
+from cti.stats.store import legs_of_calls, write_legs, write_legs_of_new_calls
 
 log = structlog.get_logger(__name__)
 
@@ -73,10 +77,23 @@ class Flushable(Protocol):
     async def flush(self, within_s: float | None = None) -> bool: ...
 
 
+class LiveFigures(Protocol):
+    """Today's live statistics (``cti.supervisor.service.Supervision``)."""
+
+    def correct_legs(self, legs: list[Leg]) -> None:
+        """Count and write these legs in place of those of their calls."""
+        ...
+
+
 class LiveView(Protocol):
     """Which calls the tracker still follows (``cti.calls.LiveCalls``)."""
 
     def get(self, call_id: str) -> Any: ...
+
+    def queue_log_completed(self, record: InteractionRecord) -> bool:
+        """A call still held takes the completed figures and writes its record; False: not
+        held."""
+        ...
 
 
 def _dt(ts: float | None) -> datetime | None:
@@ -96,6 +113,7 @@ class BackfillReport:
     already: int = 0  # the record was complete
     dropped: list[str] = field(default_factory=list)  # never finished in queue_log
     legs: list[Leg] = field(default_factory=list)  # written to call_legs from queue_log
+    answered_legs: list[Leg] = field(default_factory=list)  # live legs given queue_log's answer
 
 
 class QueueLogBackfill:
@@ -116,6 +134,7 @@ class QueueLogBackfill:
         clock: Callable[[], float] = time.time,
         sink: Sink | None = None,
         stats: Flushable | None = None,
+        figures: LiveFigures | None = None,
     ) -> None:
         self.source = source
         self._engine = engine
@@ -123,6 +142,7 @@ class QueueLogBackfill:
         self._sink = recorder if sink is None else sink  # several instances: fenced
         self._live = live
         self._stats = stats  # None: no statistics (no legs written)
+        self._figures = figures  # None: corrected legs written here, not counted live
         self._resolver = resolver
         self._tiers = dict(tiers_by_queue)
         self.pbx_id = pbx_id
@@ -194,6 +214,7 @@ class QueueLogBackfill:
         # Records the tracker handed over just now are written first: they are looked up.
         await self._recorder.flush(10.0)
         existing = await self._existing(calls)
+        answers: dict[str, tuple[QueueLogCall, bool]] = {}  # legs to answer as logged
         for call in calls:
             row = existing.get(call.call_id)
             if row is None:
@@ -204,9 +225,17 @@ class QueueLogBackfill:
             if record is None:
                 self.report.already += 1
             else:
-                self._sink.submit(record)
+                # A call the live calls still hold writes its record again later (a note, a
+                # disposition, the end of the wrap-up): they take queue_log's figures and
+                # write it, with what was said since this row was read.
+                if not self._live.queue_log_completed(record):
+                    self._sink.submit(record)
                 self.report.completed.append(call.call_id)
+                filled = set(record.extra["queue_log"]["filled"])
+                if filled & {"answered_at", "wait_s"}:
+                    answers[call.call_id] = (call, _join_unseen(row))
         await self._write_legs(calls)
+        await self._answer_legs(answers)
 
     async def _write_legs(self, calls: list[QueueLogCall]) -> None:
         """The legs of the calls that have none (nobody saw them, or only after their legs
@@ -222,6 +251,30 @@ class QueueLogBackfill:
             log.warning("queue_log.legs_not_written", pbx=self.pbx_id, error=repr(exc))
             return
         self.report.legs.extend(written)
+
+    async def _answer_legs(self, answers: Mapping[str, tuple[QueueLogCall, bool]]) -> None:
+        """The legs a live daemon wrote of calls whose answer it estimated get Asterisk's
+        (their wait was the estimate's): counted and written by the live statistics when
+        wired, else here."""
+        if self._stats is None or not answers:
+            return
+        try:
+            written = await legs_of_calls(self._engine, sorted(answers))
+            by_call: dict[str, list[Leg]] = {}
+            for leg in written:
+                by_call.setdefault(leg.call_id, []).append(leg)
+            fixed: list[Leg] = []
+            for call_id, legs in by_call.items():
+                call, joined = answers[call_id]
+                fixed.extend(answers_as_logged(legs, call, joined=joined))
+            if fixed and self._figures is not None:
+                self._figures.correct_legs(fixed)
+            elif fixed:
+                await write_legs(self._engine, fixed)
+        except Exception as exc:  # the record is right; the legs keep the estimate
+            log.warning("queue_log.legs_not_corrected", pbx=self.pbx_id, error=repr(exc))
+            return
+        self.report.answered_legs.extend(fixed)
 
     async def _existing(self, calls: list[QueueLogCall]) -> dict[str, dict[str, Any]]:
         """The interactions of these calls by call id; a call without the Linkedid row is
@@ -321,6 +374,14 @@ def _partial(row: Mapping[str, Any]) -> bool:
         or extra.get("midway")
         or extra.get("unseen")
     )
+
+
+def _join_unseen(row: Mapping[str, Any]) -> bool:
+    """The live daemon did not see the call join its queue (adopted mid-way): its legs'
+    join is an estimate too."""
+    extra = row.get("extra") or {}
+    guessed = {*(extra.get("not_known") or ()), *(extra.get("estimated") or ())}
+    return bool(guessed & {"started_at", "wait_s"})
 
 
 def _differs(old: Any, new: Any) -> bool:

@@ -10,7 +10,8 @@ not say is left unknown on the legs: hold and wrap-up (None, not 0).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Mapping, Sequence
 
 from cti.queuelog.model import QueueLogCall
 from cti.stats.legs import Leg, LegBook
@@ -85,3 +86,35 @@ def queue_log_legs(call: QueueLogCall, tiers_by_queue: Mapping[str, str]) -> lis
         leg.hold_s = None
         leg.wrap_s = None
     return legs
+
+
+def answers_as_logged(legs: Sequence[Leg], call: QueueLogCall, *, joined: bool) -> list[Leg]:
+    """The legs a live daemon wrote of a call it followed in part, with Asterisk's answers:
+    each answered leg is answered the hold time of the queue_log leg that answered it (the
+    same queue and agent, in order) after it joined (``joined``: at queue_log's time, when
+    the daemon did not see it join). All the call's legs if any changed, else []; the rest of
+    each leg (its end, hold, wrap-up) is kept."""
+    logged = [
+        leg
+        for leg in call.legs
+        if leg.agent is not None and leg.answered is not None and leg.wait_s is not None
+    ]
+    fixed: list[Leg] = []
+    changed = False
+    for leg in legs:
+        was, match = leg.answered_at, None
+        if leg.agent is not None and was is not None:
+            match = next((q for q in logged if (q.queue, q.agent) == (leg.queue, leg.agent)), None)
+        if match is None or was is None:
+            fixed.append(leg)
+            continue
+        logged.remove(match)
+        assert match.wait_s is not None
+        start = match.entered if joined else leg.joined_at
+        answered = start + match.wait_s
+        if leg.ended_at is not None:
+            answered = min(answered, leg.ended_at)
+        new = dataclasses.replace(leg, joined_at=start, answered_at=round(answered, 3))
+        changed = changed or abs(answered - was) > 0.001 or start != leg.joined_at
+        fixed.append(new)
+    return fixed if changed else []

@@ -13,7 +13,7 @@ tallies them again.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,6 +126,17 @@ class LiveStats:
         if leg.joined_at >= self._day_start:
             self._groups.rewrapped(leg)
         return legs
+
+    def replace_legs(self, legs: Sequence[Leg]) -> list[Leg]:
+        """Corrected legs of finished calls (queue_log's answer where it was estimated) take
+        the place of those counted today, so the figures and a wrap-up written later carry
+        them; the legs of calls not counted today are left out. The legs replaced."""
+        counted = {leg.call_id for leg in self._today}
+        taken = [leg for leg in legs if leg.call_id in counted]
+        calls = {leg.call_id for leg in taken}
+        if calls:
+            self._today = [leg for leg in self._today if leg.call_id not in calls] + taken
+        return taken
 
     def _roll_day(self) -> None:
         self._day_start = self.now - self.now % DAY

@@ -101,6 +101,21 @@ async def legs_since(engine: AsyncEngine, since: float, call_prefix: str = "") -
         query = query.where(LEGS.c.call_id.startswith(call_prefix, autoescape=True))
     async with engine.connect() as conn:
         rows = (await conn.execute(query.order_by(LEGS.c.joined_at))).mappings().all()
+    return _legs(rows)
+
+
+async def legs_of_calls(engine: AsyncEngine, call_ids: Sequence[str]) -> list[Leg]:
+    """The legs written of these calls, each call's in order."""
+    rows: list[Any] = []
+    async with engine.connect() as conn:
+        for start in range(0, len(call_ids), 500):
+            chunk = list(call_ids[start : start + 500])
+            query = select(LEGS).where(LEGS.c.call_id.in_(chunk))
+            rows.extend((await conn.execute(query)).mappings().all())
+    return sorted(_legs(rows), key=lambda leg: (leg.call_id, leg.seq))
+
+
+def _legs(rows: Sequence[Any]) -> list[Leg]:
     return [
         Leg(
             call_id=r["call_id"],

@@ -257,6 +257,14 @@ class Supervision:
         added = self.stats.seed(legs, now - now % DAY)
         log.info("stats.recovered_counted", legs=added, given=len(legs))
 
+    def correct_legs(self, legs: list[Leg]) -> None:
+        """Legs of finished calls corrected from queue_log (``cti.queuelog``): today's figures
+        count them instead, and they are written in place of the call's (through the same
+        writer as a wrap-up that rewrites them later, so the later write is the right one)."""
+        self.stats.replace_legs(legs)
+        if self.recorder is not None:
+            self.recorder.submit_legs(legs)
+
     def live_stats(self) -> dict[str, Any]:
         return self.stats.to_dict(self.clock())
 

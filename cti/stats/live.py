@@ -131,11 +131,12 @@ class LiveStats:
         """Corrected legs of finished calls (queue_log's answer where it was estimated) take
         the place of those counted today, so the figures and a wrap-up written later carry
         them; the legs of calls not counted today are left out. The legs replaced."""
-        counted = {leg.call_id for leg in self._today}
-        taken = [leg for leg in legs if leg.call_id in counted]
+        taken = [leg for leg in legs if leg.call_id in self._by_call]
         calls = {leg.call_id for leg in taken}
         if calls:
             self._today = [leg for leg in self._today if leg.call_id not in calls] + taken
+            self._tally()
+            self._answered_today = self._count_answered()
         return taken
 
     def _roll_day(self) -> None:

@@ -20,9 +20,9 @@ from cti.ami.manager import CtiManager
 from cti.ami.protocol import AmiProtocol
 from cti.ami.stream import Connected, Disconnected, Resynced
 
-BOOM_THEN_NEWSTATE = (
+BOOM_THEN_NEWCHANNEL = (
     b"Event: Boom\r\nPrivilege: call,all\r\n\r\n"
-    b"Event: Newstate\r\nPrivilege: call,all\r\nChannel: PJSIP/a-1\r\n\r\n"
+    b"Event: Newchannel\r\nPrivilege: call,all\r\nChannel: PJSIP/a-1\r\n\r\n"
 )
 ZOE = b"Event: Newchannel\r\nPrivilege: call,all\r\nCallerIDName: Zo\xc3\xabl\r\n\r\n"
 SPLIT = ZOE.index(b"\xab")  # between the two bytes of "ë"
@@ -136,9 +136,9 @@ async def test_panoramisk_a_failing_callback_kills_the_connection_and_the_rest_o
 
     panoramisk.register_event("*", record)
     panoramisk.register_event("Boom", explode)
-    await server.send_raw(BOOM_THEN_NEWSTATE)  # one write: both events in one read
+    await server.send_raw(BOOM_THEN_NEWCHANNEL)  # one write: both events in one read
     await server.wait_for_logins(2)  # the connection died and panoramisk logged in again
-    assert seen == ["Boom"]  # Newstate, read in the same chunk, is lost
+    assert seen == ["Boom"]  # Newchannel, read in the same chunk, is lost
 
 
 async def test_ctimanager_a_failing_event_sink_loses_nothing_and_keeps_the_link(server):
@@ -150,9 +150,9 @@ async def test_ctimanager_a_failing_event_sink_loses_nothing_and_keeps_the_link(
             raise RuntimeError("a bug in the sink")
 
     manager = await logged_in_manager(server, sink)
-    await server.send_raw(BOOM_THEN_NEWSTATE)  # one write: both events in one read
+    await server.send_raw(BOOM_THEN_NEWCHANNEL)  # one write: both events in one read
     assert (await manager.call({"Action": "Ping"})).get("Ping") == "Pong"
-    assert seen[-2:] == ["Boom", "Newstate"] and manager.connected
+    assert seen[-2:] == ["Boom", "Newchannel"] and manager.connected
     assert server.connections_accepted == 1
     manager.close("test over")
 
@@ -168,10 +168,10 @@ async def test_ours_a_consumer_that_fails_does_not_touch_the_connection(server, 
         async for _ in client.events():
             raise RuntimeError("a bug in a consumer")
 
-    await server.send_raw(BOOM_THEN_NEWSTATE)
+    await server.send_raw(BOOM_THEN_NEWCHANNEL)
     with pytest.raises(RuntimeError, match="a bug in a consumer"):
         await asyncio.wait_for(consumer(), 2)
-    assert (await next_item(client))["Event"] == "Newstate"  # type: ignore[index]
+    assert (await next_item(client))["Event"] == "Newchannel"  # type: ignore[index]
     assert client.connected and server.connections_accepted == 1
 
 

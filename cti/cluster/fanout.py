@@ -9,12 +9,13 @@ an instance that starts reads it from the beginning to rebuild the replay state
 
 The ingesting instance's ``PopHub`` builds each message once (with its unique ``id``) and
 hands it to ``RedisFanout.send`` (never awaits: a sender task ``XADD``s in pipelined
-batches). The ingester delivers it to its own desktops at once (``PopHub.deliver_local``)
-and skips it when it reads it back; every other instance reads the stream and delivers each
-entry once to its own desktops: a desktop gets each message exactly once; after a
-reconnect, to any instance, the replay repeats the same ids, which the desktop de-duplicates
-on. (The ingester's own desktops used to wait for the round trip through Redis too, and it
-decoded every message it had just written.)
+batches). Once Redis has a batch, the ingester delivers it to its own desktops
+(``PopHub.deliver_local``) and skips it when it reads it back; every other instance reads
+the stream and delivers each entry once to its own desktops: a desktop gets each message
+exactly once; after a reconnect, to any instance, the replay repeats the same ids, which the
+desktop de-duplicates on. Never before Redis has it: an ingester killed between the two
+would have shown its desktops a pop no other instance, and no replay, knows of (the next
+ingester pops that call again, under another id).
 
 The supervisor console's messages go the same way on a stream of their own (``send_console``,
 ``{prefix}:console``, kept short: the board is sent whole every few seconds): every instance
@@ -141,12 +142,6 @@ class RedisFanout:
     def send(self, message: HubMessage) -> None:
         self._pending.append((message, ""))
         self._wake.set()
-        if self._started:
-            self._sent[message.id] = None
-            if len(self._sent) > self._maxlen:
-                self._sent.popitem(last=False)
-            self.mirror.apply(message)
-            self._deliver(message)
 
     def send_console(self, message: HubMessage) -> None:
         """A supervisor console message, for every instance's consoles and board mirror
@@ -218,7 +213,7 @@ class RedisFanout:
         for entry_id, fields in entries:
             self._last_id = _text(entry_id)
             own = _text(fields.get(b"i", fields.get("i", "")))
-            if own in self._sent:  # delivered when sent
+            if own in self._sent:  # delivered here once Redis had it
                 del self._sent[own]
                 self._remember(own)
                 continue
@@ -314,6 +309,21 @@ class RedisFanout:
                 self._pending[:0] = batch
                 raise
             self.sent += len(batch)
+            if self._started:
+                self._delivered_on_send(m for m, kind in batch if not kind)
+
+    def _delivered_on_send(self, messages: Iterator[HubMessage]) -> None:
+        """This instance's desktops get what Redis now has without reading it back."""
+        for message in messages:
+            if message.id in self._seen:
+                continue  # the reader was faster
+            self._sent[message.id] = None
+            if len(self._sent) > self._maxlen:
+                self._sent.popitem(last=False)
+            self._remember(message.id)
+            self.received += 1
+            self.mirror.apply(message)
+            self._deliver(message)
 
     async def _consoles_loop(self, every_s: float = 1.0) -> None:
         """Say whether this instance has consoles; learn whether any instance has."""

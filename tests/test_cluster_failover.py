@@ -38,8 +38,6 @@ import signal
 import socket
 import sys
 import time
-import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -212,22 +210,6 @@ async def wait_for(cond: Any, within_s: float, step: float = 0.05) -> float:
         while not await cond():  # noqa: ASYNC110 - state of other processes
             await asyncio.sleep(step)
     return time.monotonic() - start
-
-
-@pytest.fixture
-async def redis_prefix() -> AsyncIterator[tuple[aioredis.Redis, str]]:
-    client = aioredis.from_url(REDIS_URL)
-    try:
-        await client.ping()
-    except Exception as exc:
-        await client.aclose()
-        pytest.skip(f"Redis at {REDIS_URL} is not reachable: {exc}")
-    prefix = f"cti-test-{uuid.uuid4().hex[:10]}"
-    yield client, prefix
-    keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
 
 
 @pytest.mark.timeout(600)

@@ -22,8 +22,7 @@ import signal
 import socket
 import sys
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -134,22 +133,6 @@ async def wait_for(cond: Callable[[], Awaitable[bool]], within_s: float) -> floa
         while not await cond():  # noqa: ASYNC110 - state of other processes
             await asyncio.sleep(0.05)
     return time.monotonic() - start
-
-
-@pytest.fixture
-async def redis_prefix() -> AsyncIterator[tuple[aioredis.Redis, str]]:
-    client = aioredis.from_url(REDIS_URL)
-    try:
-        await client.ping()
-    except Exception as exc:
-        await client.aclose()
-        pytest.skip(f"Redis at {REDIS_URL} is not reachable: {exc}")
-    prefix = f"cti-test-{uuid.uuid4().hex[:10]}"
-    yield client, prefix
-    keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
 
 
 async def holders(client: aioredis.Redis, prefix: str) -> dict[str, str | None]:

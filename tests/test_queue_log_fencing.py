@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,22 +28,6 @@ from cti.sim.simulator import AgentSpec, SimSettings, Simulator
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 PBX = "default"
-
-
-@pytest.fixture
-async def redis_prefix() -> AsyncIterator[tuple[aioredis.Redis, str]]:
-    client = aioredis.from_url(REDIS_URL)
-    try:
-        await client.ping()
-    except Exception as exc:
-        await client.aclose()
-        pytest.skip(f"Redis at {REDIS_URL} is not reachable: {exc}")
-    prefix = f"cti-test-{uuid.uuid4().hex[:10]}"
-    yield client, prefix
-    keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
 
 
 async def until(cond: Callable[[], Any], within_s: float = 20.0) -> None:

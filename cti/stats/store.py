@@ -9,7 +9,7 @@ retries with a capped backoff while the database is down. ``legs_since`` reads t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 import structlog
@@ -57,6 +57,12 @@ def activity_row(item: Activity) -> dict[str, Any]:
     }
 
 
+def _chunks(call_ids: Sequence[str], size: int = 500) -> Iterator[list[str]]:
+    """Call ids in pieces short enough for one ``IN (...)``."""
+    for start in range(0, len(call_ids), size):
+        yield list(call_ids[start : start + size])
+
+
 async def write_legs(engine: AsyncEngine, legs: Sequence[Leg]) -> None:
     """Write legs; the legs of a call replace those written for it before (also within
     ``legs``: a call's legs are given again when its wrap-up is measured). Each call is
@@ -67,8 +73,7 @@ async def write_legs(engine: AsyncEngine, legs: Sequence[Leg]) -> None:
     legs = list(latest.values())
     calls = sorted({leg.call_id for leg in legs})
     async with engine.begin() as conn:
-        for start in range(0, len(calls), 500):
-            chunk = calls[start : start + 500]
+        for chunk in _chunks(calls):
             await conn.execute(delete(LEGS).where(LEGS.c.call_id.in_(chunk)))
         await conn.execute(insert(LEGS), [leg_row(leg) for leg in legs])
         await mark_calls(conn, calls)
@@ -82,8 +87,7 @@ async def write_legs_of_new_calls(engine: AsyncEngine, legs: Sequence[Leg]) -> l
         return []
     async with engine.begin() as conn:
         have: set[str] = set()
-        for start in range(0, len(calls), 500):
-            chunk = calls[start : start + 500]
+        for chunk in _chunks(calls):
             found = await conn.execute(select(LEGS.c.call_id).where(LEGS.c.call_id.in_(chunk)))
             have.update(found.scalars())
         new = [leg for leg in legs if leg.call_id not in have]
@@ -108,8 +112,7 @@ async def legs_of_calls(engine: AsyncEngine, call_ids: Sequence[str]) -> list[Le
     """The legs written of these calls, each call's in order."""
     rows: list[Any] = []
     async with engine.connect() as conn:
-        for start in range(0, len(call_ids), 500):
-            chunk = list(call_ids[start : start + 500])
+        for chunk in _chunks(call_ids):
             query = select(LEGS).where(LEGS.c.call_id.in_(chunk))
             rows.extend((await conn.execute(query)).mappings().all())
     return sorted(_legs(rows), key=lambda leg: (leg.call_id, leg.seq))

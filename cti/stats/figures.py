@@ -264,7 +264,10 @@ def _count(
             handle = talk + leg.wrap_s if leg.wrap_s is not None else None
             hold = leg.hold_s
     elif leg.outcome == "abandoned" and wait is not None:
-        if wait <= thresholds.short_abandon_s:
+        # Unrounded, as the period's SQL compares it: a caller gone 5.0004 s after joining
+        # waited more than a 5 s grace (``wait_s`` to the millisecond would say 5.0).
+        gone = leg.left_at - leg.joined_at if leg.left_at is not None else wait
+        if gone <= thresholds.short_abandon_s:
             out.short_abandoned += 1
         else:
             out.abandoned += 1

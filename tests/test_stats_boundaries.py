@@ -28,6 +28,7 @@ from sqlalchemy import delete
 from crm_core.models import CallLeg
 from crm_core.store import CrmStore
 from cti.stats.figures import Thresholds
+from cti.stats.legs import LegBook
 from cti.stats.live import LiveStats
 from cti.stats.period import period_figures
 from cti.stats.store import write_legs
@@ -111,3 +112,26 @@ async def test_period_figures_count_the_grace_and_the_threshold_as_worked_out(
     report = await period_figures(store.engine, T0, T0 + 3600, "queue", LIMITS)
     assert_worked_out(report.groups["tier1"].to_dict())
     assert report.groups["tier1"].to_dict() == live.to_dict()["queue"]["tier1"]
+
+
+async def test_a_call_waiting_across_midnight_counts_on_the_day_it_was_offered(
+    store: CrmStore,
+) -> None:
+    """M joins at 23:59:50, is answered at 00:00:10 (20 s: within) and ends at 00:01:10; N is
+    offered at 00:00:30 and answered after 4 s. The day before has M; the new day has only N,
+    live (``/api/stats/live`` after midnight) and over the period."""
+    day = 86400.0
+    events = answered("M", -10, 20) + answered("N", 30, 4)
+    events.sort(key=lambda e: e.ts or 0.0)
+    live = live_after(events)
+    today = live.to_dict()["queue"]["tier1"]
+    assert (today["offered"], today["answered"], today["asa_s"]) == (1, 1, 4.0)
+    assert live.calls_today() == {"Agent 1001": 1}
+    assert live.legs.live_legs() == []  # both ended
+    book = LegBook({"tier1": "tier1"})
+    await write_legs(store.engine, [leg for e in events for leg in book.feed(e)])
+    before = await period_figures(store.engine, T0 - day, T0, "queue", LIMITS)
+    after = await period_figures(store.engine, T0, T0 + day, "queue", LIMITS)
+    assert (before.groups["tier1"].offered, before.groups["tier1"].asa_s) == (1, 20.0)
+    assert before.groups["tier1"].service_level == 1.0
+    assert (after.groups["tier1"].offered, after.groups["tier1"].asa_s) == (1, 4.0)

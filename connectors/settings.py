@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from connectors.http_config import HttpSourceConfig
 from connectors.mapping import LIST_FIELDS, ViewMapping
 
-EventName = Literal["offered", "answered", "transferred", "abandoned", "ended"]
+EventName = Literal["offered", "answered", "transferred", "abandoned", "ended", "alert"]
 
 
 class _Model(BaseModel):

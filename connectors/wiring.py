@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from connectors.chain import ChainDirectory
-from connectors.events import EVENTS_OUT, event_payload
+from connectors.events import ALERT, EVENTS_OUT, alert_payload, event_payload
 from connectors.http_config import HttpSourceConfig, secret
 from connectors.outbox import Outbox, Target
 from connectors.settings import CsvSourceConfig, SqlSourceConfig, StoreSourceConfig
@@ -81,7 +81,7 @@ def build_outbox(config: Config, engine: Any, chain: ChainDirectory | None) -> O
 
 
 class EventsOut:
-    """Call events into the outbox, in the shape ``connectors.events`` documents."""
+    """Call events and alerts into the outbox, in the shape ``connectors.events`` documents."""
 
     def __init__(self, outbox: Outbox) -> None:
         self._outbox = outbox
@@ -94,3 +94,8 @@ class EventsOut:
         payload = event_payload(event.event, event.call, event.ts, event.data, context,
                                 interaction)  # fmt: skip
         self._outbox.submit(event.event, event.call, payload, idempotency_key=payload["id"])
+
+    def publish_alert(self, alert: Any) -> None:
+        """An alert raised or cleared (``Supervision.on_alert``); one subject's in order."""
+        payload = alert_payload(alert)
+        self._outbox.submit(ALERT, f"alert:{alert.key}", payload, idempotency_key=payload["id"])

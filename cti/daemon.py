@@ -8,7 +8,8 @@ else constructs collaborators. ``Daemon.start()`` brings the parts up in depende
 
 The event flow is one loop: each raw AMI event → ``tracker.feed`` → each call event →
 ``live_calls.apply`` → ``hub.publish`` (→ ``events_out.publish`` into the outbox of webhooks,
-bus and CRM write-back, when configured); after every (re)connect the AMI client reports
+bus and CRM write-back, when configured; supervision's alerts go there too, through
+``Supervision.on_alert``); after every (re)connect the AMI client reports
 ``Resynced(items)`` and the tracker adopts or closes calls from Asterisk's own state.
 
 Restarts (``cti.callstate``): the live call contexts are kept in the database as they change
@@ -794,6 +795,9 @@ async def build_daemon(
         if owns_store:
             await store.close()
         raise
+    events_out = EventsOut(outbox) if outbox is not None else None
+    if events_out is not None and supervision is not None:
+        supervision.on_alert(events_out.publish_alert)  # raised by the ingester only
     parts = Parts(
         config=config,
         store=store,
@@ -809,7 +813,7 @@ async def build_daemon(
         owns_store=owns_store,
         directory=chain,
         outbox=outbox,
-        events_out=EventsOut(outbox) if outbox is not None else None,
+        events_out=events_out,
         sweep=sweep,
         call_state=call_state,
         pbx_clock=pbx_clock,

@@ -2,7 +2,8 @@
 
 ``alerts(board, ...)`` is pure: the board's rows in, the alerts that hold now out.
 ``AlertEvent`` is the one outward shape of an alert, a call-event-like message
-(``{"event": "alert", "call": null, "ts", ...}``) for the console and, later, webhooks.
+(``{"event": "alert", "call": null, "ts", ...}``) for the console; webhooks and the bus get it
+as ``connectors.events.alert_payload``.
 """
 
 from __future__ import annotations

@@ -710,8 +710,8 @@ class CallTracker:
         leg = self._open_queue_leg(call, queue) if queue else None
         if leg is None:
             return
-        if leg["wait_s"] is None:
-            leg["wait_s"] = _secs(leg.pop("_joined"), ts)
+        if leg["wait_s"] is None:  # unknown without Timestamps: "_joined" may be gone
+            leg["wait_s"] = _secs(leg.get("_joined"), ts)
         leg.pop("_joined", None)
         leg["result"] = result
 
@@ -1148,7 +1148,7 @@ class CallTracker:
         call.abandon_queue = queue or ""
         leg = self._open_queue_leg(call, queue) if queue else None
         if leg is not None and leg["wait_s"] is None:
-            leg["wait_s"] = _secs(leg.pop("_joined"), ts)  # its result comes with the leave
+            leg["wait_s"] = _secs(leg.pop("_joined", None), ts)  # its result: with the leave
         if not call.connected and self._hangup_requested(call):
             call.hangup_by = "caller"
 

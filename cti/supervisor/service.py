@@ -27,6 +27,7 @@ alerts: the ingester does.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -120,6 +121,10 @@ class Supervision:
     # ---- the event flow ------------------------------------------------------------------
 
     def apply(self, event: CallEvent, ctx: CallView | None) -> None:
+        if event.ts is None:
+            # A PBX without timestampevents: this host's clock, as live calls take it (the
+            # statistics leave out an event without a time).
+            event = dataclasses.replace(event, ts=self.clock())
         if ctx is not None and event.call:
             self._index(event.call, ctx)
         done = self.stats.apply(event)

@@ -15,6 +15,7 @@ from supervisor_world import T0, SupervisorWorld, running_console
 
 from cti.config import SupervisorConfig
 from cti.supervisor.alerts import AlertEvent
+from cti.tracker.events import CallEvent
 
 SUP, A1 = "Supervisor", "Agent 1001"
 
@@ -213,3 +214,22 @@ async def test_a_queue_below_its_service_level_raises_an_alert(world: Supervisor
         0.0,
         0.8,
     )
+
+
+async def test_an_agent_paused_on_a_pbx_without_timestamps_shows_paused_since_now(
+    world: SupervisorWorld,
+) -> None:
+    """``timestampevents = no``: agent states come without a time; the console takes its own."""
+    member = {"member": A1, "interface": "Local/1001@agents", "queue": "tier1"}
+    world.now[0] = T0 + 100
+    for paused in (False, True):
+        state = {**member, "logged_in": True, "paused": paused, "reason": "lunch"}
+        event = CallEvent("", "agent_state", None, state)
+        await world.calls.apply(event)
+        world.hub.publish(event, None)
+        world.supervision.apply(event, None)
+    world.now[0] = T0 + 160
+    board = await (await world.client.get("/api/supervisor/board", headers=headers(SUP))).json()
+    row = next(a for a in board["agents"] if a["name"] == A1)
+    assert (row["state"], row["reason"], row["queues"]) == ("paused", "lunch", ["tier1"])
+    assert (row["paused_since"], row["paused_s"]) == (T0 + 100, 60)

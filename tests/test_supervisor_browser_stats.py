@@ -48,6 +48,13 @@ async def screen_is_live_stats(page: Any, world: SupervisorWorld) -> dict[str, A
         lost = fig["abandoned"] + fig["short_abandoned"]
         await expect(row.locator("td.abandoned")).to_have_text(str(lost))
         await expect(row.locator("td.sl")).to_have_text(percent(fig["service_level"]))
+    for hour, fig in live["hour"].items():  # the day by hour
+        col = page.locator(f'#chart .hour[data-hour="{hour}"]')
+        await expect(col.locator(".offered")).to_have_text(str(fig["offered"]))
+        await expect(col.locator(".sl")).to_have_text(percent(fig["service_level"]))
+    for agent, fig in live["agent"].items():  # calls answered today
+        row = page.locator(f'#agents tr[data-agent="{agent}"]')
+        await expect(row.locator("td.calls-today")).to_have_text(str(fig["answered"]))
     return dict(live["queue"])
 
 

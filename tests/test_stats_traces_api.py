@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -60,11 +61,16 @@ class QueueTruth:
     transfers_out: int = 0
 
 
-def asterisk_figures(events: list[dict[str, str]]) -> dict[str, QueueTruth]:
-    """Per queue, from Asterisk's queue events only (none of our code)."""
+def group_key(leg: dict[str, Any], by: str) -> str | None:
+    if by == "hour":  # the UTC hour it joined
+        return time.strftime("%Y-%m-%dT%H:00Z", time.gmtime(leg["joined"]))
+    return leg.get(by)  # its queue, or the agent who answered it (AgentConnect MemberName)
+
+
+def asterisk_figures(events: list[dict[str, str]], by: str = "queue") -> dict[str, QueueTruth]:
+    """Per queue (agent, hour), from Asterisk's queue events only (none of our code)."""
     out: dict[str, QueueTruth] = defaultdict(QueueTruth)
     ts = [float(e["Timestamp"]) for e in events]
-    joins: dict[str, tuple[str, float]] = {}  # channel -> (queue, joined at) while in a queue
     legs: list[dict[str, Any]] = []  # every leg, in join order
     open_by_channel: dict[str, dict[str, Any]] = {}  # the channel's latest leg
     for i, e in enumerate(events):
@@ -72,11 +78,11 @@ def asterisk_figures(events: list[dict[str, str]]) -> dict[str, QueueTruth]:
         if kind == "QueueCallerJoin":
             leg = {"queue": e["Queue"], "call": e["Linkedid"], "chan": chan, "joined": ts[i]}
             legs.append(leg)
-            joins[chan] = (e["Queue"], ts[i])
             open_by_channel[chan] = leg
         elif kind == "AgentConnect":
             leg = open_by_channel[chan]
             leg["answered"] = leg["connected"] = ts[i]
+            leg["agent"] = e["MemberName"]
             assert abs((ts[i] - leg["joined"]) - int(e["HoldTime"])) < 1.0
         elif kind == "QueueCallerAbandon":
             leg = open_by_channel[chan]
@@ -101,7 +107,10 @@ def asterisk_figures(events: list[dict[str, str]]) -> dict[str, QueueTruth]:
     for leg in legs:
         by_call[leg["call"]].append(leg)
     for leg in legs:
-        q = out[leg["queue"]]
+        key = group_key(leg, by)
+        if key is None:
+            continue  # by agent: a leg nobody answered
+        q = out[key]
         q.offered += 1
         later = by_call[leg["call"]][by_call[leg["call"]].index(leg) + 1 :]
         moved = any(nxt["queue"] != leg["queue"] for nxt in later)
@@ -246,14 +255,15 @@ async def test_period_and_live_statistics_are_what_asterisk_counted_in_every_tra
 ) -> None:
     name = request.node.callspec.params["replayed"]
     events = [e for e in read_ami_events(TRACES / f"{name}.ami") if "Event" in e]
-    theirs = {queue: expected(q) for queue, q in asterisk_figures(events).items()}
-    period = await replayed.get("/api/stats?from=2026-01-01&to=2027-01-01&group_by=queue")
     live = await replayed.get("/api/stats/live")
-    assert sorted(period["groups"]) == sorted(theirs), "queues"
-    assert sorted(live["queue"]) == sorted(theirs), "queues (live)"
-    for queue, want in theirs.items():
-        assert_agrees(period["groups"][queue], want, f"{name} /api/stats {queue}")
-        assert_agrees(live["queue"][queue], want, f"{name} /api/stats/live {queue}")
+    for by in ("queue", "agent", "hour"):
+        theirs = {key: expected(q) for key, q in asterisk_figures(events, by).items()}
+        period = await replayed.get(f"/api/stats?from=2026-01-01&to=2027-01-01&group_by={by}")
+        assert sorted(period["groups"]) == sorted(theirs), by
+        assert sorted(live[by]) == sorted(theirs), f"{by} (live)"
+        for key, want in theirs.items():
+            assert_agrees(period["groups"][key], want, f"{name} /api/stats {by} {key}")
+            assert_agrees(live[by][key], want, f"{name} /api/stats/live {by} {key}")
 
 
 @pytest.mark.skipif(not NAMES, reason="recorded traffic not found beside the checkout")

@@ -1,6 +1,7 @@
 """Every recorded Asterisk 22 trace, replayed through the whole daemon over the fake AMI server:
-what ``/api/stats`` (the database), ``/api/stats/live`` and ``cti report`` give per queue is what
-Asterisk's own queue events in the trace say, worked out here from the trace alone.
+what ``/api/stats`` (the database), ``/api/stats/live`` and ``cti report`` give per queue (and
+per agent and hour) is what Asterisk's own queue events in the trace say, worked out here from
+the trace alone.
 
 Asterisk's side (``asterisk_figures``): ``QueueCallerJoin`` offers a leg, ``AgentConnect``
 answers it (``HoldTime``: its wait), ``QueueCallerAbandon`` is a caller giving up (``HoldTime``),

@@ -111,3 +111,46 @@ async def test_queue_figures_on_screen_are_live_stats_in_every_queue_and_after_a
         alerts = page.locator("#alerts li[data-alert]")
         await expect(alerts).to_have_count(len(holding))
         assert sorted(await alerts.evaluate_all("els => els.map(e => e.dataset.alert)")) == holding
+
+
+async def test_a_supervisor_whispers_to_a_talking_call_from_its_panel(
+    browser: Any, tmp_path: Path
+) -> None:
+    """The call's panel offers listen, whisper and barge while an agent talks on it; a click
+    rings the supervisor's phone into ChanSpy (the fake AMI server receives it), and the
+    buttons go when the call ends."""
+    from fakes.ami_server import FakeAmiServer
+    from playwright.async_api import expect
+
+    from cti.ami.client import AmiClient
+    from cti.config import AmiConfig
+
+    async with FakeAmiServer() as pbx:
+        client = AmiClient(AmiConfig(host=pbx.host, port=pbx.port, username="cti",
+                                     secret="cti-secret"))  # fmt: skip
+        await client.start()
+        try:
+            await client.wait_connected(5)
+            async with running_console(tmp_path, pbx=client) as world:
+                member = {"member": "Agent 1001", "interface": "Local/1001@agents"}
+                await world.event("offered", "s1", 0, caller="+442071234567", uniqueid="s1")
+                await world.event("queued", "s1", 0, queue="tier2")
+                page = await sign_in(browser, world)
+                await page.locator('#calls tr[data-call="s1"]').click()
+                spy = page.locator("#pop-spy")
+                await expect(spy).to_be_hidden()  # waiting: nobody to listen to
+                await world.event("answered", "s1", 6, agent="Agent 1001", queue="tier2",
+                                  agent_channel="PJSIP/1001-0000002a", **member)  # fmt: skip
+                await spy.get_by_role("button", name="Whisper").click()
+                await expect(page.locator("#spy-feedback")).to_have_text(
+                    "whisper: on Agent 1001's call."
+                )
+                [originate] = [dict(a.headers) for a in pbx.actions_named("Originate")]
+                assert (originate["application"], originate["data"]) == (
+                    "ChanSpy",
+                    "PJSIP/1001-0000002a,qEw",
+                )
+                await world.event("ended", "s1", 60, hangup_by="caller")
+                await expect(spy).to_be_hidden()
+        finally:
+            await client.stop()

@@ -279,10 +279,30 @@ async function act(body) {
   }
 }
 
+// Listen, whisper and barge: offered on a call an agent is talking on (on hold too).
+function showSpy(row) {
+  $("pop-spy").hidden = !row || !(row.state === "talking" || row.state === "on hold");
+}
+
+async function spy(mode) {
+  const id = state.openCall;
+  const feedback = $("spy-feedback");
+  if (!id) return;
+  feedback.textContent = `${mode}: calling your phone…`;
+  try {
+    const done = await api("POST", `/api/calls/${encodeURIComponent(id)}/spy`, { mode });
+    feedback.textContent = `${mode}: on ${done.agent || "the agent"}'s call.`;
+  } catch (err) {
+    feedback.textContent = `${mode}: ${err.message}`;
+  }
+}
+
 async function openCall(id) {
   state.openCall = id;
   $("pop").hidden = false;
   $("pop-call").textContent = id;
+  $("spy-feedback").textContent = "";
+  showSpy(state.calls.get(id));
   try {
     const data = await api("GET", `/api/calls/${encodeURIComponent(id)}`);
     const call = data.call || data;
@@ -317,15 +337,18 @@ function apply(msg) {
       state.hours = b.hours;
       state.alerts = new Map(msg.alerts.map((a) => [`${a.kind}:${a.subject}`, a]));
       renderAll();
+      if (state.openCall) showSpy(state.calls.get(state.openCall));
       break;
     }
     case "call_row":
       state.calls.set(msg.row.call_id, msg.row);
       updateCall(msg.row.call_id);
+      if (msg.row.call_id === state.openCall) showSpy(msg.row);
       break;
     case "call_gone":
       state.calls.delete(msg.call_id);
       updateCall(msg.call_id);
+      if (msg.call_id === state.openCall) showSpy(null);
       break;
     case "agent_row":
       state.agents.set(msg.row.name, msg.row);
@@ -404,6 +427,9 @@ document.addEventListener("DOMContentLoaded", () => {
   $("filter-queue").addEventListener("change", renderCalls);
   $("filter-tier").addEventListener("change", renderCalls);
   $("pop-close").addEventListener("click", () => { $("pop").hidden = true; state.openCall = null; });
+  for (const button of $("pop-spy").querySelectorAll("button[data-mode]")) {
+    button.addEventListener("click", () => spy(button.dataset.mode));
+  }
   // Waits, talk and pauses tick on the page between pushes.
   setInterval(tick, 1000);
 });

@@ -154,3 +154,34 @@ async def test_with_500_calls_in_progress_a_new_call_reaches_the_screen_quickly(
     # takes about 0.6x (the bare page lays out its whole table).
     assert console.p50() < 1.3 * bare.p50() + 10
     assert max(console.painted_ms) < 3000
+
+
+async def test_a_supervisor_signing_in_at_the_desk_is_one_click_from_the_console(
+    browser: Any, tmp_path: Path
+) -> None:
+    from playwright.async_api import expect
+
+    async with running_console(tmp_path) as world:
+        await a_morning(world)
+        page = await browser.new_page(viewport={"width": 1400, "height": 1000})
+        await page.goto(str(world.client.make_url("/")))
+        await page.get_by_label("Your agent token").fill(TOKENS["Supervisor"])
+        await page.get_by_role("button", name="Sign in").click()
+        await expect(page.locator("#who")).to_contain_text("supervisor")
+
+        await page.get_by_role("link", name="Supervisor console").click()
+        # Signed in already: the console connects without asking for the token again.
+        await expect(page.locator("#link")).to_have_text("connected")
+        await expect(page.locator("#login")).to_be_hidden()
+        await expect(page.locator('#queues tr[data-queue="tier1"] td.offered')).to_have_text("4")
+
+        agent = await browser.new_page()
+        await agent.goto(str(world.client.make_url("/")))
+        await agent.get_by_label("Your agent token").fill(TOKENS["Agent 1001"])
+        await agent.get_by_role("button", name="Sign in").click()
+        await expect(agent.locator("#who")).to_contain_text("Agent 1001")
+        await expect(agent.get_by_role("link", name="Supervisor console")).to_be_hidden()
+        # An agent's token carried to the console signs nobody in and shows no error.
+        await agent.goto(str(world.client.make_url("/supervisor")))
+        await expect(agent.locator("#login")).to_be_visible()
+        await expect(agent.locator("#login-error")).to_have_text("")

@@ -41,6 +41,16 @@ def percent(level: float | None) -> str:
     return "–" if level is None else f"{level * 100:.1f}%"
 
 
+async def signed_in(browser: Any, world: SupervisorWorld, path: str, who: str) -> Any:
+    """A 1400x1000 page at ``path`` with ``who``'s token typed into its sign-in form."""
+    page = await browser.new_page(viewport={"width": 1400, "height": 1000})
+    await page.goto(str(world.client.make_url(path)))
+    label = "Supervisor token" if path == "/supervisor" else "Your agent token"
+    await page.get_by_label(label).fill(TOKENS[who])
+    await page.get_by_role("button", name="Sign in").click()
+    return page
+
+
 async def a_morning(world: SupervisorWorld) -> None:
     """Two agents logged in, three calls done (one outside 20 s), one waiting in tier 2 and
     one talking in tier 1."""
@@ -64,10 +74,7 @@ async def test_the_numbers_on_screen_are_the_apis(browser: Any, tmp_path: Path) 
 
     async with running_console(tmp_path) as world:
         await a_morning(world)
-        page = await browser.new_page(viewport={"width": 1400, "height": 1000})
-        await page.goto(str(world.client.make_url("/supervisor")))
-        await page.get_by_label("Supervisor token").fill(TOKENS["Supervisor"])
-        await page.get_by_role("button", name="Sign in").click()
+        page = await signed_in(browser, world, "/supervisor", "Supervisor")
         await expect(page.locator("#link")).to_have_text("connected")
 
         board = await (
@@ -154,3 +161,28 @@ async def test_with_500_calls_in_progress_a_new_call_reaches_the_screen_quickly(
     # takes about 0.6x (the bare page lays out its whole table).
     assert console.p50() < 1.3 * bare.p50() + 10
     assert max(console.painted_ms) < 3000
+
+
+async def test_a_supervisor_signing_in_at_the_desk_is_one_click_from_the_console(
+    browser: Any, tmp_path: Path
+) -> None:
+    from playwright.async_api import expect
+
+    async with running_console(tmp_path) as world:
+        await a_morning(world)
+        page = await signed_in(browser, world, "/", "Supervisor")
+        await expect(page.locator("#who")).to_contain_text("supervisor")
+
+        await page.get_by_role("link", name="Supervisor console").click()
+        # Signed in already: the console connects without asking for the token again.
+        await expect(page.locator("#link")).to_have_text("connected")
+        await expect(page.locator("#login")).to_be_hidden()
+        await expect(page.locator('#queues tr[data-queue="tier1"] td.offered')).to_have_text("4")
+
+        agent = await signed_in(browser, world, "/", "Agent 1001")
+        await expect(agent.locator("#who")).to_contain_text("Agent 1001")
+        await expect(agent.get_by_role("link", name="Supervisor console")).to_be_hidden()
+        # An agent's token carried to the console signs nobody in and shows no error.
+        await agent.goto(str(world.client.make_url("/supervisor")))
+        await expect(agent.locator("#login")).to_be_visible()
+        await expect(agent.locator("#login-error")).to_have_text("")

@@ -99,6 +99,8 @@ async function signIn(token) {
   $("login").hidden = true;
   $("desk").hidden = false;
   $("logout").hidden = false;
+  // The desk follows only the supervisor's own calls; the console is where every call is.
+  $("to-console").hidden = data.agent.role !== "supervisor";
   $("esc-tier").replaceChildren(...desk.tiers.map((t) => {
     const o = el("option", t.label);
     o.value = t.name;

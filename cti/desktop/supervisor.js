@@ -401,7 +401,12 @@ function connect() {
 
 async function signIn(event) {
   event.preventDefault();
-  const token = $("token").value.trim();
+  await signInWith($("token").value.trim(), true);
+}
+
+// Not `loud`: a token carried from the agent desk (sessionStorage); one that is not a
+// supervisor's leaves the sign-in form as it is, with no error.
+async function signInWith(token, loud) {
   $("login-error").textContent = "";
   try {
     const resp = await fetch("/api/login", {
@@ -414,16 +419,19 @@ async function signIn(event) {
     if (data.agent.role !== "supervisor") throw new Error("this console is for supervisors");
     state.token = token;
     state.tiers = data.tiers;
+    sessionStorage.setItem("cti-token", token);
     $("login").hidden = true;
     $("console").hidden = false;
     connect();
   } catch (err) {
-    $("login-error").textContent = err.message;
+    if (loud) $("login-error").textContent = err.message;
   }
 }
 
 document.addEventListener("DOMContentLoaded", () => {
   $("login-form").addEventListener("submit", signIn);
+  const carried = sessionStorage.getItem("cti-token");
+  if (carried) signInWith(carried, false);
   $("filter-queue").addEventListener("change", renderCalls);
   $("filter-tier").addEventListener("change", renderCalls);
   $("pop-close").addEventListener("click", () => { $("pop").hidden = true; state.openCall = null; });

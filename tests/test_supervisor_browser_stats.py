@@ -8,9 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from http_world import TOKENS, headers
+from http_world import headers
 from supervisor_world import T0, SupervisorWorld, running_console
-from test_supervisor_browser import a_morning, browser, percent
+from test_supervisor_browser import a_morning, browser, percent, signed_in
 
 from cti.config import SupervisorConfig
 
@@ -28,10 +28,7 @@ async def gave_up(world: SupervisorWorld, call: str, at: float, after: float, qu
 async def sign_in(browser: Any, world: SupervisorWorld) -> Any:
     from playwright.async_api import expect
 
-    page = await browser.new_page(viewport={"width": 1400, "height": 1000})
-    await page.goto(str(world.client.make_url("/supervisor")))
-    await page.get_by_label("Supervisor token").fill(TOKENS["Supervisor"])
-    await page.get_by_role("button", name="Sign in").click()
+    page = await signed_in(browser, world, "/supervisor", "Supervisor")
     await expect(page.locator("#link")).to_have_text("connected")
     return page
 

@@ -193,6 +193,16 @@ class CallContext:
         return self.escalations[-1] if self.escalations else None
 
 
+def _keep_withheld(ctx: CallContext) -> None:
+    """A caller the FastAGI saw withhold their number is a withheld caller, whatever number
+    AMI shows (a carrier trusted for P-Asserted-Identity passes it, presentation prohibited):
+    the number is never looked up, shown, remembered, recorded or called back."""
+    routing = ctx.routing or {}
+    withheld = routing.get("withheld") or routing.get("status") == "anonymous"
+    if withheld and ctx.caller != "anonymous":
+        ctx.caller = "anonymous"
+
+
 def _plain(value: Any) -> dict[str, Any] | None:
     if value is None:
         return None
@@ -317,6 +327,7 @@ class LiveCalls:
             self._start_lookup(ctx)
         if ctx.routing is None:
             self._attach_routing(ctx)
+        _keep_withheld(ctx)  # before the lookup just started runs: no await since
         self._note_restart_facts(ctx, event, knew)
         if event.event in ("ringing", "answered", "transferred", "outbound"):
             await self._await_lookup(ctx)

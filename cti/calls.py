@@ -229,7 +229,15 @@ def _candidates(ctx: CallContext) -> dict[str, Any]:
     if ctx.status != "ambiguous" or not ctx.candidates:
         return {}
     keep = ("customer_id", "external_id", "name", "rank_reason")
-    return {"candidates": [{k: c.get(k) for k in keep} for c in ctx.candidates]}
+    # merged_from: listed as the survivor of a customer merged away while the call waited,
+    # as a merge marks the candidates of calls already recorded.
+    return {
+        "candidates": [
+            {k: c.get(k) for k in keep}
+            | ({"merged_from": m} if (m := c.get("merged_from")) else {})
+            for c in ctx.candidates
+        ]
+    }
 
 
 @dataclass(frozen=True, slots=True)

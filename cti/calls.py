@@ -193,6 +193,16 @@ class CallContext:
         return self.escalations[-1] if self.escalations else None
 
 
+def _keep_withheld(ctx: CallContext) -> None:
+    """A caller the FastAGI saw withhold their number is a withheld caller, whatever number
+    AMI shows (a carrier trusted for P-Asserted-Identity passes it, presentation prohibited):
+    the number is never looked up, shown, remembered, recorded or called back."""
+    routing = ctx.routing or {}
+    withheld = routing.get("withheld") or routing.get("status") == "anonymous"
+    if withheld and ctx.caller != "anonymous":
+        ctx.caller = "anonymous"
+
+
 def _plain(value: Any) -> dict[str, Any] | None:
     if value is None:
         return None
@@ -219,7 +229,15 @@ def _candidates(ctx: CallContext) -> dict[str, Any]:
     if ctx.status != "ambiguous" or not ctx.candidates:
         return {}
     keep = ("customer_id", "external_id", "name", "rank_reason")
-    return {"candidates": [{k: c.get(k) for k in keep} for c in ctx.candidates]}
+    # merged_from: listed as the survivor of a customer merged away while the call waited,
+    # as a merge marks the candidates of calls already recorded.
+    return {
+        "candidates": [
+            {k: c.get(k) for k in keep}
+            | ({"merged_from": m} if (m := c.get("merged_from")) else {})
+            for c in ctx.candidates
+        ]
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,6 +335,7 @@ class LiveCalls:
             self._start_lookup(ctx)
         if ctx.routing is None:
             self._attach_routing(ctx)
+        _keep_withheld(ctx)  # before the lookup just started runs: no await since
         self._note_restart_facts(ctx, event, knew)
         if event.event in ("ringing", "answered", "transferred", "outbound"):
             await self._await_lookup(ctx)

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from fakes.agi_client import AgiCall, FakeAsterisk
 from fakes.ami_server import read_ami_events
 from test_e2e_calls import (
     KNOWN_CALLER,
@@ -293,3 +294,42 @@ async def test_a_dial_asterisk_refuses_puts_the_task_back_on_every_desktop(
             await asyncio.sleep(0.02)
             opened = [m["task"]["status"] for m in a1002.of("callback")]
     assert opened == ["open", "dialling", "open"]
+
+
+async def test_a_caller_who_withheld_a_number_the_carrier_passed_is_never_called_back(
+    harness: Harness, traces_dir: Path
+) -> None:
+    """A carrier trusted for P-Asserted-Identity (``trust_id_inbound = yes`` in the shipped
+    pjsip.conf) hands Asterisk the number of a caller who withheld it, with the presentation
+    prohibited: AMI shows the number, the AGI environment says ``agi_callingpres`` 33. The
+    caller is withheld all the same: routed, popped and recorded as withheld, no customer taken
+    from the number, nothing to remember, no callback task when they give up."""
+    h = harness
+    await h.start_daemon()
+    supervisor = await h.desktop(SUPERVISOR)
+    events = trace(traces_dir, "abandoned_in_queue")
+    call_id = call_id_of(events)
+    joined = next(e for e in events if e.get("Event") == "QueueCallerJoin")
+    assert joined["CallerIDNum"] == KNOWN_CALLER  # Grace Hopper's number, as AMI shows it
+    assert h.daemon is not None and h.daemon.agi_port is not None
+    # The dialplan's AGI, before the queue: prohibited presentation, the number passed (33).
+    routed = await FakeAsterisk("127.0.0.1", h.daemon.agi_port).call(
+        AgiCall(
+            callerid=KNOWN_CALLER,
+            calleridname="Grace Hopper",
+            callingpres=33,
+            uniqueid=joined["Uniqueid"],
+            channel=joined["Channel"],
+        )
+    )
+    assert routed.variables["CTI_CUSTOMER_ID"] == ""
+    await h.ami.play(events)
+    await supervisor.wait_for("ended", call_id, within_s=10)
+    await settled(h)
+    shown = supervisor.of("call", call_id)[-1]["call"]
+    assert (shown["caller"], shown["customer_id"], shown["routing"]["withheld"]) == (
+        "anonymous", None, True)  # fmt: skip
+    assert await callbacks(h, SUPERVISOR) == []
+    row = await h.interaction(call_id)
+    assert row is not None and row["customer_id"] is None
+    assert KNOWN_CALLER not in str(row)  # the withheld number is not kept either

@@ -186,3 +186,36 @@ async def test_how_long_ago_a_caller_gave_up_counts_on_without_asking_the_daemon
     page.on("request", count)
     await expect(since).to_have_text("gave up 1 min ago", timeout=10_000)
     assert reads == []
+
+
+async def test_two_callers_giving_up_together_are_both_announced_to_screen_readers(
+    browser: object, harness: Harness
+) -> None:
+    from playwright.async_api import Page, expect
+
+    h = harness
+    daemon = await h.start_daemon()
+    page = await signed_in(browser, h, "Agent 1001")
+    assert isinstance(page, Page)
+    await expect(page.locator("#callback-list")).to_have_text("nobody to call back")
+    feed = daemon.parts.callbacks
+    assert feed is not None and feed.news is not None
+    [grace] = await h.store.search("Grace Hopper")
+    callers = (("+442071234567", grace.customer_id), ("+442079460123", None))
+    for n, (number, customer) in enumerate(callers):
+        task = await feed.book.abandoned(
+            queue="tier1",
+            e164=number,
+            customer_id=customer,
+            call_id=f"gave-up-{n}",
+            wait_s=20.0,
+            at=time.time(),
+        )
+        assert task is not None
+        feed.news.changed(task)  # both reach the desktop in the same moment
+    await expect(page.locator("#callback-list li")).to_have_count(2)
+    # A polite status line whose text is replaced says only the last: a blind agent would
+    # never hear of the first caller.
+    news = page.get_by_role("status").filter(has_text="to call back")
+    await expect(news).to_contain_text("Grace Hopper gave up in tier1")
+    await expect(news).to_contain_text("+442079460123 gave up in tier1")

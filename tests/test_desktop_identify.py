@@ -331,3 +331,41 @@ async def test_search_results_show_each_customers_postcode_to_tell_namesakes_apa
         await expect(results.filter(has_text="Grace Kelly")).to_contain_text("M1 1AE")
         await expect(results.filter(has_text="Grace Nobody")).not_to_contain_text("postcode")
         await no_sideways_scroll(page)
+
+
+async def test_attaching_the_caller_by_keyboard_keeps_the_focus_in_the_pop(
+    browser: Any, store: CrmStore, size: dict[str, int]
+) -> None:
+    from playwright.async_api import expect
+
+    await grace(store)
+    for name in ("Acme Ltd", "Acme Holdings"):
+        await store.upsert_customer(name=name, phones=[PhoneInput(SHARED_NUMBER, "work")])
+    async with running_api(crm=store) as world:
+        page = await signed_in(browser, world, "Agent 1001", size)
+        keys, caller = page.keyboard, page.locator("#customer-name")
+        await ring(world, "c1", NEW_NUMBER)
+        await expect(caller).to_have_text("Unknown caller")
+        await page.locator("body").focus()
+        await keys.press("/")
+        await keys.type("hopper")
+        await expect(page.get_by_role("button", name="Grace Hopper is the caller")).to_be_visible()
+        await keys.press("Tab")
+        await keys.press("Enter")
+        await expect(caller).to_have_text("Grace Hopper")
+        # The button pressed went with the results: the focus is on the next step offered,
+        # not thrown back to the top of the page.
+        await expect(page.locator("#add-number")).to_be_focused()
+        await keys.press("Enter")
+        await expect(page.locator("#feedback")).to_contain_text(f"{NEW_NUMBER} added")
+        await expect(caller).to_be_focused()
+        await world.event("ended", "c1", hangup_by="caller")
+
+        await ring(world, "c2", SHARED_NUMBER)
+        await expect(caller).to_have_text("One of 2 possible customers")
+        await page.get_by_role("button", name="Acme Holdings is the caller").focus()
+        await keys.press("Enter")
+        await expect(caller).to_have_text("Acme Holdings")
+        await expect(caller).to_be_focused()
+        await keys.press("n")  # the shortcuts work from there
+        await expect(page.get_by_label("Add a note")).to_be_focused()

@@ -230,3 +230,48 @@ async def test_a_customer_merged_away_meanwhile_is_attached_as_the_survivor(
         assert (attached["customer_id"], attached["view"]["name"]) == (a, "Jon Smith"), call
     assert w.ami.names() == ["Setvar", "Setvar"]
     assert [(x["Variable"], x["Value"]) for x in w.ami.actions] == [("CTI_CUSTOMER_ID", str(a))] * 2
+
+
+async def test_a_candidate_merged_twice_since_the_pop_is_attached_as_the_last_survivor(
+    world: tuple[World, CrmStore, dict[str, int]],
+) -> None:
+    w, store, ids = world
+    a, b, z = ids["Jon Smith"], ids["John Smith"], ids["Zed Other"]
+    dee = (await store.upsert_customer(name="Dee Fourth", external_id="D")).customer_id
+    await w.queued_call("c1", caller=CALLER)  # the desktop lists Jon and John
+    await w.calls.lookup_settled("c1")
+    await w.ring("c1", "1001")
+    for survivor, merged in ((z, b), (dee, z)):  # John into Zed, then Zed into Dee
+        resp = await w.client.post("/api/crm/merge", json={"survivor_id": survivor,
+                                   "merged_id": merged}, headers=SUPER)  # fmt: skip
+        assert resp.status == 200, await resp.text()
+    call = w.calls.get("c1")
+    assert call is not None and call.status == "ambiguous"
+    assert {c["customer_id"] for c in call.candidates} == {a, dee}
+
+    # The agent picks John, as the pop first showed him: John's records are Dee's now.
+    body = {"customer_id": b, "method": "candidate"}
+    resp = await w.client.post("/api/calls/c1/customer", json=body, headers=AGENT)
+    assert resp.status == 200, await resp.text()
+    attached = (await resp.json())["call"]
+    assert (attached["customer_id"], attached["view"]["name"]) == (dee, "Dee Fourth")
+    assert [(x["Variable"], x["Value"]) for x in w.ami.actions] == [("CTI_CUSTOMER_ID", str(dee))]
+
+
+async def test_the_record_of_a_call_waiting_during_a_merge_says_whom_a_candidate_was_merged_from(
+    world: tuple[World, CrmStore, dict[str, int]],
+) -> None:
+    w, _store, ids = world
+    a, b, z = ids["Jon Smith"], ids["John Smith"], ids["Zed Other"]
+    await w.queued_call("c1", caller=CALLER)  # Jon and John share the number
+    await w.calls.lookup_settled("c1")
+    await w.ring("c1", "1001")
+    resp = await w.client.post("/api/crm/merge", json={"survivor_id": z, "merged_id": b},
+                               headers=SUPER)  # fmt: skip
+    assert resp.status == 200, await resp.text()
+    call = w.calls.get("c1")
+    assert call is not None and call.status == "ambiguous"
+    # Zed holds no such number: the record says he is listed as John's records' survivor.
+    listed = w.calls.record_of(call).extra["candidates"]
+    assert [(c["customer_id"], c["name"], c.get("merged_from")) for c in listed] == [
+        (a, "Jon Smith", None), (z, "Zed Other", b)]  # fmt: skip

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from cti.agi.env import caller_id, dialled_number
+from cti.agi.env import caller_id, dialled_number, withheld
 from cti.agi.protocol import (
     AgiChannel,
     AgiClosed,
@@ -140,6 +141,8 @@ class FastAgiServer:
         caller = caller_id(env)
         dnid = dialled_number(env)
         decision = await self._router.route(caller, dnid)
+        if withheld(env):
+            decision = dataclasses.replace(decision, withheld=True)
         if uniqueid:
             self._decisions.record(uniqueid, channel, decision, self._clock())
         agi = AgiChannel(reader, writer)

@@ -472,12 +472,25 @@ async function searchCustomers(entry, query) {
   if (desk.calls.get(entry.id) === entry) render();
 }
 
+// The button just pressed (a search result, a candidate, the offer) is gone once the caller is
+// identified: the focus goes to what comes next in the pop (the offer to add the number, else
+// the caller's name), not back to the top of the page. Left alone if the agent moved it.
+function keepFocusInPop(entry) {
+  if (entry.id !== desk.callId) return;
+  const at = document.activeElement;
+  // Removed, hidden (display: none keeps it active until the browser's focus fix-up) or gone.
+  const lost = !at || at === document.body || !at.isConnected || !at.getClientRects().length;
+  if (!lost) return;
+  ($("add-number-box").hidden ? $("customer-name") : $("add-number")).focus();
+}
+
 function identified(entry, data, text) {
   entry.info = { ...entry.info, call: data.call };
   if (data.number_added) entry.numberAdded = true;
   entry.found = null;
   delete entry.drafts["customer-search"];
   render();
+  keepFocusInPop(entry);
   feedback(text + (data.number_added ? ` ${data.number_added} is now theirs.` : ""), true);
 }
 
@@ -562,6 +575,7 @@ async function confirmCaller(entry, candidate) {
     const data = await callApi(entry, "customer", { customer_id: candidate.customer_id, method: "candidate" });
     entry.info = { ...entry.info, call: data.call };
     render();
+    keepFocusInPop(entry);
     feedback(`${candidate.name} confirmed as the caller.`, true);
   } catch (err) {
     feedback(err.message, false);
@@ -676,6 +690,7 @@ function wire() {
       const data = await callApi(entry, "number", {});
       entry.numberAdded = true;
       render();
+      keepFocusInPop(entry);
       feedback(`${data.number_added} added: the next call from it is recognised.`, true);
     } catch (err) {
       feedback(err.message, false);

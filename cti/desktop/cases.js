@@ -296,6 +296,17 @@
     }
   }
 
+  // Callers who give up together are said together: a polite status line whose text is
+  // replaced is read once, with the last text only. The line starts afresh after a pause.
+  const NEWS_MS = 5000;
+
+  function sayNews(text) {
+    panel.news = [...(panel.news || []), text];
+    byId("callback-news").textContent = panel.news.join(" ");
+    clearTimeout(panel.newsTimer);
+    panel.newsTimer = setTimeout(() => { panel.news = []; }, NEWS_MS);
+  }
+
   function taskChanged(task) {
     if (!task || task.task_id === undefined) return;
     task.receivedAt = Date.now();
@@ -303,7 +314,7 @@
     const fresh = rest.length === panel.callbacks.length;
     if (fresh && task.status === "open") {
       // Screen readers hear of a caller to call back as sighted agents see the list grow.
-      byId("callback-news").textContent = `${task.customer_name || task.number} gave up in ${task.queue}: to call back.`;
+      sayNews(`${task.customer_name || task.number} gave up in ${task.queue}: to call back.`);
     }
     if (OPEN.has(task.status)) {
       rest.push(task);

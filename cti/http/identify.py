@@ -165,7 +165,9 @@ async def confirm_customer(request: web.Request) -> web.Response:
     if body.method == "candidate":
         known = [c.get("customer_id") for c in ctx.candidates]
         merged = [c.get("merged_from") for c in ctx.candidates]
-        if body.customer_id not in known and body.customer_id not in merged:
+        # A candidate merged away since the pop, once or along a chain (John into Zed, Zed
+        # into Dee: the list names Dee, merged from Zed): its survivor is the one listed.
+        if not {body.customer_id, customer_id} & {*known, *merged}:
             listed = ", ".join(str(k) for k in known) or "none"
             raise ApiError(
                 400,

@@ -50,6 +50,9 @@ class RouteDecision:
     identified_by: str | None = None  # "ivr": the caller typed who they are (cti.routing.ivr)
     # What the IVR did: kind of digits typed, attempts, outcome, deflection (never the digits).
     ivr: dict[str, Any] = field(default_factory=dict)
+    # The caller withheld a number Asterisk holds all the same (cti.agi.env.withheld): the
+    # call is a withheld caller's, whatever number AMI shows (cti.calls).
+    withheld: bool = False
 
     def dialplan_variables(self) -> dict[str, str]:
         """Everything the dialplan gets, in the order it is set."""
@@ -75,6 +78,7 @@ class RouteDecision:
             "status": self.status,
             **({"identified_by": self.identified_by} if self.identified_by else {}),
             **({"ivr": dict(self.ivr)} if self.ivr else {}),
+            **({"withheld": True} if self.withheld else {}),
         }
 
 

@@ -14,12 +14,17 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
 from interaction_world import metric, recorded, renumbered, unique_shift, world
 from sqlalchemy import text
 
 from crm_core.db import create_engine
 from crm_core.store import CrmStore
+from cti.dead_letters import DeadLetterFile
+from cti.interactions import InteractionRecorder
+from cti.queuelog.backfill import QueueLogBackfill
+from cti.queuelog.model import QueueLogRow, parse_line
 from cti.stats.legs import Activity, Leg
 from cti.stats.store import StatsRecorder, legs_of_calls
 
@@ -125,3 +130,66 @@ async def test_a_row_postgresql_refuses_is_dropped_and_counted_and_the_rest_of_i
     finally:
         await recorder.stop()
         await engine.dispose()
+
+
+class _Rows:
+    """A queue_log source holding fixed rows."""
+
+    fine = False
+
+    def __init__(self, text: str) -> None:
+        self.rows = [r for r in map(parse_line, text.splitlines()) if r is not None]
+
+    async def read(self, since: float) -> list[QueueLogRow]:
+        return [r for r in self.rows if r.time >= since]
+
+    async def close(self) -> None:
+        return None
+
+
+class _NoLiveCalls:
+    def get(self, call_id: str) -> Any:
+        return None
+
+    def queue_log_completed(self, record: Any) -> bool:
+        return False
+
+
+async def test_calls_recovered_from_queue_log_get_their_legs_beside_one_postgresql_refuses(
+    pg_server_url: str, tmp_path: Path
+) -> None:
+    url = pg_server_url.replace("postgresql://", "postgresql+asyncpg://", 1)
+    t0 = int(time.time()) - 600
+    base = unique_shift()
+    long_id = "L" * 70 + f"-{base}"
+    ids = [f"{base}.1", long_id, f"{base}.3"]
+    text = "".join(
+        f"{t0 + n}|{call_id}|tier1|NONE|ENTERQUEUE||+44207946{n:04d}|1\n"
+        f"{t0 + n + 3}|{call_id}|tier1|NONE|ABANDON|1|1|3\n"
+        for n, call_id in enumerate(ids)
+    )
+    async with await CrmStore.open(url) as store:
+        recorder = InteractionRecorder(store, dead_letters=DeadLetterFile(tmp_path / "d.jsonl"))
+        stats = StatsRecorder(store.engine)
+        await recorder.start()
+        await stats.start()
+        try:
+            filler = QueueLogBackfill(
+                _Rows(text),
+                store.engine,
+                recorder,
+                _NoLiveCalls(),
+                resolver=store,
+                tiers_by_queue={"tier1": "T1"},
+                pbx_id="pbx1",
+                settle_s=0.0,
+                clock=lambda: t0 + 1000.0,
+                stats=stats,
+            )
+            report = await filler.run(t0, t0 + 500.0)
+        finally:
+            await recorder.stop()
+            await stats.stop()
+        legs = await legs_of_calls(store.engine, ids)
+        assert sorted({leg.call_id for leg in legs}) == sorted([ids[0], ids[2]])
+        assert sorted({leg.call_id for leg in report.legs}) == sorted([ids[0], ids[2]])

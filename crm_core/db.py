@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -46,3 +47,16 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     if backend == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def refused_by_database(exc: BaseException) -> bool:
+    """The database refused these values (a constraint, data it cannot store: writing them
+    again cannot succeed), as opposed to failing (down, slow, locked): IntegrityError or
+    DataError, or SQLSTATE class 22/23 (asyncpg's "value too long" and "invalid byte sequence"
+    come to SQLAlchemy as a bare DBAPIError)."""
+    if isinstance(exc, sa_exc.IntegrityError | sa_exc.DataError):
+        return True
+    if not isinstance(exc, sa_exc.DBAPIError):
+        return False
+    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return isinstance(sqlstate, str) and sqlstate[:2] in ("22", "23")

@@ -53,6 +53,16 @@ def _check_json(call_id: str, field: str, value: Any) -> None:
             _check_json(call_id, f"{field}[{index}]", item)
 
 
+def _clean_caller(caller: str) -> str:
+    return _SURROGATE.sub("\ufffd", _CONTROL.sub("", caller))
+
+
+def storable_caller(caller: str) -> str:
+    """A caller ID as every table that keeps one can store it (``storable``'s rule, unmarked:
+    the call legs of the statistics have no ``extra``)."""
+    return _clean_caller(caller)[:CALLER_MAX]
+
+
 def storable(rec: InteractionRecord) -> InteractionRecord:
     """The record as the database can store it; ``InvalidInteraction`` if it cannot be."""
     call_id = rec.call_id if isinstance(rec.call_id, str) else ""
@@ -76,7 +86,7 @@ def storable(rec: InteractionRecord) -> InteractionRecord:
     extra: dict[str, Any] = {}
     caller = rec.caller
     if caller is not None:
-        clean = _SURROGATE.sub("\ufffd", _CONTROL.sub("", caller))
+        clean = _clean_caller(caller)
         if clean != caller:
             extra["caller_sanitized"] = True
         if len(clean) > CALLER_MAX:

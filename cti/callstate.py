@@ -9,7 +9,10 @@ to be up: a heartbeat while the link is up, the shutdown time on an orderly stop
 ``CallStateWriter`` is owned by the daemon: ``LiveCalls`` marks a context changed
 (``changed(ctx)``), one task writes the latest version of each changed call in batches, and
 a call is deleted once it ended and its interaction record was handed over. Nothing here is
-on the event path: a database that is slow or down delays the rows, never the calls.
+on the event path: a database that is slow or down delays the rows, never the calls. A call
+the database refuses (an id longer than the column: Asterisk's run to 150 characters) is not
+kept for a restart, and is logged and counted (``refused``, in ``/metrics``); the other calls
+and the heartbeat of the same write are written without it.
 
 ``PbxClock`` maps the daemon's monotonic clock onto Asterisk's, from the ``Timestamp`` of
 the events and Asterisk's Ping answers: "now" and "when the link was lost" are said in the
@@ -29,6 +32,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from crm_core.db import refused_by_database
 from crm_core.models import LiveCall, LivePbx
 
 log = structlog.get_logger(__name__)
@@ -243,6 +247,8 @@ class CallStateWriter:
         self.link_up: Callable[[], bool] = lambda: True
         self.writes = 0
         self.failures = 0
+        self.refused = 0  # calls the database refused to keep (each counted once)
+        self._refused: set[str] = set()
 
     # --- what LiveCalls tells it ---
     def changed(self, ctx: Any) -> None:
@@ -253,6 +259,7 @@ class CallStateWriter:
     def gone(self, call_id: str) -> None:
         self._changed.pop(call_id, None)
         self._gone.add(call_id)
+        self._refused.discard(call_id)
         self._wake.set()
 
     # --- lifetime ---
@@ -312,16 +319,38 @@ class CallStateWriter:
             return
         seen_at = self._clock.now() if beat else None
         try:
-            await self._store.write(
-                self.pbx_id,
-                [self._encode(c) for c in changed.values()],
-                gone,
-                seen_at=seen_at,
-                stopped=stopped,
-            )
+            saved = {call_id: self._encode(c) for call_id, c in changed.items()}
+            try:
+                await self._store.write(
+                    self.pbx_id, list(saved.values()), gone, seen_at=seen_at, stopped=stopped
+                )
+            except Exception as exc:
+                if not refused_by_database(exc):
+                    raise
+                await self._write_apart(saved, gone, seen_at=seen_at, stopped=stopped)
         except BaseException:
             for call_id, ctx in changed.items():  # not written: keep unless newer came
                 self._changed.setdefault(call_id, ctx)
             self._gone |= gone - set(self._changed)
             raise
         self.writes += len(changed) + len(gone)
+
+    async def _write_apart(
+        self, saved: dict[str, SavedCall], gone: set[str], *, seen_at: float | None, stopped: bool
+    ) -> None:
+        """After a refusal: each call in its own transaction, then the calls gone and the
+        heartbeat; a call the database refuses is dropped from this write (an outage raises,
+        and the whole write is tried again)."""
+        for call_id, call in saved.items():
+            try:
+                await self._store.write(self.pbx_id, [call], ())
+            except Exception as exc:
+                if not refused_by_database(exc):
+                    raise
+                if call_id not in self._refused:
+                    self._refused.add(call_id)
+                    self.refused += 1
+                    original = getattr(exc, "orig", None) or exc
+                    log.error("call_state.refused", call_id=call_id[:150],
+                              error=str(original).strip()[:300])  # fmt: skip
+        await self._store.write(self.pbx_id, [], gone, seen_at=seen_at, stopped=stopped)

@@ -728,6 +728,12 @@ async def build_daemon(
                     ami=ami if isinstance(ami, AmiLinkCounts) else None,
                     channels_expired=lambda: sweep.expired,
                     log_suppressed=suppressed_warnings,
+                    # read at scrape time: supervision is built just below
+                    stats_refused=lambda: getattr(supervision.recorder, "refused", 0),
+                    call_state_refused=lambda: sum(
+                        getattr(w, "refused", 0)
+                        for w in (by_pbx.writers.values() if by_pbx else [call_state])
+                    ),
                 )
             )
         )

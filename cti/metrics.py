@@ -16,6 +16,10 @@ Each part keeps plain counters and knows nothing of Prometheus; ``DaemonCollecto
 ``cti_interactions_write_failures_total``       count   write attempts failed (CRM down, slow)
 ``cti_interactions_refused_total``              count   records the CRM refused, set aside
 ``cti_interactions_dead_letters``               gauge   records set aside now
+``cti_stats_refused_total``                     count   a call's legs or an agent's activity the
+                                                        database refused (dropped, logged)
+``cti_call_state_refused_total``                count   calls the database refused to keep for a
+                                                        restart (logged)
 ``cti_route_decisions_total``                   count   FastAGI routing decisions
 ``cti_route_fallbacks_total{why}``              count   default route for want of the CRM:
                                                         ``timeout``, ``error``, ``circuit_open``
@@ -86,6 +90,8 @@ class MetricSources:
     ami: AmiLinkCounts | None = None
     channels_expired: Callable[[], int] | None = None
     log_suppressed: Callable[[], int] | None = None
+    stats_refused: Callable[[], int] | None = None
+    call_state_refused: Callable[[], int] | None = None
 
 
 def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
@@ -122,6 +128,18 @@ class DaemonCollector(Collector):
         yield _gauge(
             "cti_interactions_dead_letters", "Interaction records set aside now", rec.dead_letters
         )
+        if s.stats_refused is not None:
+            yield _counter(
+                "cti_stats_refused",
+                "Call legs (per call) and agent activity the database refused, dropped",
+                s.stats_refused(),
+            )
+        if s.call_state_refused is not None:
+            yield _counter(
+                "cti_call_state_refused",
+                "Calls the database refused to keep for a restart",
+                s.call_state_refused(),
+            )
         if s.ami is not None:
             yield _gauge("cti_ami_connected", "1 while logged in to AMI", int(s.ami.connected))
             yield _counter(

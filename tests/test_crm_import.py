@@ -231,6 +231,39 @@ async def test_a_latin1_byte_after_16_kb_reads_the_whole_file_as_cp1252_with_a_w
     assert [c.name for c in await store.search("Zoë")] == ["Zoë Ünal"]
 
 
+async def test_one_cp1252_byte_in_a_utf8_file_leaves_the_utf8_names_as_they_are(
+    store: CrmStore, tmp_path: Path
+) -> None:
+    # A UTF-8 export with accented names, one row pasted in from an old Windows file.
+    rows = [f"M-{i},Zoë Åström {i}" for i in range(300)]
+    data = ("external_id,name\n" + "\n".join(rows) + "\n").encode("utf-8")
+    data += "M-300,José Pérez\n".encode("cp1252")
+    path = tmp_path / "mixed.csv"
+    path.write_bytes(data)
+    report = await import_csv(store, path)
+    assert (report.created, report.rejected) == (301, [])
+    assert "Zoë Åström 7" in [c.name for c in await store.search("Zoë Åström 7")]
+    assert [c.name for c in await store.search("José")] == ["José Pérez"]
+    assert report.warnings and "line 302" in report.warnings[0]
+    assert "cp1252" in report.warnings[0]
+
+
+async def test_a_quote_never_closed_is_a_rejected_row_and_the_lines_after_it_import(
+    store: CrmStore, tmp_path: Path
+) -> None:
+    text = (
+        'external_id,name,phone\nU-1,Ann,02079460041\nU-2,"Bob,02079460042\nU-3,Cat,02079460043\n'
+    )
+    for dry_run in (True, False):
+        report = await import_csv(store, write(tmp_path, text), ImportOptions(dry_run=dry_run))
+        assert report.created == 2
+        assert [r.line for r in report.rejected] == [3]
+        assert "never closed" in report.rejected[0].reason
+    assert sorted(c.name for c in await store.search("Ann")) == ["Ann"]
+    assert sorted(c.name for c in await store.search("Cat")) == ["Cat"]
+    assert await store.count_customers() == 2
+
+
 async def test_reimporting_a_file_without_some_columns_leaves_those_fields_alone(
     store: CrmStore, tmp_path: Path
 ) -> None:

@@ -19,7 +19,9 @@ before the first resync (or was adopted by it), once the call has finished there
 Every call it checks also gets its queue legs in ``call_legs`` (``cti.queuelog.legs``: the
 leg rules of a call the tracker saw, Asterisk's figures, hold and wrap-up not known) unless
 it has some: legs a live daemon wrote are its own, kept. So the period statistics count the
-calls nobody saw; the legs it wrote (``report.legs``) are handed to today's live figures.
+calls nobody saw; the legs it wrote (``report.legs``) are handed to today's live figures. A
+call whose legs the database refuses (an id longer than the column) is logged and left out;
+the other calls' legs are written.
 
 It is keyed as the interaction log is, by the call's Linkedid (``cti.queuelog.model``; with
 ``[[pbx]]`` the source qualifies the ids by the PBX, ``cti.cluster.pbxs.QualifiedQueueLog``),
@@ -48,6 +50,7 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from crm_core.db import refused_by_database
 from crm_core.models import Interaction
 from crm_core.types import InteractionRecord, Resolution
 from cti.queuelog.legs import answers_as_logged, queue_log_legs
@@ -246,11 +249,34 @@ class QueueLogBackfill:
         await self._stats.flush(10.0)
         legs = [leg for call in calls for leg in queue_log_legs(call, self._tiers)]
         try:
-            written = await write_legs_of_new_calls(self._engine, legs)
+            try:
+                written = await write_legs_of_new_calls(self._engine, legs)
+            except Exception as exc:
+                if not refused_by_database(exc):
+                    raise
+                written = await self._write_legs_apart(legs)
         except Exception as exc:  # checked again by the next backfill: nothing is lost
             log.warning("queue_log.legs_not_written", pbx=self.pbx_id, error=repr(exc))
             return
         self.report.legs.extend(written)
+
+    async def _write_legs_apart(self, legs: list[Leg]) -> list[Leg]:
+        """After a refusal (a call id longer than its column...): each call's legs on their
+        own, so that one call never keeps the others' out of the statistics."""
+        by_call: dict[str, list[Leg]] = {}
+        for leg in legs:
+            by_call.setdefault(leg.call_id, []).append(leg)
+        written: list[Leg] = []
+        for call_id, its in by_call.items():
+            try:
+                written.extend(await write_legs_of_new_calls(self._engine, its))
+            except Exception as exc:
+                if not refused_by_database(exc):
+                    raise
+                original = getattr(exc, "orig", None) or exc
+                log.error("queue_log.legs_refused", pbx=self.pbx_id, call_id=call_id[:150],
+                          error=str(original).strip()[:300])  # fmt: skip
+        return written
 
     async def _answer_legs(self, answers: Mapping[str, tuple[QueueLogCall, bool]]) -> None:
         """The legs a live daemon wrote of calls whose answer it estimated get Asterisk's

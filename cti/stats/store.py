@@ -2,8 +2,13 @@
 
 ``StatsRecorder.submit_legs(legs)`` / ``submit_activity(items)`` never block: one owned worker
 task writes them in batches (a call's legs replace any written before for the same call), and
-retries with a capped backoff while the database is down. ``legs_since`` reads them back
-(today's, when an instance starts ingesting a PBX: ``LiveStats.seed``).
+retries with a capped backoff while the database is down. A batch the database refuses (a value
+PostgreSQL cannot store: retrying cannot help) is written again call by call and item by item,
+and what is still refused is dropped, logged and counted (``refused``, in ``/metrics``), so one
+call never stops the statistics of the calls after it. Caller IDs (anything, from a spoofed SIP
+``From``) and pause reasons (whatever the dialplan says) are first made storable: cut to their
+column, the caller ID as the interaction record's (``crm_core.records``). ``legs_since`` reads
+legs back (today's, when an instance starts ingesting a PBX: ``LiveStats.seed``).
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ import structlog
 from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from crm_core.db import refused_by_database
 from crm_core.models import AgentActivity, CallLeg
+from crm_core.records import storable_caller
 from crm_core.repeats import mark_calls
 from cti.stats.legs import Activity, Leg
 
@@ -24,6 +31,7 @@ log = structlog.get_logger(__name__)
 
 LEGS: Table = CallLeg.__table__  # type: ignore[assignment]
 ACTIVITY: Table = AgentActivity.__table__  # type: ignore[assignment]
+_REASON_MAX: int = ACTIVITY.c["reason"].type.length  # type: ignore[attr-defined]
 
 
 def leg_row(leg: Leg) -> dict[str, Any]:
@@ -34,7 +42,7 @@ def leg_row(leg: Leg) -> dict[str, Any]:
         "tier": leg.tier,
         "agent": leg.agent,
         "direction": leg.direction,
-        "caller": leg.caller,
+        "caller": storable_caller(leg.caller) if leg.caller is not None else None,
         "joined_at": leg.joined_at,
         "joined_hour": int(leg.joined_at // 3600),
         "answered_at": leg.answered_at,
@@ -51,7 +59,7 @@ def activity_row(item: Activity) -> dict[str, Any]:
     return {
         "agent": item.agent,
         "kind": item.kind,
-        "reason": item.reason,
+        "reason": item.reason[:_REASON_MAX] if item.reason else item.reason,
         "started_at": item.started_at,
         "ended_at": item.ended_at if item.ended_at is not None else item.started_at,
     }
@@ -172,6 +180,8 @@ class StatsRecorder:
         self._idle: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
         self.written = 0
+        self.refused = 0  # calls' legs (each call once) and activity items refused, dropped
+        self._refused_calls: set[str] = set()  # a call's legs come again at its wrap-up
 
     @property
     def pending(self) -> int:
@@ -224,9 +234,16 @@ class StatsRecorder:
             self._wake.clear()
             while self.pending:
                 legs, activity = self._legs[:2000], self._activity[:2000]
+                counted = len(legs) + len(activity)
                 try:
-                    await write_legs(self._engine, legs)
-                    await write_activity(self._engine, activity)
+                    try:
+                        await write_legs(self._engine, legs)
+                        await write_activity(self._engine, activity)
+                    except Exception as exc:
+                        if not refused_by_database(exc):
+                            raise
+                        await self._write_apart(legs, activity)
+                        activity, counted = [], 0  # _write_apart took them off and counted
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
@@ -237,5 +254,45 @@ class StatsRecorder:
                 delay = self._retry_initial_s
                 del self._legs[: len(legs)]
                 del self._activity[: len(activity)]
-                self.written += len(legs) + len(activity)
+                self.written += counted
             self._idle.set()
+
+    async def _write_apart(self, legs: Sequence[Leg], activity: Sequence[Activity]) -> None:
+        """After a refusal: each call's legs, then each activity item, in its own transaction;
+        what the database refuses is dropped and counted. An outage raises (the legs are
+        written again on the retry, replacing themselves; the activity written is taken off
+        the list first, as it would be inserted twice)."""
+        by_call: dict[str, list[Leg]] = {}
+        for leg in legs:
+            by_call.setdefault(leg.call_id, []).append(leg)
+        for call_id, its in by_call.items():
+            try:
+                await write_legs(self._engine, its)
+            except Exception as exc:
+                if not refused_by_database(exc):
+                    raise
+                if call_id not in self._refused_calls:
+                    self._refused_calls.add(call_id)
+                    self._refused("legs", exc, call_id=call_id)
+            else:
+                self.written += len(its)
+        done = 0
+        try:
+            for item in activity:
+                try:
+                    await write_activity(self._engine, [item])
+                except Exception as exc:
+                    if not refused_by_database(exc):
+                        raise
+                    self._refused("activity", exc, agent=item.agent[:100], kind=item.kind)
+                else:
+                    self.written += 1
+                done += 1
+        finally:
+            del self._activity[:done]
+
+    def _refused(self, what: str, exc: Exception, **about: str) -> None:
+        self.refused += 1
+        original = getattr(exc, "orig", None) or exc
+        log.error("statistics refused by the database; dropped", what=what,
+                  error=str(original).strip()[:300], **about)  # fmt: skip

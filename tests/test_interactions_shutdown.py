@@ -9,12 +9,14 @@ import os
 import signal
 import sqlite3
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 from fakes.ami_server import FakeAmiServer
 from interaction_world import recorded, renumbered, unique_shift
 
@@ -49,7 +51,8 @@ async def read_log(stream: asyncio.StreamReader, stopped: asyncio.Event) -> None
 async def run_with_database_locked(
     tmp_path: Path, ami: FakeAmiServer, traces_dir: Path, dead_letters: Path
 ) -> int:
-    """``cti run``; lock its SQLite database; three calls end; SIGTERM; the exit status."""
+    """``cti run``; lock its SQLite database; three calls end; SIGTERM; the exit status, once
+    it stopped within the time the shipped service files allow."""
     db = tmp_path / "crm.db"
     conf = tmp_path / "cti.toml"
     conf.write_text(
@@ -101,12 +104,16 @@ format = "json"
         async with asyncio.timeout(30):
             while (await health(port))["interactions"]["pending"] < 3:  # noqa: ASYNC110
                 await asyncio.sleep(0.1)
+        asked = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         async with asyncio.timeout(30):
             await stopped.wait()
         async with asyncio.timeout(30):
             status = await proc.wait()
         await drain
+        # The parts that write stop side by side, each within its own deadline: one after
+        # the other they took 17-22 s, and systemd (TimeoutStopSec) killed the process first.
+        assert time.monotonic() - asked < 16
         return status
     finally:
         if lock is not None:
@@ -132,3 +139,16 @@ async def test_sigterm_when_the_records_cannot_be_saved_either_exits_3(
     (tmp_path / "not-a-dir").write_text("")
     dead = tmp_path / "not-a-dir" / "dead.jsonl"
     assert await run_with_database_locked(tmp_path, ami, traces_dir, dead) == 3
+
+
+def test_the_shipped_service_files_wait_longer_than_a_stop_with_the_database_down() -> None:
+    """The bound asserted above (16 s) fits in what compose and systemd give a stop."""
+    compose = yaml.safe_load((ROOT / "docker" / "compose.yaml").read_text(encoding="utf-8"))
+    for name, service in compose["services"].items():
+        if name.startswith("cti"):
+            assert int(service["stop_grace_period"].removesuffix("s")) >= 16, name
+    unit = (ROOT / "docker" / "systemd" / "cti.service").read_text(encoding="utf-8")
+    timeouts = [
+        line.split("=", 1)[1] for line in unit.splitlines() if line.startswith("TimeoutStopSec=")
+    ]
+    assert [int(t) for t in timeouts] and all(int(t) >= 16 for t in timeouts)

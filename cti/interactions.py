@@ -249,6 +249,7 @@ class InteractionRecorder:
     def _written(self, record: InteractionRecord) -> None:
         call_id = record.call_id
         self.written += 1
+        self._last_error = ""  # the database answers again: /healthz shows no old error
         # A newer record for this call submitted during the write stays pending.
         if self._pending.get(call_id) is record:
             del self._pending[call_id]

@@ -82,9 +82,12 @@ async def test_during_an_outage_records_wait_and_are_written_in_order_afterwards
         recorder.submit(record(f"c{n}"))
     await asyncio.sleep(0.2)
     assert recorder.pending == 10 and recorder.refused == 0 and recorder.failures >= 3
+    assert "unavailable" in recorder.status()["last_error"]
     store.down = False
     assert await recorder.flush(5.0)
     assert store.order == [f"c{n}" for n in range(10)]
+    # /healthz tells what is wrong now: once a record is written the outage is over.
+    assert recorder.status()["last_error"] is None
     await recorder.stop()
 
 

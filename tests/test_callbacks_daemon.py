@@ -333,3 +333,22 @@ async def test_a_caller_who_withheld_a_number_the_carrier_passed_is_never_called
     row = await h.interaction(call_id)
     assert row is not None and row["customer_id"] is None
     assert KNOWN_CALLER not in str(row)  # the withheld number is not kept either
+
+
+async def test_a_callback_to_a_shared_number_names_no_customer_to_the_pbx(
+    harness: Harness, traces_dir: Path
+) -> None:
+    """A number two customers share is nobody's until someone says who: the callback's
+    Originate carries no CTI_CUSTOMER_ID (it named the first candidate)."""
+    h = harness
+    await h.store.upsert_customer(name="Grace's lodger", phones=[KNOWN_CALLER])
+    await h.start_daemon()
+    await play_call(h, traces_dir, "abandoned_in_queue")
+    [task] = await eventually(lambda: callbacks(h, "Agent 1001"), bool)
+    assert task["customer_id"] is None
+    status, body = await h.api("POST", f"/api/callbacks/{task['task_id']}/dial", "Agent 1001",
+                               json={})  # fmt: skip
+    assert status == 202, body
+    originate = await h.ami.wait_for_action("Originate")
+    assert originate.headers["exten"] == KNOWN_CALLER
+    assert "CTI_CUSTOMER_ID" not in originate.headers["variable"]

@@ -219,3 +219,41 @@ async def test_two_callers_giving_up_together_are_both_announced_to_screen_reade
     news = page.get_by_role("status").filter(has_text="to call back")
     await expect(news).to_contain_text("Grace Hopper gave up in tier1")
     await expect(news).to_contain_text("+442079460123 gave up in tier1")
+
+
+async def test_a_caller_who_gives_up_while_the_desktop_reads_its_list_stays_on_it(
+    browser: object, harness: Harness, traces_dir: Path
+) -> None:
+    """The list read on connecting was computed before the task opened and arrives after the
+    task's pushed message: the task stays (it was wiped until the next reconnect, and the
+    list is never read again while connected)."""
+    import asyncio
+
+    from playwright.async_api import Browser, Page, Route, expect
+
+    h = harness
+    await h.start_daemon()
+    assert isinstance(browser, Browser)
+    page: Page = await browser.new_page(viewport=DESK)
+    read, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_list(route: Route) -> None:
+        answer = await route.fetch()  # the daemon's list now: nobody yet
+        read.set()
+        await release.wait()
+        await route.fulfill(response=answer)
+
+    await page.route("**/api/callbacks", slow_list)
+    await page.goto(h.base + "/")
+    await page.get_by_label("Your agent token").fill(token_of("Agent 1001"))
+    await page.get_by_role("button", name="Sign in").click()
+    await asyncio.wait_for(read.wait(), 10)
+    await h.ami.play(trace(traces_dir, "abandoned_in_queue"))
+    task = page.locator("#callback-list li", has_text="Grace Hopper")
+    await expect(task).to_have_count(1, timeout=10_000)  # pushed
+    release.set()  # the list read before it arrives now
+    await expect(page.locator("#callback-news")).to_have_text(
+        "Grace Hopper gave up in tier1: to call back."
+    )
+    await page.wait_for_timeout(500)
+    await expect(task).to_have_count(1)

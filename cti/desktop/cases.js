@@ -263,10 +263,15 @@
   // time. While the link is down the list is read every poll_s instead.
   async function refreshCallbacks() {
     if (!token()) return;
+    // The list is read as it was when the daemon answered: a task pushed meanwhile (opened,
+    // dialled, closed) is newer, and would be lost under it until the next reconnect.
+    const pushed = [];
+    panel.pushedWhileReading = pushed;
     try {
       const data = await api("GET", "/api/callbacks");
       const now = Date.now();
       panel.callbacks = (data.callbacks || []).map((t) => ({ ...t, receivedAt: now }));
+      for (const task of pushed) applyTask(task);
       panel.callbacksOff = data.enabled === false;
       // The daemon's pace applies from now on: the wait already scheduled (the default's,
       // set at page load, before sign-in) would otherwise come first.
@@ -277,6 +282,9 @@
       }
     } catch (err) {
       panel.callbacks = [];
+      for (const task of pushed) applyTask(task);
+    } finally {
+      if (panel.pushedWhileReading === pushed) panel.pushedWhileReading = null;
     }
     renderCallbacks();
   }
@@ -307,20 +315,27 @@
     panel.newsTimer = setTimeout(() => { panel.news = []; }, NEWS_MS);
   }
 
-  function taskChanged(task) {
-    if (!task || task.task_id === undefined) return;
-    task.receivedAt = Date.now();
+  // The task in the list as it now is; true when the list did not have it.
+  function applyTask(task) {
     const rest = panel.callbacks.filter((t) => t.task_id !== task.task_id);
     const fresh = rest.length === panel.callbacks.length;
-    if (fresh && task.status === "open") {
-      // Screen readers hear of a caller to call back as sighted agents see the list grow.
-      sayNews(`${task.customer_name || task.number} gave up in ${task.queue}: to call back.`);
-    }
     if (OPEN.has(task.status)) {
       rest.push(task);
       rest.sort((a, b) => a.created_at - b.created_at || a.task_id - b.task_id);
     }
     panel.callbacks = rest;
+    return fresh;
+  }
+
+  function taskChanged(task) {
+    if (!task || task.task_id === undefined) return;
+    task.receivedAt = Date.now();
+    // Newer than the list being read (if one is): applied again over it when it comes.
+    if (panel.pushedWhileReading) panel.pushedWhileReading.push(task);
+    if (applyTask(task) && task.status === "open") {
+      // Screen readers hear of a caller to call back as sighted agents see the list grow.
+      sayNews(`${task.customer_name || task.number} gave up in ${task.queue}: to call back.`);
+    }
     renderCallbacks();
   }
 

@@ -184,12 +184,16 @@ async def escalate(request: web.Request) -> web.Response:
 
 
 async def _refuse_do_not_call(deps: ApiDeps, number: str, customer_id: int | None) -> int | None:
-    """The customer being dialled (if known); 409 when any owner of the number is do-not-call."""
+    """The customer being dialled (if known: given, or the number's only owner; a number
+    several customers share is nobody's); 409 when any owner of the number is do-not-call."""
     try:
         ids: list[int] = []
+        owner: int | None = None
         if customer_id is not None:
             ids.append(customer_id)
         resolution = await deps.crm.resolve(number)
+        if resolution.status == "match":
+            owner = resolution.customer_id
         ids.extend(c.customer_id for c in resolution.candidates[:5] if c.customer_id not in ids)
         for cid in ids:
             view = await deps.crm.view(cid)
@@ -208,7 +212,7 @@ async def _refuse_do_not_call(deps: ApiDeps, number: str, customer_id: int | Non
         raise ApiError(
             503, "crm: cannot check the do-not-call flag (CRM unavailable): nothing dialled"
         ) from exc
-    return customer_id if customer_id is not None else (ids[0] if ids else None)
+    return customer_id if customer_id is not None else owner
 
 
 def _dialable(deps: ApiDeps, typed: str) -> str:

@@ -88,6 +88,9 @@ async def test_a_call_from_a_hubspot_contact_pops_goes_out_signed_and_is_logged_
     ended = received[-1]
     assert ended["interaction"]["talk_s"] == 60.0 and ended["interaction"]["agents"] == ["alice"]
     assert ended["customer_sources"] == ["hubspot"]
-    (logged,) = hubspot.written
+    # At least once here too: a write HubSpot answered after the outbox's timeout (a loaded
+    # machine) is sent again, the same call logged with the same content.
+    logged = hubspot.written[0]
+    assert all(w == logged for w in hubspot.written)
     assert logged["associations"][0]["to"]["id"] == "101"
     assert logged["properties"]["hs_call_duration"] == 60000

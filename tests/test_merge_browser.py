@@ -45,8 +45,17 @@ async def rows(store: CrmStore, table: str, customer_id: int) -> int:
         return int((await conn.execute(sql, {"c": customer_id})).scalar_one())
 
 
+async def on_screen(page: Any, locator: Any) -> None:
+    """In the viewport's width, with the page not wider than the viewport (no sideways scroll)."""
+    box = await locator.bounding_box()
+    width = await page.evaluate("window.innerWidth")
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width, box
+    assert await page.evaluate("document.documentElement.scrollWidth") <= width
+
+
+@pytest.mark.parametrize("size", [(1400, 1000), (390, 844)], ids=["desktop", "phone"])
 async def test_a_supervisor_merges_two_duplicates_from_the_console(
-    browser: Any, tmp_path: Path
+    browser: Any, tmp_path: Path, size: tuple[int, int]
 ) -> None:
     from playwright.async_api import expect
 
@@ -70,7 +79,7 @@ async def test_a_supervisor_merges_two_duplicates_from_the_console(
         before = {t: (await rows(store, t, jon), await rows(store, t, john)) for t in TABLES}
 
         async with running_api(crm=store, customers_admin=CustomerMaintenance(store)) as world:
-            page = await browser.new_page(viewport={"width": 1400, "height": 1000})
+            page = await browser.new_page(viewport={"width": size[0], "height": size[1]})
             await page.goto(str(world.client.make_url("/supervisor")))
             await page.get_by_label("Supervisor token").fill(TOKENS["Supervisor"])
             await page.get_by_role("button", name="Sign in").click()
@@ -83,7 +92,10 @@ async def test_a_supervisor_merges_two_duplicates_from_the_console(
             assert [(p["first_id"], p["second_id"]) for p in found["pairs"]] == [(jon, john)]
             await expect(row.locator("td.score")).to_have_text(str(found["pairs"][0]["score"]))
             await expect(row).to_contain_text("same number +442071234567")
+            await row.get_by_role("button", name=f"Keep #{jon}").scroll_into_view_if_needed()
+            await on_screen(page, row.get_by_role("button", name=f"Keep #{jon}"))
             await row.get_by_role("button", name=f"Keep #{jon}").click()
+            await on_screen(page, row.get_by_role("button", name="Confirm merge"))
             await row.get_by_role("button", name="Confirm merge").click()
             moved = sum(b for _a, b in before.values())
             await expect(page.locator("#dupes-feedback")).to_have_text(
@@ -101,6 +113,7 @@ async def test_a_supervisor_merges_two_duplicates_from_the_console(
             await page.get_by_label("move 07700900123 (mobile)").check()
             await page.get_by_label("case #2 Router").check()
             await page.get_by_label("To customer id, or a new customer's name").fill("John Smyth")
+            await on_screen(page, page.get_by_role("button", name="Divide"))
             await page.get_by_role("button", name="Divide").click()
             await expect(page.locator("#dupes-feedback")).to_have_text(
                 f"divided #{jon}: 2 records moved to #4."

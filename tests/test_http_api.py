@@ -13,7 +13,9 @@ from http_world import (
     SHARED_NUMBER,
     TOKENS,
     World,
+    customer_view,
     headers,
+    memory_crm,
     running_api,
 )
 
@@ -382,6 +384,22 @@ async def test_click_to_dial_refuses_a_do_not_call_customer(world: World) -> Non
     )
     assert resp.status == 404
     assert world.ami.actions == []
+
+
+async def test_click_to_dial_refuses_a_number_shared_with_any_do_not_call_customer() -> None:
+    """Seven customers share a switchboard; the seventh refused calls: nobody dials it."""
+    crm = memory_crm()
+    board = "+442079460123"
+    crm.shared[board] = [(10 + n, f"reason {n}") for n in range(7)]
+    for n in range(7):
+        crm.views[10 + n] = customer_view(10 + n, f"Office {n}", ("do_not_call",) if n == 6 else ())
+    async with running_api(crm=crm) as w:
+        resp = await w.client.post(
+            "/api/calls/originate", json={"number": board}, headers=headers(A1)
+        )
+        assert resp.status == 409, await resp.text()
+        assert "customer 16 (Office 6) is flagged do-not-call" in (await resp.json())["error"]
+        assert w.ami.actions == []
 
 
 async def test_a_supervisor_without_a_phone_cannot_dial(world: World) -> None:

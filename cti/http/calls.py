@@ -194,7 +194,7 @@ async def _refuse_do_not_call(deps: ApiDeps, number: str, customer_id: int | Non
         resolution = await deps.crm.resolve(number)
         if resolution.status == "match":
             owner = resolution.customer_id
-        ids.extend(c.customer_id for c in resolution.candidates[:5] if c.customer_id not in ids)
+        ids.extend(c.customer_id for c in resolution.candidates if c.customer_id not in ids)
         for cid in ids:
             view = await deps.crm.view(cid)
             if view is None:

@@ -27,6 +27,7 @@ OPEN_STATUSES = ("open", "dialling")
 # The outcomes that close a task; any other end of the callback leaves it to dial again.
 CLOSING_OUTCOMES = ("answered", "no_answer", "busy")
 CALLED_AGAIN = "called again"
+DO_NOT_CALL = "do not call"  # closed: the customer refused calls after giving up
 
 
 class UnknownTask(CrmError, LookupError):
@@ -251,6 +252,16 @@ class CallbackBook:
         task = await self.get(task_id)
         assert task is not None
         return task
+
+    async def close(self, task_id: int, *, reason: str, at: float) -> bool:
+        """Close an open task (not one being dialled) for ``reason``; False if it was not open."""
+        async with self._write("callback_close") as conn:
+            done = await conn.execute(
+                update(CallbackTask)
+                .where(CallbackTask.id == task_id, CallbackTask.status == "open")
+                .values(status="closed", open_key=None, closed_reason=reason, closed_at=at)
+            )
+        return bool(done.rowcount)
 
     async def dial_failed(self, task_id: int) -> None:
         """The dial did not reach Asterisk: the task is open again."""

@@ -114,6 +114,25 @@ async def test_an_abandoned_caller_is_called_back_from_the_task(
     assert await callbacks(h, "Agent 1001") == []
 
 
+async def test_a_task_whose_customer_refused_calls_since_is_closed_not_left_undiallable(
+    harness: Harness, traces_dir: Path
+) -> None:
+    h = harness
+    await h.start_daemon()
+    await play_call(h, traces_dir, "abandoned_in_queue")
+    [task] = await eventually(lambda: callbacks(h, "Agent 1001"), bool)
+    # The customer asks not to be called again before anyone calls back.
+    await h.store.upsert_customer(name="Grace Hopper", external_id="CUST-000123",
+                                  phones=[KNOWN_CALLER], flags=["do_not_call"])  # fmt: skip
+    status, body = await h.api("POST", f"/api/callbacks/{task['task_id']}/dial", "Agent 1001",
+                               json={})  # fmt: skip
+    assert status == 409 and "do-not-call" in body["error"] and "task closed" in body["error"]
+    assert h.ami.actions_named("Originate") == []
+    closed = await task_of(h, task["task_id"])
+    assert closed is not None and (closed.status, closed.closed_reason) == ("closed", "do not call")
+    assert await callbacks(h, "Agent 1001") == []  # off every agent's list
+
+
 async def test_a_busy_callback_is_recorded_busy_and_closes_the_task(
     harness: Harness, traces_dir: Path
 ) -> None:
@@ -216,11 +235,6 @@ async def test_a_bad_dial_request_is_refused_and_nothing_reaches_asterisk(
         assert (got, error in answer["error"]) == (status, True), (path, body, answer)
     got, answer = await h.api("POST", dial, "Agent 2001", json={})  # tier2: not their queue
     assert got == 403 and "for queue tier1" in answer["error"]
-    # Flagged do-not-call since the caller gave up: refused before anything is dialled.
-    await h.store.upsert_customer(name="Grace Hopper", external_id="CUST-000123",
-                                  phones=[KNOWN_CALLER], flags=["do_not_call"])  # fmt: skip
-    got, answer = await h.api("POST", dial, "Agent 1001", json={})
-    assert got == 409 and "do-not-call" in answer["error"]
     assert h.ami.actions_named("Originate") == []
     [still] = await callbacks(h, "Agent 1001")
     assert still["status"] == "open"

@@ -24,6 +24,7 @@ from contextlib import asynccontextmanager
 import structlog
 from aiohttp import web
 
+from crm_core.callbacks import DO_NOT_CALL as DO_NOT_CALL_REASON
 from crm_core.callbacks import CallbackBook, TaskClosed, UnknownTask
 from crm_core.cases import CaseBook, CaseClosed, CaseRecord, InvalidCase, UnknownCase
 from crm_core.errors import CrmUnavailable
@@ -240,7 +241,18 @@ async def dial_callback(request: web.Request) -> web.Response:
         raise ApiError(409, f"task_id: callback task {task_id} is {task.status}")
     ami = agent_link(deps, who)
     number = _dialable(deps, task.e164)
-    customer_id = await _refuse_do_not_call(deps, number, task.customer_id)
+    try:
+        customer_id = await _refuse_do_not_call(deps, number, task.customer_id)
+    except ApiError as refused:
+        if refused.status != 409:
+            raise
+        # The customer refused calls since the caller gave up: nobody may dial it, so the
+        # task leaves every agent's list instead of standing there undiallable.
+        async with crm_errors():
+            closed = await book.close(task_id, reason=DO_NOT_CALL_REASON, at=time.time())
+        if closed and deps.callback_news is not None:
+            await deps.callback_news.changed_ids(book, [task_id])
+        raise ApiError(409, f"{refused.message}; task closed") from None
     async with crm_errors():
         task = await book.start_dialling(task_id, agent=who.name, at=time.time())
     news = deps.callback_news

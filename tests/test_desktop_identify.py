@@ -168,6 +168,8 @@ async def test_an_ambiguous_caller_confirmed_on_one_desktop_updates_the_other(
         for page in (first, second):
             await expect(page.locator("#customer-name")).to_have_text("One of 2 possible customers")
             await expect(page.locator("#candidates li")).to_have_count(2)
+            # "Remember" is about a customer found or created here: the listed ones have it.
+            await expect(page.locator("#remember-text")).to_contain_text("found or created here")
         await no_sideways_scroll(first)
         await first.get_by_role("button", name="Acme Holdings is the caller").click()
         for page in (first, second):

@@ -425,9 +425,11 @@ function showIdentify(entry, call, several) {
   const number = numberKnown(call);
   $("remember-line").hidden = !number;
   $("remember-number").checked = Boolean(entry.remember) && number;
-  $("remember-text").textContent = number
-    ? `Remember ${call.caller} as this customer's number (the next call from it is recognised)`
-    : "";
+  // Candidates listed have the number already: ticking it means something only for a
+  // customer found or created here.
+  $("remember-text").textContent = !number ? ""
+    : several ? `Remember ${call.caller} for a customer found or created here (the customers listed above have it already)`
+    : `Remember ${call.caller} as this customer's number (the next call from it is recognised)`;
   $("new-number").textContent = number
     ? `Caller's number: ${call.caller} (added only if “Remember” is ticked)`
     : "The caller's number is withheld: no number will be added.";

@@ -30,6 +30,9 @@ from supervisor_world import T0, SupervisorWorld, running_console
 
 from crm_core.models import AgentActivity, CallLeg, Interaction
 from crm_core.store import CrmStore
+from cti.stats.figures import Thresholds
+from cti.stats.live import LiveStats
+from cti.tracker.events import CallEvent
 
 H = 3600.0
 SUP, A1 = "Supervisor", "Agent 1001"
@@ -141,3 +144,25 @@ async def test_todays_agent_time_and_outbound_calls_survive_a_restart(
         live = restarted.supervision.live_stats()
     assert live["agents"] == {A1: WORKED_OUT_AGENT} == report["agents"]
     assert live["outbound"] == WORKED_OUT_OUTBOUND == report["outbound"]
+
+
+def test_an_agent_logged_in_across_midnight_counts_today_from_midnight() -> None:
+    """Logged in 23:00 → 01:00, paused "lunch" 23:30 → 00:30: on the new day the live view
+    counts 01:00 of login and 00:30 of pause (clipped at midnight, as the period report clips
+    an interval to its period); before midnight, the day so far (open intervals until now)."""
+    live = LiveStats(Thresholds(default_s=20.0), {"tier1": "tier1"})
+
+    def state(at: float, **data: Any) -> None:
+        values = {"queue": "tier1", "logged_in": True, "paused": False, **MEMBER, **data}
+        live.apply(CallEvent("", "agent_state", T0 + at, values))  # type: ignore[arg-type]
+
+    state(23 * H)
+    state(23.5 * H, paused=True, reason="lunch")
+    agent = live.agents_today(T0 + 24 * H - 1)[A1]
+    assert (agent["login_s"], agent["pause_s"]) == (3599.0, 1799.0)  # until 23:59:59
+    state(24.5 * H)  # the new day: unpaused at 00:30
+    state(25 * H, logged_in=False)
+    agent = live.agents_today()[A1]
+    assert (agent["login_s"], agent["pause_s"]) == (3600.0, 1800.0)
+    assert agent["pause_by_reason"] == {"lunch": 1800.0}
+    assert agent["occupancy"] == 0.0  # no call: 0 s handled of 1,800 s staffed

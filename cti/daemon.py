@@ -84,6 +84,7 @@ from cti.queuelog.backfill import (
     Sink,
 )
 from cti.routing.http import route_handler
+from cti.supervisor.listen import SPY_EVENTS
 from cti.supervisor.service import Supervision
 from cti.tracker.events import CallEvent
 from cti.tracker.tracker import CallTracker
@@ -496,10 +497,14 @@ class Daemon:
     async def _pump_items(self, items: Iterable[Any]) -> None:
         feed = self.parts.tracker.feed
         handle = self.handle
+        supervision = self.parts.supervision
+        spy = supervision.supervise if supervision is not None else None
         self.parts.pbx_clock.observe(getattr(self.parts.tracker, "last_ts", None))
         for item in items:
             if not isinstance(item, _MARKERS):
                 self.events_in += 1
+                if spy is not None and item.get("Event") in SPY_EVENTS:
+                    spy.ami_event(item)  # a spy session ends with its spyer (listen.py)
                 try:
                     events = feed(item)
                 except Exception as exc:  # the tracker tolerates bad input; never stop the flow

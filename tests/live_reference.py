@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from cti.stats.figures import GROUPS, Figures, Thresholds
+from cti.stats.figures import GROUPS, Figures, Thresholds, agent_figures
 from cti.stats.legs import Activity, AgentBook, Leg, LegBook
 from cti.tracker.events import CallEvent
 
@@ -139,6 +139,7 @@ class ReferenceLiveStats:
         # Wrap-ups measured before their call's legs finished: call -> agent -> seconds.
         self._early_wraps: dict[str, dict[str, float]] = {}
         self._seeded: set[str] = set()  # calls whose legs came from the database (``seed``)
+        self._outbound: dict[str, tuple[float, str, float | None]] = {}
 
     def apply(self, event: CallEvent) -> Applied:
         if event.ts is not None and event.ts > self.now:
@@ -229,6 +230,45 @@ class ReferenceLiveStats:
                 out[leg.agent] = out.get(leg.agent, 0) + 1
         return out
 
+    def outbound_ended(
+        self, call: str, started: float | None, outcome: str, talk_s: float | None
+    ) -> None:
+        if started is not None and self._day_start <= started < self._day_start + DAY:
+            self._outbound[call] = (started, outcome, talk_s)
+
+    def outbound(self) -> dict[str, Any]:
+        today = [o for o in self._outbound.values() if o[0] >= self._day_start]
+        talks = [t for _, _, t in today if t is not None]
+        return {
+            "calls": len(today),
+            "answered": sum(1 for _, outcome, _ in today if outcome == "answered"),
+            "talk_s": round(sum(talks), 3) if talks else 0.0,
+            "avg_talk_s": round(sum(talks) / len(talks), 3) if talks else None,
+        }
+
+    def agents_today(self, now: float | None = None) -> dict[str, dict[str, Any]]:
+        """The whole day summed again: closed intervals clipped to today, open ones until now,
+        the answered legs of the calls that ended (in whole microseconds, as the live view)."""
+        now = max(now or 0.0, self.now)
+        start, end = self._day_start, self._day_start + DAY
+        spans: dict[tuple[str, str, str], int] = {}
+        for a in [*self.activity_today, *self.agents.open_activity()]:
+            until = a.ended_at if a.ended_at is not None else now
+            if a.started_at < end and until > start:
+                key = (a.agent, a.kind, a.reason[:100] if a.reason else "")
+                spans[key] = spans.get(key, 0) + round(
+                    (min(until, end) - max(a.started_at, start)) * 1e6
+                )
+        handled: dict[str, tuple[int, float]] = {}
+        for leg in self._today:
+            if leg.joined_at >= start and leg.agent and leg.talk_s is not None:
+                assert leg.answered_at is not None and leg.ended_at is not None
+                n, s = handled.get(leg.agent, (0, 0.0))
+                us = round((leg.ended_at - leg.answered_at + (leg.wrap_s or 0.0)) * 1e6)
+                handled[leg.agent] = (n + 1, s + us)
+        rows = [(a, k, r, us / 1e6) for (a, k, r), us in sorted(spans.items())]
+        return agent_figures(rows, {a: (n, us / 1e6) for a, (n, us) in handled.items()})
+
     def to_dict(self, now: float | None = None) -> dict[str, Any]:
         """``/api/stats/live``: today's figures by queue, tier, agent and hour."""
         return {
@@ -237,6 +277,8 @@ class ReferenceLiveStats:
             **{
                 by: {k: f.to_dict() for k, f in self.figures(by, now).items()} for by in GROUPS_LIVE
             },
+            "outbound": self.outbound(),
+            "agents": self.agents_today(now),
         }
 
 

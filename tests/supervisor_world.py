@@ -75,9 +75,15 @@ class LatestRecords(dict[str, InteractionRecord]):
 
 @asynccontextmanager
 async def running_console(
-    tmp_path: Path, *, supervisor: SupervisorConfig | None = None, pbx: PbxActions | None = None
+    tmp_path: Path,
+    *,
+    supervisor: SupervisorConfig | None = None,
+    pbx: PbxActions | None = None,
+    db_url: str | None = None,
+    grace_s: float = 120,
 ) -> AsyncIterator[SupervisorWorld]:
-    """``pbx``: an AMI client for listening and recording (left out without one)."""
+    """``pbx``: an AMI client for listening and recording (left out without one); ``db_url``:
+    the database (a SQLite file in ``tmp_path`` by default)."""
     people = [
         a.model_copy(update={"interface": SUPERVISOR_PHONE}) if a.role == "supervisor" else a
         for a in agents()
@@ -88,13 +94,13 @@ async def running_console(
         supervisor=supervisor or SupervisorConfig(refresh_s=3600),
     )
     crm = MemoryCrm(by_number={"+442071234567": 1}, views={1: customer_view(1, "Ada Lovelace")})
-    store = await CrmStore.open(f"sqlite+aiosqlite:///{tmp_path / 'stats.db'}")
+    store = await CrmStore.open(db_url or f"sqlite+aiosqlite:///{tmp_path / 'stats.db'}")
     hub = PopHub(config.agents)
     tiers = {t.queue: n for n, t in config.tiers.items()}
     now = [T0]
     records = LatestRecords()
     calls = LiveCalls(
-        directory=crm, tiers_by_queue=tiers, recorder=records, clock=lambda: now[0], grace_s=120
+        directory=crm, tiers_by_queue=tiers, recorder=records, clock=lambda: now[0], grace_s=grace_s
     )
     recorder = StatsRecorder(store.engine)
     supervise = None

@@ -313,6 +313,54 @@ def test_figures_of_pbxs_on_two_instances_merge_into_the_figures_of_all_their_ca
     assert merge_live([part | {"queue": {"tier1": paris}}, yesterday])["queue"]["tier1"] == paris
 
 
+def test_agent_time_and_outbound_calls_of_two_instances_merge() -> None:
+    """An agent on both PBXs: times summed, occupancy recomputed: 900 s handled of
+    (3,600 + 1,800) logged in less (300 + 300) paused = 900 / 4,800 = 0.1875. Outbound calls
+    summed, the mean talk weighted by the answered calls: (2 × 60 + 1 × 150) / 3 = 90."""
+    part = {"now": 5.0, "day_start": 0.0, "queue": {}, "tier": {}, "agent": {}, "hour": {}}
+    ada = {
+        "calls": 3,
+        "handle_s": 600.0,
+        "login_s": 3600.0,
+        "pause_s": 300.0,
+        "pause_by_reason": {"lunch": 300.0},
+        "occupancy": 0.1818,
+    }
+    ada_lyon = {
+        "calls": 1,
+        "handle_s": 300.0,
+        "login_s": 1800.0,
+        "pause_s": 300.0,
+        "pause_by_reason": {"lunch": 200.0, "training": 100.0},
+        "occupancy": 0.2,
+    }
+    bob = {"calls": 0, "handle_s": 0.0, "login_s": 60.0, "pause_s": 0.0,
+           "pause_by_reason": {}, "occupancy": 0.0}  # fmt: skip
+    paris = part | {
+        "agents": {"Ada": ada},
+        "outbound": {"calls": 3, "answered": 2, "talk_s": 120.0, "avg_talk_s": 60.0},
+    }
+    lyon = part | {
+        "agents": {"Ada": ada_lyon, "Bob": bob},
+        "outbound": {"calls": 1, "answered": 1, "talk_s": 150.0, "avg_talk_s": 150.0},
+    }
+    merged = merge_live([paris, lyon])
+    assert merged["agents"] == {
+        "Ada": {
+            "calls": 4,
+            "handle_s": 900.0,
+            "login_s": 5400.0,
+            "pause_s": 600.0,
+            "pause_by_reason": {"lunch": 500.0, "training": 100.0},
+            "occupancy": 0.1875,
+        },
+        "Bob": bob,
+    }
+    assert merged["outbound"] == {"calls": 4, "answered": 3, "talk_s": 270.0, "avg_talk_s": 90.0}
+    assert merge_live([paris])["agents"] == {"Ada": ada}  # one instance: as it is
+    assert merge_live([paris])["outbound"] == paris["outbound"]
+
+
 class _Instances:
     """Who holds each PBX, and how each instance answers ``live_stats`` (B never does)."""
 

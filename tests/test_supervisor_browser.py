@@ -103,6 +103,9 @@ async def test_the_numbers_on_screen_are_the_apis(browser: Any, tmp_path: Path) 
         for a in board["agents"]:
             row = page.locator(f'#agents tr[data-agent="{a["name"]}"]')
             await expect(row.locator("td.calls-today")).to_have_text(str(a["calls_today"]))
+            today = live["agents"].get(a["member"], {})
+            assert a["occupancy"] == today.get("occupancy")
+            await expect(row.locator("td.occupancy")).to_have_text(percent(a["occupancy"]))
         await expect(page.locator('#agents tr[data-agent="Agent 2001"] td.state')).to_contain_text(
             "paused (training"
         )

@@ -116,3 +116,58 @@ async def test_the_transferred_call_is_recorded_once_and_spied_on_at_its_current
     assert by_action["whisper"]["target"] == AGENT_2001
     assert by_action["whisper"]["supervisor"] == "Supervisor"
     assert by_action["whisper"]["ended_at"] == pytest.approx(float(events[-1]["Timestamp"]), abs=1)
+
+
+def spy_event(name: str, at: float, spyer: str, spyee: str) -> dict[str, str]:
+    """``ChanSpyStart``/``ChanSpyStop`` as Asterisk 22 sends them (``supervise.ami``; the
+    ``Spyer*``/``Spyee*`` fields the code reads)."""
+    return {"Event": name, "Privilege": "call,all", "Timestamp": f"{at:.6f}",
+            "SpyerChannel": spyer, "SpyerChannelState": "6", "SpyerChannelStateDesc": "Up",
+            "SpyerCallerIDNum": "spy", "SpyerUniqueid": "1796291999.1",
+            "SpyeeChannel": spyee, "SpyeeChannelState": "6", "SpyeeChannelStateDesc": "Up",
+            "SpyeeUniqueid": "1796291935.2"}  # fmt: skip
+
+
+def hangup(at: float, channel: str) -> dict[str, str]:
+    return {"Event": "Hangup", "Privilege": "call,all", "Timestamp": f"{at:.6f}",
+            "Channel": channel, "Uniqueid": "1796291999.1", "Linkedid": "1796291999.1",
+            "Cause": "16", "Cause-txt": "Normal Clearing"}  # fmt: skip
+
+
+@pytest.mark.parametrize("how", ["ChanSpyStop", "Hangup"])
+async def test_a_spy_session_ends_when_the_supervisor_stops_not_when_the_call_ends(
+    running: tuple[Daemon, FakeAmiServer, Path], how: str
+) -> None:
+    """The supervisor whispers from 1 s after the transfer, then hangs up 1.5 s later while the
+    call goes on for 3 s more: the session ends at ``ChanSpyStop`` (or at their phone
+    channel's ``Hangup``), not when the call ended. Another phone's ``ChanSpyStop`` on the
+    same agent ends nothing."""
+    daemon, ami, _ = running
+    events = [e for e in read_ami_events(TRACE) if "Event" in e]
+    done = next(i for i, e in enumerate(events) if e["Event"] == "AttendedTransfer")
+    await ami.play(events[: done + 1])
+    call_id = events[0]["Linkedid"]
+    calls = daemon.parts.calls
+    await wait_until(lambda: (c := calls.get(call_id)) is not None and c.agent == "Agent 2001")
+    status, body = await api(daemon, "POST", f"/api/calls/{call_id}/spy", json={"mode": "whisper"})
+    assert status == 201, body
+
+    at = float(events[done]["Timestamp"])
+    mine, other = f"{PHONE}-0000002a", "PJSIP/9001-0000002b"
+    stop = (spy_event("ChanSpyStop", at + 2.5, mine, AGENT_2001) if how == "ChanSpyStop"
+            else hangup(at + 2.5, mine))  # fmt: skip
+    await ami.play([
+        spy_event("ChanSpyStart", at + 1, mine, AGENT_2001),
+        spy_event("ChanSpyStop", at + 2, other, AGENT_2001),  # not this supervisor's
+        stop,
+    ])  # fmt: skip
+    await ami.play(events[done + 1 :])
+    await wait_until(lambda: (c := calls.get(call_id)) is None or c.ended_at is not None)
+    supervise = daemon.parts.supervision.supervise  # type: ignore[union-attr]
+    assert supervise is not None
+    await supervise.settled()
+    status, audit = await api(daemon, "GET", "/api/supervisor/audit")
+    assert status == 200
+    [whisper] = [e for e in audit["entries"] if e["action"] == "whisper"]
+    assert whisper["ended_at"] == pytest.approx(at + 2.5, abs=1e-3)
+    assert whisper["ended_at"] < float(events[-1]["Timestamp"]) - 2  # before the call's end

@@ -8,9 +8,10 @@ One ingester (one PBX, or every PBX on one instance): its figures, exactly. PBXs
 several ingesters: counts are summed, the service level is recomputed from the summed counts
 and the averages weighted by the answered calls (exact up to the rounding); the 90th
 percentile of answer times cannot be rebuilt from the parts' and is the largest of them (an
-upper bound). ``pbxs`` says which instance each PBX's figures came from; a PBX nobody ingests
-(a takeover under way) or whose instance did not answer within ``ASK_TIMEOUT_S`` (all are
-asked together) is listed in ``missing``.
+upper bound). Outbound calls are summed; an agent in several parts gets their times summed
+and occupancy recomputed. ``pbxs`` says which instance each PBX's figures came from; a PBX
+nobody ingests (a takeover under way) or whose instance did not answer within
+``ASK_TIMEOUT_S`` (all are asked together) is listed in ``missing``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import structlog
 
 from cti.ami.errors import AmiError
 from cti.pbx_actions import PbxRefused
+from cti.stats.figures import agent_figures
 from cti.stats.live import GROUPS_LIVE
 
 log = structlog.get_logger(__name__)
@@ -77,7 +79,8 @@ def merge_figures(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 def merge_live(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Several instances' ``LiveStats.to_dict`` as one (the parts of today only)."""
     if not parts:
-        return {"now": None, "day_start": None, **{by: {} for by in GROUPS_LIVE}}
+        empty: dict[str, Any] = {"now": None, "day_start": None, **{by: {} for by in GROUPS_LIVE}}
+        return {**empty, "outbound": merge_outbound([]), "agents": {}}
     day = max(float(p.get("day_start") or 0.0) for p in parts)
     today = [p for p in parts if float(p.get("day_start") or 0.0) == day]
     out: dict[str, Any] = {"now": max(p.get("now") or 0.0 for p in today), "day_start": day}
@@ -87,6 +90,46 @@ def merge_live(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             for key, figures in (part.get(by) or {}).items():
                 groups.setdefault(key, []).append(figures)
         out[by] = {key: merge_figures(groups[key]) for key in sorted(groups)}
+    out["outbound"] = merge_outbound([p["outbound"] for p in today if p.get("outbound")])
+    out["agents"] = merge_agents([p.get("agents") or {} for p in today])
+    return out
+
+
+def merge_outbound(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Outbound calls: summed; the mean talk weighted by the answered calls."""
+    if len(parts) == 1:
+        return dict(parts[0])
+    talk = round(sum(float(p.get("talk_s") or 0.0) for p in parts), 3)
+    return {
+        "calls": sum(int(p.get("calls") or 0) for p in parts),
+        "answered": sum(int(p.get("answered") or 0) for p in parts),
+        "talk_s": talk,
+        "avg_talk_s": _weighted(parts, "avg_talk_s"),
+    }
+
+
+def merge_agents(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Agent time per agent: an agent in one part as it is; in several (queues on several
+    PBXs), times summed and occupancy recomputed (``cti.stats.figures.agent_figures``)."""
+    seen: dict[str, list[Mapping[str, Any]]] = {}
+    for part in parts:
+        for agent, figures in part.items():
+            seen.setdefault(agent, []).append(figures)
+    out: dict[str, Any] = {}
+    for agent in sorted(seen):
+        entries = seen[agent]
+        if len(entries) == 1:
+            out[agent] = dict(entries[0])
+            continue
+        spans = [(agent, "login", "", float(e.get("login_s") or 0.0)) for e in entries]
+        reasons: dict[str, float] = {}
+        for e in entries:
+            for reason, seconds in (e.get("pause_by_reason") or {}).items():
+                reasons[reason] = reasons.get(reason, 0.0) + float(seconds)
+        spans += [(agent, "pause", r, s) for r, s in sorted(reasons.items())]
+        calls = sum(int(e.get("calls") or 0) for e in entries)
+        handle = sum(float(e.get("handle_s") or 0.0) for e in entries)
+        out.update(agent_figures(spans, {agent: (calls, handle)}))
     return out
 
 

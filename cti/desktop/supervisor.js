@@ -219,6 +219,8 @@ function agentRow(a) {
     stateCell,
     el("td", a.call_id || ""),
     el("td", a.calls_today, "num calls-today"),
+    el("td", percent(a.occupancy), "num occupancy"),
+    el("td", secs(a.pause_today_s), "num pause-today"),
     el("td", (a.queues || []).join(", ")),
     agentButtons(a),
   );

@@ -329,3 +329,34 @@ class Groups:
             key: tallies.get(key, none).figures(extra.get(key, ()), now)
             for key in sorted(tallies.keys() | extra.keys())
         }
+
+
+def agent_figures(
+    spans: Iterable[tuple[str, str, str, float]], handled: Mapping[str, tuple[int, float]]
+) -> dict[str, dict[str, Any]]:
+    """Per agent: logged-in and paused time (by reason) from ``(agent, kind, reason,
+    seconds)`` summed per kind and reason, ``calls`` and ``handle_s`` (talk + wrap-up) of the
+    legs they answered, and occupancy = handle time / (logged in - paused). The one definition
+    of the period report (``cti.stats.period``) and of the live view (``cti.stats.live``)."""
+    out: dict[str, dict[str, Any]] = {}
+
+    def entry(agent: str) -> dict[str, Any]:
+        return out.setdefault(
+            agent,
+            {"calls": 0, "handle_s": 0.0, "login_s": 0.0, "pause_s": 0.0, "pause_by_reason": {}},
+        )
+
+    for agent, kind, reason, seconds in spans:
+        e = entry(agent)
+        if kind == "login":
+            e["login_s"] = round(e["login_s"] + float(seconds), 3)
+        else:
+            e["pause_s"] = round(e["pause_s"] + float(seconds), 3)
+            e["pause_by_reason"][reason or ""] = round(float(seconds), 3)
+    for agent, (calls, seconds) in handled.items():
+        e = entry(agent)
+        e["calls"], e["handle_s"] = calls, round(seconds, 3)
+    for e in out.values():
+        staffed = e["login_s"] - e["pause_s"]
+        e["occupancy"] = round(min(1.0, e["handle_s"] / staffed), 4) if staffed > 0 else None
+    return dict(sorted(out.items()))

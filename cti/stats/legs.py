@@ -264,6 +264,13 @@ class AgentBook:
             out.extend(a for a in (state.login, state.pause) if a is not None)
         return out
 
+    def open_of(self, agent: str) -> list[Activity]:
+        """The agent's login and pause still open."""
+        state = self._agents.get(agent)
+        if state is None:
+            return []
+        return [a for a in (state.login, state.pause) if a is not None]
+
     def paused(self, agent: str) -> Activity | None:
         state = self._agents.get(agent)
         return state.pause if state is not None else None

@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cti.config import Config
-from cti.stats.figures import Figures, Groups, Thresholds, grouped
+from cti.stats.figures import Figures, Groups, Thresholds, agent_figures, grouped
 from cti.stats.legs import Activity, AgentBook, Leg, LegBook
 from cti.tracker.events import CallEvent
 
 DAY = 86400.0
+REASON_MAX = 100  # agent_activity.reason: a pause reason as the database keeps it
 
 
 def thresholds_of(config: Config) -> Thresholds:
@@ -57,6 +58,14 @@ class LiveStats:
         self._seeded: set[str] = set()  # calls whose legs came from the database (``seed``)
         self._groups = Groups(thresholds, GROUPS_LIVE)  # today's legs in ``_today``
         self._by_call: dict[str, list[Leg]] = {}  # ``_today`` by call
+        # Per agent, kept as legs finish and intervals close (``agents_today``): the closed
+        # intervals' time within today by (agent, kind, reason), and the answered legs of
+        # ``_today`` (calls, talk + wrap-up). In whole microseconds (Asterisk's resolution):
+        # exact, so a wrap-up taken back and added again leaves no trace of the order.
+        self._spans: dict[str, dict[tuple[str, str], int]] = {}  # agent -> (kind, reason) -> µs
+        self._handled: dict[str, list[int]] = {}
+        # Today's outbound calls (started today, ended): call -> (started, outcome, talk_s).
+        self._outbound: dict[str, tuple[float, str, float | None]] = {}
 
     def apply(self, event: CallEvent) -> Applied:
         if event.ts is not None and event.ts > self.now:
@@ -87,8 +96,103 @@ class LiveStats:
                 self._by_call.setdefault(leg.call_id, []).append(leg)
                 if leg.joined_at >= self._day_start:
                     self._groups.add(leg)
+                    self._handle(leg, 1)
         self.activity_today.extend(done.activity)
+        for item in done.activity:
+            self._span(item, 1)
         return done
+
+    def _handle(self, leg: Leg, sign: int) -> None:
+        """Count (or take back) a leg of today in its agent's handle time, as the period
+        report does: answered legs whose talk ended, talk + wrap-up (0 when not known)."""
+        if leg.agent and leg.answered_at is not None and leg.ended_at is not None:
+            entry = self._handled.setdefault(leg.agent, [0, 0])
+            entry[0] += sign
+            entry[1] += sign * micros(leg.ended_at - leg.answered_at + (leg.wrap_s or 0.0))
+
+    def _span(self, item: Activity, sign: int) -> None:
+        """A closed interval's seconds within today (clipped as the period report clips)."""
+        if item.ended_at is None:
+            return
+        start, end = self._day_start, self._day_start + DAY
+        if not (item.started_at < end and item.ended_at > start):
+            return
+        seconds = micros(min(item.ended_at, end) - max(item.started_at, start))
+        spans = self._spans.setdefault(item.agent, {})
+        key = (item.kind, item.reason[:REASON_MAX] if item.reason else "")
+        spans[key] = spans.get(key, 0) + sign * seconds
+
+    def seed_activity(self, items: Iterable[Activity]) -> int:
+        """Today's closed agent intervals written before this instance started (read back
+        from ``agent_activity``): those it does not hold already are counted. The number added."""
+        known = {(a.agent, a.kind, a.started_at) for a in self.activity_today}
+        added = 0
+        for item in items:
+            key = (item.agent, item.kind, item.started_at)
+            if item.ended_at is None or item.ended_at <= self._day_start or key in known:
+                continue
+            known.add(key)
+            self.activity_today.append(item)
+            self._span(item, 1)
+            added += 1
+        return added
+
+    def outbound_ended(
+        self, call: str, started: float | None, outcome: str, talk_s: float | None
+    ) -> None:
+        """An outbound call ended, as its interaction is written (``started_at``,
+        ``outcome``, ``talk_s``): counted today if it started today."""
+        if started is not None and self._day_start <= started < self._day_start + DAY:
+            self._outbound[call] = (started, outcome, talk_s)
+
+    def seed_outbound(self, calls: Iterable[tuple[str, float, str, float | None]]) -> int:
+        """Today's outbound calls written before this instance started (interactions): those
+        it has not counted itself. The number added."""
+        added = 0
+        for call, started, outcome, talk_s in calls:
+            if call not in self._outbound:
+                self.outbound_ended(call, started, outcome, talk_s)
+                added += call in self._outbound
+        return added
+
+    def outbound(self) -> dict[str, Any]:
+        """Today's outbound calls as the period report gives them (``calls``, ``answered``,
+        ``talk_s``, ``avg_talk_s``). A day holds a few thousand at most: summed when read."""
+        talks = [t for _, _, t in self._outbound.values() if t is not None]
+        answered = sum(1 for _, outcome, _ in self._outbound.values() if outcome == "answered")
+        return {
+            "calls": len(self._outbound),
+            "answered": answered,
+            "talk_s": round(sum(talks), 3) if talks else 0.0,
+            "avg_talk_s": round(sum(talks) / len(talks), 3) if talks else None,
+        }
+
+    def agents_today(self, now: float | None = None) -> dict[str, dict[str, Any]]:
+        """Per agent today: logged-in and paused time (by reason), handle time and occupancy,
+        as the period report defines them; intervals still open count until ``now`` (the
+        latest event's time by default)."""
+        now = max(now or 0.0, self.now)
+        rows: list[tuple[str, str, str, float]] = []
+        for agent in sorted(self._spans.keys() | {a.agent for a in self.agents.open_activity()}):
+            rows.extend(self._rows_of(agent, now))
+        handled = {a: (n, s / 1e6) for a, (n, s) in self._handled.items() if n}
+        return agent_figures(rows, handled)
+
+    def agent_today(self, agent: str, now: float | None = None) -> dict[str, Any] | None:
+        """``agents_today()[agent]`` from this agent's totals alone (the console's row)."""
+        now = max(now or 0.0, self.now)
+        n, us = self._handled.get(agent, (0, 0))
+        figures = agent_figures(self._rows_of(agent, now), {agent: (n, us / 1e6)} if n else {})
+        return figures.get(agent)
+
+    def _rows_of(self, agent: str, now: float) -> list[tuple[str, str, str, float]]:
+        spans = dict(self._spans.get(agent, {}))
+        for item in self.agents.open_of(agent):
+            start = max(item.started_at, self._day_start)
+            if now > start:
+                key = (item.kind, item.reason[:REASON_MAX] if item.reason else "")
+                spans[key] = spans.get(key, 0) + micros(now - start)
+        return [(agent, k, r, us / 1e6) for (k, r), us in sorted(spans.items())]
 
     def seed(self, legs: Iterable[Leg], day_start: float) -> int:
         """Today's legs finished before this instance saw their calls' events (written by the
@@ -99,6 +203,10 @@ class LiveStats:
             self._day_start = day_start
             self._today = [leg for leg in self._today if leg.joined_at >= day_start]
             self._tally()
+            self._spans = {}
+            for item in self.activity_today:
+                self._span(item, 1)
+            self._outbound = {c: o for c, o in self._outbound.items() if o[0] >= day_start}
         known = self._by_call.keys() | {leg.call_id for leg in self.legs.live_legs()}
         added = [
             leg
@@ -120,11 +228,15 @@ class LiveStats:
             self._early_wraps.setdefault(call, {})[agent] = seconds
             return []
         legs = list(self._by_call.get(call, ()))
+        before = _last_answered(legs, agent)
+        if before is not None and before.joined_at >= self._day_start:
+            self._handle(before, -1)
         leg = _set_wrap(legs, agent, seconds)
         if leg is None:
             return []
         if leg.joined_at >= self._day_start:
             self._groups.rewrapped(leg)
+            self._handle(leg, 1)
         return legs
 
     def replace_legs(self, legs: Sequence[Leg]) -> list[Leg]:
@@ -148,15 +260,21 @@ class LiveStats:
         self.activity_today = [
             a for a in self.activity_today if (a.ended_at or self.now) >= self._day_start
         ]
+        self._spans = {}
+        for item in self.activity_today:
+            self._span(item, 1)
+        self._outbound = {c: o for c, o in self._outbound.items() if o[0] >= self._day_start}
 
     def _tally(self) -> None:
         """Tally ``_today`` again (after legs left it, or were put in before others)."""
         self._groups = Groups(self.thresholds, GROUPS_LIVE)
         self._by_call = {}
+        self._handled = {}
         for leg in self._today:
             self._by_call.setdefault(leg.call_id, []).append(leg)
             if leg.joined_at >= self._day_start:
                 self._groups.add(leg)
+                self._handle(leg, 1)
 
     @property
     def day_start(self) -> float:
@@ -189,23 +307,36 @@ class LiveStats:
         return out
 
     def to_dict(self, now: float | None = None) -> dict[str, Any]:
-        """``/api/stats/live``: today's figures by queue, tier, agent and hour."""
+        """``/api/stats/live``: today's figures by queue, tier, agent and hour, outbound calls
+        apart, and per agent occupancy and pause time by reason (``agents``)."""
         return {
             "now": max(now or 0.0, self.now),
             "day_start": self._day_start,
             **{
                 by: {k: f.to_dict() for k, f in self.figures(by, now).items()} for by in GROUPS_LIVE
             },
+            "outbound": self.outbound(),
+            "agents": self.agents_today(now),
         }
 
 
 GROUPS_LIVE = ("queue", "tier", "agent", "hour")
 
 
-def _set_wrap(legs: list[Leg], agent: str, seconds: float) -> Leg | None:
-    """The agent's last answered leg takes the wrap-up: that leg."""
+def micros(seconds: float) -> int:
+    return round(seconds * 1e6)
+
+
+def _last_answered(legs: list[Leg], agent: str) -> Leg | None:
     for leg in reversed(legs):
         if leg.agent == agent and leg.answered_at is not None:
-            leg.wrap_s = seconds
             return leg
     return None
+
+
+def _set_wrap(legs: list[Leg], agent: str, seconds: float) -> Leg | None:
+    """The agent's last answered leg takes the wrap-up: that leg."""
+    leg = _last_answered(legs, agent)
+    if leg is not None:
+        leg.wrap_s = seconds
+    return leg

@@ -19,7 +19,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from crm_core.models import AgentActivity, CallLeg, Interaction
 from cti.stats.adapter import INTERACTION_COLUMNS
-from cti.stats.figures import GROUPS, Figures, Thresholds
+from cti.stats.figures import GROUPS, Figures, Thresholds, agent_figures
 
 LEGS: Table = CallLeg.__table__  # type: ignore[assignment]
 ACTIVITY: Table = AgentActivity.__table__  # type: ignore[assignment]
@@ -315,30 +315,13 @@ async def _agents(
         )
         .group_by(c.agent)
     )
-    out: dict[str, dict[str, Any]] = {}
-
-    def entry(agent: str) -> dict[str, Any]:
-        return out.setdefault(
-            agent,
-            {"calls": 0, "handle_s": 0.0, "login_s": 0.0, "pause_s": 0.0, "pause_by_reason": {}},
-        )
-
-    for agent, kind, reason, seconds in (await conn.execute(spans)).all():
-        e = entry(agent)
-        if kind == "login":
-            e["login_s"] = round(e["login_s"] + float(seconds), 3)
-        else:
-            e["pause_s"] = round(e["pause_s"] + float(seconds), 3)
-            e["pause_by_reason"][reason or ""] = round(float(seconds), 3)
+    rows = [
+        (agent, kind, reason, float(seconds))
+        for agent, kind, reason, seconds in (await conn.execute(spans)).all()
+    ]
     if handled_by_agent is None:
         handled_by_agent = {
             agent: (int(calls), float(seconds or 0.0))
             for agent, calls, seconds in (await conn.execute(handled)).all()
         }
-    for agent, (calls, seconds) in handled_by_agent.items():
-        e = entry(agent)
-        e["calls"], e["handle_s"] = calls, round(seconds, 3)
-    for e in out.values():
-        staffed = e["login_s"] - e["pause_s"]
-        e["occupancy"] = round(min(1.0, e["handle_s"] / staffed), 4) if staffed > 0 else None
-    return dict(sorted(out.items()))
+    return agent_figures(rows, handled_by_agent)

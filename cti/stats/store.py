@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import structlog
@@ -22,15 +23,17 @@ from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crm_core.db import refused_by_database
-from crm_core.models import AgentActivity, CallLeg
+from crm_core.models import AgentActivity, CallLeg, Interaction
 from crm_core.records import storable_caller
 from crm_core.repeats import mark_calls
+from cti.stats.adapter import INTERACTION_COLUMNS
 from cti.stats.legs import Activity, Leg
 
 log = structlog.get_logger(__name__)
 
 LEGS: Table = CallLeg.__table__  # type: ignore[assignment]
 ACTIVITY: Table = AgentActivity.__table__  # type: ignore[assignment]
+CALLS: Table = Interaction.__table__  # type: ignore[assignment]
 _REASON_MAX: int = ACTIVITY.c["reason"].type.length  # type: ignore[attr-defined]
 
 
@@ -147,6 +150,40 @@ def _legs(rows: Sequence[Any]) -> list[Leg]:
         )
         for r in rows
     ]
+
+
+async def activity_since(engine: AsyncEngine, since: float) -> list[Activity]:
+    """The agent intervals written (closed) that ended after ``since``."""
+    a = ACTIVITY.c
+    query = select(a.agent, a.kind, a.reason, a.started_at, a.ended_at).where(a.ended_at > since)
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query.order_by(a.started_at))).all()
+    return [Activity(r.agent, r.kind, r.started_at, r.ended_at, r.reason or "") for r in rows]
+
+
+async def outbound_since(
+    engine: AsyncEngine, since: float, call_prefix: str = ""
+) -> list[tuple[str, float, str, float | None]]:
+    """The outbound calls written that started from ``since`` on: (call id, started, outcome,
+    talk_s), as the period report reads them (``cti.stats.period._outbound``)."""
+    i = CALLS.c
+    started = i[INTERACTION_COLUMNS["started"]]
+    query = select(
+        i.call_id, started, i[INTERACTION_COLUMNS["outcome"]], i[INTERACTION_COLUMNS["talk"]]
+    ).where(
+        i[INTERACTION_COLUMNS["direction"]] == "outbound",
+        started >= datetime.fromtimestamp(since, UTC),
+    )
+    if call_prefix:
+        query = query.where(i.call_id.startswith(call_prefix, autoescape=True))
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    out = []
+    for call_id, at, outcome, talk in rows:
+        if at.tzinfo is None:  # SQLite keeps no zone: UTC, as written
+            at = at.replace(tzinfo=UTC)
+        out.append((call_id, at.timestamp(), outcome, talk))
+    return out
 
 
 async def write_activity(engine: AsyncEngine, items: Sequence[Activity]) -> None:

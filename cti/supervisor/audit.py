@@ -40,6 +40,15 @@ class AuditLog:
             result = await conn.execute(insert(AUDIT).values(**row).returning(AUDIT.c.id))
             return int(result.scalar_one())
 
+    async def close(self, audit_id: int, at: float) -> bool:
+        """One session ends now (its spyer stopped or hung up), if still open."""
+        c = AUDIT.c
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                update(AUDIT).where(c.id == audit_id, c.ended_at.is_(None)).values(ended_at=at)
+            )
+            return bool(result.rowcount)
+
     async def close_for_call(self, call_id: str, at: float, actions: tuple[str, ...]) -> int:
         """The sessions on this call still open end now (ChanSpy exits with the call)."""
         c = AUDIT.c

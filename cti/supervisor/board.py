@@ -10,7 +10,8 @@ Rows (JSON objects; the console's contract, see ``cti.supervisor.console``):
   includes hold: the caller stays bridged), ``on_hold_since``, ``hold_s`` (held so far by
   the agent on the call), ``reason`` (routing or escalation);
 - agent: ``name``, ``member``, ``state`` (logged_out, available, ringing, on_call, paused),
-  ``reason``, ``paused_since``, ``paused_s``, ``call_id``, ``queues``, ``calls_today``;
+  ``reason``, ``paused_since``, ``paused_s``, ``call_id``, ``queues``, ``calls_today``,
+  ``occupancy`` and ``pause_today_s`` (as ``/api/stats/live``'s ``agents``);
 - queue: ``queue``, ``tier``, ``waiting``, ``longest_wait_s`` (of the callers waiting now),
   ``agents_available``, ``agents_logged_in``, today's ``offered``, ``answered``,
   ``abandoned``, ``service_level`` and ``target``, ``breached``;
@@ -138,6 +139,7 @@ def agent_row(
     key = agent_key(agent)
     queues = stats.agents.queue_states(key)
     pause = stats.agents.paused(key)
+    today = stats.agent_today(key, now)
     on_call = ringing = None
     for ctx in calls:
         if ctx.state == "answered" and ctx.agent == key:
@@ -164,6 +166,9 @@ def agent_row(
         "call_id": on_call or ringing,
         "queues": sorted(queues),
         "calls_today": calls_today.get(key, 0),
+        # Today as /api/stats/live's ``agents`` (from this agent's running totals alone).
+        "occupancy": today["occupancy"] if today is not None else None,
+        "pause_today_s": today["pause_s"] if today is not None else 0.0,
     }
 
 

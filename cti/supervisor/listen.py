@@ -20,6 +20,7 @@ import asyncio
 import re
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -33,6 +34,8 @@ from cti.supervisor.audit import AuditLog
 log = structlog.get_logger(__name__)
 
 SPY_OPTIONS = {"listen": "qE", "whisper": "qEw", "barge": "qEB"}
+# The raw AMI events that end a spy session before its call ends (``Supervise.ami_event``).
+SPY_EVENTS = frozenset({"ChanSpyStart", "ChanSpyStop", "Hangup"})
 # A channel name as Asterisk makes them; anything else (commas, pipes) could change the
 # application's arguments.
 _CHANNEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9/@._;:+#\-]{0,199}$")
@@ -74,6 +77,14 @@ class CallLike(Protocol):
     agents: list[str]
 
 
+def _channel_of(channel: str, interface: str) -> bool:
+    """Is ``channel`` one of this phone's (``PJSIP/9000`` → ``PJSIP/9000-0000002a``;
+    ``Local/9000@agents/n`` → ``Local/9000@agents-00000003;1``)?"""
+    if interface.startswith("Local/") and interface.count("/") > 1:
+        interface = interface.rsplit("/", 1)[0]  # Local's options are not in its name
+    return channel.startswith(f"{interface}-")
+
+
 def recordings_dir(config: SupervisorConfig) -> Path:
     return Path(config.recordings_dir or Path(platformdirs.user_data_dir("cti")) / "recordings")
 
@@ -81,6 +92,19 @@ def recordings_dir(config: SupervisorConfig) -> Path:
 def recording_file(directory: Path, call_id: str) -> Path:
     """Where a call's recording is: named after the call id, made safe for a file name."""
     return directory / f"{_UNSAFE.sub('_', call_id)}.wav"
+
+
+@dataclass
+class _Session:
+    """A listen/whisper/barge session: the supervisor's phone spying on an agent's channel.
+    ``spyer`` is the phone's channel, known from ``ChanSpyStart``."""
+
+    call_id: str
+    phone: str
+    spyee: str
+    audit_id: int | None = None
+    spyer: str | None = None
+    ended_at: float | None = None  # ended before its audit row was written
 
 
 class Supervise:
@@ -105,6 +129,8 @@ class Supervise:
         self._jobs: asyncio.Queue[tuple[str, Any]] | None = None
         self._worker: asyncio.Task[None] | None = None
         self._recorded: list[Callable[[str, str], None]] = []
+        self._waiting: list[_Session] = []  # sessions before their ChanSpyStart
+        self._spying: dict[str, _Session] = {}  # the spyer's channel -> its session
 
     def _link(self, call_id: str) -> PbxActions:
         return self.pbx if self.links is None else self.links.for_call(call_id)
@@ -129,12 +155,18 @@ class Supervise:
                 pbx = self.links.same_pbx(supervisor, ctx.call_id)
             except PbxRefused as exc:
                 raise SupervisionRefused(exc.status, exc.message) from None
-        await pbx.originate(
-            supervisor.interface,
-            application="ChanSpy",
-            data=f"{channel},{SPY_OPTIONS[mode]}",
-            caller_id=f'"{mode} {ctx.agent or ""}" <spy>',
-        )
+        session = _Session(ctx.call_id, supervisor.interface, channel)
+        self._waiting.append(session)  # before the Originate: ChanSpyStart may come first
+        try:
+            await pbx.originate(
+                supervisor.interface,
+                application="ChanSpy",
+                data=f"{channel},{SPY_OPTIONS[mode]}",
+                caller_id=f'"{mode} {ctx.agent or ""}" <spy>',
+            )
+        except BaseException:
+            self._forget(session)
+            raise
         at = self.clock()
         audit_id = await self.audit.add(
             at=at,
@@ -144,11 +176,55 @@ class Supervise:
             target=channel,
             detail={"agent": ctx.agent, "phone": supervisor.interface},
         )
+        session.audit_id = audit_id
+        if session.ended_at is not None:  # the supervisor hung up before the row was written
+            await self.audit.close(audit_id, max(at, session.ended_at))
         log.info("supervisor.spy", supervisor=supervisor.name, mode=mode, call_id=ctx.call_id)
         return {"audit_id": audit_id, "mode": mode, "call_id": ctx.call_id, "agent": ctx.agent}
 
+    def ami_event(self, event: Mapping[str, str]) -> None:
+        """A raw AMI event from the event flow (``SPY_EVENTS``): ``ChanSpyStart`` tells which
+        channel of the supervisor's phone spies; that session ends at the first of
+        ``ChanSpyStop`` (``SpyerChannel``) or the Hangup of that channel (its audit row closed by
+        the worker), else with its call (``call_ended``). Cheap for the Hangups of every call."""
+        name = event.get("Event")
+        if name == "Hangup":
+            if self._spying:
+                self._stop(event.get("Channel", ""), event)
+        elif name == "ChanSpyStop":
+            self._stop(event.get("SpyerChannel", ""), event)
+        elif name == "ChanSpyStart" and self._waiting:
+            spyer, spyee = event.get("SpyerChannel", ""), event.get("SpyeeChannel", "")
+            for session in self._waiting:
+                if session.spyee == spyee and _channel_of(spyer, session.phone):
+                    self._waiting.remove(session)
+                    session.spyer = spyer
+                    self._spying[spyer] = session
+                    break
+
+    def _stop(self, spyer: str, event: Mapping[str, str]) -> None:
+        session = self._spying.pop(spyer, None)
+        if session is None:
+            return
+        try:
+            at = float(event.get("Timestamp") or "")
+        except ValueError:
+            at = self.clock()
+        session.ended_at = at
+        if session.audit_id is not None and self._jobs is not None:
+            self._jobs.put_nowait(("stop", (session.audit_id, at)))
+
+    def _forget(self, session: _Session) -> None:
+        if session in self._waiting:
+            self._waiting.remove(session)
+        if session.spyer is not None:
+            self._spying.pop(session.spyer, None)
+
     async def call_ended(self, call_id: str, at: float) -> None:
-        """Spy sessions on the call end with it; its recording is complete."""
+        """Spy sessions on the call still open end with it; its recording is complete."""
+        for session in [*self._waiting, *self._spying.values()]:
+            if session.call_id == call_id:
+                self._forget(session)
         self._recording.pop(call_id, None)
         await self.audit.close_for_call(call_id, at, ("listen", "whisper", "barge", "record"))
 
@@ -245,6 +321,8 @@ class Supervise:
             try:
                 if kind == "record":
                     await self._record(item)
+                elif kind == "stop":
+                    await self.audit.close(*item)
                 else:
                     await self.call_ended(*item)
             except asyncio.CancelledError:

@@ -43,7 +43,7 @@ from cti.hub import HubMessage, PopHub
 from cti.stats.legs import Leg
 from cti.stats.live import DAY, LiveStats, thresholds_of
 from cti.stats.period import period_figures
-from cti.stats.store import StatsSink, legs_since
+from cti.stats.store import StatsSink, activity_since, legs_since, outbound_since
 from cti.supervisor.alerts import AlertEvent, alerts
 from cti.supervisor.board import CallView, agent_key, agent_row, agents_on, board, call_row
 from cti.supervisor.listen import Supervise
@@ -128,6 +128,11 @@ class Supervision:
         if ctx is not None and event.call:
             self._index(event.call, ctx)
         done = self.stats.apply(event)
+        if event.event == "ended" and getattr(ctx, "direction", None) == "outbound":
+            # As its interaction is written (``CallTracker.record_of``).
+            outcome = getattr(ctx, "outcome", None) or "unanswered"
+            talk = getattr(ctx, "talk_s", None)
+            self.stats.outbound_ended(event.call, getattr(ctx, "offered_at", None), outcome, talk)
         if self.supervise is not None and ctx is not None:
             if event.event == "answered":
                 self.supervise.answered(ctx)
@@ -254,6 +259,15 @@ class Supervision:
             return
         added = self.stats.seed(legs, day_start)
         log.info("stats.today_counted", pbx=call_prefix or None, legs=added, read=len(legs))
+        try:
+            outbound = await outbound_since(self.engine, day_start, call_prefix)
+            # Agent intervals carry no PBX: read back only when one PBX is all there is.
+            activity = [] if call_prefix else await activity_since(self.engine, day_start)
+        except Exception as exc:
+            log.warning("stats.today_agents_not_counted", error=repr(exc))
+            return
+        self.stats.seed_outbound(outbound)
+        self.stats.seed_activity(activity)
 
     def count_legs(self, legs: list[Leg]) -> None:
         """Legs written for calls no daemon saw (``cti.queuelog``): today's count them (a

@@ -234,3 +234,24 @@ async def test_a_call_asterisk_refused_to_record_names_no_file(
     assert len(sent(pbx, "MixMonitor")) == 1
     await world.event("ended", "c1", 65, hangup_by="caller")
     assert "recording" not in world.interactions["c1"].extra
+
+
+async def test_an_audited_session_never_ends_before_it_began(tmp_path: Path) -> None:
+    """Its start may be this host's clock (no ChanSpyStart seen), its end Asterisk's."""
+    from crm_core.store import CrmStore
+    from cti.supervisor.audit import AuditLog
+
+    store = await CrmStore.open(f"sqlite+aiosqlite:///{tmp_path / 'crm.db'}")
+    try:
+        audit = AuditLog(store.engine)
+        one = await audit.add(at=1000.0, supervisor="S", action="listen", call_id="c1")
+        two = await audit.add(at=1000.0, supervisor="S", action="barge", call_id="c2")
+        assert await audit.close(one, 990.0)
+        assert await audit.close_for_call("c2", 995.0, ("barge",)) == 1
+        three = await audit.add(at=1000.0, supervisor="S", action="whisper", call_id="c3")
+        await audit.started(three, 1002.0)
+        assert await audit.close(three, 1004.5)
+        ends = {e["id"]: (e["at"], e["ended_at"]) for e in await audit.entries(0, 2000)}
+        assert ends == {one: (1000.0, 1000.0), two: (1000.0, 1000.0), three: (1002.0, 1004.5)}
+    finally:
+        await store.close()

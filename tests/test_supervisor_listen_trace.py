@@ -106,6 +106,9 @@ async def test_the_transferred_call_is_recorded_once_and_spied_on_at_its_current
     assert originate["data"] == f"{AGENT_2001},qEw"  # the agent talking now, not 1003
     assert originate["async"] == "true"
 
+    # The supervisor's phone answers a second after the transfer: ChanSpy starts.
+    began = float(events[done]["Timestamp"]) + 1
+    await ami.play([spy_event("ChanSpyStart", began, f"{PHONE}-0000002a", AGENT_2001)])
     await ami.play(events[done + 1 :])
     await wait_until(lambda: (c := calls.get(call_id)) is None or c.ended_at is not None)
     await supervise.settled()
@@ -116,6 +119,9 @@ async def test_the_transferred_call_is_recorded_once_and_spied_on_at_its_current
     assert by_action["whisper"]["target"] == AGENT_2001
     assert by_action["whisper"]["supervisor"] == "Supervisor"
     assert by_action["whisper"]["ended_at"] == pytest.approx(float(events[-1]["Timestamp"]), abs=1)
+    # From ChanSpyStart, on the same clock as its end (it was the request's time on this host:
+    # a session replayed from a recording lasted less than nothing).
+    assert by_action["whisper"]["at"] == pytest.approx(began, abs=1e-3)
 
 
 def spy_event(name: str, at: float, spyer: str, spyee: str) -> dict[str, str]:
@@ -170,4 +176,5 @@ async def test_a_spy_session_ends_when_the_supervisor_stops_not_when_the_call_en
     assert status == 200
     [whisper] = [e for e in audit["entries"] if e["action"] == "whisper"]
     assert whisper["ended_at"] == pytest.approx(at + 2.5, abs=1e-3)
+    assert whisper["at"] == pytest.approx(at + 1, abs=1e-3)  # ChanSpyStart: 1.5 s of whisper
     assert whisper["ended_at"] < float(events[-1]["Timestamp"]) - 2  # before the call's end

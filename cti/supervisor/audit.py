@@ -6,12 +6,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table, and_, insert, select, update
+from sqlalchemy import Table, and_, case, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crm_core.models import SupervisorAudit
 
 AUDIT: Table = SupervisorAudit.__table__  # type: ignore[assignment]
+
+
+def _not_before_start(at: float) -> Any:
+    """``at``, or the row's start if later: a session never lasts less than nothing (the
+    request's time is this host's clock, an end from the event flow Asterisk's)."""
+    return case((AUDIT.c.at > at, AUDIT.c.at), else_=at)
 
 
 class AuditLog:
@@ -40,12 +46,20 @@ class AuditLog:
             result = await conn.execute(insert(AUDIT).values(**row).returning(AUDIT.c.id))
             return int(result.scalar_one())
 
+    async def started(self, audit_id: int, at: float) -> None:
+        """A spy session began at ``at`` (Asterisk's ChanSpyStart: the supervisor's phone
+        answered), not when it was asked for."""
+        async with self._engine.begin() as conn:
+            await conn.execute(update(AUDIT).where(AUDIT.c.id == audit_id).values(at=at))
+
     async def close(self, audit_id: int, at: float) -> bool:
         """One session ends now (its spyer stopped or hung up), if still open."""
         c = AUDIT.c
         async with self._engine.begin() as conn:
             result = await conn.execute(
-                update(AUDIT).where(c.id == audit_id, c.ended_at.is_(None)).values(ended_at=at)
+                update(AUDIT)
+                .where(c.id == audit_id, c.ended_at.is_(None))
+                .values(ended_at=_not_before_start(at))
             )
             return bool(result.rowcount)
 
@@ -56,7 +70,7 @@ class AuditLog:
             result = await conn.execute(
                 update(AUDIT)
                 .where(c.call_id == call_id, c.ended_at.is_(None), c.action.in_(actions))
-                .values(ended_at=at)
+                .values(ended_at=_not_before_start(at))
             )
             return int(result.rowcount or 0)
 

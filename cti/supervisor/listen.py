@@ -104,6 +104,7 @@ class _Session:
     spyee: str
     audit_id: int | None = None
     spyer: str | None = None
+    started_at: float | None = None  # ChanSpyStart: the supervisor's phone answered, spying
     ended_at: float | None = None  # ended before its audit row was written
 
 
@@ -177,8 +178,10 @@ class Supervise:
             detail={"agent": ctx.agent, "phone": supervisor.interface},
         )
         session.audit_id = audit_id
+        if session.started_at is not None:  # ChanSpyStart came before the row was written
+            await self.audit.started(audit_id, session.started_at)
         if session.ended_at is not None:  # the supervisor hung up before the row was written
-            await self.audit.close(audit_id, max(at, session.ended_at))
+            await self.audit.close(audit_id, session.ended_at)
         log.info("supervisor.spy", supervisor=supervisor.name, mode=mode, call_id=ctx.call_id)
         return {"audit_id": audit_id, "mode": mode, "call_id": ctx.call_id, "agent": ctx.agent}
 
@@ -200,19 +203,26 @@ class Supervise:
                     self._waiting.remove(session)
                     session.spyer = spyer
                     self._spying[spyer] = session
+                    # The session starts when the phone answered, on the clock of its end.
+                    session.started_at = self._event_time(event)
+                    if session.audit_id is not None and self._jobs is not None:
+                        self._jobs.put_nowait(("start", (session.audit_id, session.started_at)))
                     break
 
     def _stop(self, spyer: str, event: Mapping[str, str]) -> None:
         session = self._spying.pop(spyer, None)
         if session is None:
             return
-        try:
-            at = float(event.get("Timestamp") or "")
-        except ValueError:
-            at = self.clock()
+        at = self._event_time(event)
         session.ended_at = at
         if session.audit_id is not None and self._jobs is not None:
             self._jobs.put_nowait(("stop", (session.audit_id, at)))
+
+    def _event_time(self, event: Mapping[str, str]) -> float:
+        try:
+            return float(event.get("Timestamp") or "")
+        except ValueError:  # timestampevents = no
+            return self.clock()
 
     def _forget(self, session: _Session) -> None:
         if session in self._waiting:
@@ -321,6 +331,8 @@ class Supervise:
             try:
                 if kind == "record":
                     await self._record(item)
+                elif kind == "start":
+                    await self.audit.started(*item)
                 elif kind == "stop":
                     await self.audit.close(*item)
                 else:

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 import structlog
+from aiohttp import web
+
+from connectors.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -93,3 +98,27 @@ async def redis_prefix() -> AsyncIterator[tuple[aioredis.Redis, str]]:
     if keys:
         await client.delete(*keys)
     await client.aclose()
+
+
+@pytest.fixture
+async def hook() -> AsyncIterator[tuple[int, list[dict[str, Any]]]]:
+    """A webhook receiver on 127.0.0.1 (``/hook``, secret ``hook-secret``): its port and the
+    bodies it took, each signature checked."""
+    received: list[dict[str, Any]] = []
+
+    async def take(request: web.Request) -> web.Response:
+        body = await request.read()
+        assert verify("hook-secret", request.headers[TIMESTAMP_HEADER], body,
+                      request.headers[SIGNATURE_HEADER])  # fmt: skip
+        received.append(json.loads(body))
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", take)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield runner.addresses[0][1], received
+    finally:
+        await runner.cleanup()

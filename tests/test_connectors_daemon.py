@@ -4,17 +4,14 @@ the events out by webhook, and the finished call written back to that CRM."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 from fakes.crm_servers import FakeHubSpot
 
-from connectors.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from cti.config import Config
 from cti.daemon import build_daemon
 from cti.tracker.events import CallEvent
@@ -23,24 +20,10 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "config" / "connectors"
 
 
 async def test_a_call_from_a_hubspot_contact_pops_goes_out_signed_and_is_logged_in_hubspot(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hook: tuple[int, list[dict[str, Any]]]
 ) -> None:
     monkeypatch.setenv("HUBSPOT_TOKEN", FakeHubSpot.TOKEN)
-    received: list[dict[str, Any]] = []
-
-    async def hook(request: web.Request) -> web.Response:
-        body = await request.read()
-        assert verify("hook-secret", request.headers[TIMESTAMP_HEADER], body,
-                      request.headers[SIGNATURE_HEADER])  # fmt: skip
-        received.append(json.loads(body))
-        return web.Response(status=204)
-
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    hook_port = runner.addresses[0][1]
+    hook_port, received = hook
 
     async with FakeHubSpot().running() as hubspot:
         hubspot_entry = tomllib.loads((EXAMPLES / "hubspot.toml").read_text())["directories"][0]
@@ -75,7 +58,6 @@ async def test_a_call_from_a_hubspot_contact_pops_goes_out_signed_and_is_logged_
                 await asyncio.sleep(0.05)
         finally:
             await daemon.stop()
-            await runner.cleanup()
 
     assert ctx is not None and ctx.view is not None
     assert ctx.view["name"] == "Ada Lovelace" and ctx.view["sources"]["name"] == "hubspot"

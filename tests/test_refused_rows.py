@@ -14,17 +14,16 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Any
 
 from interaction_world import metric, recorded, renumbered, unique_shift, world
 from sqlalchemy import text
+from test_queue_log_backfill import NoLiveCalls, Rows
 
 from crm_core.db import create_engine
 from crm_core.store import CrmStore
 from cti.dead_letters import DeadLetterFile
 from cti.interactions import InteractionRecorder
 from cti.queuelog.backfill import QueueLogBackfill
-from cti.queuelog.model import QueueLogRow, parse_line
 from cti.stats.legs import Activity, Leg
 from cti.stats.store import StatsRecorder, legs_of_calls
 
@@ -132,29 +131,6 @@ async def test_a_row_postgresql_refuses_is_dropped_and_counted_and_the_rest_of_i
         await engine.dispose()
 
 
-class _Rows:
-    """A queue_log source holding fixed rows."""
-
-    fine = False
-
-    def __init__(self, text: str) -> None:
-        self.rows = [r for r in map(parse_line, text.splitlines()) if r is not None]
-
-    async def read(self, since: float) -> list[QueueLogRow]:
-        return [r for r in self.rows if r.time >= since]
-
-    async def close(self) -> None:
-        return None
-
-
-class _NoLiveCalls:
-    def get(self, call_id: str) -> Any:
-        return None
-
-    def queue_log_completed(self, record: Any) -> bool:
-        return False
-
-
 async def test_calls_recovered_from_queue_log_get_their_legs_beside_one_postgresql_refuses(
     pg_server_url: str, tmp_path: Path
 ) -> None:
@@ -175,10 +151,10 @@ async def test_calls_recovered_from_queue_log_get_their_legs_beside_one_postgres
         await stats.start()
         try:
             filler = QueueLogBackfill(
-                _Rows(text),
+                Rows(text),
                 store.engine,
                 recorder,
-                _NoLiveCalls(),
+                NoLiveCalls(),
                 resolver=store,
                 tiers_by_queue={"tier1": "T1"},
                 pbx_id="pbx1",

@@ -6,43 +6,18 @@ envelope (``connectors.events``), and again when it clears."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
-from connectors.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from cti.config import Config
 from cti.daemon import Daemon, build_daemon
 from cti.tracker.events import CallEvent
 
 AGENT = {"member": "Agent 1001", "interface": "Local/1001@agents"}
-
-
-@pytest.fixture
-async def hook() -> AsyncIterator[tuple[int, list[dict[str, Any]]]]:
-    received: list[dict[str, Any]] = []
-
-    async def take(request: web.Request) -> web.Response:
-        body = await request.read()
-        assert verify("hook-secret", request.headers[TIMESTAMP_HEADER], body,
-                      request.headers[SIGNATURE_HEADER])  # fmt: skip
-        received.append(json.loads(body))
-        return web.Response(status=204)
-
-    app = web.Application()
-    app.router.add_post("/hook", take)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield runner.addresses[0][1], received
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture

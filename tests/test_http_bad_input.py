@@ -117,6 +117,30 @@ async def test_control_characters_wrong_types_and_huge_values_are_a_400_naming_t
     assert ctx.notes == [] and ctx.escalations == [] and ctx.disposition is None
 
 
+@pytest.mark.parametrize(
+    ("path", "raw", "field"),
+    [
+        ("/api/calls/c1/escalate", '{"tier": "tier1", "reason": "x", "tier": "tier2"}', "tier"),
+        ("/api/calls/originate", '{"number": "020 7123 4567", "customer_id": 1, "customer_id": 2}',
+         "customer_id"),
+        ("/api/calls/c1/disposition", '{"code": "sale", "extra": {"a": 1, "a": 2}}', "a"),
+    ],
+)  # fmt: skip
+async def test_a_field_given_twice_is_a_400_naming_it_not_the_last_one_taken(
+    world: tuple[World, Any], path: str, raw: str, field: str
+) -> None:
+    """Which of the two did the client mean? Nobody knows: nothing is done."""
+    w, pbx = world
+    resp = await w.client.post(
+        path, data=raw, headers={**auth_for(path), "Content-Type": "application/json"}
+    )
+    assert resp.status == 400, await resp.text()
+    assert await error_of(resp) == f"{field}: given more than once"
+    assert call_actions(pbx) == []
+    ctx = w.calls.get("c1")
+    assert ctx is not None and ctx.escalations == [] and ctx.disposition is None
+
+
 async def test_a_note_may_span_lines(world: tuple[World, Any]) -> None:
     w, _ = world
     text = "tested the line\n\tno sync light"

@@ -47,11 +47,29 @@ def _message(item: Any) -> str:
     return str(item["msg"])
 
 
+class _RepeatedKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _no_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object; one naming a field twice is refused (which one did the client mean?)."""
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise _RepeatedKey(key)
+        data[key] = value
+    return data
+
+
 async def parse_body(request: web.Request, model: type[M]) -> M:
     """The request's JSON body as ``model``; a clear 400 naming the field otherwise."""
     raw = await request.read()
     try:
-        data = json.loads(raw or b"null")
+        data = json.loads(raw or b"null", object_pairs_hook=_no_repeated_keys)
+    except _RepeatedKey as exc:
+        raise ApiError(400, f"{exc.key}: given more than once") from None
     except RecursionError:
         # json gives up on deep nesting (``[[[[...``) with RecursionError, not ValueError.
         raise ApiError(400, "body: nested too deeply to be a request") from None

@@ -12,8 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -36,19 +35,9 @@ SENT_BY_API |= {"queuepause"}
 
 
 @pytest.fixture
-async def prefix() -> AsyncIterator[str]:
-    client = aioredis.from_url(REDIS_URL)
-    try:
-        await client.ping()
-    except Exception as exc:
-        await client.aclose()
-        pytest.skip(f"Redis at {REDIS_URL} is not reachable: {exc}")
-    name = f"cti-test-{uuid.uuid4().hex[:10]}"
-    yield name
-    keys = [k async for k in client.scan_iter(match=f"{name}:*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
+def prefix(redis_prefix: tuple[aioredis.Redis, str]) -> str:
+    """The Redis key prefix of this test's instances (its keys deleted after it)."""
+    return redis_prefix[1]
 
 
 def token(name: str) -> str:

@@ -11,8 +11,7 @@ Two daemons in this process (``test_cluster_actions``): A ingests the PBX, B sta
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,6 @@ import pytest
 import redis.asyncio as aioredis
 from fakes.ami_server import FakeAmiServer
 from test_cluster_actions import (
-    REDIS_URL,
     Api,
     agent,
     eventually,
@@ -49,20 +47,9 @@ def forward_of(daemon: Daemon) -> HttpForward:
 
 
 @pytest.fixture
-async def prefix() -> AsyncIterator[str]:
+def prefix(redis_prefix: tuple[aioredis.Redis, str]) -> str:
     """The Redis key prefix of this test's instances (its keys deleted after it)."""
-    client = aioredis.from_url(REDIS_URL)
-    try:
-        await client.ping()
-    except Exception as exc:
-        await client.aclose()
-        pytest.skip(f"Redis at {REDIS_URL} is not reachable: {exc}")
-    name = f"cti-test-{uuid.uuid4().hex[:10]}"
-    yield name
-    keys = [k async for k in client.scan_iter(match=f"{name}:*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
+    return redis_prefix[1]
 
 
 AGENT = "Agent 1001"  # the agent who answers the recorded call

@@ -81,16 +81,25 @@ async def api(daemon: Daemon, method: str, path: str, **kw: Any) -> tuple[int, A
         return r.status, await r.json()
 
 
-async def test_the_transferred_call_is_recorded_once_and_spied_on_at_its_current_agent(
-    running: tuple[Daemon, FakeAmiServer, Path],
-) -> None:
-    daemon, ami, rec = running
+async def transferred(daemon: Daemon, ami: FakeAmiServer) -> tuple[list[dict[str, str]], int]:
+    """The trace's events and the index of its AttendedTransfer, played up to it; returns
+    once the daemon has the call with Agent 2001, who talks after the transfer."""
     events = [e for e in read_ami_events(TRACE) if "Event" in e]
     done = next(i for i, e in enumerate(events) if e["Event"] == "AttendedTransfer")
     await ami.play(events[: done + 1])
     call_id = events[0]["Linkedid"]
     calls = daemon.parts.calls
     await wait_until(lambda: (c := calls.get(call_id)) is not None and c.agent == "Agent 2001")
+    return events, done
+
+
+async def test_the_transferred_call_is_recorded_once_and_spied_on_at_its_current_agent(
+    running: tuple[Daemon, FakeAmiServer, Path],
+) -> None:
+    daemon, ami, rec = running
+    events, done = await transferred(daemon, ami)
+    call_id = events[0]["Linkedid"]
+    calls = daemon.parts.calls
     supervise = daemon.parts.supervision.supervise  # type: ignore[union-attr]
     assert supervise is not None
     await supervise.settled()
@@ -149,12 +158,9 @@ async def test_a_spy_session_ends_when_the_supervisor_stops_not_when_the_call_en
     channel's ``Hangup``), not when the call ended. Another phone's ``ChanSpyStop`` on the
     same agent ends nothing."""
     daemon, ami, _ = running
-    events = [e for e in read_ami_events(TRACE) if "Event" in e]
-    done = next(i for i, e in enumerate(events) if e["Event"] == "AttendedTransfer")
-    await ami.play(events[: done + 1])
+    events, done = await transferred(daemon, ami)
     call_id = events[0]["Linkedid"]
     calls = daemon.parts.calls
-    await wait_until(lambda: (c := calls.get(call_id)) is not None and c.agent == "Agent 2001")
     status, body = await api(daemon, "POST", f"/api/calls/{call_id}/spy", json={"mode": "whisper"})
     assert status == 201, body
 

@@ -75,6 +75,15 @@ async def task_of(h: Harness, task_id: int) -> Task | None:
     return await CallbackBook(h.store.engine).get(task_id)
 
 
+async def a_callback_task(h: Harness, traces_dir: Path) -> dict[str, Any]:
+    """The daemon started and the recorded caller given up: their one task, as Agent 1001
+    (in its queue) lists it."""
+    await h.start_daemon()
+    await play_call(h, traces_dir, "abandoned_in_queue")
+    [task] = await eventually(lambda: callbacks(h, "Agent 1001"), bool)
+    return task
+
+
 async def test_an_abandoned_caller_is_called_back_from_the_task(
     harness: Harness, traces_dir: Path
 ) -> None:
@@ -118,9 +127,7 @@ async def test_a_task_whose_customer_refused_calls_since_is_closed_not_left_undi
     harness: Harness, traces_dir: Path
 ) -> None:
     h = harness
-    await h.start_daemon()
-    await play_call(h, traces_dir, "abandoned_in_queue")
-    [task] = await eventually(lambda: callbacks(h, "Agent 1001"), bool)
+    task = await a_callback_task(h, traces_dir)
     # The customer asks not to be called again before anyone calls back.
     await h.store.upsert_customer(name="Grace Hopper", external_id="CUST-000123",
                                   phones=[KNOWN_CALLER], flags=["do_not_call"])  # fmt: skip
@@ -137,9 +144,7 @@ async def test_a_busy_callback_is_recorded_busy_and_closes_the_task(
     harness: Harness, traces_dir: Path
 ) -> None:
     h = harness
-    await h.start_daemon()
-    await play_call(h, traces_dir, "abandoned_in_queue")
-    [task] = await eventually(lambda: callbacks(h, "Agent 1001"), bool)
+    task = await a_callback_task(h, traces_dir)
     status, body = await h.api("POST", f"/api/callbacks/{task['task_id']}/dial", "Agent 1001",
                                json={})  # fmt: skip
     assert status == 202, body
@@ -154,9 +159,7 @@ async def test_a_repeat_call_from_the_number_closes_the_task(
     harness: Harness, traces_dir: Path
 ) -> None:
     h = harness
-    await h.start_daemon()
-    await play_call(h, traces_dir, "abandoned_in_queue")
-    [task] = await eventually(lambda: callbacks(h, "Agent 1001"), bool)
+    task = await a_callback_task(h, traces_dir)
     await play_call(h, traces_dir, "answered_tier1")  # the same number rings in again
     assert await callbacks(h, "Agent 1001") == []
     closed = await task_of(h, task["task_id"])
@@ -219,9 +222,7 @@ async def test_a_bad_dial_request_is_refused_and_nothing_reaches_asterisk(
     harness: Harness, traces_dir: Path
 ) -> None:
     h = harness
-    await h.start_daemon()
-    await play_call(h, traces_dir, "abandoned_in_queue")
-    [task] = await eventually(lambda: callbacks(h, "Agent 1001"), bool)
+    task = await a_callback_task(h, traces_dir)
     dial = f"/api/callbacks/{task['task_id']}/dial"
     for path, body, status, error in [
         ("/api/callbacks/abc/dial", {}, 400, "task_id: must be a whole number"),
@@ -356,9 +357,7 @@ async def test_a_callback_to_a_shared_number_names_no_customer_to_the_pbx(
     Originate carries no CTI_CUSTOMER_ID (it named the first candidate)."""
     h = harness
     await h.store.upsert_customer(name="Grace's lodger", phones=[KNOWN_CALLER])
-    await h.start_daemon()
-    await play_call(h, traces_dir, "abandoned_in_queue")
-    [task] = await eventually(lambda: callbacks(h, "Agent 1001"), bool)
+    task = await a_callback_task(h, traces_dir)
     assert task["customer_id"] is None
     status, body = await h.api("POST", f"/api/callbacks/{task['task_id']}/dial", "Agent 1001",
                                json={})  # fmt: skip

@@ -60,3 +60,10 @@ def refused_by_database(exc: BaseException) -> bool:
         return False
     sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
     return isinstance(sqlstate, str) and sqlstate[:2] in ("22", "23")
+
+
+def describe_db_error(exc: BaseException) -> str:
+    """The driver's own error, first line, with its type: what a log or a message shows."""
+    original = getattr(exc, "orig", None) or exc
+    text = str(original).strip()
+    return f"{type(original).__name__}: {text.splitlines()[0]}" if text else type(original).__name__

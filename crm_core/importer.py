@@ -48,6 +48,7 @@ from crm_core.customer_batch import (
     StoredCustomer,
     StoredPhone,
 )
+from crm_core.db import refused_by_database
 from crm_core.errors import InvalidCustomer
 from crm_core.import_report import (
     FieldChange,
@@ -444,23 +445,13 @@ async def _commit(store: CrmStore, planner: _Planner, writes: list[CustomerWrite
                 async with store.engine.begin() as conn:
                     await customer_batch.apply(conn, writes, planner.now)
             except sa_exc.DBAPIError as exc:
-                if _refusal(exc):
+                if refused_by_database(exc):
                     raise _Refused(_describe(exc)) from exc
                 raise
     except _Refused:
         for write, customer_id in zip(writes, ids, strict=True):
             write.customer_id = customer_id  # rolled back: new customers are new again
         raise
-
-
-def _refusal(exc: sa_exc.DBAPIError) -> bool:
-    """The database refused these values (a constraint, data it cannot store), as opposed to
-    failing: SQLSTATE class 22 or 23 on PostgreSQL (asyncpg's "invalid byte sequence" for a
-    NUL is a bare DBAPIError to SQLAlchemy), IntegrityError/DataError anywhere."""
-    if isinstance(exc, sa_exc.IntegrityError | sa_exc.DataError):
-        return True
-    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-    return isinstance(sqlstate, str) and sqlstate[:2] in ("22", "23")
 
 
 def _describe(exc: sa_exc.DBAPIError) -> str:

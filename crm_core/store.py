@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from crm_core import schema
 from crm_core.cache import TtlCache
 from crm_core.cases import calls_of_cases
-from crm_core.db import create_engine, sqlite_path
+from crm_core.db import create_engine, describe_db_error, refused_by_database, sqlite_path
 from crm_core.errors import CrmError, CrmUnavailable, InvalidCustomer
 from crm_core.fence import Fence
 from crm_core.fence import claim as claim_fence
@@ -106,18 +106,6 @@ def _ago(when: datetime, now: datetime) -> str:
     if days <= 0:
         return "today"
     return "yesterday" if days == 1 else f"{days} days ago"
-
-
-def _describe_db_error(exc: BaseException) -> str:
-    original = getattr(exc, "orig", None) or exc
-    text = str(original).strip().splitlines()[0] if str(original).strip() else ""
-    return f"{type(original).__name__}: {text}" if text else type(original).__name__
-
-
-def _refused_data(exc: sa_exc.DBAPIError) -> bool:
-    """PostgreSQL's data exceptions (SQLSTATE class 22) and integrity violations (23)."""
-    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-    return isinstance(sqlstate, str) and sqlstate[:2] in ("22", "23")
 
 
 def rank(holders: Sequence[Holder], facts: Sequence[Facts]) -> tuple[Candidate, ...]:
@@ -256,19 +244,19 @@ class CrmStore:
         try:
             yield
         except (sa_exc.IntegrityError, sa_exc.DataError) as exc:
-            raise CrmError(f"CRM {operation} rejected: {_describe_db_error(exc)}") from exc
+            raise CrmError(f"CRM {operation} rejected: {describe_db_error(exc)}") from exc
         except (sa_exc.DBAPIError, sa_exc.TimeoutError, OSError, TimeoutError) as exc:
-            if isinstance(exc, sa_exc.DBAPIError) and _refused_data(exc):
+            if refused_by_database(exc):
                 # asyncpg's data errors come as a plain DBAPIError: the database is up, said no.
-                raise CrmError(f"CRM {operation} rejected: {_describe_db_error(exc)}") from exc
-            _log().warning("crm.unavailable", operation=operation, error=_describe_db_error(exc))
+                raise CrmError(f"CRM {operation} rejected: {describe_db_error(exc)}") from exc
+            _log().warning("crm.unavailable", operation=operation, error=describe_db_error(exc))
             raise CrmUnavailable(
-                f"CRM database unavailable during {operation}: {_describe_db_error(exc)}"
+                f"CRM database unavailable during {operation}: {describe_db_error(exc)}"
             ) from exc
         except sa_exc.SQLAlchemyError as exc:
-            _log().warning("crm.error", operation=operation, error=_describe_db_error(exc))
+            _log().warning("crm.error", operation=operation, error=describe_db_error(exc))
             raise CrmUnavailable(
-                f"CRM database error during {operation}: {_describe_db_error(exc)}"
+                f"CRM database error during {operation}: {describe_db_error(exc)}"
             ) from exc
 
     @asynccontextmanager

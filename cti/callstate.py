@@ -32,7 +32,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from crm_core.db import refused_by_database
+from crm_core.db import describe_db_error, refused_by_database
 from crm_core.models import LiveCall, LivePbx
 
 log = structlog.get_logger(__name__)
@@ -350,7 +350,6 @@ class CallStateWriter:
                 if call_id not in self._refused:
                     self._refused.add(call_id)
                     self.refused += 1
-                    original = getattr(exc, "orig", None) or exc
                     log.error("call_state.refused", call_id=call_id[:150],
-                              error=str(original).strip()[:300])  # fmt: skip
+                              error=describe_db_error(exc)[:300])  # fmt: skip
         await self._store.write(self.pbx_id, [], gone, seen_at=seen_at, stopped=stopped)

@@ -50,13 +50,13 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from crm_core.db import refused_by_database
+from crm_core.db import describe_db_error, refused_by_database
 from crm_core.models import Interaction
 from crm_core.types import InteractionRecord, Resolution
 from cti.queuelog.legs import answers_as_logged, queue_log_legs
 from cti.queuelog.model import QueueLogCall, calls_from_rows, missing_facts, settled, tiers_of
 from cti.queuelog.sources import QueueLogSource
-from cti.stats.legs import Leg
+from cti.stats.legs import Leg, legs_by_call
 from cti.stats.store import legs_of_calls, write_legs, write_legs_of_new_calls
 
 log = structlog.get_logger(__name__)
@@ -263,19 +263,15 @@ class QueueLogBackfill:
     async def _write_legs_apart(self, legs: list[Leg]) -> list[Leg]:
         """After a refusal (a call id longer than its column...): each call's legs on their
         own, so that one call never keeps the others' out of the statistics."""
-        by_call: dict[str, list[Leg]] = {}
-        for leg in legs:
-            by_call.setdefault(leg.call_id, []).append(leg)
         written: list[Leg] = []
-        for call_id, its in by_call.items():
+        for call_id, its in legs_by_call(legs).items():
             try:
                 written.extend(await write_legs_of_new_calls(self._engine, its))
             except Exception as exc:
                 if not refused_by_database(exc):
                     raise
-                original = getattr(exc, "orig", None) or exc
                 log.error("queue_log.legs_refused", pbx=self.pbx_id, call_id=call_id[:150],
-                          error=str(original).strip()[:300])  # fmt: skip
+                          error=describe_db_error(exc)[:300])  # fmt: skip
         return written
 
     async def _answer_legs(self, answers: Mapping[str, tuple[QueueLogCall, bool]]) -> None:
@@ -286,11 +282,8 @@ class QueueLogBackfill:
             return
         try:
             written = await legs_of_calls(self._engine, sorted(answers))
-            by_call: dict[str, list[Leg]] = {}
-            for leg in written:
-                by_call.setdefault(leg.call_id, []).append(leg)
             fixed: list[Leg] = []
-            for call_id, legs in by_call.items():
+            for call_id, legs in legs_by_call(written).items():
                 call, joined = answers[call_id]
                 fixed.extend(answers_as_logged(legs, call, joined=joined))
             if fixed and self._figures is not None:

@@ -13,7 +13,7 @@ queue) and ``pause`` (paused, with the reason).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from cti.stats.adapter import EventFields, event_fields
@@ -69,6 +69,14 @@ class Leg:
         if self.answered_at is None or self.ended_at is None:
             return None
         return round(self.ended_at - self.answered_at, 3)
+
+
+def legs_by_call(legs: Iterable[Leg]) -> dict[str, list[Leg]]:
+    """Legs grouped by their call, in the order given."""
+    by_call: dict[str, list[Leg]] = {}
+    for leg in legs:
+        by_call.setdefault(leg.call_id, []).append(leg)
+    return by_call
 
 
 @dataclass(slots=True)

@@ -22,12 +22,12 @@ import structlog
 from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from crm_core.db import refused_by_database
+from crm_core.db import describe_db_error, refused_by_database
 from crm_core.models import AgentActivity, CallLeg, Interaction
 from crm_core.records import storable_caller
 from crm_core.repeats import mark_calls
 from cti.stats.adapter import INTERACTION_COLUMNS
-from cti.stats.legs import Activity, Leg
+from cti.stats.legs import Activity, Leg, legs_by_call
 
 log = structlog.get_logger(__name__)
 
@@ -299,10 +299,7 @@ class StatsRecorder:
         what the database refuses is dropped and counted. An outage raises (the legs are
         written again on the retry, replacing themselves; the activity written is taken off
         the list first, as it would be inserted twice)."""
-        by_call: dict[str, list[Leg]] = {}
-        for leg in legs:
-            by_call.setdefault(leg.call_id, []).append(leg)
-        for call_id, its in by_call.items():
+        for call_id, its in legs_by_call(legs).items():
             try:
                 await write_legs(self._engine, its)
             except Exception as exc:
@@ -330,6 +327,5 @@ class StatsRecorder:
 
     def _refused(self, what: str, exc: Exception, **about: str) -> None:
         self.refused += 1
-        original = getattr(exc, "orig", None) or exc
         log.error("statistics refused by the database; dropped", what=what,
-                  error=str(original).strip()[:300], **about)  # fmt: skip
+                  error=describe_db_error(exc)[:300], **about)  # fmt: skip

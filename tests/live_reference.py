@@ -170,7 +170,9 @@ class ReferenceLiveStats:
         previous ingester, or before a restart), counted as if it had: the number added. A
         call this one already counts (finished here, or in progress) is left out; if it
         finishes here later, its legs from here replace the seeded ones."""
-        if day_start > self._day_start:
+        # Once the PBX's events have come, its clock says which day it is: a host clock a
+        # day ahead (a replay, a PBX off by hours) must not drop the day being counted.
+        if day_start > self._day_start and not self.now:
             self._day_start = day_start
             self._today = [leg for leg in self._today if leg.joined_at >= day_start]
         known = {leg.call_id for leg in self._today} | {

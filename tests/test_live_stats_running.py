@@ -78,6 +78,20 @@ def test_seeded_legs_count_and_give_way_to_their_call_finishing_here() -> None:
     same(live, reference, live.now)
 
 
+def test_a_host_clock_days_ahead_of_the_pbx_does_not_empty_the_day_being_counted() -> None:
+    """Today's legs read back from the database at start (``seed``) are dated by this host's
+    clock; once the PBX's events have come (a replayed trace, a PBX clock off), the day they
+    say it is stays the day counted, whichever finishes first."""
+    live = LiveStats(LIMITS, TIERS)
+    for _ in play(live, day(300, seed=9)):
+        pass
+    before = live.to_dict(live.now)
+    assert before["queue"]
+    assert live.seed([], DAY_START + 10 * 86400) == 0
+    assert live.to_dict(live.now) == before
+    assert live.day_start == DAY_START
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     seed=st.integers(0, 2**32),

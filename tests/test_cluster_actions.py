@@ -128,6 +128,7 @@ async def started(
     stack: AsyncExitStack, config: Config, db_url: str, after: Callable[[Daemon], Awaitable[None]]
 ) -> Daemon:
     store = await CrmStore.open(db_url)
+    stack.push_async_callback(store.close)  # the daemon leaves a store it was given open
     daemon = await build_daemon(config, store=store, http_port=0, agi_port=0)
     stack.push_async_callback(daemon.stop)
     await daemon.start()

@@ -101,6 +101,7 @@ async def two_pbxs(tmp_path: Path) -> AsyncIterator[TwoPbxs]:
         finally:
             await session.close()
             await daemon.stop()
+            await store.close()
 
 
 def answered_call(traces_dir: Path) -> tuple[str, list[dict[str, str]]]:

@@ -85,7 +85,7 @@ async def test_a_backfill_that_outlives_its_lease_writes_nothing_after_the_takeo
                 "redis_url": REDIS_URL,
                 "instance_id": "old",
                 "key_prefix": prefix,
-                "lease_ttl_s": 0.6,
+                "lease_ttl_s": 3.0,  # renewed every 1 s: a loaded machine keeps it
             },
             "queue_log": {"file": str(queue_log)},
         }

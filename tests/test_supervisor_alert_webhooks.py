@@ -55,17 +55,20 @@ async def test_alerts_raised_and_cleared_reach_the_webhooks_as_events(
     daemon: Daemon, hook: tuple[int, list[dict[str, Any]]]
 ) -> None:
     _, received = hook
+    # Everything below lies in the last 90 s: today's, unless the day began less than 90 s ago
+    # (the live figures count today's calls only), so wait for that.
+    await asyncio.sleep(max(0.0, 91.0 - time.time() % 86400))
     t0 = time.time()
     state = {"queue": "tier1", "logged_in": True, **AGENT}
-    await daemon.handle(CallEvent("", "agent_state", t0 - 600, {**state, "paused": True,
+    await daemon.handle(CallEvent("", "agent_state", t0 - 90, {**state, "paused": True,
                                                                  "reason": "coffee"}))  # fmt: skip
     # One call answered after 45 s: tier 1's service level is 0 (target 0.8).
     call = "1795392000.7"
     for event in (
-        CallEvent(call, "offered", t0 - 300, {"caller": "+442071234567"}),
-        CallEvent(call, "queued", t0 - 300, {"queue": "tier1"}),
-        CallEvent(call, "answered", t0 - 255, {"agent": "Agent 1001", "queue": "tier1", **AGENT}),
-        CallEvent(call, "ended", t0 - 200, {"hangup_by": "caller"}),
+        CallEvent(call, "offered", t0 - 80, {"caller": "+442071234567"}),
+        CallEvent(call, "queued", t0 - 80, {"queue": "tier1"}),
+        CallEvent(call, "answered", t0 - 35, {"agent": "Agent 1001", "queue": "tier1", **AGENT}),
+        CallEvent(call, "ended", t0 - 20, {"hangup_by": "caller"}),
     ):
         await daemon.handle(event)
     supervision = daemon.parts.supervision
@@ -77,7 +80,7 @@ async def test_alerts_raised_and_cleared_reach_the_webhooks_as_events(
     pause = by_kind["long_pause"]
     assert (pause["event"], pause["call_id"], pause["agent"]) == ("alert", None, "Agent 1001")
     assert pause["data"]["subject"] == "Agent 1001" and pause["data"]["raised"] is True
-    assert pause["data"]["limit"] == 60 and pause["data"]["value"] >= 600
+    assert pause["data"]["limit"] == 60 and pause["data"]["value"] >= 90
     assert pause["occurred_at"] is not None and pause["id"]
     level = by_kind["service_level"]
     assert (level["queue"], level["data"]["value"], level["data"]["limit"]) == ("tier1", 0.0, 0.8)

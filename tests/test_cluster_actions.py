@@ -214,6 +214,9 @@ async def two_instances(
     )
     await eventually(lambda: bool(getattr(a.parts.ami, "connected", False)))
     await eventually(lambda: bool(getattr(b.others[0].parts.ami, "connected", False)))
+    # Resynced before a test plays its recording: a call caught by the resync is dated by this
+    # host's clock, and the recording's old timestamps would then fall on another day.
+    await eventually(lambda: a.resyncs >= 1 and b.others[0].resyncs >= 1)
     return a, b
 
 
